@@ -1,0 +1,1 @@
+//! Only the tests in `tests/` matter here.

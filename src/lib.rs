@@ -1,0 +1,32 @@
+//! # beacon-meter
+//!
+//! Usage metering for high-throughput graph executors, with windowed,
+//! exactly-once delivery of usage reports to a Beacon service.
+//!
+//! The crate is layered:
+//!
+//! * [`meter`]: the lock-free hot-path core. Sharded single-writer counters
+//!   and a snapshot-and-diff rotation that cuts exact windows. No async, no
+//!   HTTP, no JSON.
+//! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
+//! * [`secret`]: credentials that never reach a log.
+//!
+//! ```
+//! use beacon_meter::Meter;
+//!
+//! let meter = Meter::new();
+//! let local = meter.local(); // keep one per worker thread
+//! local.record_run(3);       // one run of 3 nodes, indivisibly
+//! let window = meter.rotate();
+//! assert_eq!((window.runs(), window.nodes()), (1, 3));
+//! ```
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+pub mod meter;
+#[cfg(feature = "shell")]
+pub mod secret;
+mod sync;
+#[cfg(feature = "shell")]
+pub mod wire;
+
+pub use meter::{CounterId, LocalMeter, MeasureKind, Meter, MeterBuilder, MeterError, Window};

@@ -1,0 +1,331 @@
+//! Per-writer counter slots and the append-only list that holds them.
+//!
+//! # The seqlock
+//!
+//! A slot has exactly one writer at a time (the thread that claimed it), so
+//! the writer never needs a read-modify-write: it loads its own counter and
+//! stores the sum. Counters are **monotonic**; they are never reset. The
+//! rotator keeps, per slot, the snapshot it took last time, and a window is
+//! the difference. "Snapshot and reset" is therefore done without ever
+//! writing to a writer's cache line from another thread.
+//!
+//! A record that touches several counters (a run and its nodes) must be seen
+//! whole or not at all. The writer brackets the record with `seq`:
+//!
+//! ```text
+//! writer                              rotator (snapshot)
+//! s = seq            (own value)      s1 = seq.load(Acquire)   -- retry if odd
+//! seq.store(s+1, Relaxed)             c  = counter.load(Acquire) for each
+//! counter.store(c+n, Release) ...     s2 = seq.load(Relaxed)   -- retry if s1 != s2
+//! seq.store(s+2, Release)
+//! ```
+//!
+//! Why this is exact:
+//! * If the rotator reads any counter value written inside record `k`
+//!   (opened by `seq = 2k+1`), its `Acquire` load synchronises with that
+//!   `Release` store, so `seq = 2k+1` happens-before the later `s2` load and
+//!   `s2 >= 2k+1`. If `s1 <= 2k` then `s1 != s2` and the snapshot is retried.
+//! * If `s1 = 2k+2`, its `Acquire` load synchronises with the closing
+//!   `Release` store of record `k`, so every counter store of records
+//!   `<= k` is visible: nothing of a finished record is missed.
+//!
+//! There are no fences: the `Release` stores and `Acquire` loads on the
+//! counters do their job, cost the same plain `mov` as `Relaxed` on x86-64,
+//! and loom models them exactly (loom supports acquire fences only).
+
+use super::CounterId;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering, spin_loop};
+use crossbeam_utils::CachePadded;
+use std::ptr;
+
+/// Number of spins before a waiting snapshot starts yielding the CPU to the
+/// writer it waits for (a writer preempted in the middle of a record).
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+/// One writer's counters.
+///
+/// Invariants:
+/// * only the thread holding the claim (`in_use == true`, won by a CAS)
+///   stores to `seq`, `runs`, `nodes` and `custom`;
+/// * `seq` is even outside a record and odd inside one;
+/// * `runs`, `nodes`, `custom` only ever grow (wrapping at `u64::MAX`,
+///   which is centuries away at any real rate);
+/// * `index` and `next` are written before the slot is published and never
+///   again.
+pub(crate) struct Slot {
+    seq: AtomicU64,
+    runs: AtomicU64,
+    nodes: AtomicU64,
+    custom: Box<[AtomicU64]>,
+    in_use: AtomicBool,
+    index: usize,
+    next: *mut Padded,
+}
+
+/// A slot on its own cache line(s).
+///
+/// `CachePadded` aligns to 128 bytes on x86-64 (the adjacent-line
+/// prefetcher pulls pairs of 64-byte lines), so two writers' slots never
+/// share a line and a record is a store to a line this core already owns.
+pub(crate) type Padded = CachePadded<Slot>;
+
+/// A consistent copy of one slot's counters: `[runs, nodes, custom...]`.
+pub(crate) type Snapshot = Vec<u64>;
+
+impl Slot {
+    fn new(custom: usize) -> Self {
+        Slot {
+            seq: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+            nodes: AtomicU64::new(0),
+            custom: (0..custom).map(|_| AtomicU64::new(0)).collect(),
+            in_use: AtomicBool::new(true),
+            index: 0,
+            next: ptr::null_mut(),
+        }
+    }
+
+    /// This slot's dense index (0 for the first slot of a meter).
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Opens a record. Only the claiming thread may call this.
+    #[inline(always)]
+    fn begin(&self) -> u64 {
+        // Relaxed: only this thread writes `seq`, so it reads its own last
+        // store (or, after a hand-over, the previous owner's, made visible
+        // by the `Acquire` claim in `SlotList::claim`).
+        let s = self.seq.load(Ordering::Relaxed);
+        // Relaxed: ordered before the counter stores below by their
+        // `Release`, which is what the snapshot's `s2` check relies on.
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        s
+    }
+
+    /// Closes a record opened by `begin`.
+    #[inline(always)]
+    fn end(&self, s: u64) {
+        // Release: pairs with the `Acquire` load of `s1` in `snapshot`; a
+        // reader that sees this even value sees every counter store above.
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    #[inline(always)]
+    fn bump(cell: &AtomicU64, n: u64) {
+        // Relaxed load: single writer, reads its own last store.
+        let v = cell.load(Ordering::Relaxed);
+        // Release: pairs with the `Acquire` counter loads in `snapshot`; a
+        // reader that sees this value also sees `seq = odd` stored before
+        // it, so its `s2` check rejects a half-read record.
+        cell.store(v.wrapping_add(n), Ordering::Release);
+    }
+
+    /// One graph run of `nodes` nodes, as one indivisible record.
+    #[inline(always)]
+    pub(crate) fn record_run(&self, nodes: u64) {
+        let s = self.begin();
+        Self::bump(&self.runs, 1);
+        Self::bump(&self.nodes, nodes);
+        self.end(s);
+    }
+
+    /// `n` nodes outside a completed run.
+    #[inline(always)]
+    pub(crate) fn record_nodes(&self, n: u64) {
+        let s = self.begin();
+        Self::bump(&self.nodes, n);
+        self.end(s);
+    }
+
+    /// `n` on custom counter `i`.
+    #[inline(always)]
+    pub(crate) fn record_custom(&self, i: usize, n: u64) {
+        let s = self.begin();
+        Self::bump(&self.custom[i], n);
+        self.end(s);
+    }
+
+    /// A run plus custom counters, all as one indivisible record.
+    #[inline]
+    pub(crate) fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
+        let s = self.begin();
+        Self::bump(&self.runs, 1);
+        Self::bump(&self.nodes, nodes);
+        for &(id, n) in extra {
+            Self::bump(&self.custom[id.0], n);
+        }
+        self.end(s);
+    }
+
+    /// A consistent copy of the counters, as they stood between two records.
+    ///
+    /// May wait (spinning, then yielding) while the owner is inside a
+    /// record; it holds nothing the owner needs, so the owner always
+    /// finishes and the wait is a few nanoseconds unless the owner was
+    /// preempted mid-record.
+    pub(crate) fn snapshot_into(&self, out: &mut Snapshot) {
+        let mut spins = 0u32;
+        loop {
+            out.clear();
+            // Acquire: pairs with the `Release` store in `end`.
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                // Acquire: each pairs with the `Release` store in `bump`.
+                out.push(self.runs.load(Ordering::Acquire));
+                out.push(self.nodes.load(Ordering::Acquire));
+                out.extend(self.custom.iter().map(|c| c.load(Ordering::Acquire)));
+                // Relaxed: kept after the loads above by their `Acquire`.
+                let s2 = self.seq.load(Ordering::Relaxed);
+                if s1 == s2 {
+                    return;
+                }
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_YIELD {
+                spin_loop();
+            } else {
+                yield_now();
+            }
+        }
+    }
+
+    /// Gives the slot up for another thread to claim.
+    pub(crate) fn release(&self) {
+        // Release: pairs with the `Acquire` CAS in `SlotList::claim`; the
+        // next owner sees this owner's last counter and `seq` values.
+        self.in_use.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(loom)]
+fn yield_now() {
+    loom::thread::yield_now();
+}
+
+#[cfg(not(loom))]
+fn yield_now() {
+    std::thread::yield_now();
+}
+
+/// An append-only, lock-free list of slots. Slots are never removed while
+/// the list lives; a retired thread's slot is released and reused by the
+/// next thread that claims one, so the list's length is bounded by the
+/// largest number of writers alive at once.
+pub(crate) struct SlotList {
+    /// Newest slot. Every slot is reachable from here through `next`.
+    head: AtomicPtr<Padded>,
+    custom: usize,
+}
+
+// safety:
+// - the raw pointers in the list point to boxed slots owned by the list and
+//   freed only in `Drop`, when no other reference to the list exists;
+// - everything reachable through them is atomics or fields that are
+//   immutable after publication.
+unsafe impl Send for SlotList {}
+// safety: see `Send` above; shared access only touches atomics.
+unsafe impl Sync for SlotList {}
+
+impl SlotList {
+    /// An empty list whose slots carry `custom` custom counters.
+    pub(crate) fn new(custom: usize) -> Self {
+        SlotList {
+            head: AtomicPtr::new(ptr::null_mut()),
+            custom,
+        }
+    }
+
+    /// Claims a free slot for the calling writer, or appends a new one.
+    ///
+    /// Lock-free: it never waits for a rotation or for another claimer. It
+    /// allocates only when every existing slot is taken.
+    pub(crate) fn claim(&self) -> &Padded {
+        for slot in self.iter() {
+            // Acquire on success: pairs with the `Release` in
+            // `Slot::release`, so this thread sees the previous owner's
+            // counters and `seq` before adding to them.
+            if slot
+                .in_use
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return slot;
+            }
+        }
+        self.push()
+    }
+
+    fn push(&self) -> &Padded {
+        let node = Box::into_raw(Box::new(CachePadded::new(Slot::new(self.custom))));
+        // Acquire: pairs with the `Release` CAS below, to read the current
+        // head's `index`.
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let index = if head.is_null() {
+                0
+            } else {
+                // safety:
+                // - `head` was published by a `Release` CAS that this
+                //   thread's `Acquire` load synchronised with;
+                // - slots are only freed when the list is dropped.
+                unsafe { &*head }.index + 1
+            };
+            // safety: `node` is unpublished, so this is the only reference.
+            let n: &mut Padded = unsafe { &mut *node };
+            n.next = head;
+            n.index = index;
+            // Release on success: publishes the slot's initial counters,
+            // `index` and `next` to the `Acquire` loads in `iter` and
+            // `push`. Acquire on failure: same as the load above.
+            match self
+                .head
+                .compare_exchange(head, node, Ordering::Release, Ordering::Acquire)
+            {
+                // safety: published just now, freed only when the list drops.
+                Ok(_) => return unsafe { &*node },
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Every slot published so far, newest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Padded> {
+        // Acquire: pairs with the `Release` CAS in `push`.
+        let mut cur = self.head.load(Ordering::Acquire) as *const Padded;
+        std::iter::from_fn(move || {
+            if cur.is_null() {
+                return None;
+            }
+            // safety:
+            // - `cur` was published by a `Release` CAS in `push` (directly,
+            //   or as the `next` of a published slot, written before it);
+            // - slots live until the list is dropped, which needs `&mut`.
+            let slot = unsafe { &*cur };
+            cur = slot.next;
+            Some(slot)
+        })
+    }
+
+    /// The number of slots ever created (the high-water mark of writers).
+    pub(crate) fn len(&self) -> usize {
+        self.iter().next().map_or(0, |s| s.index + 1)
+    }
+}
+
+impl Drop for SlotList {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` means every other thread is done with the
+        // list, and their accesses happen-before this drop.
+        let mut cur = self.head.load(Ordering::Relaxed);
+        while !cur.is_null() {
+            // safety:
+            // - `&mut self`: no writer or reader holds a slot any more
+            //   (handles keep the meter, and so this list, alive);
+            // - every node came from `Box::into_raw` in `push` and is
+            //   reached exactly once by this walk.
+            let node = unsafe { Box::from_raw(cur) };
+            cur = node.next;
+        }
+    }
+}

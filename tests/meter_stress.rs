@@ -1,0 +1,210 @@
+//! Multi-threaded stress of the metering core: writers record while another
+//! thread rotates in a tight loop. Totals and per-record atomicity are
+//! checked at the end.
+
+use beacon_meter::{Meter, Window};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+const RECORDS_PER_WRITER: u64 = 200_000;
+
+/// Writer `w` records runs of `node_weight(w)` nodes each. The weights are
+/// powers of 2^20 (more than the records of one writer), so a window's node
+/// total decomposes uniquely into each writer's run count, and any record
+/// split from its nodes shows up as a mismatch with `runs`.
+const W: u64 = 1 << 20;
+
+fn node_weight(w: usize) -> u64 {
+    W.pow(w as u32)
+}
+
+/// Decomposes a window into per-writer run counts, asserting it holds only
+/// whole records.
+fn whole_records(w: &Window, writers: usize) -> Vec<u64> {
+    let mut rest = w.nodes();
+    let per_writer: Vec<u64> = (0..writers)
+        .map(|_| {
+            let n = rest % W;
+            rest /= W;
+            n
+        })
+        .collect();
+    assert_eq!(rest, 0, "window {} has stray nodes", w.sequence());
+    assert_eq!(
+        per_writer.iter().sum::<u64>(),
+        w.runs(),
+        "window {} split a record: runs={} nodes={}",
+        w.sequence(),
+        w.runs(),
+        w.nodes()
+    );
+    per_writer
+}
+
+#[test]
+fn rotation_in_a_tight_loop_loses_nothing_and_splits_nothing() {
+    // Three writers: two through `local()` and one through `Meter` directly.
+    let meter = Meter::new();
+    let writers = 3;
+    let start = Arc::new(Barrier::new(writers + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let m = meter.clone();
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                let weight = node_weight(w);
+                if w == 2 {
+                    for _ in 0..RECORDS_PER_WRITER {
+                        m.record_run(weight);
+                    }
+                } else {
+                    let local = m.local();
+                    for _ in 0..RECORDS_PER_WRITER {
+                        local.record_run(weight);
+                    }
+                }
+            })
+        })
+        .collect();
+    let rotator = {
+        let m = meter.clone();
+        let done = done.clone();
+        let start = start.clone();
+        thread::spawn(move || {
+            start.wait();
+            let mut windows = Vec::new();
+            while !done.load(Ordering::Acquire) {
+                windows.push(m.rotate());
+            }
+            windows
+        })
+    };
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    let mut windows = rotator.join().unwrap();
+    windows.push(meter.rotate());
+    assert!(
+        windows.len() > 10,
+        "the rotator ran {} times",
+        windows.len()
+    );
+
+    let mut total_runs = 0;
+    let mut total_nodes = 0u64;
+    let mut per_writer = vec![0u64; writers];
+    for w in &windows {
+        for (i, n) in whole_records(w, writers).into_iter().enumerate() {
+            per_writer[i] += n;
+        }
+        total_runs += w.runs();
+        total_nodes += w.nodes();
+    }
+    assert_eq!(per_writer, vec![RECORDS_PER_WRITER; writers]);
+    assert_eq!(total_runs, RECORDS_PER_WRITER * writers as u64);
+    let expected_nodes: u64 = (0..writers)
+        .map(|w| RECORDS_PER_WRITER * node_weight(w))
+        .sum();
+    assert_eq!(total_nodes, expected_nodes);
+    // Windows are numbered consecutively.
+    for (i, w) in windows.iter().enumerate() {
+        assert_eq!(w.sequence(), i as u64);
+    }
+}
+
+#[test]
+fn churning_threads_keep_counts_and_reuse_slots() {
+    let meter = Meter::new();
+    let mut windows = Vec::new();
+    for round in 0..50u64 {
+        let ts: Vec<_> = (0..4)
+            .map(|i| {
+                let m = meter.clone();
+                thread::spawn(move || {
+                    if i % 2 == 0 {
+                        m.local().record_run(round);
+                    } else {
+                        m.record_run(round);
+                    }
+                })
+            })
+            .collect();
+        windows.push(meter.rotate());
+        for t in ts {
+            t.join().unwrap();
+        }
+    }
+    windows.push(meter.rotate());
+    let runs: u64 = windows.iter().map(Window::runs).sum();
+    let nodes: u64 = windows.iter().map(Window::nodes).sum();
+    assert_eq!(runs, 200);
+    assert_eq!(nodes, 4 * (0..50).sum::<u64>());
+    assert!(
+        meter.slot_count() <= 5,
+        "200 short-lived threads, at most 4 alive at once (+1 for timing), used {} slots",
+        meter.slot_count()
+    );
+}
+
+#[test]
+fn custom_counters_and_gauges_by_name() {
+    let mut b = Meter::builder();
+    let tokens = b.counter("x.tokens").unwrap();
+    b.gauge("langgraph.platform.py_graphs", || 7).unwrap();
+    b.gauge("x.broken", || panic!("gauge bug")).unwrap();
+    assert!(
+        b.counter("x.tokens").is_err(),
+        "duplicate names are refused"
+    );
+    assert!(b.counter("langgraph.platform.runs").is_err());
+    assert!(b.counter("bad name").is_err());
+    let meter = b.build();
+    assert_eq!(meter.counter_id("x.tokens"), Some(tokens));
+    let local = meter.local();
+    local.record(tokens, 5);
+    meter.record_run_with(2, &[(tokens, 10)]);
+    let w = meter.rotate();
+    assert_eq!(w.get("x.tokens"), Some(15));
+    assert_eq!(w.runs(), 1);
+    assert_eq!(w.nodes(), 2);
+    assert_eq!(w.get("langgraph.platform.py_graphs"), Some(7));
+    assert_eq!(w.get("x.broken"), None);
+    assert_eq!(w.gauge_failures().collect::<Vec<_>>(), vec!["x.broken"]);
+    assert_eq!(w.get("no.such"), None);
+}
+
+#[test]
+fn peek_does_not_close_the_window() {
+    let meter = Meter::new();
+    meter.record_run(4);
+    assert_eq!(meter.peek().runs(), 1);
+    meter.record_run(4);
+    let w = meter.rotate();
+    assert_eq!((w.runs(), w.nodes()), (2, 8));
+    assert_eq!(w.sequence(), 0);
+    assert_eq!(meter.rotate().sequence(), 1);
+}
+
+#[test]
+fn two_meters_on_one_thread_do_not_mix() {
+    let a = Meter::new();
+    let b = Meter::new();
+    for _ in 0..10 {
+        a.record_run(1);
+        b.record_run(2);
+    }
+    assert_eq!(a.rotate().nodes(), 10);
+    assert_eq!(b.rotate().nodes(), 20);
+    // A meter dropped while this thread caches its slot is pruned later.
+    for _ in 0..100 {
+        let m = Meter::new();
+        m.record_run(1);
+        assert_eq!(m.rotate().runs(), 1);
+    }
+    a.record_run(1);
+    assert_eq!(a.rotate().runs(), 1);
+}
