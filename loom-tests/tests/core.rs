@@ -135,7 +135,9 @@ fn two_slots_registered_concurrently() {
         let (a1, b1) = whole_records(&w1, 1, 1);
         let (a2, b2) = whole_records(&w2, 1, 1);
         assert_eq!((a1 + a2, b1 + b2), (1, 1));
-        assert_eq!(meter.slot_count(), 2, "two live writers, two slots");
+        // Two slots if both writers were alive at once; one if the first
+        // retired before the second claimed (its slot is then reused).
+        assert!((1..=2).contains(&meter.slot_count()));
     });
 }
 
@@ -161,11 +163,19 @@ fn writer_exits_between_rotations() {
         let w2 = meter.rotate();
         t.join().unwrap();
         let w3 = meter.rotate();
-        assert_eq!(whole_records(&w1, 1, 0), (1, 0), "retired writer's count kept");
+        assert_eq!(
+            whole_records(&w1, 1, 0),
+            (1, 0),
+            "retired writer's count kept"
+        );
         let (a2, b2) = whole_records(&w2, 0, 1);
         let (a3, b3) = whole_records(&w3, 0, 1);
         assert_eq!((a2 + a3, b2 + b3), (0, 1));
-        assert_eq!(meter.slot_count(), 1, "the retired slot was reused, not leaked");
+        assert_eq!(
+            meter.slot_count(),
+            1,
+            "the retired slot was reused, not leaked"
+        );
     });
 }
 
@@ -190,10 +200,14 @@ fn direct_records_through_thread_cache_survive_thread_exit() {
         let (a1, b1) = whole_records(&w1, 1, 1);
         let (a2, b2) = whole_records(&w2, 1, 1);
         assert_eq!((a1 + a2, b1 + b2), (1, 1));
-        // Both threads have exited, so a new writer reuses a slot.
-        let before = meter.slot_count();
+        // Two direct writers never need more than two slots. (Whether loom
+        // has run a thread's thread-local destructors by the time `join`
+        // returns is loom's choice; slot reuse after a thread exits is
+        // checked with `local()` in `writer_exits_between_rotations`, and
+        // with the thread cache in `tests/meter_stress.rs`.)
+        assert!((1..=2).contains(&meter.slot_count()));
         meter.local().record_nodes(1);
-        assert_eq!(meter.slot_count(), before);
+        assert!(meter.slot_count() <= 3);
         assert_eq!(meter.rotate().nodes(), 1);
     });
 }

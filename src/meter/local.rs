@@ -1,6 +1,6 @@
 //! Per-thread handles, and the thread cache behind `Meter`'s direct calls.
 
-use super::slot::Padded;
+use super::slot::{Padded, Shadow};
 use super::{CounterId, Inner, Meter};
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -20,6 +20,8 @@ pub struct LocalMeter {
     /// Invariant: claimed by this handle (`in_use`), lives as long as
     /// `inner`, and is written by no one else until `Drop` releases it.
     slot: NonNull<Padded>,
+    /// This handle's copy of the slot's values, so records are stores only.
+    shadow: Shadow,
     /// Keeps the slot list (and so `slot`) alive.
     inner: Arc<Inner>,
     /// `!Sync`: two threads must never record through one handle at once.
@@ -34,9 +36,11 @@ unsafe impl Send for LocalMeter {}
 
 impl LocalMeter {
     pub(super) fn new(inner: Arc<Inner>) -> Self {
-        let slot = NonNull::from(inner.slots.claim());
+        let slot = inner.slots.claim();
+        let shadow = slot.adopt();
         LocalMeter {
-            slot,
+            slot: NonNull::from(slot),
+            shadow,
             inner,
             _not_sync: PhantomData,
         }
@@ -52,13 +56,13 @@ impl LocalMeter {
     /// record: the run and its nodes always land in the same window.
     #[inline(always)]
     pub fn record_run(&self, nodes: u64) {
-        self.slot().record_run(nodes);
+        self.slot().record_run(&self.shadow, nodes);
     }
 
     /// Records `n` nodes executed outside a completed run.
     #[inline(always)]
     pub fn record_nodes(&self, n: u64) {
-        self.slot().record_nodes(n);
+        self.slot().record_nodes(&self.shadow, n);
     }
 
     /// Adds `n` to a custom counter registered with [`MeterBuilder::counter`](super::MeterBuilder::counter).
@@ -67,14 +71,14 @@ impl LocalMeter {
     /// If `id` belongs to another meter with more counters than this one.
     #[inline(always)]
     pub fn record(&self, id: CounterId, n: u64) {
-        self.slot().record_custom(id.0, n);
+        self.slot().record_custom(&self.shadow, id, n);
     }
 
     /// Records a run of `nodes` nodes together with custom counter amounts,
     /// all in one indivisible record.
     #[inline]
     pub fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
-        self.slot().record_run_with(nodes, extra);
+        self.slot().record_run_with(&self.shadow, nodes, extra);
     }
 
     /// The meter this handle records into.
@@ -101,17 +105,18 @@ impl std::fmt::Debug for LocalMeter {
     }
 }
 
-/// The slot this thread used last: `(meter id, slot)`. A plain `Cell` with
-/// no destructor, so reading it is one thread-pointer-relative load with no
-/// lazy-init check.
+/// The handle this thread used last: `(meter id, handle)`. A plain `Cell`
+/// with no destructor, so reading it is one thread-pointer-relative load
+/// with no lazy-init check.
 ///
-/// Invariant: when `.0 != 0`, `.1` is the slot of a `LocalMeter` held in
+/// Invariant: when `.0 != 0`, `.1` points to a boxed `LocalMeter` held in
 /// this thread's `OWNED` for meter `.0`. `Owned::drop` and `prune` clear it
 /// before that handle goes away.
-type Hot = (u64, *const Padded);
+type Hot = (u64, *const LocalMeter);
 
 /// The handles this thread owns, one per meter it recorded into directly.
-struct Owned(RefCell<Vec<LocalMeter>>);
+/// Boxed so that `HOT` can point at them while the vector grows.
+struct Owned(RefCell<Vec<Box<LocalMeter>>>);
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -127,21 +132,21 @@ loom::thread_local! {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        // The thread is exiting: forget the hot slot first, so a record made
-        // by a later thread-local destructor takes the slow path instead of
-        // writing a slot that is about to be handed to another thread.
+        // The thread is exiting: forget the hot handle first, so a record
+        // made by a later thread-local destructor takes the slow path
+        // instead of using a handle whose slot is about to be released.
         let _ = HOT.try_with(|h| h.set((0, std::ptr::null())));
         // Dropping the handles releases their slots.
     }
 }
 
-/// Runs `f` on this thread's slot for `meter`.
+/// Runs `f` on this thread's handle for `meter`.
 #[inline(always)]
-pub(super) fn with_slot(meter: &Meter, f: impl FnOnce(&Padded)) {
+pub(super) fn with_local(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
     let hot = HOT.try_with(Cell::get).unwrap_or((0, std::ptr::null()));
     if hot.0 == meter.id {
-        // safety: by the invariant on `Hot`, the slot belongs to a live
-        // handle owned by this thread for this meter.
+        // safety: by the invariant on `Hot`, this is a live handle owned by
+        // this thread for this meter.
         f(unsafe { &*hot.1 })
     } else {
         slow(meter, f)
@@ -150,7 +155,7 @@ pub(super) fn with_slot(meter: &Meter, f: impl FnOnce(&Padded)) {
 
 #[cold]
 #[inline(never)]
-fn slow(meter: &Meter, f: impl FnOnce(&Padded)) {
+fn slow(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
     let mut f = Some(f);
     let done = OWNED.try_with(|owned| {
         let mut v = owned.0.borrow_mut();
@@ -158,27 +163,26 @@ fn slow(meter: &Meter, f: impl FnOnce(&Padded)) {
             Some(pos) => pos,
             None => {
                 prune(&mut v);
-                v.push(LocalMeter::new(meter.inner.clone()));
+                v.push(Box::new(LocalMeter::new(meter.inner.clone())));
                 v.len() - 1
             }
         };
-        let slot = v[pos].slot;
-        let _ = HOT.try_with(|h| h.set((meter.id, slot.as_ptr())));
-        // safety: `v[pos]` owns `slot` and is alive for this call.
-        (f.take().expect("called once"))(unsafe { slot.as_ref() });
+        let local: &LocalMeter = &v[pos];
+        let _ = HOT.try_with(|h| h.set((meter.id, local as *const LocalMeter)));
+        (f.take().expect("called once"))(local);
     });
     if done.is_err() {
         // This thread's cache is already destroyed (a record from another
         // thread-local destructor). Claim a slot just for this record; the
         // counts stay in it after it is released.
         let local = LocalMeter::new(meter.inner.clone());
-        (f.take().expect("called once"))(local.slot());
+        (f.take().expect("called once"))(&local);
     }
 }
 
 /// Drops cached handles whose meter nobody else holds any more, so a thread
 /// that outlives many meters does not keep their slot lists alive.
-fn prune(v: &mut Vec<LocalMeter>) {
+fn prune(v: &mut Vec<Box<LocalMeter>>) {
     let hot_id = HOT.try_with(|h| h.get().0).unwrap_or(0);
     v.retain(|l| {
         let keep = Arc::strong_count(&l.inner) > 1;

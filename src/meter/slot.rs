@@ -3,8 +3,10 @@
 //! # The seqlock
 //!
 //! A slot has exactly one writer at a time (the thread that claimed it), so
-//! the writer never needs a read-modify-write: it loads its own counter and
-//! stores the sum. Counters are **monotonic**; they are never reset. The
+//! the writer never needs a read-modify-write, nor even a load: it keeps a
+//! private copy of its counters (a [`Shadow`], in the handle) and only
+//! *stores* the new totals to the shared slot. Counters are **monotonic**;
+//! they are never reset. The
 //! rotator keeps, per slot, the snapshot it took last time, and a window is
 //! the difference. "Snapshot and reset" is therefore done without ever
 //! writing to a writer's cache line from another thread.
@@ -13,11 +15,10 @@
 //! whole or not at all. The writer brackets the record with `seq`:
 //!
 //! ```text
-//! writer                              rotator (snapshot)
-//! s = seq            (own value)      s1 = seq.load(Acquire)   -- retry if odd
-//! seq.store(s+1, Relaxed)             c  = counter.load(Acquire) for each
-//! counter.store(c+n, Release) ...     s2 = seq.load(Relaxed)   -- retry if s1 != s2
-//! seq.store(s+2, Release)
+//! writer (s, c: its shadow copies)    rotator (snapshot)
+//! seq.store(s+1, Relaxed)             s1 = seq.load(Acquire)   -- retry if odd
+//! counter.store(c+n, Release) ...     c  = counter.load(Acquire) for each
+//! seq.store(s+2, Release)             s2 = seq.load(Relaxed)   -- retry if s1 != s2
 //! ```
 //!
 //! Why this is exact:
@@ -36,6 +37,7 @@
 use super::CounterId;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering, spin_loop};
 use crossbeam_utils::CachePadded;
+use std::cell::Cell;
 use std::ptr;
 
 /// Number of spins before a waiting snapshot starts yielding the CPU to the
@@ -60,6 +62,18 @@ pub(crate) struct Slot {
     in_use: AtomicBool,
     index: usize,
     next: *mut Padded,
+}
+
+/// The owner's private copy of its slot's values, so that recording is
+/// stores only. Lives in the owner's handle; `Cell`s keep the handle `!Sync`.
+///
+/// Invariant: equal to the slot's values whenever the owner is not inside a
+/// record.
+pub(crate) struct Shadow {
+    seq: Cell<u64>,
+    runs: Cell<u64>,
+    nodes: Cell<u64>,
+    custom: Box<[Cell<u64>]>,
 }
 
 /// A slot on its own cache line(s).
@@ -90,13 +104,31 @@ impl Slot {
         self.index
     }
 
+    /// Takes over the slot's current totals after a successful claim.
+    ///
+    /// The values are read with `fetch_add(0)`, an RMW, rather than a load:
+    /// an RMW always reads the newest value in the modification order, and
+    /// on this cold path (once per claim) it costs nothing. It also makes
+    /// the read visible to loom as a write-class access, which loom's
+    /// partial-order reduction needs to explore a claim racing a rotation
+    /// (tokio-rs/loom#392: a load followed by a store on the same object
+    /// hides the race from it).
+    pub(crate) fn adopt(&self) -> Shadow {
+        // Acquire: pairs with the `Release` in `release` (by way of the
+        // claim CAS) and with the previous owner's `Release` stores.
+        let read = |c: &AtomicU64| Cell::new(c.fetch_add(0, Ordering::Acquire));
+        Shadow {
+            seq: read(&self.seq),
+            runs: read(&self.runs),
+            nodes: read(&self.nodes),
+            custom: self.custom.iter().map(read).collect(),
+        }
+    }
+
     /// Opens a record. Only the claiming thread may call this.
     #[inline(always)]
-    fn begin(&self) -> u64 {
-        // Relaxed: only this thread writes `seq`, so it reads its own last
-        // store (or, after a hand-over, the previous owner's, made visible
-        // by the `Acquire` claim in `SlotList::claim`).
-        let s = self.seq.load(Ordering::Relaxed);
+    fn begin(&self, sh: &Shadow) -> u64 {
+        let s = sh.seq.get();
         // Relaxed: ordered before the counter stores below by their
         // `Release`, which is what the snapshot's `s2` check relies on.
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
@@ -105,57 +137,59 @@ impl Slot {
 
     /// Closes a record opened by `begin`.
     #[inline(always)]
-    fn end(&self, s: u64) {
+    fn end(&self, sh: &Shadow, s: u64) {
+        let s = s.wrapping_add(2);
+        sh.seq.set(s);
         // Release: pairs with the `Acquire` load of `s1` in `snapshot`; a
         // reader that sees this even value sees every counter store above.
-        self.seq.store(s.wrapping_add(2), Ordering::Release);
+        self.seq.store(s, Ordering::Release);
     }
 
     #[inline(always)]
-    fn bump(cell: &AtomicU64, n: u64) {
-        // Relaxed load: single writer, reads its own last store.
-        let v = cell.load(Ordering::Relaxed);
+    fn bump(cell: &AtomicU64, shadow: &Cell<u64>, n: u64) {
+        let v = shadow.get().wrapping_add(n);
+        shadow.set(v);
         // Release: pairs with the `Acquire` counter loads in `snapshot`; a
         // reader that sees this value also sees `seq = odd` stored before
         // it, so its `s2` check rejects a half-read record.
-        cell.store(v.wrapping_add(n), Ordering::Release);
+        cell.store(v, Ordering::Release);
     }
 
     /// One graph run of `nodes` nodes, as one indivisible record.
     #[inline(always)]
-    pub(crate) fn record_run(&self, nodes: u64) {
-        let s = self.begin();
-        Self::bump(&self.runs, 1);
-        Self::bump(&self.nodes, nodes);
-        self.end(s);
+    pub(crate) fn record_run(&self, sh: &Shadow, nodes: u64) {
+        let s = self.begin(sh);
+        Self::bump(&self.runs, &sh.runs, 1);
+        Self::bump(&self.nodes, &sh.nodes, nodes);
+        self.end(sh, s);
     }
 
     /// `n` nodes outside a completed run.
     #[inline(always)]
-    pub(crate) fn record_nodes(&self, n: u64) {
-        let s = self.begin();
-        Self::bump(&self.nodes, n);
-        self.end(s);
+    pub(crate) fn record_nodes(&self, sh: &Shadow, n: u64) {
+        let s = self.begin(sh);
+        Self::bump(&self.nodes, &sh.nodes, n);
+        self.end(sh, s);
     }
 
     /// `n` on custom counter `i`.
     #[inline(always)]
-    pub(crate) fn record_custom(&self, i: usize, n: u64) {
-        let s = self.begin();
-        Self::bump(&self.custom[i], n);
-        self.end(s);
+    pub(crate) fn record_custom(&self, sh: &Shadow, id: CounterId, n: u64) {
+        let s = self.begin(sh);
+        Self::bump(&self.custom[id.0], &sh.custom[id.0], n);
+        self.end(sh, s);
     }
 
     /// A run plus custom counters, all as one indivisible record.
     #[inline]
-    pub(crate) fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
-        let s = self.begin();
-        Self::bump(&self.runs, 1);
-        Self::bump(&self.nodes, nodes);
+    pub(crate) fn record_run_with(&self, sh: &Shadow, nodes: u64, extra: &[(CounterId, u64)]) {
+        let s = self.begin(sh);
+        Self::bump(&self.runs, &sh.runs, 1);
+        Self::bump(&self.nodes, &sh.nodes, nodes);
         for &(id, n) in extra {
-            Self::bump(&self.custom[id.0], n);
+            Self::bump(&self.custom[id.0], &sh.custom[id.0], n);
         }
-        self.end(s);
+        self.end(sh, s);
     }
 
     /// A consistent copy of the counters, as they stood between two records.
@@ -241,7 +275,19 @@ impl SlotList {
     /// Lock-free: it never waits for a rotation or for another claimer. It
     /// allocates only when every existing slot is taken.
     pub(crate) fn claim(&self) -> &Padded {
-        for slot in self.iter() {
+        // Read the head with an RMW (a CAS that changes nothing) rather than
+        // a load, for the same reason as in `Slot::adopt`: this cold path
+        // loses nothing, and loom then sees the claim race a rotation.
+        // Acquire: pairs with the `Release` CAS in `push`.
+        let head = match self.head.compare_exchange(
+            ptr::null_mut(),
+            ptr::null_mut(),
+            Ordering::Acquire,
+            Ordering::Acquire,
+        ) {
+            Ok(h) | Err(h) => h,
+        };
+        for slot in Self::iter_from(head) {
             // Acquire on success: pairs with the `Release` in
             // `Slot::release`, so this thread sees the previous owner's
             // counters and `seq` before adding to them.
@@ -253,21 +299,20 @@ impl SlotList {
                 return slot;
             }
         }
-        self.push()
+        self.push(head)
     }
 
-    fn push(&self) -> &Padded {
+    /// Publishes a new slot; `head` is the caller's last view of the head.
+    fn push(&self, mut head: *mut Padded) -> &Padded {
         let node = Box::into_raw(Box::new(CachePadded::new(Slot::new(self.custom))));
-        // Acquire: pairs with the `Release` CAS below, to read the current
-        // head's `index`.
-        let mut head = self.head.load(Ordering::Acquire);
         loop {
             let index = if head.is_null() {
                 0
             } else {
                 // safety:
                 // - `head` was published by a `Release` CAS that this
-                //   thread's `Acquire` load synchronised with;
+                //   thread's `Acquire` read (in `claim` or a failed CAS
+                //   below) synchronised with;
                 // - slots are only freed when the list is dropped.
                 unsafe { &*head }.index + 1
             };
@@ -276,8 +321,8 @@ impl SlotList {
             n.next = head;
             n.index = index;
             // Release on success: publishes the slot's initial counters,
-            // `index` and `next` to the `Acquire` loads in `iter` and
-            // `push`. Acquire on failure: same as the load above.
+            // `index` and `next` to the `Acquire` reads in `iter` and
+            // `claim`. Acquire on failure: to read the newer head's `index`.
             match self
                 .head
                 .compare_exchange(head, node, Ordering::Release, Ordering::Acquire)
@@ -292,15 +337,23 @@ impl SlotList {
     /// Every slot published so far, newest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Padded> {
         // Acquire: pairs with the `Release` CAS in `push`.
-        let mut cur = self.head.load(Ordering::Acquire) as *const Padded;
+        Self::iter_from(self.head.load(Ordering::Acquire))
+    }
+
+    /// The slots from `head` on. `head` must come from an `Acquire` read of
+    /// `self.head`, and the returned references must not outlive `self`.
+    fn iter_from<'a>(head: *mut Padded) -> impl Iterator<Item = &'a Padded> {
+        let mut cur = head as *const Padded;
         std::iter::from_fn(move || {
             if cur.is_null() {
                 return None;
             }
             // safety:
             // - `cur` was published by a `Release` CAS in `push` (directly,
-            //   or as the `next` of a published slot, written before it);
-            // - slots live until the list is dropped, which needs `&mut`.
+            //   or as the `next` of a published slot, written before it),
+            //   and the caller read it with `Acquire`;
+            // - slots live until the list is dropped, which needs `&mut`;
+            //   callers tie the returned lifetime to `&self`.
             let slot = unsafe { &*cur };
             cur = slot.next;
             Some(slot)
