@@ -22,6 +22,8 @@
 //! ```
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "shell")]
+pub mod config;
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod secret;

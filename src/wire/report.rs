@@ -52,6 +52,126 @@ pub struct ReportBody {
     pub logs: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
+impl ReportBody {
+    /// The body of a report for the window `[from, to)`: every measure of
+    /// `window` (counters and gauges) under its name, plus `tags` and `logs`.
+    /// Gauges whose callback panicked are absent from `window` and so from
+    /// the report.
+    pub fn from_window(
+        window: &crate::meter::Window,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        tags: BTreeMap<String, String>,
+        logs: Vec<serde_json::Map<String, serde_json::Value>>,
+    ) -> ReportBody {
+        ReportBody {
+            from_timestamp: from,
+            to_timestamp: to,
+            tags,
+            measures: window
+                .measures()
+                .map(|(name, value, _)| (name.to_owned(), value))
+                .collect(),
+            logs,
+        }
+    }
+}
+
+/// A complete usage report as it travels: the credential (`license` or
+/// `api_key`, exactly one) and the [`ReportBody`].
+///
+/// Parsing is strict: unknown keys, a missing or doubled credential, a
+/// duplicated key, a non-string tag, a negative or fractional measure, or a
+/// timestamp without `Z` are all rejected. Serializing gives the same bytes
+/// as [`encode_report`]. `Debug` shows the credential redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageReport {
+    /// Who the report is sent as.
+    pub credential: Credential,
+    /// Everything else.
+    pub body: ReportBody,
+}
+
+impl UsageReport {
+    /// The exact bytes of this report (see [`encode_report`]).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_report(&self.credential, &self.body)
+    }
+
+    /// Parses a report from its JSON bytes, strictly.
+    pub fn parse(bytes: &[u8]) -> Result<UsageReport, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+impl Serialize for UsageReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (license, api_key) = match &self.credential {
+            Credential::License(k) => (Some(k.expose()), None),
+            Credential::ApiKey(k) => (None, Some(k.expose())),
+        };
+        WireOut {
+            license,
+            api_key,
+            body: &self.body,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UsageReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(UsageReportVisitor)
+    }
+}
+
+struct UsageReportVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UsageReportVisitor {
+    type Value = UsageReport;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a usage report object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UsageReport, A::Error> {
+        use serde::de::Error;
+        let mut credential: Option<Credential> = None;
+        let mut rest = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "license" | "api_key" => {
+                    let value = Secret::new(map.next_value::<String>()?);
+                    if credential.is_some() {
+                        return Err(A::Error::custom(
+                            "a usage report carries exactly one of \"license\" and \"api_key\", \
+                             and each at most once",
+                        ));
+                    }
+                    credential = Some(if key == "license" {
+                        Credential::License(value)
+                    } else {
+                        Credential::ApiKey(value)
+                    });
+                }
+                _ => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    if rest.contains_key(&key) {
+                        return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    rest.insert(key, value);
+                }
+            }
+        }
+        let credential = credential.ok_or_else(|| {
+            A::Error::custom("a usage report needs a \"license\" or an \"api_key\" field")
+        })?;
+        let body = ReportBody::deserialize(serde_json::Value::Object(rest))
+            .map_err(|e| A::Error::custom(e.to_string()))?;
+        Ok(UsageReport { credential, body })
+    }
+}
+
 #[derive(Serialize)]
 struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,8 +218,134 @@ mod rfc3339_z {
                 "timestamp {s:?} must be UTC with a 'Z' suffix"
             )));
         }
+        if s.as_bytes().get(10) != Some(&b'T') {
+            return Err(D::Error::custom(format!(
+                "timestamp {s:?} must separate date and time with 'T' (2025-01-06T09:00:00Z)"
+            )));
+        }
         DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| D::Error::custom(format!("timestamp {s:?} is not RFC 3339: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "lcl_0123456789abcdef9f2a";
+
+    fn body() -> ReportBody {
+        ReportBody {
+            from_timestamp: "2025-01-06T09:00:00Z".parse().unwrap(),
+            to_timestamp: "2025-01-06T09:05:00.250Z".parse().unwrap(),
+            tags: BTreeMap::from([("a".to_owned(), "b".to_owned())]),
+            measures: BTreeMap::from([("langgraph.platform.runs".to_owned(), 7)]),
+            logs: vec![],
+        }
+    }
+
+    fn report_json(extra: &str) -> String {
+        format!(
+            r#"{{{extra}"from_timestamp":"2025-01-06T09:00:00Z","to_timestamp":"2025-01-06T09:05:00.250Z","tags":{{"a":"b"}},"measures":{{"langgraph.platform.runs":7}},"logs":[]}}"#
+        )
+    }
+
+    #[test]
+    fn usage_report_round_trips_with_either_credential() {
+        for credential in [
+            Credential::License(Secret::new(KEY)),
+            Credential::ApiKey(Secret::new(KEY)),
+        ] {
+            let report = UsageReport {
+                credential: credential.clone(),
+                body: body(),
+            };
+            let bytes = report.encode();
+            assert_eq!(bytes, encode_report(&credential, &body()));
+            assert_eq!(serde_json::to_vec(&report).unwrap(), bytes);
+            assert_eq!(UsageReport::parse(&bytes).unwrap(), report);
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.starts_with(&format!(r#"{{"{}":"{KEY}","#, credential.field())));
+            assert!(text.contains(r#""to_timestamp":"2025-01-06T09:05:00.250Z""#));
+            assert!(!format!("{report:?}").contains(KEY));
+        }
+    }
+
+    #[test]
+    fn usage_report_parse_is_strict() {
+        let ok = report_json(r#""license":"k","#);
+        assert!(UsageReport::parse(ok.as_bytes()).is_ok());
+        let bad = [
+            // no credential, both, doubled
+            report_json(""),
+            report_json(r#""license":"k","api_key":"k","#),
+            report_json(r#""license":"k","license":"k","#),
+            // unknown key
+            report_json(r#""license":"k","extra":1,"#),
+            // credential not a string
+            report_json(r#""license":7,"#),
+            // duplicated body key
+            report_json(r#""license":"k","logs":[],"#),
+        ];
+        for json in &bad {
+            assert!(UsageReport::parse(json.as_bytes()).is_err(), "{json}");
+        }
+        let variants = [
+            (
+                "\"measures\":{\"langgraph.platform.runs\":7}",
+                "\"measures\":{\"langgraph.platform.runs\":-1}",
+            ),
+            (
+                "\"measures\":{\"langgraph.platform.runs\":7}",
+                "\"measures\":{\"langgraph.platform.runs\":7.5}",
+            ),
+            (
+                "\"measures\":{\"langgraph.platform.runs\":7}",
+                "\"measures\":{\"langgraph.platform.runs\":\"7\"}",
+            ),
+            ("\"tags\":{\"a\":\"b\"}", "\"tags\":{\"a\":true}"),
+            ("\"tags\":{\"a\":\"b\"}", "\"tags\":{\"a\":null}"),
+            ("\"2025-01-06T09:00:00Z\"", "\"2025-01-06T09:00:00+00:00\""),
+            ("\"2025-01-06T09:00:00Z\"", "\"2025-01-06 09:00:00Z\""),
+            ("\"logs\":[]", "\"logs\":[1]"),
+            ("\"logs\":[]", ""),
+        ];
+        for (from, to) in variants {
+            let json = ok.replace(from, to).replace(",}", "}");
+            assert_ne!(json, ok);
+            assert!(UsageReport::parse(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn from_window_maps_counters_and_gauges_by_name() {
+        let mut b = crate::Meter::builder();
+        let tokens = b.counter("myplatform.tokens").unwrap();
+        b.gauge("langgraph.platform.py_graphs", || 4).unwrap();
+        b.gauge("broken.gauge", || panic!("gauge failed")).unwrap();
+        let meter = b.build();
+        meter.record_run_with(3, &[(tokens, 512)]);
+        meter.record_run(2);
+        let window = meter.rotate();
+        let from = body().from_timestamp;
+        let to = body().to_timestamp;
+        let logs = vec![serde_json::Map::from_iter([(
+            "message".to_owned(),
+            serde_json::Value::from("x"),
+        )])];
+        let b = ReportBody::from_window(&window, from, to, body().tags, logs.clone());
+        assert_eq!(
+            b.measures,
+            BTreeMap::from([
+                ("langgraph.platform.runs".to_owned(), 2),
+                ("langgraph.platform.nodes".to_owned(), 5),
+                ("myplatform.tokens".to_owned(), 512),
+                ("langgraph.platform.py_graphs".to_owned(), 4),
+            ])
+        );
+        assert_eq!((b.from_timestamp, b.to_timestamp), (from, to));
+        assert_eq!(b.tags, body().tags);
+        assert_eq!(b.logs, logs);
     }
 }

@@ -1,0 +1,954 @@
+//! Configuration from the environment.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `LANGGRAPH_CLOUD_LICENSE_KEY` | enterprise license key (secret) | unset |
+//! | `LANGSMITH_API_KEY` | LangSmith API key (secret) | unset |
+//! | `LANGSMITH_AUTH_ENDPOINT` | API-key verification and reports | `https://api.smith.langchain.com` |
+//! | `BEACON_URL` | license verification and reports | `https://beacon.langchain.com` |
+//! | `BEACON_INTERVAL_SECS` | report interval, 1..=86400 | 300 |
+//! | `BEACON_TIMEOUT_SECS` | request timeout, 1..=600 | 30 |
+//! | `BEACON_OFFLINE` | send nothing: `true`/`false`/`1`/`0`/`yes`/`no` | false |
+//! | `BEACON_SPOOL_DIR` | where unsent reports are kept | unset |
+//! | `BEACON_CA_CERT` | extra CA certificate(s), PEM | unset |
+//! | `BEACON_CHECKPOINT_SECS` | how often counts are checkpointed, 1..=3600 | 5 |
+//!
+//! Values are trimmed; an empty value counts as unset. A value that is not
+//! UTF-8, longer than [`MAX_VALUE_BYTES`] (secrets: [`MAX_SECRET_BYTES`]) or
+//! otherwise wrong is a [`ConfigError`] naming the variable, the value (never
+//! for a secret) and the fix. URLs must be `https`, except plain `http` to a
+//! loopback address.
+
+use crate::secret::Secret;
+use crate::wire::Credential;
+use reqwest::Url;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `LANGGRAPH_CLOUD_LICENSE_KEY`
+pub const ENV_LICENSE_KEY: &str = "LANGGRAPH_CLOUD_LICENSE_KEY";
+/// `LANGSMITH_API_KEY`
+pub const ENV_API_KEY: &str = "LANGSMITH_API_KEY";
+/// `LANGSMITH_AUTH_ENDPOINT`
+pub const ENV_AUTH_ENDPOINT: &str = "LANGSMITH_AUTH_ENDPOINT";
+/// `BEACON_URL`
+pub const ENV_BEACON_URL: &str = "BEACON_URL";
+/// `BEACON_INTERVAL_SECS`
+pub const ENV_INTERVAL: &str = "BEACON_INTERVAL_SECS";
+/// `BEACON_TIMEOUT_SECS`
+pub const ENV_TIMEOUT: &str = "BEACON_TIMEOUT_SECS";
+/// `BEACON_OFFLINE`
+pub const ENV_OFFLINE: &str = "BEACON_OFFLINE";
+/// `BEACON_SPOOL_DIR`
+pub const ENV_SPOOL_DIR: &str = "BEACON_SPOOL_DIR";
+/// `BEACON_CA_CERT`
+pub const ENV_CA_CERT: &str = "BEACON_CA_CERT";
+/// `BEACON_CHECKPOINT_SECS`
+pub const ENV_CHECKPOINT: &str = "BEACON_CHECKPOINT_SECS";
+
+/// The default auth endpoint.
+pub const DEFAULT_AUTH_ENDPOINT: &str = "https://api.smith.langchain.com";
+/// The default Beacon.
+pub const DEFAULT_BEACON_URL: &str = "https://beacon.langchain.com";
+
+/// The longest accepted value of a non-secret variable, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4096;
+/// The longest accepted credential, in bytes.
+pub const MAX_SECRET_BYTES: usize = 1024;
+/// The largest CA certificate file read, in bytes.
+pub const MAX_CA_CERT_BYTES: u64 = 1024 * 1024;
+
+/// Bad values shown in errors are cut to this many characters.
+const SHOWN_CHARS: usize = 100;
+
+/// A configuration variable with a bad value.
+///
+/// Every message names the variable, shows the value (cut short; never for a
+/// credential) and says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The value is not valid UTF-8.
+    #[error("{var} is not valid UTF-8; set it to plain text or unset it")]
+    NotUnicode {
+        /// The variable.
+        var: &'static str,
+    },
+    /// The value is longer than allowed.
+    #[error("{var} is {len} bytes long, more than the {max} allowed; set a shorter value")]
+    TooLong {
+        /// The variable.
+        var: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A credential contains whitespace or control characters (the value is
+    /// not shown).
+    #[error(
+        "{var} contains whitespace or control characters, so it cannot be a valid key; \
+         set it to the key exactly as issued (the value is not shown because it is a secret)"
+    )]
+    BadSecret {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A number of seconds that is not a whole number in range.
+    #[error(
+        "{var} is {value:?}; set it to a whole number of seconds from {min} to {max}, or unset it for {default}"
+    )]
+    BadSeconds {
+        /// The variable.
+        var: &'static str,
+        /// The value.
+        value: String,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// The default.
+        default: u64,
+    },
+    /// A flag that is not a recognized boolean.
+    #[error("{var} is {value:?}; set it to true, false, 1, 0, yes or no")]
+    BadBool {
+        /// The variable.
+        var: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A URL that does not parse or cannot be an endpoint.
+    #[error(
+        "{var} is {value:?}, which is not a usable endpoint URL ({reason}); set it to a base URL like https://beacon.example.com"
+    )]
+    BadUrl {
+        /// The variable.
+        var: String,
+        /// The value (user info replaced by `***`).
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A plain-`http` URL to a host that is not loopback.
+    #[error(
+        "{var} is {value:?}: plain http is allowed only to a loopback address (127.0.0.0/8, ::1, localhost); use https"
+    )]
+    InsecureUrl {
+        /// The variable.
+        var: String,
+        /// The value (user info replaced by `***`).
+        value: String,
+    },
+    /// The CA certificate file is missing, unreadable or holds no certificate.
+    #[error(
+        "{var} is {path:?}: {reason}; point it at a readable PEM file holding at least one CERTIFICATE block, or unset it"
+    )]
+    BadCaCert {
+        /// The variable.
+        var: &'static str,
+        /// The path given.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The variable that was wrong.
+    pub fn var(&self) -> &str {
+        match self {
+            ConfigError::NotUnicode { var }
+            | ConfigError::TooLong { var, .. }
+            | ConfigError::BadSecret { var }
+            | ConfigError::BadSeconds { var, .. }
+            | ConfigError::BadBool { var, .. }
+            | ConfigError::BadCaCert { var, .. } => var,
+            ConfigError::BadUrl { var, .. } | ConfigError::InsecureUrl { var, .. } => var,
+        }
+    }
+}
+
+/// An extra CA certificate file, checked and read at load.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaCert {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its PEM text (at least one CERTIFICATE block).
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaCert")
+            .field("path", &self.path)
+            .field("pem_bytes", &self.pem.len())
+            .finish()
+    }
+}
+
+/// Where reports go with one credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// What the requests carry.
+    pub credential: Credential,
+    /// Where the credential is verified: `{beacon}/v1/beacon/verify` for a
+    /// license, `{auth}/auth` for an API key.
+    pub verify_url: Url,
+    /// Where reports are posted: `{beacon}/v1/metadata/submit` for a
+    /// license, `{auth}/v1/metadata/submit` for an API key.
+    pub submit_url: Url,
+}
+
+/// The whole configuration. `Debug` shows credentials redacted.
+#[derive(Clone)]
+pub struct Config {
+    /// `LANGGRAPH_CLOUD_LICENSE_KEY`
+    pub license_key: Option<Secret>,
+    /// `LANGSMITH_API_KEY`
+    pub api_key: Option<Secret>,
+    /// `LANGSMITH_AUTH_ENDPOINT`
+    pub auth_endpoint: Url,
+    /// `BEACON_URL`
+    pub beacon_url: Url,
+    /// `BEACON_INTERVAL_SECS`
+    pub interval: Duration,
+    /// `BEACON_TIMEOUT_SECS`
+    pub timeout: Duration,
+    /// `BEACON_OFFLINE`
+    pub offline: bool,
+    /// `BEACON_SPOOL_DIR`
+    pub spool_dir: Option<PathBuf>,
+    /// `BEACON_CA_CERT`
+    pub ca_cert: Option<CaCert>,
+    /// `BEACON_CHECKPOINT_SECS`
+    pub checkpoint_interval: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("license_key", &self.license_key)
+            .field("api_key", &self.api_key)
+            .field("auth_endpoint", &self.auth_endpoint.as_str())
+            .field("beacon_url", &self.beacon_url.as_str())
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("offline", &self.offline)
+            .field("spool_dir", &self.spool_dir)
+            .field("ca_cert", &self.ca_cert)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|var| std::env::var_os(var))
+    }
+
+    /// The configuration from `lookup` (an environment). Reads the CA
+    /// certificate file, if one is named; touches nothing else.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Config {
+            license_key: env.secret(ENV_LICENSE_KEY)?,
+            api_key: env.secret(ENV_API_KEY)?,
+            auth_endpoint: env.url(ENV_AUTH_ENDPOINT, DEFAULT_AUTH_ENDPOINT)?,
+            beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
+            interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
+            timeout: env.seconds(ENV_TIMEOUT, 30, 1, 600)?,
+            offline: env.boolean(ENV_OFFLINE)?.unwrap_or(false),
+            spool_dir: env.text(ENV_SPOOL_DIR)?.map(PathBuf::from),
+            ca_cert: env
+                .text(ENV_CA_CERT)?
+                .map(|p| load_ca_cert(ENV_CA_CERT, Path::new(&p)))
+                .transpose()?,
+            checkpoint_interval: env.seconds(ENV_CHECKPOINT, 5, 1, 3600)?,
+        })
+    }
+
+    /// True if nothing may be sent: `BEACON_OFFLINE` is true, or the license
+    /// key is an offline (air-gapped) license, i.e. lacks the `lcl_` prefix.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+            || self
+                .license_key
+                .as_ref()
+                .is_some_and(|k| !k.is_online_license())
+    }
+
+    /// Where reports will go: the license key to the Beacon, the API key to
+    /// the auth endpoint, in that order. Empty when [offline](Self::is_offline)
+    /// or when no credential is set.
+    pub fn credentials(&self) -> Vec<Destination> {
+        if self.is_offline() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(k) = &self.license_key {
+            out.push(Destination {
+                credential: Credential::License(k.clone()),
+                verify_url: join(&self.beacon_url, "v1/beacon/verify"),
+                submit_url: join(&self.beacon_url, "v1/metadata/submit"),
+            });
+        }
+        if let Some(k) = &self.api_key {
+            out.push(Destination {
+                credential: Credential::ApiKey(k.clone()),
+                verify_url: join(&self.auth_endpoint, "auth"),
+                submit_url: join(&self.auth_endpoint, "v1/metadata/submit"),
+            });
+        }
+        out
+    }
+}
+
+/// `path` under `base`, keeping every segment of `base`'s path
+/// (`https://h/proxy` + `auth` = `https://h/proxy/auth`).
+fn join(base: &Url, path: &str) -> Url {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    base.join(path)
+        .expect("a relative path joins onto an http(s) base")
+}
+
+/// Checks an endpoint URL: it must parse as an absolute `https` URL, or plain
+/// `http` to a loopback host (127.0.0.0/8, ::1, `localhost`), with no user
+/// info, query or fragment. `var` names the setting in the error.
+pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
+    let value = value.trim();
+    let bad = |reason: &str| ConfigError::BadUrl {
+        var: var.to_owned(),
+        value: shown(&hide_userinfo(value)),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(value).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it must not contain a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not have a query or fragment"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let host = url.host_str().unwrap_or("");
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = match ip.parse::<IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.eq_ignore_ascii_case("localhost"),
+            };
+            if !loopback {
+                return Err(ConfigError::InsecureUrl {
+                    var: var.to_owned(),
+                    value: shown(&hide_userinfo(value)),
+                });
+            }
+        }
+        other => return Err(bad(&format!("scheme {other:?} is not https"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    Ok(url)
+}
+
+/// `value` with any `user:password@` replaced by `***@`, for error text.
+fn hide_userinfo(value: &str) -> String {
+    if let Some(scheme_end) = value.find("://") {
+        let rest = &value[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{}://***@{}", &value[..scheme_end], &rest[at + 1..]);
+        }
+    }
+    value.to_owned()
+}
+
+/// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
+fn shown(value: &str) -> String {
+    crate::wire::tags::cut_chars(value, SHOWN_CHARS)
+}
+
+fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {
+    let bad = |reason: String| ConfigError::BadCaCert {
+        var,
+        path: shown(&path.display().to_string()),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    if !meta.is_file() {
+        return Err(bad("it is not a file".into()));
+    }
+    if meta.len() > MAX_CA_CERT_BYTES {
+        return Err(bad(format!(
+            "it is {} bytes, more than the {MAX_CA_CERT_BYTES} allowed",
+            meta.len()
+        )));
+    }
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    if !has_pem_certificate(&pem) {
+        return Err(bad("it holds no PEM CERTIFICATE block".into()));
+    }
+    Ok(CaCert {
+        path: path.to_owned(),
+        pem,
+    })
+}
+
+/// True if `pem` holds at least one `-----BEGIN CERTIFICATE-----` block
+/// whose body is base64 of a DER SEQUENCE.
+fn has_pem_certificate(pem: &[u8]) -> bool {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut rest = text.as_ref();
+    while let Some(b) = rest.find(BEGIN) {
+        let after = &rest[b + BEGIN.len()..];
+        let Some(e) = after.find(END) else {
+            return false;
+        };
+        let body: String = after[..e].chars().filter(|c| !c.is_whitespace()).collect();
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
+            && der.len() > 2
+            && der[0] == 0x30
+        {
+            return true;
+        }
+        rest = &after[e + END.len()..];
+    }
+    false
+}
+
+/// Reads and checks variables from a lookup function.
+struct Env<'a, F: Fn(&str) -> Option<OsString>>(&'a F);
+
+impl<F: Fn(&str) -> Option<OsString>> Env<'_, F> {
+    /// The trimmed value, `None` when unset or empty. Not UTF-8 or too long
+    /// is an error.
+    fn raw(&self, var: &'static str, max: usize) -> Result<Option<String>, ConfigError> {
+        let Some(os) = (self.0)(var) else {
+            return Ok(None);
+        };
+        let s = os
+            .into_string()
+            .map_err(|_| ConfigError::NotUnicode { var })?;
+        let s = s.trim();
+        if s.len() > max {
+            return Err(ConfigError::TooLong {
+                var,
+                len: s.len(),
+                max,
+            });
+        }
+        Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+
+    fn text(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        self.raw(var, MAX_VALUE_BYTES)
+    }
+
+    fn secret(&self, var: &'static str) -> Result<Option<Secret>, ConfigError> {
+        let Some(s) = self.raw(var, MAX_SECRET_BYTES)? else {
+            return Ok(None);
+        };
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::BadSecret { var });
+        }
+        Ok(Some(Secret::new(s)))
+    }
+
+    fn url(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
+        let value = self.text(var)?;
+        check_endpoint(var, value.as_deref().unwrap_or(default))
+    }
+
+    fn seconds(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        let Some(s) = self.text(var)? else {
+            return Ok(Duration::from_secs(default));
+        };
+        match s.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Duration::from_secs(n))
+            }
+            _ => Err(ConfigError::BadSeconds {
+                var,
+                value: shown(&s),
+                min,
+                max,
+                default,
+            }),
+        }
+    }
+
+    fn boolean(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some(s) = self.text(var)? else {
+            return Ok(None);
+        };
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Some(true)),
+            "false" | "0" | "no" => Ok(Some(false)),
+            _ => Err(ConfigError::BadBool {
+                var,
+                value: shown(&s),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const LICENSE: &str = "lcl_0123456789abcdef0123456789";
+    const OFFLINE_LICENSE: &str = "offline_9876543210fedcba9876543210";
+    const API_KEY: &str = "lsv2_pt_00112233445566778899aabb";
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
+        let m: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(lookup(pairs))
+    }
+
+    fn assert_no_secret(text: &str) {
+        for s in [
+            LICENSE,
+            OFFLINE_LICENSE,
+            API_KEY,
+            "0123456789abcdef",
+            "00112233445566",
+        ] {
+            assert!(!text.contains(s), "secret leaked: {text}");
+        }
+    }
+
+    const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\n\
+        MIIBszCCAVmgAwIBAgIUQ2Fm\n\
+        -----END CERTIFICATE-----\n";
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.license_key, None);
+        assert_eq!(c.api_key, None);
+        assert_eq!(c.auth_endpoint.as_str(), "https://api.smith.langchain.com/");
+        assert_eq!(c.beacon_url.as_str(), "https://beacon.langchain.com/");
+        assert_eq!(c.interval, Duration::from_secs(300));
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert!(!c.offline);
+        assert_eq!(c.spool_dir, None);
+        assert_eq!(c.ca_cert, None);
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(5));
+        assert!(!c.is_offline());
+        assert!(c.credentials().is_empty());
+    }
+
+    #[test]
+    fn reads_every_variable_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, format!("junk before\n{CERT_PEM}")).unwrap();
+        let c = load(&[
+            (ENV_LICENSE_KEY, &format!("  {LICENSE}\n")),
+            (ENV_API_KEY, API_KEY),
+            (ENV_AUTH_ENDPOINT, " https://eu.api.smith.langchain.com "),
+            (ENV_BEACON_URL, "http://127.0.0.1:8080/base"),
+            (ENV_INTERVAL, "60"),
+            (ENV_TIMEOUT, " 10 "),
+            (ENV_OFFLINE, "No"),
+            (ENV_SPOOL_DIR, "/var/spool/beacon"),
+            (ENV_CA_CERT, ca.to_str().unwrap()),
+            (ENV_CHECKPOINT, "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.license_key.as_ref().unwrap().expose(), LICENSE);
+        assert_eq!(c.api_key.as_ref().unwrap().expose(), API_KEY);
+        assert_eq!(
+            c.auth_endpoint.as_str(),
+            "https://eu.api.smith.langchain.com/"
+        );
+        assert_eq!(c.beacon_url.as_str(), "http://127.0.0.1:8080/base");
+        assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert!(!c.offline);
+        assert_eq!(c.spool_dir.as_deref(), Some(Path::new("/var/spool/beacon")));
+        assert_eq!(c.ca_cert.as_ref().unwrap().path, ca);
+        assert!(c.ca_cert.as_ref().unwrap().pem.starts_with(b"junk before"));
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn empty_and_blank_values_are_unset() {
+        let c = load(&[
+            (ENV_LICENSE_KEY, ""),
+            (ENV_API_KEY, "   "),
+            (ENV_BEACON_URL, " "),
+            (ENV_INTERVAL, ""),
+            (ENV_OFFLINE, "\t"),
+            (ENV_SPOOL_DIR, ""),
+            (ENV_CA_CERT, "  "),
+        ])
+        .unwrap();
+        assert_eq!((c.license_key, c.api_key), (None, None));
+        assert_eq!(c.beacon_url.as_str(), "https://beacon.langchain.com/");
+        assert_eq!(c.interval, Duration::from_secs(300));
+        assert!(!c.offline);
+        assert_eq!((c.spool_dir, c.ca_cert), (None, None));
+    }
+
+    #[test]
+    fn booleans() {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+        ] {
+            assert_eq!(load(&[(ENV_OFFLINE, v)]).unwrap().offline, want, "{v}");
+        }
+        let err = load(&[(ENV_OFFLINE, "maybe")]).unwrap_err();
+        assert_eq!(err.var(), ENV_OFFLINE);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("BEACON_OFFLINE")
+                && msg.contains("\"maybe\"")
+                && msg.contains("true, false"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn seconds_must_be_whole_and_in_range() {
+        for (var, bad) in [
+            (ENV_INTERVAL, "0"),
+            (ENV_INTERVAL, "86401"),
+            (ENV_INTERVAL, "-5"),
+            (ENV_INTERVAL, "+5"),
+            (ENV_INTERVAL, "1.5"),
+            (ENV_INTERVAL, "5m"),
+            (ENV_INTERVAL, "99999999999999999999999"),
+            (ENV_TIMEOUT, "601"),
+            (ENV_CHECKPOINT, "3601"),
+            (ENV_CHECKPOINT, "0"),
+        ] {
+            let err = load(&[(var, bad)]).unwrap_err();
+            assert_eq!(err.var(), var);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(var) && msg.contains(&format!("{bad:?}")),
+                "{msg}"
+            );
+            assert!(msg.contains("whole number of seconds"), "{msg}");
+        }
+        assert_eq!(
+            load(&[(ENV_INTERVAL, "86400")]).unwrap().interval,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            load(&[(ENV_TIMEOUT, "1")]).unwrap().timeout,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            load(&[(ENV_CHECKPOINT, "3600")])
+                .unwrap()
+                .checkpoint_interval,
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn huge_values_are_rejected_without_echoing_them() {
+        let huge = "9".repeat(MAX_VALUE_BYTES + 1);
+        let err = load(&[(ENV_INTERVAL, &huge)]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::TooLong {
+                var: ENV_INTERVAL,
+                len: MAX_VALUE_BYTES + 1,
+                max: MAX_VALUE_BYTES
+            }
+        );
+        assert!(err.to_string().len() < 200);
+        let long_secret = format!("lcl_{}", "a".repeat(MAX_SECRET_BYTES));
+        let err = load(&[(ENV_LICENSE_KEY, &long_secret)]).unwrap_err();
+        assert_eq!(err.var(), ENV_LICENSE_KEY);
+        assert!(!err.to_string().contains("aaaa"));
+        // a long but allowed value is shown cut short
+        let long_url = format!("ftp://{}", "h".repeat(1000));
+        let msg = load(&[(ENV_BEACON_URL, &long_url)])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 400, "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_is_an_error_naming_the_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        for var in [ENV_LICENSE_KEY, ENV_BEACON_URL, ENV_SPOOL_DIR] {
+            let err = Config::from_lookup(|k| {
+                (k == var).then(|| OsString::from_vec(vec![b'a', 0xff, b'b']))
+            })
+            .unwrap_err();
+            assert_eq!(err, ConfigError::NotUnicode { var });
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn secrets_with_whitespace_are_rejected_without_showing_them() {
+        let bad = format!("{LICENSE} {LICENSE}");
+        let err = load(&[(ENV_LICENSE_KEY, &bad)]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::BadSecret {
+                var: ENV_LICENSE_KEY
+            }
+        );
+        let text = format!("{err} {err:?}");
+        assert_no_secret(&text);
+        assert!(text.contains(ENV_LICENSE_KEY));
+        let err = load(&[(ENV_API_KEY, &format!("{API_KEY}\u{7}"))]).unwrap_err();
+        assert_eq!(err.var(), ENV_API_KEY);
+        assert_no_secret(&format!("{err} {err:?}"));
+    }
+
+    #[test]
+    fn urls_https_or_loopback_http() {
+        for ok in [
+            "https://beacon.example.com",
+            "https://beacon.example.com:8443/prefix/",
+            "http://127.0.0.1:9000",
+            "http://127.5.6.7",
+            "http://[::1]:8080/x",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+        ] {
+            assert!(check_endpoint("X_URL", ok).is_ok(), "{ok}");
+        }
+        for insecure in [
+            "http://beacon.example.com",
+            "http://10.0.0.1",
+            "http://[::2]",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+        ] {
+            let err = check_endpoint("X_URL", insecure).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InsecureUrl { .. }),
+                "{insecure}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("X_URL") && msg.contains(insecure) && msg.contains("use https"),
+                "{msg}"
+            );
+        }
+        for bad in [
+            "beacon.example.com",
+            "ftp://beacon.example.com",
+            "https://",
+            "https://beacon.example.com/?x=1",
+            "https://beacon.example.com/#f",
+            "file:///etc/passwd",
+        ] {
+            let err = check_endpoint("X_URL", bad).unwrap_err();
+            assert!(matches!(err, ConfigError::BadUrl { .. }), "{bad}: {err}");
+            assert_eq!(err.var(), "X_URL");
+            assert!(
+                err.to_string().contains("https://beacon.example.com"),
+                "fix: {err}"
+            );
+        }
+        let err = load(&[(ENV_AUTH_ENDPOINT, "http://api.example.com")]).unwrap_err();
+        assert_eq!(err.var(), ENV_AUTH_ENDPOINT);
+    }
+
+    #[test]
+    fn url_passwords_are_not_echoed() {
+        let err =
+            check_endpoint("X_URL", "https://user:hunter2pass@beacon.example.com/").unwrap_err();
+        let msg = format!("{err} {err:?}");
+        assert!(
+            !msg.contains("hunter2pass") && !msg.contains("user:"),
+            "{msg}"
+        );
+        assert!(msg.contains("***@beacon.example.com"), "{msg}");
+        let err = check_endpoint("X_URL", "http://user:hunter2pass@example.com/").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2pass"));
+    }
+
+    #[test]
+    fn ca_cert_must_exist_and_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let key_only = dir.path().join("key.pem");
+        std::fs::write(
+            &key_only,
+            "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let unterminated = dir.path().join("open.pem");
+        std::fs::write(
+            &unterminated,
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2Fm\n",
+        )
+        .unwrap();
+        let second_good = dir.path().join("two.pem");
+        std::fs::write(
+            &second_good,
+            format!("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n{CERT_PEM}"),
+        )
+        .unwrap();
+        for (path, why) in [
+            (&missing, "cannot read"),
+            (&empty, "no PEM CERTIFICATE"),
+            (&key_only, "no PEM CERTIFICATE"),
+            (&garbage, "no PEM CERTIFICATE"),
+            (&unterminated, "no PEM CERTIFICATE"),
+            (&dir.path().to_path_buf(), "not a file"),
+        ] {
+            let err = load(&[(ENV_CA_CERT, path.to_str().unwrap())]).unwrap_err();
+            assert_eq!(err.var(), ENV_CA_CERT);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(ENV_CA_CERT)
+                    && msg.contains(path.to_str().unwrap())
+                    && msg.contains(why),
+                "{msg}"
+            );
+        }
+        assert!(
+            load(&[(ENV_CA_CERT, second_good.to_str().unwrap())])
+                .unwrap()
+                .ca_cert
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn offline_rules() {
+        assert!(load(&[(ENV_OFFLINE, "true")]).unwrap().is_offline());
+        assert!(
+            load(&[(ENV_OFFLINE, "yes"), (ENV_LICENSE_KEY, LICENSE)])
+                .unwrap()
+                .is_offline()
+        );
+        assert!(
+            load(&[(ENV_LICENSE_KEY, OFFLINE_LICENSE)])
+                .unwrap()
+                .is_offline()
+        );
+        assert!(!load(&[(ENV_LICENSE_KEY, LICENSE)]).unwrap().is_offline());
+        assert!(!load(&[(ENV_API_KEY, API_KEY)]).unwrap().is_offline());
+        let c = load(&[(ENV_LICENSE_KEY, OFFLINE_LICENSE), (ENV_API_KEY, API_KEY)]).unwrap();
+        assert!(c.is_offline());
+        assert!(c.credentials().is_empty(), "offline sends nothing at all");
+    }
+
+    #[test]
+    fn credentials_map_to_destinations() {
+        let c = load(&[
+            (ENV_LICENSE_KEY, LICENSE),
+            (ENV_API_KEY, API_KEY),
+            (ENV_BEACON_URL, "https://proxy.example.com/beacon"),
+        ])
+        .unwrap();
+        let d = c.credentials();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].credential, Credential::License(Secret::new(LICENSE)));
+        assert_eq!(
+            d[0].verify_url.as_str(),
+            "https://proxy.example.com/beacon/v1/beacon/verify"
+        );
+        assert_eq!(
+            d[0].submit_url.as_str(),
+            "https://proxy.example.com/beacon/v1/metadata/submit"
+        );
+        assert_eq!(d[1].credential, Credential::ApiKey(Secret::new(API_KEY)));
+        assert_eq!(
+            d[1].verify_url.as_str(),
+            "https://api.smith.langchain.com/auth"
+        );
+        assert_eq!(
+            d[1].submit_url.as_str(),
+            "https://api.smith.langchain.com/v1/metadata/submit"
+        );
+        assert_no_secret(&format!("{d:?}"));
+
+        let only_key = load(&[(ENV_API_KEY, API_KEY)]).unwrap().credentials();
+        assert_eq!(only_key.len(), 1);
+        assert!(matches!(only_key[0].credential, Credential::ApiKey(_)));
+        let only_license = load(&[(ENV_LICENSE_KEY, LICENSE)]).unwrap().credentials();
+        assert_eq!(only_license.len(), 1);
+        assert_eq!(
+            only_license[0].verify_url.as_str(),
+            "https://beacon.langchain.com/v1/beacon/verify"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = load(&[(ENV_LICENSE_KEY, LICENSE), (ENV_API_KEY, API_KEY)]).unwrap();
+        let dbg = format!("{c:?} {c:#?}");
+        assert_no_secret(&dbg);
+        assert!(
+            dbg.contains("lcl_…6789") && dbg.contains("beacon.langchain.com"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn no_error_text_carries_a_secret() {
+        // Errors in other variables, with secrets set, never mention them.
+        let cases: [&[(&str, &str)]; 4] = [
+            &[
+                (ENV_LICENSE_KEY, LICENSE),
+                (ENV_API_KEY, API_KEY),
+                (ENV_INTERVAL, "x"),
+            ],
+            &[
+                (ENV_LICENSE_KEY, LICENSE),
+                (ENV_BEACON_URL, "http://evil.example.com"),
+            ],
+            &[(ENV_API_KEY, API_KEY), (ENV_OFFLINE, "perhaps")],
+            &[(ENV_API_KEY, &format!("{API_KEY} x"))],
+        ];
+        for pairs in cases {
+            let err = load(pairs).unwrap_err();
+            assert_no_secret(&format!("{err} {err:?}"));
+        }
+    }
+}
