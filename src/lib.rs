@@ -10,6 +10,8 @@
 //!   HTTP, no JSON.
 //! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
 //! * [`secret`]: credentials that never reach a log.
+//! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
+//!   operators.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -27,6 +29,8 @@ pub mod config;
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod secret;
+#[cfg(feature = "shell")]
+pub mod sink;
 mod sync;
 #[cfg(feature = "shell")]
 pub mod wire;

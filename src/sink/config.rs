@@ -1,0 +1,372 @@
+//! What a sink accepts and which faults it injects.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+
+use super::SinkError;
+use crate::secret::Secret;
+
+/// The organization id `/auth` returns unless [`SinkConfig::org_id`] says
+/// otherwise: fixed, so that a demo's output is reproducible.
+pub const DEFAULT_ORG_ID: Uuid = Uuid::from_u128(0x5e1f_0c41_0000_4000_8000_0000_0000_5171);
+
+/// How a sink is set up. [`SinkConfig::default`] is a sink on
+/// `127.0.0.1:8787` that accepts any online license (`lcl_` prefix), no API
+/// key, and injects no fault.
+///
+/// `Debug` shows the license keys and API keys only in redacted form.
+#[derive(Clone)]
+pub struct SinkConfig {
+    /// Address to listen on. Default `127.0.0.1:8787`; tests use
+    /// `127.0.0.1:0` and read the port from [`super::SinkHandle::addr`].
+    pub bind: SocketAddr,
+    /// Lifetime of the JWTs issued by `POST /v1/beacon/verify` (its `exp`
+    /// claim is `iat` plus this, in whole seconds). Default one hour.
+    pub token_lifetime: Duration,
+    /// License keys accepted by `/v1/beacon/verify` and in reports. `None`
+    /// (the default) accepts any key that starts with `lcl_`, the prefix of
+    /// an online license.
+    pub licenses: Option<Vec<String>>,
+    /// `X-Api-Key` values accepted by `/auth`, and `api_key` values accepted
+    /// in reports. Default: none.
+    pub api_keys: Vec<String>,
+    /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
+    pub org_id: Uuid,
+    /// If set, every accepted report is appended to this file as one JSON
+    /// line (with its credential redacted), flushed line by line. The file
+    /// is created if missing and never truncated.
+    pub jsonl: Option<PathBuf>,
+    /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
+    pub faults: Faults,
+    /// Largest request body accepted, in bytes; a larger one is answered
+    /// `413`. Default 256 KiB.
+    pub max_body: usize,
+    /// Time a request may take from its first header byte until its answer
+    /// is ready, not counting [`Faults::latency`]. A slower client is
+    /// answered `408` and its connection closed. Default 10 s.
+    pub request_timeout: Duration,
+    /// How long [`super::SinkHandle::shutdown`] lets requests in flight
+    /// finish before it closes their connections. Default 2 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8787)),
+            token_lifetime: Duration::from_secs(3600),
+            licenses: None,
+            api_keys: Vec::new(),
+            org_id: DEFAULT_ORG_ID,
+            jsonl: None,
+            faults: Faults::default(),
+            max_body: 256 * 1024,
+            request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// The default configuration, bound to `127.0.0.1` on a free port: what
+    /// tests want.
+    pub fn ephemeral() -> Self {
+        SinkConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ..SinkConfig::default()
+        }
+    }
+
+    /// Checks the values a sink cannot work with.
+    pub(crate) fn validate(&self) -> Result<(), SinkError> {
+        if self.max_body == 0 {
+            return Err(SinkError::InvalidConfig(
+                "max_body is 0, so every request would be refused; use a positive byte count"
+                    .into(),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(SinkError::InvalidConfig(
+                "request_timeout is 0, so every request would time out; use a positive duration"
+                    .into(),
+            ));
+        }
+        self.faults.validate()
+    }
+
+    /// True if `license` is accepted, per [`SinkConfig::licenses`].
+    pub(crate) fn accepts_license(&self, license: &str) -> bool {
+        match &self.licenses {
+            Some(list) => list.iter().any(|l| l == license),
+            None => license.starts_with("lcl_"),
+        }
+    }
+
+    /// True if `key` is one of [`SinkConfig::api_keys`].
+    pub(crate) fn accepts_api_key(&self, key: &str) -> bool {
+        self.api_keys.iter().any(|k| k == key)
+    }
+}
+
+fn redacted_list(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|k| Secret::new(k.as_str()).redacted())
+        .collect()
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("bind", &self.bind)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("licenses", &self.licenses.as_deref().map(redacted_list))
+            .field("api_keys", &redacted_list(&self.api_keys))
+            .field("org_id", &self.org_id)
+            .field("jsonl", &self.jsonl)
+            .field("faults", &self.faults)
+            .field("max_body", &self.max_body)
+            .field("request_timeout", &self.request_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// Faults injected into `POST /v1/metadata/submit` (the other endpoints only
+/// get [`Faults::latency`]). The default injects nothing.
+///
+/// For every submit, after its body has been read and the latency waited
+/// out, the sink decides in this order:
+///
+/// 1. [`forced_status`](Faults::forced_status) set: answer that status.
+/// 2. with probability [`failure_rate`](Faults::failure_rate): answer `503`
+///    with `Retry-After: retry_after_secs`.
+/// 3. with probability [`drop_rate`](Faults::drop_rate): close the
+///    connection without an answer, recording nothing.
+/// 4. validate, authenticate and deduplicate the report as usual.
+/// 5. if the report was new and accepted, with probability
+///    [`accept_then_drop_rate`](Faults::accept_then_drop_rate): close the
+///    connection without an answer. The report stays accepted: this is the
+///    timeout-after-accept case that idempotency keys exist for. A
+///    duplicate is never dropped this way, so a retry gets its `204`.
+///
+/// The random draws come from a xorshift generator seeded with
+/// [`seed`](Faults::seed): one sink fed the same requests in the same order
+/// makes the same decisions. A rate of 0 or 1 draws nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Share of submits answered `503 Service Unavailable`, in `[0, 1]`.
+    pub failure_rate: f64,
+    /// `Retry-After` value, in seconds, sent with injected `503`s (and with
+    /// a forced `429` or `503`). Default 1.
+    pub retry_after_secs: u64,
+    /// Share of submits whose connection is closed without an answer and
+    /// without accepting the report, in `[0, 1]`.
+    pub drop_rate: f64,
+    /// Share of accepted submits whose connection is then closed without an
+    /// answer, in `[0, 1]`.
+    pub accept_then_drop_rate: f64,
+    /// Added before answering every request except `GET /v1/summary` and
+    /// `GET /v1/reports`.
+    pub latency: Duration,
+    /// Answer every submit with this status, without looking at it. Must be
+    /// in `200..=599`; a value outside it set through
+    /// [`super::SinkHandle::set_forced_status`] is answered as `500`.
+    pub forced_status: Option<u16>,
+    /// Seed of the generator that draws the rates.
+    pub seed: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            failure_rate: 0.0,
+            retry_after_secs: 1,
+            drop_rate: 0.0,
+            accept_then_drop_rate: 0.0,
+            latency: Duration::ZERO,
+            forced_status: None,
+            seed: 0x5EED,
+        }
+    }
+}
+
+impl Faults {
+    /// No fault at all (same as `Faults::default()`).
+    pub fn none() -> Self {
+        Faults::default()
+    }
+
+    fn rates(&self) -> [(&'static str, f64); 3] {
+        [
+            ("failure_rate", self.failure_rate),
+            ("drop_rate", self.drop_rate),
+            ("accept_then_drop_rate", self.accept_then_drop_rate),
+        ]
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), SinkError> {
+        for (name, rate) in self.rates() {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(SinkError::InvalidConfig(format!(
+                    "faults.{name} is {rate}; use a share between 0 and 1"
+                )));
+            }
+        }
+        if let Some(status) = self.forced_status
+            && !(200..=599).contains(&status)
+        {
+            return Err(SinkError::InvalidConfig(format!(
+                "faults.forced_status is {status}; use an HTTP status between 200 and 599"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The same faults with every rate clamped into `[0, 1]` (NaN becomes 0).
+    pub(crate) fn sanitized(mut self) -> Self {
+        for rate in [
+            &mut self.failure_rate,
+            &mut self.drop_rate,
+            &mut self.accept_then_drop_rate,
+        ] {
+            *rate = if rate.is_nan() {
+                0.0
+            } else {
+                rate.clamp(0.0, 1.0)
+            };
+        }
+        self
+    }
+}
+
+/// A tiny deterministic generator (xorshift64, seeded through splitmix64).
+/// Not for anything but fault injection.
+#[derive(Debug, Clone)]
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        // splitmix64 spreads small seeds over all bits; xorshift needs a
+        // non-zero state.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        XorShift(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `rate`; draws nothing when the answer is
+    /// certain.
+    pub(crate) fn chance(&mut self, rate: f64) -> bool {
+        if rate <= 0.0 || rate.is_nan() {
+            false
+        } else if rate >= 1.0 {
+            true
+        } else {
+            self.next_f64() < rate
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xorshift_is_deterministic_and_roughly_uniform() {
+        let mut a = XorShift::new(7);
+        let mut b = XorShift::new(7);
+        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
+        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
+        assert_eq!(xs, ys);
+        assert_ne!(XorShift::new(8).next_u64(), xs[0]);
+        // seed 0 must not get stuck at 0
+        let mut z = XorShift::new(0);
+        assert!((0..10).any(|_| z.next_u64() != 0));
+
+        let mut g = XorShift::new(42);
+        let hits = (0..10_000).filter(|_| g.chance(0.3)).count();
+        assert!((2_700..3_300).contains(&hits), "{hits}");
+        assert!((0..1000).all(|_| (0.0..1.0).contains(&g.next_f64())));
+    }
+
+    #[test]
+    fn certain_rates_draw_nothing() {
+        let mut g = XorShift::new(1);
+        let before = g.clone().next_u64();
+        assert!(g.chance(1.0));
+        assert!(!g.chance(0.0));
+        assert!(!g.chance(f64::NAN));
+        assert_eq!(g.next_u64(), before);
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let mut c = SinkConfig::ephemeral();
+        c.faults.drop_rate = 1.5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("faults.drop_rate"), "{e}");
+        let mut c = SinkConfig::ephemeral();
+        c.faults.forced_status = Some(42);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("forced_status"), "{e}");
+        let mut c = SinkConfig::ephemeral();
+        c.max_body = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("max_body"));
+        assert!(SinkConfig::default().validate().is_ok());
+        let f = Faults {
+            failure_rate: f64::NAN,
+            drop_rate: -1.0,
+            accept_then_drop_rate: 3.0,
+            ..Faults::none()
+        }
+        .sanitized();
+        assert_eq!(
+            (f.failure_rate, f.drop_rate, f.accept_then_drop_rate),
+            (0.0, 0.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let c = SinkConfig {
+            licenses: Some(vec!["lcl_0123456789abcdef9f2a".into()]),
+            api_keys: vec!["lsv2_pt_0123456789abcdef_77".into()],
+            ..SinkConfig::ephemeral()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("lcl_…9f2a"), "{shown}");
+    }
+
+    #[test]
+    fn license_acceptance() {
+        let any = SinkConfig::ephemeral();
+        assert!(any.accepts_license("lcl_x"));
+        assert!(!any.accepts_license("offline-x"));
+        let listed = SinkConfig {
+            licenses: Some(vec!["lcl_a".into(), "custom".into()]),
+            ..SinkConfig::ephemeral()
+        };
+        assert!(listed.accepts_license("custom"));
+        assert!(!listed.accepts_license("lcl_b"));
+        assert!(!any.accepts_api_key("k"));
+    }
+}

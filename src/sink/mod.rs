@@ -1,0 +1,242 @@
+//! A local Beacon server: the demo's target, a test double for the client
+//! and reporter, and a way for an air-gapped operator to see exactly what
+//! would be sent.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), beacon_meter::sink::SinkError> {
+//! use beacon_meter::sink::{Sink, SinkConfig};
+//!
+//! let sink = Sink::start(SinkConfig::ephemeral()).await?;
+//! println!("Beacon at {}", sink.base_url());
+//! // ... point a reporter at sink.base_url() ...
+//! println!("{:?}", sink.summary().measures);
+//! sink.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Endpoints
+//!
+//! * `POST /v1/beacon/verify` `{"license": "..."}`: `200 {"token": JWT}` for
+//!   an accepted license ([`SinkConfig::licenses`]), else `403`. The JWT is
+//!   HS256, signed with a key drawn at random when the sink starts; its
+//!   claims are `sub: "license"`, `iss`, `iat`, `exp` (`iat` plus
+//!   [`SinkConfig::token_lifetime`]) and `jti`.
+//! * `POST /auth` with `X-Api-Key`: `200 {"org_config": {"org_id": ...,
+//!   "name": "local sink", ...}}` for a key in [`SinkConfig::api_keys`]
+//!   (with a few extra fields a client must ignore), else `401`.
+//! * `POST /v1/metadata/submit`: a usage report. In order:
+//!   1. body larger than [`SinkConfig::max_body`]: `413`;
+//!   2. the [`Faults`] (forced status, `503`, dropped connection);
+//!   3. `Content-Type` not `application/json`: `422`;
+//!   4. not JSON: `400`; an object with a duplicate key: `422`;
+//!   5. not exactly the spec's keys and types: `422` (exactly one of
+//!      `license` / `api_key`; `from_timestamp` < `to_timestamp`, both
+//!      RFC 3339 UTC with `Z`; `tags` all strings, tenant and project ids
+//!      UUIDs when not empty; `measures` integers in `0..=u64::MAX`, floats
+//!      refused; `logs` an array of objects);
+//!   6. credential unknown: `401`;
+//!   7. `Idempotency-Key` present but not one UUID: `422`;
+//!   8. key seen before: same body `204` (counted as a duplicate, not
+//!      again), different body `422`;
+//!   9. otherwise accepted: `204`, stored, appended to the JSONL file.
+//!      (No key: accepted and counted in
+//!      [`Summary::without_idempotency_key`].)
+//! * `GET /v1/summary`: the [`Summary`].
+//! * `GET /v1/reports`: the accepted reports, in arrival order.
+//!
+//! Every refusal is `{"detail": "<reason naming the field>"}`; no answer,
+//! log line, stored report or recorded request contains a credential in
+//! full: stored reports, the JSONL file and [`SinkHandle::reports`] carry
+//! the credential field with its redacted form (`lcl_…9f2a`), and
+//! everything else in the report exactly as received.
+//!
+//! A request must be complete within [`SinkConfig::request_timeout`] (plus
+//! the injected latency) or it is answered `408` and its connection closed.
+
+mod config;
+mod jwt;
+mod routes;
+mod server;
+mod state;
+mod validate;
+
+pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig};
+pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use state::Shared;
+
+/// Why a sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The listening socket could not be opened.
+    #[error("the sink could not listen on {addr}: {source}; pick another address or port")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JSONL file could not be opened for appending.
+    #[error("the sink could not open its JSONL file {}: {source}; check the path and its permissions", path.display())]
+    Jsonl {
+        /// The file asked for.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value the sink cannot work with.
+    #[error("invalid sink configuration: {0}")]
+    InvalidConfig(String),
+    /// The system's random generator failed (to draw the JWT signing key).
+    #[error("the sink could not draw a random JWT signing key from the system")]
+    Random,
+}
+
+/// Starts sinks; see [`Sink::start`].
+#[derive(Debug)]
+pub struct Sink;
+
+impl Sink {
+    /// Checks `config`, opens the JSONL file if any, binds the listening
+    /// socket and serves in the background until the returned handle is shut
+    /// down or dropped.
+    pub async fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
+        config.validate()?;
+        let jsonl = match &config.jsonl {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| SinkError::Jsonl {
+                        path: path.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let key = jwt::new_key().map_err(|_| SinkError::Random)?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| SinkError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SinkError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let shared = Arc::new(Shared::new(config, key, jsonl));
+        let (shutdown, watching) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, shared.clone(), watching));
+        tracing::info!(%addr, "Beacon sink listening");
+        Ok(SinkHandle {
+            addr,
+            shared,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// A running sink. Dropping it stops the sink too (without waiting);
+/// [`SinkHandle::shutdown`] stops it and waits.
+pub struct SinkHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for SinkHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkHandle {
+    /// The address the sink listens on (with the actual port when bound to
+    /// port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>/`: the base URL for both the Beacon and the auth
+    /// endpoint.
+    pub fn base_url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("http://{}/", self.addr))
+            .expect("a socket address always makes a valid http URL")
+    }
+
+    /// The totals, as served by `GET /v1/summary`.
+    pub fn summary(&self) -> Summary {
+        self.shared.summary()
+    }
+
+    /// The accepted reports, deduplicated, in arrival order, with their
+    /// credential field redacted.
+    pub fn reports(&self) -> Vec<serde_json::Value> {
+        self.shared.reports()
+    }
+
+    /// Replaces the faults (and reseeds their generator with
+    /// [`Faults::seed`]). Rates outside `[0, 1]` are clamped into it.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+
+    /// Sets or clears [`Faults::forced_status`] alone.
+    pub fn set_forced_status(&self, status: Option<u16>) {
+        self.shared.set_forced_status(status);
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults()
+    }
+
+    /// The requests served so far (the last [`MAX_RECORDED_REQUESTS`]), in
+    /// the order they were answered, with secret headers redacted.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests()
+    }
+
+    /// The claims of `token` if this sink issued it (the signature is
+    /// checked, the expiry is not).
+    pub fn verify_token(&self, token: &str) -> Option<serde_json::Value> {
+        jwt::verify(&self.shared.key, token)
+    }
+
+    /// Stops accepting connections, lets requests in flight finish for up to
+    /// [`SinkConfig::shutdown_grace`], then closes what is left.
+    pub async fn shutdown(self) {
+        let SinkHandle {
+            shutdown,
+            mut task,
+            shared,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        // The serve loop bounds itself by the grace period; the extra second
+        // only guards against a connection task that ignores being aborted.
+        let bound = shared
+            .config
+            .shutdown_grace
+            .saturating_add(std::time::Duration::from_secs(1));
+        if tokio::time::timeout(bound, &mut task).await.is_err() {
+            task.abort();
+        }
+        tracing::info!("Beacon sink stopped");
+    }
+}

@@ -1,0 +1,372 @@
+//! The endpoints.
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::pin::Pin;
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::jwt;
+use super::state::{Accepted, Shared};
+use super::validate::{self, CredentialField, Invalid};
+
+/// Marks a response that must not be sent: the connection is closed
+/// instead (see `server::handle`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DropConnection;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/beacon/verify", post(verify))
+        .route("/auth", post(auth))
+        .route("/v1/metadata/submit", post(submit))
+        .route("/v1/summary", get(summary))
+        .route("/v1/reports", get(reports))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+}
+
+/// `{"detail": message}` with `status`.
+pub(crate) fn detail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "detail": message.into() }))).into_response()
+}
+
+fn dropped() -> Response {
+    let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    response.extensions_mut().insert(DropConnection);
+    response
+}
+
+async fn not_found() -> Response {
+    detail(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; the sink serves POST /v1/beacon/verify, POST /auth, \
+         POST /v1/metadata/submit, GET /v1/summary and GET /v1/reports",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    detail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads a whole body of at most `max` bytes. A larger body is read on and
+/// discarded up to a bound, so that the client, still sending, gets to read
+/// the `413` instead of a reset connection.
+async fn read_body(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
+    let drain_cap = max.saturating_mul(4).saturating_add(1 << 20);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > drain_cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(e)) => return Err(BodyError::Read(e.to_string())),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                total = total.saturating_add(data.len());
+                if total > max {
+                    buf = Vec::new();
+                    if total > drain_cap {
+                        break;
+                    }
+                } else {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    if total > max {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf)
+    }
+}
+
+/// The body, or the answer for a body that could not be read.
+async fn body_or_answer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
+    let max = shared.config.max_body;
+    match read_body(headers, body, max).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge) => {
+            let mut response = detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than this sink's limit of {max} bytes"),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+        Err(BodyError::Read(e)) => Err(detail(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+async fn add_latency(shared: &Shared) {
+    let latency = shared.faults().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+}
+
+/// A refusal: its status and the reason for its `detail`.
+type Refusal = (StatusCode, String);
+
+fn refusal(e: Invalid) -> Refusal {
+    match e {
+        Invalid::Syntax(m) => (StatusCode::BAD_REQUEST, m),
+        Invalid::Shape(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+    }
+}
+
+fn invalid(e: Invalid) -> Response {
+    let (status, reason) = refusal(e);
+    detail(status, reason)
+}
+
+/// `POST /v1/beacon/verify` `{"license": "..."}` -> `{"token": JWT}`.
+async fn verify(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match body_or_answer(&shared, &headers, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    add_latency(&shared).await;
+    let license = match validate::parse_json(&bytes).and_then(validate::validate_verify) {
+        Ok(l) => l,
+        Err(e) => return invalid(e),
+    };
+    if !shared.config.accepts_license(&license) {
+        let why = if shared.config.licenses.is_none() {
+            "license is not accepted: this sink accepts online licenses (keys starting with \"lcl_\")"
+        } else {
+            "license is not accepted: it is not in this sink's list of licenses"
+        };
+        return detail(StatusCode::FORBIDDEN, why);
+    }
+    let token = jwt::issue(
+        &shared.key,
+        chrono::Utc::now().timestamp(),
+        shared.config.token_lifetime,
+    );
+    shared.count_verification();
+    (StatusCode::OK, axum::Json(json!({ "token": token }))).into_response()
+}
+
+/// `POST /auth` with `X-Api-Key` -> `{"org_config": {...}}`.
+async fn auth(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    add_latency(&shared).await;
+    let Some(key) = headers.get("x-api-key") else {
+        return detail(StatusCode::UNAUTHORIZED, "missing X-Api-Key header");
+    };
+    let known = key.to_str().is_ok_and(|k| shared.config.accepts_api_key(k));
+    if !known {
+        return detail(
+            StatusCode::UNAUTHORIZED,
+            "X-Api-Key is not accepted by this sink",
+        );
+    }
+    shared.count_auth();
+    let body = json!({
+        "org_config": {
+            "org_id": shared.config.org_id,
+            "name": "local sink",
+            "is_personal": false,
+            "tier": "enterprise",
+            "max_identities": null,
+            "feature_flags": {"beacon_meter_sink": true},
+        }
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn with_retry_after(mut response: Response, seconds: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+fn forced(status: u16, retry_after: u64) -> Response {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let response = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        status.into_response()
+    } else {
+        detail(
+            status,
+            format!(
+                "status {} forced by the sink's fault injection",
+                status.as_u16()
+            ),
+        )
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        with_retry_after(response, retry_after)
+    } else {
+        response
+    }
+}
+
+/// `POST /v1/metadata/submit`; the order of checks is listed in the `sink`
+/// module docs.
+async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match body_or_answer(&shared, &headers, body).await {
+        Ok(b) => b,
+        Err(answer) => {
+            shared.count_reject();
+            return answer;
+        }
+    };
+    add_latency(&shared).await;
+
+    let faults = shared.faults();
+    if let Some(status) = faults.forced_status {
+        shared.count_fault();
+        return forced(status, faults.retry_after_secs);
+    }
+    if shared.chance(|f| f.failure_rate) {
+        shared.count_fault();
+        return with_retry_after(
+            detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable (injected by the sink's failure_rate); retry later",
+            ),
+            faults.retry_after_secs,
+        );
+    }
+    if shared.chance(|f| f.drop_rate) {
+        shared.count_fault();
+        return dropped();
+    }
+
+    let (key, report) = match check(&shared, &headers, &bytes) {
+        Ok(checked) => checked,
+        Err((status, reason)) => {
+            shared.count_reject();
+            return detail(status, reason);
+        }
+    };
+    match shared.accept(key, report) {
+        Accepted::New if shared.chance(|f| f.accept_then_drop_rate) => {
+            shared.count_fault();
+            dropped()
+        }
+        Accepted::New | Accepted::Duplicate => StatusCode::NO_CONTENT.into_response(),
+        // `accept` counted the reject.
+        Accepted::Conflict => detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key was already used for a different report body; \
+             a retry must resend the same body, a new report needs a new key",
+        ),
+        Accepted::Storage(e) => {
+            tracing::error!(error = %e, "sink could not append a report to its JSONL file");
+            detail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the sink could not append the report to its JSONL file: {e}"),
+            )
+        }
+    }
+}
+
+/// Everything that can refuse a report before it is stored.
+fn check(
+    shared: &Shared,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<(Option<Uuid>, validate::ValidReport), Refusal> {
+    if !is_json(headers) {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Content-Type header must be application/json".into(),
+        ));
+    }
+    let value = validate::parse_json(bytes).map_err(refusal)?;
+    let report = validate::validate_report(value).map_err(refusal)?;
+    let known = match report.credential_field {
+        CredentialField::License => shared.config.accepts_license(&report.credential),
+        CredentialField::ApiKey => shared.config.accepts_api_key(&report.credential),
+    };
+    if !known {
+        let why = match report.credential_field {
+            CredentialField::License if shared.config.licenses.is_none() => {
+                "`license` is not accepted: this sink accepts online licenses (keys starting with \"lcl_\"); offline licenses never report"
+            }
+            CredentialField::License => {
+                "`license` is not accepted: it is not in this sink's list of licenses"
+            }
+            CredentialField::ApiKey => {
+                "`api_key` is not accepted: it is not in this sink's list of API keys"
+            }
+        };
+        return Err((StatusCode::UNAUTHORIZED, why.into()));
+    }
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key header must appear at most once".into(),
+            ));
+        }
+        (Some(v), None) => match v.to_str().ok().and_then(|s| Uuid::try_parse(s.trim()).ok()) {
+            Some(uuid) => Some(uuid),
+            None => {
+                return Err((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency-Key header must be a UUID".into(),
+                ));
+            }
+        },
+    };
+    Ok((key, report))
+}
+
+/// `GET /v1/summary`.
+async fn summary(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.summary()).into_response()
+}
+
+/// `GET /v1/reports`: the accepted reports, credentials redacted.
+async fn reports(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(Value::Array(shared.reports())).into_response()
+}

@@ -1,0 +1,145 @@
+//! The accept loop. The sink serves HTTP/1.1 connections with hyper itself
+//! rather than through `axum::serve`, because it must be able to close a
+//! connection without answering: a response marked
+//! [`DropConnection`](super::routes::DropConnection) becomes a service
+//! error, on which hyper closes the connection without writing anything.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::{Service, service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::routes::{DropConnection, detail, router};
+use super::state::{RecordedRequest, Shared, redact_headers};
+
+/// Returned by the service to make hyper close the connection unanswered.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by the sink's fault injection")]
+struct ConnectionDropped;
+
+/// Accepts connections until `shutdown` changes (or its sender is gone),
+/// then lets open connections finish for up to `grace` and closes the rest.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let grace = shared.config.shutdown_grace;
+    let service = TowerToHyperService::new(router(shared.clone()));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    connections.spawn(serve_connection(
+                        stream,
+                        service.clone(),
+                        shared.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment
+                    // rather than spin.
+                    tracing::warn!(error = %e, "sink could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    service: TowerToHyperService<Router>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let header_timeout = shared.config.request_timeout;
+    let service = service_fn(move |request| handle(service.clone(), shared.clone(), request));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    if *shutdown.borrow_and_update() {
+        connection.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "sink connection ended");
+            }
+        }
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Serves one request: routes it, bounds its time, records it, and turns a
+/// [`DropConnection`] answer into a dropped connection.
+async fn handle(
+    service: TowerToHyperService<Router>,
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ConnectionDropped> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let headers = redact_headers(request.headers());
+    let limit = shared
+        .config
+        .request_timeout
+        .saturating_add(shared.faults().latency);
+    let response = match tokio::time::timeout(limit, service.call(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_elapsed) => {
+            let mut response = detail(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request took longer than this sink's limit of {} ms",
+                    limit.as_millis()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    };
+    let drop_it = response.extensions().get::<DropConnection>().is_some();
+    shared.record_request(RecordedRequest {
+        method,
+        path,
+        headers,
+        status: (!drop_it).then(|| response.status().as_u16()),
+    });
+    if drop_it {
+        Err(ConnectionDropped)
+    } else {
+        Ok(response)
+    }
+}
