@@ -10,6 +10,7 @@
 //!   HTTP, no JSON.
 //! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
 //! * [`secret`]: credentials that never reach a log.
+//! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -25,6 +26,8 @@
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod secret;
+#[cfg(feature = "shell")]
+pub mod spool;
 mod sync;
 #[cfg(feature = "shell")]
 pub mod wire;
