@@ -12,6 +12,7 @@
 //! * [`secret`]: credentials that never reach a log.
 //! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
 //!   operators.
+//! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -31,6 +32,7 @@ pub mod meter;
 pub mod secret;
 #[cfg(feature = "shell")]
 pub mod sink;
+pub mod spool;
 mod sync;
 #[cfg(feature = "shell")]
 pub mod wire;

@@ -1,0 +1,187 @@
+//! The spool's error type: every variant names the path involved and what to
+//! do about it.
+
+use super::Destination;
+use std::io;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Why a spool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Another process (or another `Spool` in this process) holds the lock.
+    #[error(
+        "spool directory {} is in use by {holder}: stop that process first, or give this one its own spool directory (BEACON_SPOOL_DIR)",
+        dir.display()
+    )]
+    Locked {
+        /// The spool directory.
+        dir: PathBuf,
+        /// Who holds the lock, as written in its `LOCK` file (pid, host, start time).
+        holder: String,
+    },
+
+    /// A file or directory of the spool cannot be created or written.
+    #[error(
+        "cannot write {}: the spool directory is not writable: check its owner and permissions, or set BEACON_SPOOL_DIR to a writable directory ({source})",
+        path.display()
+    )]
+    NotWritable {
+        /// The path that could not be written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The filesystem holding the spool is full. Nothing was dropped: the
+    /// caller still holds the window it tried to write.
+    #[error(
+        "no space left to write {}: free space on that filesystem or move the spool (BEACON_SPOOL_DIR); the window was not stored, keep it in memory and retry ({source})",
+        path.display()
+    )]
+    DiskFull {
+        /// The path that could not be written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Any other I/O failure.
+    #[error(
+        "spool I/O failed while {action} {}: {source} (check that the spool path is a directory on a healthy local filesystem, or set BEACON_SPOOL_DIR)",
+        path.display()
+    )]
+    Io {
+        /// What the spool was doing ("reading", "renaming", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// No pending window with this id (already sent, rejected or merged).
+    #[error(
+        "no pending {destination} window with id {id} in {}: it was already sent, rejected or merged into a wider window (see `spool list`)",
+        dir.display()
+    )]
+    NotFound {
+        /// The destination searched.
+        destination: Destination,
+        /// The id searched for.
+        id: Uuid,
+        /// The pending directory searched.
+        dir: PathBuf,
+    },
+
+    /// `show` found nothing by that id or file name.
+    #[error(
+        "nothing named {query:?} in spool {}: give a window id or a file name from `spool list`",
+        dir.display()
+    )]
+    NoSuchEntry {
+        /// What was asked for.
+        query: String,
+        /// The spool directory.
+        dir: PathBuf,
+    },
+
+    /// A window handed to the spool breaks a rule of the format.
+    #[error("refusing to spool window {id}: {reason}")]
+    InvalidWindow {
+        /// The window's id.
+        id: Uuid,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The spool was opened read-only (for inspection) and cannot change.
+    #[error(
+        "spool {} is open read-only (another process holds it): stop that process to modify the spool",
+        dir.display()
+    )]
+    ReadOnly {
+        /// The spool directory.
+        dir: PathBuf,
+    },
+
+    /// A read-only open found no spool at this path.
+    #[error(
+        "no spool at {}: check the path, BEACON_SPOOL_DIR, or that the reporter has run at least once",
+        dir.display()
+    )]
+    NoSpool {
+        /// The path given.
+        dir: PathBuf,
+    },
+
+    /// A destination name other than `beacon` or `auth`.
+    #[error("unknown destination {given:?}: expected \"beacon\" or \"auth\"")]
+    UnknownDestination {
+        /// The name given.
+        given: String,
+    },
+}
+
+impl SpoolError {
+    /// Classifies an I/O error on `path`: permission and read-only
+    /// filesystem errors become [`SpoolError::NotWritable`], a full disk
+    /// [`SpoolError::DiskFull`], anything else [`SpoolError::Io`].
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> SpoolError {
+        let path = path.to_path_buf();
+        match source.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                SpoolError::NotWritable { path, source }
+            }
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                SpoolError::DiskFull { path, source }
+            }
+            _ => SpoolError::Io {
+                action,
+                path,
+                source,
+            },
+        }
+    }
+
+    /// A closure for `map_err`.
+    pub(crate) fn on(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+        move |e| SpoolError::io(action, path, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_path_and_the_fix() {
+        let e = SpoolError::io(
+            "writing",
+            Path::new("/x/spool"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("cannot write /x/spool"), "{msg}");
+        assert!(msg.contains("not writable"), "{msg}");
+        assert!(msg.contains("BEACON_SPOOL_DIR"), "{msg}");
+
+        let e = SpoolError::io(
+            "writing",
+            Path::new("/x/f.json"),
+            io::Error::from(io::ErrorKind::StorageFull),
+        );
+        assert!(matches!(e, SpoolError::DiskFull { .. }));
+        assert!(e.to_string().contains("free space"), "{e}");
+
+        let e = SpoolError::io(
+            "renaming",
+            Path::new("/x/f.json"),
+            io::Error::from(io::ErrorKind::Interrupted),
+        );
+        assert!(e.to_string().contains("renaming /x/f.json"), "{e}");
+    }
+}

@@ -1,0 +1,313 @@
+//! File-system primitives: atomic writes, directory fsync, reads that never
+//! follow a symbolic link, and the lock file.
+
+use super::SpoolError;
+use chrono::Utc;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Temporary files start with this; any left at open time are from a write
+/// cut short and are removed.
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// Creates `path` (and missing parents) as a directory, mode 0700 on Unix.
+pub(crate) fn create_dir_private(path: &Path) -> Result<(), SpoolError> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path).map_err(SpoolError::on("creating", path))
+}
+
+fn open_new_private(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// Makes renames and removals in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(SpoolError::on("syncing directory", dir))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `dir/name` atomically: a temporary file in the same
+/// directory (mode 0600), fsync, rename over the target, fsync the
+/// directory. A crash leaves either the old file or the new one, never a
+/// mix; the temporary file is removed on any error.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
+    let target = dir.join(name);
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        uuid::Uuid::new_v4().simple(),
+        name
+    ));
+    let written = (|| {
+        let mut f = open_new_private(&tmp).map_err(SpoolError::on("creating", &tmp))?;
+        f.write_all(bytes)
+            .map_err(SpoolError::on("writing", &tmp))?;
+        f.sync_all().map_err(SpoolError::on("syncing", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &target).map_err(SpoolError::on("renaming into place", &target))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(target)
+}
+
+/// What reading a spool entry found.
+pub(crate) enum Entry {
+    /// A regular file and its bytes.
+    File(Vec<u8>),
+    /// Not a regular file (symbolic link, directory, ...): never read.
+    NotRegular(&'static str),
+    /// A regular file larger than the limit.
+    TooLarge(u64),
+    /// Gone (removed between listing and reading).
+    Gone,
+}
+
+/// Reads `path` if, and only if, it is a regular file no larger than `max`.
+/// A symbolic link is reported, never followed; on Unix the opened file is
+/// checked to be the very inode that was inspected.
+pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Entry, SpoolError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Gone),
+        Err(e) => return Err(SpoolError::io("inspecting", path, e)),
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return Ok(Entry::NotRegular("a symbolic link (never followed)"));
+    }
+    if ft.is_dir() {
+        return Ok(Entry::NotRegular("a directory"));
+    }
+    if !ft.is_file() {
+        return Ok(Entry::NotRegular("not a regular file"));
+    }
+    if meta.len() > max {
+        return Ok(Entry::TooLarge(meta.len()));
+    }
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Gone),
+        Err(e) => return Err(SpoolError::io("opening", path, e)),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let opened = file
+            .metadata()
+            .map_err(SpoolError::on("inspecting", path))?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            // Swapped between the check and the open.
+            return Ok(Entry::NotRegular("replaced while being read"));
+        }
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(SpoolError::on("reading", path))?;
+    if bytes.len() as u64 > max {
+        return Ok(Entry::TooLarge(bytes.len() as u64));
+    }
+    Ok(Entry::File(bytes))
+}
+
+/// Removes `path`; a file already gone is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SpoolError::io("removing", path, e)),
+    }
+}
+
+/// A file's entries by name (UTF-8 names only; others are returned
+/// separately so the caller can move them aside). Temporary files are left
+/// out.
+pub(crate) fn list_names(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>), SpoolError> {
+    let mut names = Vec::new();
+    let mut odd = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((names, odd)),
+        Err(e) => return Err(SpoolError::io("listing", dir, e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(SpoolError::on("listing", dir))?;
+        match entry.file_name().into_string() {
+            Ok(n) if n.starts_with(TMP_PREFIX) => {}
+            Ok(n) => names.push(n),
+            Err(_) => odd.push(entry.path()),
+        }
+    }
+    names.sort();
+    Ok((names, odd))
+}
+
+/// Removes temporary files left in `dir` by writes cut short.
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<usize, SpoolError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(SpoolError::io("listing", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in rd {
+        let entry = entry.map_err(SpoolError::on("listing", dir))?;
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let path = entry.path();
+            let is_file = fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir());
+            if is_file {
+                remove_if_exists(&path)?;
+                tracing::debug!(path = %path.display(), "removed a temporary file left by an interrupted write");
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The file name of the lock.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// Takes the spool's exclusive lock, or names the process holding it.
+/// The lock is released when the returned file is dropped (or the process
+/// dies: the operating system releases it, so a crash never leaves a stale
+/// lock).
+pub(crate) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut file = o.open(&path).map_err(SpoolError::on("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = (&file).take(4096).read_to_string(&mut text);
+            return Err(SpoolError::Locked {
+                dir: dir.to_path_buf(),
+                holder: describe_holder(&text),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(SpoolError::io("locking", &path, e)),
+    }
+    let info = format!(
+        "pid={}\nhost={}\nstarted={}\n",
+        std::process::id(),
+        hostname(),
+        crate::wire::format_timestamp(&Utc::now())
+    );
+    file.set_len(0)
+        .and_then(|()| file.write_all(info.as_bytes()))
+        .and_then(|()| file.sync_data())
+        .map_err(SpoolError::on("writing", &path))?;
+    Ok(file)
+}
+
+/// "pid 42 on host h (since 2025-01-06T09:00:00Z)" from a lock file's text.
+pub(crate) fn describe_holder(text: &str) -> String {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    match (field("pid"), field("host"), field("started")) {
+        (Some(pid), host, started) => format!(
+            "pid {pid} on host {} (since {})",
+            host.unwrap_or("?"),
+            started.unwrap_or("?")
+        ),
+        _ => "another process (it has not yet written its pid to the LOCK file)".to_owned(),
+    }
+}
+
+/// This machine's host name, best effort.
+pub(crate) fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_description() {
+        let d = describe_holder("pid=42\nhost=box\nstarted=2025-01-06T09:00:00Z\n");
+        assert_eq!(d, "pid 42 on host box (since 2025-01-06T09:00:00Z)");
+        assert!(describe_holder("").contains("another process"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "a.json", b"one").unwrap();
+        write_atomic(dir.path(), "a.json", b"two").unwrap();
+        assert_eq!(fs::read(dir.path().join("a.json")).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["a.json"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_regular_never_follows_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"secret").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read_regular(&link, 100).unwrap(),
+            Entry::NotRegular(_)
+        ));
+        assert!(matches!(
+            read_regular(&target, 3).unwrap(),
+            Entry::TooLarge(6)
+        ));
+        assert!(matches!(
+            read_regular(&dir.path().join("nope"), 3).unwrap(),
+            Entry::Gone
+        ));
+    }
+}

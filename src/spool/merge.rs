@@ -1,0 +1,245 @@
+//! Merging two adjacent windows into one wider window, without losing a
+//! count. Pure functions; the spool decides when to merge and how to make
+//! it crash-safe.
+
+use super::{FORMAT_VERSION, SpooledWindow};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// At most this many log records are kept in a merged window.
+pub const MAX_MERGED_LOGS: usize = 100;
+/// At most this many bytes of (serialized) log records are kept in a merged
+/// window.
+pub const MAX_MERGED_LOG_BYTES: usize = 64 * 1024;
+
+/// Merges `a` (older) and `b` (newer) into a new window with id `id`, or
+/// `None` if they must not be merged:
+///
+/// * either is `in_doubt` (the server may already have counted it under its
+///   own id; counting it again under a new id would double count);
+/// * they go to different destinations, or have different tags (tags
+///   describe the platform, e.g. its version, and must stay exact);
+/// * a measure is a gauge in one and a counter in the other;
+/// * a counter sum would overflow `u64` (refusing keeps every count exact
+///   instead of saturating).
+///
+/// Counters are summed, a gauge takes the newer window's value (the older
+/// one's if the newer lacks it), the span is `[min from, max to)`, logs are
+/// concatenated up to [`MAX_MERGED_LOGS`] / [`MAX_MERGED_LOG_BYTES`] (the
+/// rest replaced by one record saying how many were left out), `merged` is
+/// summed, `attempts` is 0 and `closed_at` the later close.
+pub fn merge(a: &SpooledWindow, b: &SpooledWindow, id: Uuid) -> Option<SpooledWindow> {
+    if a.in_doubt
+        || b.in_doubt
+        || a.destination != b.destination
+        || a.report.tags != b.report.tags
+        || a.version != FORMAT_VERSION
+        || b.version != FORMAT_VERSION
+    {
+        return None;
+    }
+    let mut measures = a.report.measures.clone();
+    for (name, &bv) in &b.report.measures {
+        let (ga, gb) = (a.is_gauge(name), b.is_gauge(name));
+        match measures.get_mut(name) {
+            Some(_) if ga != gb => return None,
+            Some(av) if gb => *av = bv,
+            Some(av) => *av = av.checked_add(bv)?,
+            None => {
+                measures.insert(name.clone(), bv);
+            }
+        }
+    }
+    let gauges: BTreeSet<&String> = a.gauges.iter().chain(&b.gauges).collect();
+    let mut report = a.report.clone();
+    report.from_timestamp = a.report.from_timestamp.min(b.report.from_timestamp);
+    report.to_timestamp = a.report.to_timestamp.max(b.report.to_timestamp);
+    report.measures = measures;
+    report.logs = merge_logs(&a.report.logs, &b.report.logs);
+    Some(SpooledWindow {
+        version: FORMAT_VERSION,
+        id,
+        destination: a.destination,
+        closed_at: a.closed_at.max(b.closed_at),
+        attempts: 0,
+        in_doubt: false,
+        gauges: gauges.into_iter().cloned().collect(),
+        merged: a.merged.saturating_add(b.merged),
+        report,
+    })
+}
+
+type Log = Map<String, Value>;
+
+fn merge_logs(a: &[Log], b: &[Log]) -> Vec<Log> {
+    let total = a.len() + b.len();
+    let mut kept = Vec::new();
+    let mut bytes = 0usize;
+    for rec in a.iter().chain(b) {
+        let size = serde_json::to_vec(rec).map_or(usize::MAX, |v| v.len());
+        // Leave room for the "omitted" record if anything is left out.
+        let room = if kept.len() + 1 < total {
+            MAX_MERGED_LOGS - 1
+        } else {
+            MAX_MERGED_LOGS
+        };
+        if kept.len() >= room || bytes.saturating_add(size) > MAX_MERGED_LOG_BYTES {
+            break;
+        }
+        bytes += size;
+        kept.push(rec.clone());
+    }
+    let omitted = total - kept.len();
+    if omitted > 0 {
+        let mut note = Map::new();
+        note.insert("level".into(), "warning".into());
+        note.insert("source".into(), "beacon-meter spool".into());
+        note.insert(
+            "message".into(),
+            format!("{omitted} log records omitted while merging spooled windows").into(),
+        );
+        note.insert("omitted".into(), omitted.into());
+        kept.push(note);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Destination;
+    use crate::wire::ReportBody;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn window(from: i64, to: i64, measures: &[(&str, u64)], gauges: &[&str]) -> SpooledWindow {
+        SpooledWindow::new(
+            Uuid::new_v4(),
+            Destination::Beacon,
+            Utc.timestamp_opt(to + 1, 0).unwrap(),
+            gauges.iter().map(|g| g.to_string()).collect(),
+            ReportBody {
+                from_timestamp: Utc.timestamp_opt(from, 0).unwrap(),
+                to_timestamp: Utc.timestamp_opt(to, 0).unwrap(),
+                tags: BTreeMap::from([("v".to_owned(), "1".to_owned())]),
+                measures: measures.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                logs: vec![],
+            },
+        )
+    }
+
+    #[test]
+    fn counters_sum_gauges_take_the_later_value() {
+        let a = window(
+            0,
+            300,
+            &[("runs", 2), ("nodes", 5), ("graphs", 4)],
+            &["graphs"],
+        );
+        let mut a = a;
+        a.merged = 3;
+        a.attempts = 7;
+        let b = window(
+            300,
+            600,
+            &[("runs", 1), ("graphs", 6), ("tokens", 9)],
+            &["graphs"],
+        );
+        let id = Uuid::new_v4();
+        let m = merge(&a, &b, id).unwrap();
+        assert_eq!(m.id, id);
+        assert_eq!(m.report.measures["runs"], 3);
+        assert_eq!(m.report.measures["nodes"], 5);
+        assert_eq!(m.report.measures["graphs"], 6);
+        assert_eq!(m.report.measures["tokens"], 9);
+        assert_eq!(m.report.from_timestamp, a.report.from_timestamp);
+        assert_eq!(m.report.to_timestamp, b.report.to_timestamp);
+        assert_eq!((m.merged, m.attempts, m.in_doubt), (4, 0, false));
+        assert_eq!(m.closed_at, b.closed_at);
+        assert_eq!(m.gauges, vec!["graphs".to_owned()]);
+    }
+
+    #[test]
+    fn refuses_what_would_lose_or_double_a_count() {
+        let a = window(0, 300, &[("runs", u64::MAX)], &[]);
+        let b = window(300, 600, &[("runs", 1)], &[]);
+        assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "overflow");
+
+        let a = window(0, 300, &[("runs", 1)], &[]);
+        let mut b = window(300, 600, &[("runs", 1)], &[]);
+        b.in_doubt = true;
+        assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "in doubt");
+        assert!(merge(&b, &a, Uuid::new_v4()).is_none(), "in doubt");
+
+        let mut b = window(300, 600, &[("runs", 1)], &[]);
+        b.report.tags.insert("v".into(), "2".into());
+        assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "tags");
+
+        let mut b = window(300, 600, &[("runs", 1)], &[]);
+        b.destination = Destination::Auth;
+        assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "destination");
+
+        let b = window(300, 600, &[("runs", 1)], &["runs"]);
+        assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "kind changed");
+    }
+
+    #[test]
+    fn logs_are_concatenated_and_bounded() {
+        let rec = |i: usize| {
+            let mut m = Map::new();
+            m.insert("i".into(), i.into());
+            m
+        };
+        let mut a = window(0, 300, &[], &[]);
+        let mut b = window(300, 600, &[], &[]);
+        a.report.logs = (0..3).map(rec).collect();
+        b.report.logs = (3..5).map(rec).collect();
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs, (0..5).map(rec).collect::<Vec<_>>());
+
+        a.report.logs = (0..80).map(rec).collect();
+        b.report.logs = (80..160).map(rec).collect();
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), MAX_MERGED_LOGS);
+        assert_eq!(m.report.logs[98], rec(98));
+        assert_eq!(m.report.logs[99]["omitted"], 61);
+
+        let mut big = Map::new();
+        big.insert("x".into(), "y".repeat(MAX_MERGED_LOG_BYTES).into());
+        a.report.logs = vec![rec(0), big];
+        b.report.logs = vec![rec(1)];
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), 2);
+        assert_eq!(m.report.logs[1]["omitted"], 2);
+    }
+
+    proptest! {
+        #[test]
+        fn counter_totals_are_exact(
+            xs in proptest::collection::vec((0u64..u64::MAX / 4, 0u64..1000, 0u64..50), 2..20)
+        ) {
+            let ws: Vec<SpooledWindow> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, &(runs, nodes, g))| {
+                    let i = i as i64;
+                    window(i * 300, (i + 1) * 300, &[("runs", runs % 1_000_000), ("nodes", nodes), ("g", g)], &["g"])
+                })
+                .collect();
+            let mut acc = ws[0].clone();
+            for w in &ws[1..] {
+                acc = merge(&acc, w, Uuid::new_v4()).unwrap();
+            }
+            let runs: u64 = xs.iter().map(|x| x.0 % 1_000_000).sum();
+            let nodes: u64 = xs.iter().map(|x| x.1).sum();
+            prop_assert_eq!(acc.report.measures["runs"], runs);
+            prop_assert_eq!(acc.report.measures["nodes"], nodes);
+            prop_assert_eq!(acc.report.measures["g"], xs.last().unwrap().2);
+            prop_assert_eq!(acc.merged as usize, xs.len());
+            prop_assert_eq!(acc.report.from_timestamp, ws[0].report.from_timestamp);
+            prop_assert_eq!(acc.report.to_timestamp, ws.last().unwrap().report.to_timestamp);
+        }
+    }
+}
