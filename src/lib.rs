@@ -10,6 +10,8 @@
 //!   HTTP, no JSON.
 //! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
 //! * [`secret`]: credentials that never reach a log.
+//! * [`client`]: the HTTP side: report submission, license and API-key
+//!   verification.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -22,6 +24,8 @@
 //! ```
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "shell")]
+pub mod client;
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod secret;
