@@ -1,7 +1,9 @@
 //! API-key verification: `POST {auth}/auth` with `X-Api-Key`, answered by
 //! the organization the key belongs to.
 
-use super::http::{ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub};
+use super::http::{
+    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub,
+};
 use crate::secret::Secret;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
@@ -214,9 +216,7 @@ impl Inner {
                 ))
             })?,
             Some(_) => {
-                return Err(malformed(
-                    "org_config.org_id is not a string".to_owned(),
-                ));
+                return Err(malformed("org_config.org_id is not a string".to_owned()));
             }
             None => return Err(malformed("org_config has no \"org_id\"".to_owned())),
         };

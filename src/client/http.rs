@@ -44,7 +44,10 @@ impl fmt::Debug for ClientSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field(
                 "ca_cert_pem",
-                &self.ca_cert_pem.as_ref().map(|p| format!("{} bytes", p.len())),
+                &self
+                    .ca_cert_pem
+                    .as_ref()
+                    .map(|p| format!("{} bytes", p.len())),
             )
             .field("max_body", &self.max_body)
             .finish()
@@ -146,11 +149,10 @@ impl HttpClient {
             .user_agent(concat!("beacon-meter/", env!("CARGO_PKG_VERSION")));
 
         if let Some(pem) = &settings.ca_cert_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                ClientError::CaCert {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::CaCert {
                     reason: error_chain(&e),
-                }
-            })?;
+                })?;
             if certs.is_empty() {
                 return Err(ClientError::CaCert {
                     reason: "no certificate found in the bundle".to_owned(),
@@ -161,8 +163,17 @@ impl HttpClient {
             }
         }
 
-        let client = builder.build().map_err(|e| ClientError::Build {
-            reason: error_chain(&e),
+        let client = builder.build().map_err(|e| {
+            let reason = error_chain(&e);
+            // reqwest parses the certificates only now: if the client builds
+            // without them, they were the problem.
+            if settings.ca_cert_pem.is_some()
+                && reqwest::Client::builder().use_rustls_tls().build().is_ok()
+            {
+                ClientError::CaCert { reason }
+            } else {
+                ClientError::Build { reason }
+            }
         })?;
         Ok(HttpClient {
             client,
@@ -500,11 +511,17 @@ mod tests {
     #[test]
     fn scrub_removes_whole_escaped_and_cut_secrets() {
         let s = Secret::new("lcl_0123456789abcdef9f2a");
-        assert_eq!(scrub("x lcl_0123456789abcdef9f2a y", &s, false), "x lcl_…9f2a y");
+        assert_eq!(
+            scrub("x lcl_0123456789abcdef9f2a y", &s, false),
+            "x lcl_…9f2a y"
+        );
         assert_eq!(scrub("x lcl_0123456789ab", &s, true), "x …");
         assert_eq!(scrub("x lcl_0123456789ab", &s, false), "x lcl_0123456789ab");
         let q = Secret::new("key\"with\\quote0123");
-        assert_eq!(scrub(r#"{"k":"key\"with\\quote0123"}"#, &q, false), r#"{"k":"key"…0123"}"#);
+        assert_eq!(
+            scrub(r#"{"k":"key\"with\\quote0123"}"#, &q, false),
+            r#"{"k":"key"…0123"}"#
+        );
     }
 
     #[test]

@@ -51,8 +51,7 @@ pub(crate) fn decode(token: &str, key: Option<&PublicKey>) -> Result<Decoded, St
 
     if let Some(key) = key {
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-        let (expected, algorithm): (&str, &dyn ring::signature::VerificationAlgorithm) = match key
-        {
+        let (expected, algorithm): (&str, &dyn ring::signature::VerificationAlgorithm) = match key {
             PublicKey::Rsa(_) => ("RS256", &RSA_PKCS1_2048_8192_SHA256),
             PublicKey::EcP256(_) => ("ES256", &ECDSA_P256_SHA256_FIXED),
         };
@@ -292,7 +291,10 @@ mod tests {
             ("a.b".to_owned(), "parts"),
             ("a.b.c.d".to_owned(), "parts"),
             (format!("{}.!!!.x", b64("{}")), "payload is not base64url"),
-            (format!("{}.{}.x", b64("{}"), b64("not json")), "payload is not JSON"),
+            (
+                format!("{}.{}.x", b64("{}"), b64("not json")),
+                "payload is not JSON",
+            ),
             (token("{}", "[1]"), "payload is a JSON array"),
             (token("[]", "{}"), "header is a JSON array"),
             (token("{}", r#"{"exp":-1}"#), "out of range"),
@@ -307,12 +309,20 @@ mod tests {
 
     #[test]
     fn pem_errors_are_clear() {
-        assert!(PublicKey::from_pem(b"nothing").unwrap_err().contains("BEGIN"));
-        let e = PublicKey::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
-            .unwrap_err();
+        assert!(
+            PublicKey::from_pem(b"nothing")
+                .unwrap_err()
+                .contains("BEGIN")
+        );
+        let e =
+            PublicKey::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .unwrap_err();
         assert!(e.contains("CERTIFICATE"), "{e}");
         let e = PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
             .unwrap_err();
-        assert!(e.contains("DER") || e.contains("SubjectPublicKeyInfo"), "{e}");
+        assert!(
+            e.contains("DER") || e.contains("SubjectPublicKeyInfo"),
+            "{e}"
+        );
     }
 }

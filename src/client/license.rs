@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// Longest server answer quoted in a message or reason.
 const MESSAGE_CHARS: usize = 300;
+/// Longest single sleep of the refresh task before it looks again.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// How license tokens are kept and refreshed.
 #[derive(Clone, PartialEq)]
@@ -309,13 +311,20 @@ impl LicenseVerifier {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let handle = tokio::spawn(async move {
             loop {
+                // Time until the kept token's refresh point (zero if there
+                // is none). Long waits are cut into hours and re-checked, so
+                // a token replaced meanwhile (by `verify`) is followed.
                 let wait = {
                     let Some(inner) = weak.upgrade() else { return };
-                    let now = Utc::now();
                     let refresh_at = inner.lock_current().as_ref().map(|t| t.refresh_at);
-                    refresh_at.map_or(Duration::ZERO, |at| (at - now).to_std().unwrap_or_default())
+                    refresh_at.map_or(Duration::ZERO, |at| {
+                        (at - Utc::now()).to_std().unwrap_or_default()
+                    })
                 };
-                tokio::time::sleep(wait).await;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait.min(MAX_SLEEP)).await;
+                    continue;
+                }
                 let delay = {
                     let Some(inner) = weak.upgrade() else { return };
                     match inner.verify_shared(false).await {
@@ -459,10 +468,12 @@ impl Inner {
         let decoded = jwt::decode(token, self.key.as_ref()).map_err(malformed)?;
 
         let received = Utc::now();
-        let skew = chrono::Duration::from_std(self.settings.clock_skew)
-            .unwrap_or(chrono::Duration::MAX);
+        let skew =
+            chrono::Duration::from_std(self.settings.clock_skew).unwrap_or(chrono::Duration::MAX);
         let expires_at = match decoded.exp {
-            Some(exp) => exp.checked_sub_signed(skew).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            Some(exp) => exp
+                .checked_sub_signed(skew)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             None => chrono::Duration::from_std(self.settings.default_lifetime)
                 .ok()
                 .and_then(|d| received.checked_add_signed(d))
