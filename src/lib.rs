@@ -13,6 +13,8 @@
 //! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
 //!   operators.
 //! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
+//! * [`client`]: the HTTP side: report submission, license and API-key
+//!   verification.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -26,12 +28,15 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "shell")]
+pub mod client;
+#[cfg(feature = "shell")]
 pub mod config;
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod secret;
 #[cfg(feature = "shell")]
 pub mod sink;
+#[cfg(feature = "shell")]
 pub mod spool;
 mod sync;
 #[cfg(feature = "shell")]

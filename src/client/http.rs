@@ -1,0 +1,547 @@
+//! The shared HTTP client: TLS, timeouts, proxy, redirect policy, URL checks
+//! and capped body reads.
+
+use crate::secret::Secret;
+use reqwest::{RequestBuilder, Response, Url, redirect};
+use std::fmt;
+use std::time::Duration;
+
+/// Redirects followed at most, all within the first URL's origin.
+const MAX_REDIRECTS: usize = 3;
+
+/// How the [`HttpClient`] talks to the network.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Total time for one request, from connecting to the last body byte.
+    /// Default 30 s.
+    pub timeout: Duration,
+    /// Time to open a connection (TCP and TLS handshake). Default 10 s.
+    pub connect_timeout: Duration,
+    /// Extra trusted root certificates, a PEM bundle of one or more
+    /// `CERTIFICATE` blocks, trusted in addition to the built-in roots
+    /// (e.g. a corporate TLS-inspecting proxy's CA). Default none.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Most bytes read from any response body; the rest is never read.
+    /// Default 64 KiB.
+    pub max_body: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            ca_cert_pem: None,
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "ca_cert_pem",
+                &self
+                    .ca_cert_pem
+                    .as_ref()
+                    .map(|p| format!("{} bytes", p.len())),
+            )
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
+/// A client that could not be built, or a URL it refuses to use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is neither `https://` nor plain `http://` to a loopback host.
+    #[error(
+        "refusing the insecure URL {url}: use https:// (plain http:// is allowed only to a \
+         loopback host such as 127.0.0.1, [::1] or localhost)"
+    )]
+    InsecureUrl {
+        /// The URL, without user name, password or query.
+        url: String,
+    },
+    /// The base URL cannot have a path appended (e.g. `mailto:` or `data:`).
+    #[error(
+        "the base URL {url} cannot take an endpoint path; give a URL such as \
+         https://beacon.example.com"
+    )]
+    InvalidBaseUrl {
+        /// The URL, without user name, password or query.
+        url: String,
+    },
+    /// `ClientSettings::ca_cert_pem` is not a usable PEM certificate bundle.
+    #[error(
+        "the extra CA certificates (ca_cert_pem) are not usable: {reason}; give a PEM file of \
+         one or more -----BEGIN CERTIFICATE----- blocks"
+    )]
+    CaCert {
+        /// What was wrong with the bundle.
+        reason: String,
+    },
+    /// The license-token public key is not a usable PEM public key.
+    #[error(
+        "the license token public key is not usable: {reason}; give a PEM -----BEGIN PUBLIC \
+         KEY----- block holding an RSA (RS256) or EC P-256 (ES256) key"
+    )]
+    PublicKey {
+        /// What was wrong with the key.
+        reason: String,
+    },
+    /// The TLS/HTTP stack could not be set up.
+    #[error("could not build the HTTP client: {reason}")]
+    Build {
+        /// The underlying error.
+        reason: String,
+    },
+}
+
+/// The one HTTP client all Beacon requests go through. Cheap to clone
+/// (clones share the connection pool). Building it opens no connection.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    max_body: usize,
+}
+
+impl HttpClient {
+    /// Builds the client: rustls with the built-in roots plus
+    /// `settings.ca_cert_pem`, the connect and total timeouts, proxies from
+    /// the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`
+    /// and their lower-case forms, read now), and a redirect policy that
+    /// follows at most 3 redirects, all within the origin of the first URL.
+    ///
+    /// No connection is opened here.
+    pub fn new(settings: ClientSettings) -> Result<HttpClient, ClientError> {
+        let policy = redirect::Policy::custom(|attempt| {
+            let previous = attempt.previous();
+            if previous.len() > MAX_REDIRECTS {
+                return attempt.error(RedirectRefused(format!(
+                    "more than {MAX_REDIRECTS} redirects"
+                )));
+            }
+            let Some(first) = previous.first() else {
+                return attempt.follow();
+            };
+            let (from, to) = (first.origin(), attempt.url().origin());
+            if from != to {
+                let message = format!(
+                    "redirect from {} to {} refused: only redirects within the same scheme, \
+                     host and port are followed",
+                    from.ascii_serialization(),
+                    to.ascii_serialization()
+                );
+                return attempt.error(RedirectRefused(message));
+            }
+            attempt.follow()
+        });
+
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .redirect(policy)
+            .user_agent(concat!("beacon-meter/", env!("CARGO_PKG_VERSION")));
+
+        if let Some(pem) = &settings.ca_cert_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::CaCert {
+                    reason: error_chain(&e),
+                })?;
+            if certs.is_empty() {
+                return Err(ClientError::CaCert {
+                    reason: "no certificate found in the bundle".to_owned(),
+                });
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+
+        let client = builder.build().map_err(|e| {
+            let reason = error_chain(&e);
+            // reqwest parses the certificates only now: if the client builds
+            // without them, they were the problem.
+            if settings.ca_cert_pem.is_some()
+                && reqwest::Client::builder().use_rustls_tls().build().is_ok()
+            {
+                ClientError::CaCert { reason }
+            } else {
+                ClientError::Build { reason }
+            }
+        })?;
+        Ok(HttpClient {
+            client,
+            max_body: settings.max_body,
+        })
+    }
+
+    /// The most bytes read from any response body.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// A POST to `url`, after checking once more that the URL is secure.
+    pub(crate) fn post(&self, url: &Url) -> Result<RequestBuilder, ClientError> {
+        check_url(url)?;
+        Ok(self.client.post(url.clone()))
+    }
+
+    /// Sends a request built by [`HttpClient::post`]. `url` names the
+    /// endpoint in failure reasons.
+    pub(crate) async fn send(&self, url: &Url, req: RequestBuilder) -> Result<Response, SendError> {
+        req.send()
+            .await
+            .map_err(|e| SendError::from_reqwest(url, e))
+    }
+
+    /// Reads at most `max_body` bytes of the body, chunk by chunk. A longer
+    /// (or endless) body is cut: the rest is never read and the connection
+    /// is dropped.
+    pub(crate) async fn read_capped(
+        &self,
+        url: &Url,
+        mut response: Response,
+    ) -> Result<Capped, SendError> {
+        let max = self.max_body;
+        let mut bytes = Vec::with_capacity(
+            response
+                .content_length()
+                .map_or(0, |n| n.min(max as u64) as usize)
+                .min(8 * 1024),
+        );
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = max - bytes.len();
+                    if chunk.len() > room {
+                        bytes.extend_from_slice(&chunk[..room]);
+                        return Ok(Capped {
+                            bytes,
+                            truncated: true,
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => {
+                    return Ok(Capped {
+                        bytes,
+                        truncated: false,
+                    });
+                }
+                Err(e) => return Err(SendError::from_reqwest(url, e)),
+            }
+        }
+    }
+}
+
+/// The error a refused redirect carries inside reqwest's error.
+#[derive(Debug)]
+struct RedirectRefused(String);
+
+impl fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// A request that got no (complete) answer.
+#[derive(Debug, Clone)]
+pub(crate) struct SendError {
+    /// The request may have reached the server (it was sent, or partly
+    /// sent, on an open connection).
+    pub in_doubt: bool,
+    /// What happened, without URL credentials or request content.
+    pub reason: String,
+}
+
+impl SendError {
+    fn from_reqwest(url: &Url, e: reqwest::Error) -> SendError {
+        let connect = e.is_connect();
+        let timeout = e.is_timeout();
+        let redirect = e.is_redirect();
+        let builder = e.is_builder();
+        let what = if redirect {
+            "redirect refused"
+        } else if builder {
+            "request could not be built"
+        } else if connect && timeout {
+            "connecting timed out"
+        } else if connect {
+            "could not connect"
+        } else if timeout {
+            "timed out after connecting (the request may have arrived)"
+        } else {
+            "the connection failed during the request (it may have arrived)"
+        };
+        SendError {
+            in_doubt: !(connect || redirect || builder),
+            reason: format!(
+                "POST {}: {what}: {}",
+                display_url(url),
+                error_chain(&e.without_url())
+            ),
+        }
+    }
+}
+
+/// A response body read up to the cap.
+#[derive(Debug, Clone)]
+pub(crate) struct Capped {
+    pub bytes: Vec<u8>,
+    /// The body was longer than the cap; `bytes` is its beginning.
+    pub truncated: bool,
+}
+
+/// `https://` anywhere, `http://` only to a loopback host.
+pub(crate) fn check_url(url: &Url) -> Result<(), ClientError> {
+    let ok = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => url.host_str().is_some_and(|host| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.eq_ignore_ascii_case("localhost"),
+            }
+        }),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::InsecureUrl {
+            url: display_url(url),
+        })
+    }
+}
+
+/// `base` with `segments` appended to its path (query and fragment
+/// dropped), checked with [`check_url`].
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    {
+        let mut path = url
+            .path_segments_mut()
+            .map_err(|()| ClientError::InvalidBaseUrl {
+                url: display_url(base),
+            })?;
+        path.pop_if_empty().extend(segments);
+    }
+    check_url(&url)?;
+    Ok(url)
+}
+
+/// A URL safe to show: no user name, password, query or fragment.
+pub(crate) fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    // Both fail only for URLs that cannot have credentials at all.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// An error and all its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Removes `secret` from `text`: every occurrence, its JSON-escaped form,
+/// and, when `cut` (the text was truncated), a trailing beginning of it.
+pub(crate) fn scrub(text: &str, secret: &Secret, cut: bool) -> String {
+    let mut out = secret.scrub(text);
+    let raw = secret.expose();
+    if let Ok(quoted) = serde_json::to_string(raw) {
+        let escaped = &quoted[1..quoted.len() - 1];
+        if escaped != raw && !escaped.is_empty() {
+            out = out.replace(escaped, &secret.redacted());
+        }
+    }
+    if cut {
+        while out.ends_with('\u{fffd}') {
+            out.pop();
+        }
+        for k in (1..raw.len()).rev() {
+            if raw.is_char_boundary(k) && out.ends_with(&raw[..k]) {
+                out.truncate(out.len() - k);
+                out.push('…');
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A server's answer as one line of at most `limit` characters, with
+/// `secret` scrubbed. A JSON object's `detail`, `message` or `error` field
+/// is preferred to the raw body.
+pub(crate) fn answer_text(body: &Capped, secret: &Secret, limit: usize) -> String {
+    let raw = String::from_utf8_lossy(&body.bytes);
+    let text = if body.truncated {
+        raw.into_owned()
+    } else {
+        json_message(&raw).unwrap_or_else(|| raw.into_owned())
+    };
+    let scrubbed = scrub(&text, secret, body.truncated);
+    let mut line = String::with_capacity(scrubbed.len().min(limit + 4));
+    let mut count = 0;
+    let mut last_space = true;
+    for c in scrubbed.chars() {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        last_space = c == ' ';
+        if count == limit {
+            line.push('…');
+            return line.trim_end().to_owned();
+        }
+        line.push(c);
+        count += 1;
+    }
+    let line = line.trim_end();
+    if line.is_empty() {
+        "(empty answer)".to_owned()
+    } else if body.truncated && !line.ends_with('…') {
+        format!("{line}…")
+    } else {
+        line.to_owned()
+    }
+}
+
+fn json_message(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object()?;
+    ["detail", "message", "error"]
+        .iter()
+        .find_map(|k| object.get(*k))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        for ok in [
+            "https://beacon.example.com/",
+            "http://127.0.0.1:8080/",
+            "http://127.9.9.9/",
+            "http://[::1]:1/",
+            "http://localhost:9/x",
+            "http://LOCALHOST/",
+        ] {
+            assert_eq!(check_url(&url(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://beacon.example.com/",
+            "http://10.0.0.1/",
+            "http://localhost.example.com/",
+            "ftp://127.0.0.1/",
+            "file:///etc/passwd",
+        ] {
+            assert!(
+                matches!(check_url(&url(bad)), Err(ClientError::InsecureUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_appends_to_the_base_path() {
+        let e = |b: &str| endpoint(&url(b), &["v1", "beacon", "verify"]).unwrap();
+        assert_eq!(
+            e("https://b.example.com").as_str(),
+            "https://b.example.com/v1/beacon/verify"
+        );
+        assert_eq!(
+            e("https://b.example.com/prefix/?q=1#f").as_str(),
+            "https://b.example.com/prefix/v1/beacon/verify"
+        );
+        assert!(matches!(
+            endpoint(&url("mailto:a@b.c"), &["x"]),
+            Err(ClientError::InvalidBaseUrl { .. })
+        ));
+        assert!(matches!(
+            endpoint(&url("http://example.com"), &["x"]),
+            Err(ClientError::InsecureUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn display_url_drops_credentials_and_query() {
+        assert_eq!(
+            display_url(&url("https://user:pw@h.example.com/p?key=lcl_x#f")),
+            "https://h.example.com/p"
+        );
+    }
+
+    #[test]
+    fn scrub_removes_whole_escaped_and_cut_secrets() {
+        let s = Secret::new("lcl_0123456789abcdef9f2a");
+        assert_eq!(
+            scrub("x lcl_0123456789abcdef9f2a y", &s, false),
+            "x lcl_…9f2a y"
+        );
+        assert_eq!(scrub("x lcl_0123456789ab", &s, true), "x …");
+        assert_eq!(scrub("x lcl_0123456789ab", &s, false), "x lcl_0123456789ab");
+        let q = Secret::new("key\"with\\quote0123");
+        assert_eq!(
+            scrub(r#"{"k":"key\"with\\quote0123"}"#, &q, false),
+            r#"{"k":"key"…0123"}"#
+        );
+    }
+
+    #[test]
+    fn answer_text_prefers_json_detail_and_caps() {
+        let s = Secret::new("lcl_0123456789abcdef9f2a");
+        let body = |b: &str, truncated| Capped {
+            bytes: b.as_bytes().to_vec(),
+            truncated,
+        };
+        assert_eq!(
+            answer_text(
+                &body(r#"{"detail":"bad key lcl_0123456789abcdef9f2a"}"#, false),
+                &s,
+                100
+            ),
+            "bad key lcl_…9f2a"
+        );
+        assert_eq!(answer_text(&body("a\n\n b\tc", false), &s, 100), "a b c");
+        assert_eq!(answer_text(&body("abcdef", false), &s, 3), "abc…");
+        assert_eq!(answer_text(&body("abc", true), &s, 10), "abc…");
+        assert_eq!(answer_text(&body("", false), &s, 10), "(empty answer)");
+    }
+}

@@ -1,0 +1,501 @@
+//! License verification: `POST {beacon}/v1/beacon/verify`, and the JWT it
+//! returns, kept until it expires.
+
+use super::http::{
+    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub,
+};
+use super::jwt::{self, PublicKey};
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Longest server answer quoted in a message or reason.
+const MESSAGE_CHARS: usize = 300;
+/// Longest single sleep of the refresh task before it looks again.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// How license tokens are kept and refreshed.
+#[derive(Clone, PartialEq)]
+pub struct LicenseSettings {
+    /// Subtracted from the token's `exp` before it is trusted, for clocks
+    /// that disagree. Default 30 s.
+    pub clock_skew: Duration,
+    /// How long a token without an `exp` claim is kept. Default 1 hour.
+    pub default_lifetime: Duration,
+    /// The fraction of a token's (skew-adjusted) lifetime after which the
+    /// background task ([`LicenseVerifier::spawn_refresh`]) verifies again.
+    /// Clamped to `0.0..=1.0`; default 0.8.
+    pub refresh_fraction: f64,
+    /// How long the background task waits after a failed verification
+    /// before it tries again. Default 30 s.
+    pub retry_delay: Duration,
+    /// A PEM public key (`PUBLIC KEY`: RSA or EC P-256; or `RSA PUBLIC
+    /// KEY`). When set, a token must carry a valid RS256 / ES256 signature
+    /// by this key; an unsigned (`alg: none`) or altered token is
+    /// [`Verification::Malformed`]. When unset, the token is trusted as the
+    /// answer of the Beacon over TLS and only decoded. Default none.
+    pub public_key_pem: Option<Vec<u8>>,
+}
+
+impl Default for LicenseSettings {
+    fn default() -> Self {
+        LicenseSettings {
+            clock_skew: Duration::from_secs(30),
+            default_lifetime: Duration::from_secs(3600),
+            refresh_fraction: 0.8,
+            retry_delay: Duration::from_secs(30),
+            public_key_pem: None,
+        }
+    }
+}
+
+impl fmt::Debug for LicenseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LicenseSettings")
+            .field("clock_skew", &self.clock_skew)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("refresh_fraction", &self.refresh_fraction)
+            .field("retry_delay", &self.retry_delay)
+            .field("public_key_pem", &self.public_key_pem.is_some())
+            .finish()
+    }
+}
+
+/// A verified license token, kept in memory until `expires_at`.
+#[derive(Clone, PartialEq)]
+pub struct LicenseToken {
+    jwt: Secret,
+    expires_at: DateTime<Utc>,
+    refresh_at: DateTime<Utc>,
+    claims: serde_json::Value,
+}
+
+impl LicenseToken {
+    /// The JWT itself. Redacted in `Debug`; call `expose()` to send it.
+    pub fn jwt(&self) -> &Secret {
+        &self.jwt
+    }
+
+    /// When the token stops being used: its `exp` minus the clock-skew
+    /// margin, or receipt time plus the default lifetime if it has no `exp`.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// When the background task verifies again.
+    pub fn refresh_at(&self) -> DateTime<Utc> {
+        self.refresh_at
+    }
+
+    /// The token's claims (its payload), a JSON object.
+    pub fn claims(&self) -> &serde_json::Value {
+        &self.claims
+    }
+
+    fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+impl fmt::Debug for LicenseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LicenseToken")
+            .field("jwt", &self.jwt)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_at", &self.refresh_at)
+            .field("claims", &self.claims)
+            .finish()
+    }
+}
+
+/// The result of one verification request. Every text is free of the
+/// license key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verification {
+    /// The Beacon returned a usable token.
+    Valid {
+        /// See [`LicenseToken::expires_at`].
+        expires_at: DateTime<Utc>,
+        /// The token's claims.
+        claims: serde_json::Value,
+    },
+    /// The Beacon refused the license: `401`, `403`, or any other `4xx`
+    /// except `408` and `429`. The kept token is dropped.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The Beacon's answer, one line, scrubbed.
+        message: String,
+    },
+    /// No verdict: network error, timeout, refused redirect, `408`, `429`,
+    /// `3xx` or `5xx` (a server in trouble says nothing about the license).
+    /// The last valid token keeps being served until it expires.
+    Unreachable {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The Beacon answered `2xx` with something unusable: not JSON, no
+    /// `token` string, not a JWT, bad `exp`, already expired, a bad
+    /// signature, or a body over the size cap. The last valid token keeps
+    /// being served until it expires.
+    Malformed {
+        /// What was wrong (never the token itself).
+        reason: String,
+    },
+}
+
+/// Why [`LicenseVerifier::token`] has no token to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
+    /// See [`Verification::Rejected`].
+    #[error(
+        "the Beacon rejected the license key (HTTP {status}): {message}; check the license key \
+         (LANGGRAPH_CLOUD_LICENSE_KEY)"
+    )]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The Beacon's answer, scrubbed.
+        message: String,
+    },
+    /// See [`Verification::Unreachable`].
+    #[error("the license could not be verified, the Beacon is unreachable: {reason}")]
+    Unreachable {
+        /// What went wrong.
+        reason: String,
+    },
+    /// See [`Verification::Malformed`].
+    #[error("the Beacon's license verification answer is unusable: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl From<&Result<LicenseToken, LicenseError>> for Verification {
+    fn from(result: &Result<LicenseToken, LicenseError>) -> Self {
+        match result {
+            Ok(t) => Verification::Valid {
+                expires_at: t.expires_at,
+                claims: t.claims.clone(),
+            },
+            Err(LicenseError::Rejected { status, message }) => Verification::Rejected {
+                status: *status,
+                message: message.clone(),
+            },
+            Err(LicenseError::Unreachable { reason }) => Verification::Unreachable {
+                reason: reason.clone(),
+            },
+            Err(LicenseError::Malformed { reason }) => Verification::Malformed {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// Verifies a license key with the Beacon and keeps the token it returns.
+///
+/// * [`token`](Self::token) answers from memory while the kept token is
+///   valid, with no I/O, and verifies only when there is none.
+/// * Concurrent callers that need a verification share one request (single
+///   flight), and share its outcome, failure included.
+/// * [`spawn_refresh`](Self::spawn_refresh) refreshes the token ahead of its
+///   expiry in the background.
+///
+/// Construction opens no connection: whether to verify at all (offline
+/// licenses send nothing) is the caller's decision. Cheap to clone; clones
+/// share the token.
+#[derive(Clone)]
+pub struct LicenseVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: HttpClient,
+    url: Url,
+    license: Secret,
+    settings: LicenseSettings,
+    key: Option<PublicKey>,
+    current: Mutex<Option<LicenseToken>>,
+    /// Completed verification requests.
+    generation: AtomicU64,
+    /// Held while a verification request is in flight; holds the outcome of
+    /// the last one.
+    flight: tokio::sync::Mutex<Option<Result<LicenseToken, LicenseError>>>,
+}
+
+impl fmt::Debug for LicenseVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LicenseVerifier")
+            .field("url", &display_url(&self.inner.url))
+            .field("license", &self.inner.license)
+            .field("settings", &self.inner.settings)
+            .field("token", &*self.inner.lock_current())
+            .finish()
+    }
+}
+
+impl LicenseVerifier {
+    /// A verifier for `license` against `{beacon}/v1/beacon/verify`.
+    /// Fails only on an insecure or unusable URL or public key; opens no
+    /// connection.
+    pub fn new(
+        http: HttpClient,
+        beacon: &Url,
+        license: Secret,
+        mut settings: LicenseSettings,
+    ) -> Result<LicenseVerifier, ClientError> {
+        let url = endpoint(beacon, &["v1", "beacon", "verify"])?;
+        let key = match &settings.public_key_pem {
+            Some(pem) => {
+                Some(PublicKey::from_pem(pem).map_err(|reason| ClientError::PublicKey { reason })?)
+            }
+            None => None,
+        };
+        settings.refresh_fraction = if settings.refresh_fraction.is_nan() {
+            LicenseSettings::default().refresh_fraction
+        } else {
+            settings.refresh_fraction.clamp(0.0, 1.0)
+        };
+        Ok(LicenseVerifier {
+            inner: Arc::new(Inner {
+                http,
+                url,
+                license,
+                settings,
+                key,
+                current: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                flight: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The kept token if it is still valid (no I/O), else the result of a
+    /// verification (shared with concurrent callers).
+    pub async fn token(&self) -> Result<LicenseToken, LicenseError> {
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        self.inner.verify_shared(true).await
+    }
+
+    /// The kept token if it is still valid. Never does I/O.
+    pub fn cached(&self) -> Option<LicenseToken> {
+        self.inner.cached(Utc::now())
+    }
+
+    /// Verifies now, even if a valid token is kept, and keeps the new
+    /// token. A caller that arrives while a verification is in flight gets
+    /// that one's outcome instead of starting another.
+    pub async fn verify(&self) -> Verification {
+        Verification::from(&self.inner.verify_shared(false).await)
+    }
+
+    /// Starts a tokio task that keeps the token fresh: it verifies at once
+    /// if no token is kept, then again at each token's
+    /// [`refresh_at`](LicenseToken::refresh_at), and `retry_delay` after a
+    /// failed verification. Stops when the guard is dropped or every
+    /// [`LicenseVerifier`] clone is gone.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn_refresh(&self) -> RefreshGuard {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let handle = tokio::spawn(async move {
+            loop {
+                // Time until the kept token's refresh point (zero if there
+                // is none). Long waits are cut into hours and re-checked, so
+                // a token replaced meanwhile (by `verify`) is followed.
+                let wait = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let refresh_at = inner.lock_current().as_ref().map(|t| t.refresh_at);
+                    refresh_at.map_or(Duration::ZERO, |at| {
+                        (at - Utc::now()).to_std().unwrap_or_default()
+                    })
+                };
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait.min(MAX_SLEEP)).await;
+                    continue;
+                }
+                let delay = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match inner.verify_shared(false).await {
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "license token refresh failed");
+                            Some(inner.settings.retry_delay)
+                        }
+                    }
+                };
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        });
+        RefreshGuard { handle }
+    }
+}
+
+/// Stops the background refresh task when dropped.
+#[derive(Debug)]
+pub struct RefreshGuard {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RefreshGuard {
+    /// True once the task has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+#[derive(Deserialize)]
+struct VerifyAnswer {
+    token: String,
+}
+
+impl Inner {
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<LicenseToken>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cached(&self, now: DateTime<Utc>) -> Option<LicenseToken> {
+        self.lock_current()
+            .as_ref()
+            .filter(|t| t.is_valid_at(now))
+            .cloned()
+    }
+
+    /// One verification for all concurrent callers. With `use_cached`, a
+    /// token that became valid while waiting is returned as is.
+    async fn verify_shared(&self, use_cached: bool) -> Result<LicenseToken, LicenseError> {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut last = self.flight.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen
+            && let Some(outcome) = last.as_ref()
+        {
+            // A request completed while we waited for the lock: share it.
+            return outcome.clone();
+        }
+        if use_cached && let Some(token) = self.cached(Utc::now()) {
+            return Ok(token);
+        }
+        let outcome = self.verify_once().await;
+        {
+            let mut current = self.lock_current();
+            match &outcome {
+                Ok(token) => *current = Some(token.clone()),
+                Err(LicenseError::Rejected { .. }) => *current = None,
+                Err(_) => {}
+            }
+        }
+        *last = Some(outcome.clone());
+        self.generation.fetch_add(1, Ordering::Release);
+        outcome
+    }
+
+    async fn verify_once(&self) -> Result<LicenseToken, LicenseError> {
+        let secret = &self.license;
+        let unreachable = |reason: String| LicenseError::Unreachable {
+            reason: scrub(&reason, secret, false),
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "license": secret.expose() }))
+            .expect("a JSON object of one string always serializes");
+        let request = self
+            .http
+            .post(&self.url)
+            .map_err(|e| unreachable(error_chain(&e)))?
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        let response = self
+            .http
+            .send(&self.url, request)
+            .await
+            .map_err(|e| unreachable(e.reason))?;
+        let status = response.status();
+        let code = status.as_u16();
+        let answer = self
+            .http
+            .read_capped(&self.url, response)
+            .await
+            .map_err(|e| unreachable(e.reason))?;
+
+        if !status.is_success() {
+            let text = answer_text(&answer, secret, MESSAGE_CHARS);
+            return Err(match code {
+                400..=499 if code != 408 && code != 429 => LicenseError::Rejected {
+                    status: code,
+                    message: text,
+                },
+                _ => unreachable(format!(
+                    "{} answered HTTP {status}: {text}",
+                    display_url(&self.url)
+                )),
+            });
+        }
+
+        let malformed = |reason: String| LicenseError::Malformed {
+            reason: scrub(&reason, secret, false),
+        };
+        if answer.truncated {
+            return Err(malformed(format!(
+                "the answer is longer than {} bytes",
+                self.http.max_body()
+            )));
+        }
+        let parsed: VerifyAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
+            malformed(if e.is_data() {
+                format!("the answer has no \"token\" string: {e}")
+            } else {
+                "the answer is not JSON".to_owned()
+            })
+        })?;
+        let token = parsed.token.trim();
+        let decoded = jwt::decode(token, self.key.as_ref()).map_err(malformed)?;
+
+        let received = Utc::now();
+        let skew =
+            chrono::Duration::from_std(self.settings.clock_skew).unwrap_or(chrono::Duration::MAX);
+        let expires_at = match decoded.exp {
+            Some(exp) => exp
+                .checked_sub_signed(skew)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            None => chrono::Duration::from_std(self.settings.default_lifetime)
+                .ok()
+                .and_then(|d| received.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        };
+        if expires_at <= received {
+            return Err(malformed(format!(
+                "the token expires at {} (exp minus a {} s clock-skew margin), which has \
+                 already passed; check the system clock",
+                expires_at.to_rfc3339(),
+                self.settings.clock_skew.as_secs_f64()
+            )));
+        }
+        let lifetime = (expires_at - received).to_std().unwrap_or_default();
+        let refresh_at = received
+            + chrono::Duration::from_std(lifetime.mul_f64(self.settings.refresh_fraction))
+                .unwrap_or_default();
+        Ok(LicenseToken {
+            jwt: Secret::new(token),
+            expires_at,
+            refresh_at,
+            claims: decoded.claims,
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! `POST {base}/v1/metadata/submit`: one usage report, one outcome.
+
+use super::http::{ClientError, HttpClient, answer_text, endpoint, scrub};
+use crate::wire::{Credential, ReportBody, encode_report};
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use std::time::{Duration, SystemTime};
+
+/// Longest server answer kept in [`SubmitOutcome::PayloadRejected`].
+const ANSWER_CHARS: usize = 1024;
+/// Longest server answer quoted in a reason or message.
+const MESSAGE_CHARS: usize = 300;
+
+/// What became of one report submission. Every text in it is free of the
+/// credential the report was sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// The server took the report (any `2xx`; the protocol says `204`).
+    Accepted {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Try the same report again later, with the same idempotency key.
+    ///
+    /// Given for network errors and timeouts, `408`, `429`, every `5xx`,
+    /// an unfollowed `3xx` and a refused redirect.
+    Retry {
+        /// What went wrong, for the log.
+        reason: String,
+        /// The server's `Retry-After`, in seconds or as an HTTP date (a
+        /// date in the past gives zero). Not capped: the caller decides.
+        retry_after: Option<Duration>,
+        /// The server may have received (and counted) the request: a
+        /// timeout or broken connection after connecting, or a `5xx` other
+        /// than `503`. Not in doubt: a refused or timed-out connection
+        /// attempt, a refused redirect, `408`, `429`, `503` and `3xx`.
+        in_doubt: bool,
+    },
+    /// `401` or `403`: the credential was refused. Retrying with the same
+    /// credential will not help.
+    CredentialRejected {
+        /// The HTTP status.
+        status: u16,
+        /// The server's answer, one line, scrubbed.
+        message: String,
+    },
+    /// Any other `4xx`: the server refused this report.
+    PayloadRejected {
+        /// The HTTP status.
+        status: u16,
+        /// The server's answer, at most 1024 characters, scrubbed.
+        answer: String,
+    },
+}
+
+impl HttpClient {
+    /// Posts one usage report to `{base}/v1/metadata/submit` with
+    /// `Content-Type: application/json`, `Idempotency-Key: <uuid>` and the
+    /// body [`encode_report`]`(credential, body)`.
+    ///
+    /// `base` is the Beacon for a license and the auth endpoint for an API
+    /// key (see the protocol). Only a URL this client refuses to use gives an
+    /// error ([`ClientError::InsecureUrl`], [`ClientError::InvalidBaseUrl`]);
+    /// everything the network or the server does is a [`SubmitOutcome`].
+    pub async fn submit(
+        &self,
+        base: &Url,
+        credential: &Credential,
+        body: &ReportBody,
+        idempotency_key: uuid::Uuid,
+    ) -> Result<SubmitOutcome, ClientError> {
+        let url = endpoint(base, &["v1", "metadata", "submit"])?;
+        let secret = credential.secret();
+        let request = self
+            .post(&url)?
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(
+                "Idempotency-Key",
+                idempotency_key.hyphenated().to_string().as_str(),
+            )
+            .body(encode_report(credential, body));
+
+        let response = match self.send(&url, request).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(SubmitOutcome::Retry {
+                    reason: scrub(&e.reason, secret, false),
+                    retry_after: None,
+                    in_doubt: e.in_doubt,
+                });
+            }
+        };
+
+        let status = response.status();
+        let code = status.as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+
+        if status.is_success() {
+            // Read (capped) so the connection can be reused; the answer
+            // itself does not matter and a failure here changes nothing.
+            let _ = self.read_capped(&url, response).await;
+            return Ok(SubmitOutcome::Accepted { status: code });
+        }
+
+        let answer = match self.read_capped(&url, response).await {
+            Ok(capped) => capped,
+            Err(e) => super::http::Capped {
+                bytes: format!("(answer unreadable: {})", e.reason).into_bytes(),
+                truncated: false,
+            },
+        };
+
+        Ok(match code {
+            401 | 403 => SubmitOutcome::CredentialRejected {
+                status: code,
+                message: answer_text(&answer, secret, MESSAGE_CHARS),
+            },
+            408 | 429 => SubmitOutcome::Retry {
+                reason: format!(
+                    "{url} answered HTTP {status}: {}",
+                    answer_text(&answer, secret, MESSAGE_CHARS),
+                    url = super::http::display_url(&url),
+                ),
+                retry_after,
+                in_doubt: false,
+            },
+            400..=499 => SubmitOutcome::PayloadRejected {
+                status: code,
+                answer: answer_text(&answer, secret, ANSWER_CHARS),
+            },
+            _ => SubmitOutcome::Retry {
+                reason: format!(
+                    "{url} answered HTTP {status}: {}",
+                    answer_text(&answer, secret, MESSAGE_CHARS),
+                    url = super::http::display_url(&url),
+                ),
+                retry_after,
+                in_doubt: status.is_server_error() && code != 503,
+            },
+        })
+    }
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate,
+/// RFC 850 or asctime), as time from `now` (zero if already past).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds: as good as forever.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:49:39 1994", now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("1.5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+}
