@@ -116,6 +116,8 @@ type Hot = (u64, *const LocalMeter);
 
 /// The handles this thread owns, one per meter it recorded into directly.
 /// Boxed so that `HOT` can point at them while the vector grows.
+// Boxes are the point here: `HOT` holds their addresses across pushes.
+#[allow(clippy::vec_box)]
 struct Owned(RefCell<Vec<Box<LocalMeter>>>);
 
 #[cfg(not(loom))]
@@ -182,6 +184,7 @@ fn slow(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
 
 /// Drops cached handles whose meter nobody else holds any more, so a thread
 /// that outlives many meters does not keep their slot lists alive.
+#[allow(clippy::vec_box)]
 fn prune(v: &mut Vec<Box<LocalMeter>>) {
     let hot_id = HOT.try_with(|h| h.get().0).unwrap_or(0);
     v.retain(|l| {
