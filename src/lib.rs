@@ -13,6 +13,7 @@
 //! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
 //!   operators.
 //! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
+//! * [`reporter`]: closes windows on time and delivers each exactly once.
 //! * [`client`]: the HTTP side: report submission, license and API-key
 //!   verification.
 //!
@@ -32,6 +33,8 @@ pub mod client;
 #[cfg(feature = "shell")]
 pub mod config;
 pub mod meter;
+#[cfg(feature = "shell")]
+pub mod reporter;
 #[cfg(feature = "shell")]
 pub mod secret;
 #[cfg(feature = "shell")]

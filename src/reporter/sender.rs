@@ -1,0 +1,255 @@
+//! Delivers one destination's spooled windows, oldest first, one at a time.
+
+use super::{Phase, RetryPolicy, Route, Shared};
+use crate::client::{HttpClient, SubmitOutcome};
+use crate::spool::{Destination, SpooledWindow};
+use crate::wire::{Credential, encode_report};
+use chrono::Utc;
+use reqwest::Url;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Shortest wait between attempts, so a zero `Retry-After` or a tiny jitter
+/// never turns into a busy loop.
+const MIN_WAIT: Duration = Duration::from_millis(50);
+/// How often an idle sender looks at the spool even without a wake-up (a
+/// window requeued by an operator, say).
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+pub(crate) struct Sender {
+    shared: Arc<Shared>,
+    dest: Destination,
+    url: Url,
+    credential: Credential,
+    http: HttpClient,
+    retry: RetryPolicy,
+    /// Consecutive failures (drives the backoff).
+    failures: u32,
+    rng: u64,
+}
+
+/// What to do after an attempt.
+enum Next {
+    /// Send the next window now.
+    Continue,
+    /// Wait this long (cut by `retry_now` or shutdown), then try again.
+    Wait(Duration),
+}
+
+impl Sender {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        route: Route,
+        http: HttpClient,
+        retry: RetryPolicy,
+    ) -> Self {
+        let (url, credential) = route.send.expect("senders exist only for online routes");
+        Sender {
+            shared,
+            dest: route.dest,
+            url,
+            credential,
+            http,
+            retry,
+            failures: 0,
+            rng: (uuid::Uuid::new_v4().as_u128() as u64) | 1,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut phase = self.shared.phase.subscribe();
+        let mut windows = self.shared.new_window.subscribe();
+        loop {
+            if *phase.borrow() == Phase::Stopped {
+                return;
+            }
+            let dest = self.dest;
+            let next = match self.shared.spool(move |s| s.oldest(dest)).await {
+                Ok(Some(w)) => w,
+                Ok(None) => {
+                    if *phase.borrow() == Phase::Draining {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = windows.changed() => {}
+                        _ = phase.changed() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(destination = %dest, error = %e, "cannot read the spool; retrying");
+                    self.wait(&mut phase, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let outcome = tokio::select! {
+                o = self.http.submit(&self.url, &self.credential, &next.report, next.id) => o,
+                _ = stopped(&mut phase) => {
+                    // Interrupted mid-request at the shutdown deadline: the
+                    // server may have taken it. It stays pending (and, being
+                    // the oldest, is never merged) and is resent with the
+                    // same key by the next start.
+                    self.mark_in_doubt(next).await;
+                    return;
+                }
+            };
+            match self.handle(next, outcome).await {
+                Next::Continue => {}
+                Next::Wait(d) => self.wait(&mut phase, d).await,
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        mut w: SpooledWindow,
+        outcome: Result<SubmitOutcome, crate::client::ClientError>,
+    ) -> Next {
+        let dest = self.dest;
+        let id = w.id;
+        match outcome {
+            Ok(SubmitOutcome::Accepted { status }) => {
+                let bytes = encode_report(&self.credential, &w.report).len() as u64;
+                if let Err(e) = self.shared.spool(move |s| s.remove(dest, id)).await {
+                    tracing::error!(destination = %dest, %id, error = %e, "delivered, but could not remove the window from the spool; it will be resent with the same key and deduplicated");
+                }
+                self.failures = 0;
+                {
+                    let mut st = self.shared.stats.lock();
+                    st.windows_sent += 1;
+                    st.bytes_sent += bytes;
+                    let d = st.destination_mut(dest);
+                    d.sent += 1;
+                    d.bytes_sent += bytes;
+                    d.last_success = Some(Utc::now());
+                    d.credential_rejected = false;
+                }
+                tracing::debug!(destination = %dest, %id, status, from = %w.report.from_timestamp, "window delivered");
+                self.shared.refresh_pending(dest).await;
+                Next::Continue
+            }
+            Ok(SubmitOutcome::Retry {
+                reason,
+                retry_after,
+                in_doubt,
+            }) => {
+                self.failures = self.failures.saturating_add(1);
+                let wait = match retry_after {
+                    Some(d) => d.min(self.retry.cap).max(MIN_WAIT),
+                    None => self.backoff(),
+                };
+                tracing::warn!(destination = %dest, %id, attempt = w.attempts + 1, %reason, retry_in = ?wait, "delivery failed; will retry");
+                w.attempts = w.attempts.saturating_add(1);
+                w.in_doubt |= in_doubt;
+                self.record_failure(w, reason, false).await;
+                Next::Wait(wait)
+            }
+            Ok(SubmitOutcome::CredentialRejected { status, message }) => {
+                self.failures = self.failures.saturating_add(1);
+                tracing::error!(
+                    destination = %dest,
+                    status,
+                    %message,
+                    retry_in = ?self.retry.credential_backoff,
+                    "THE SERVER REFUSED THE CREDENTIAL: usage stays spooled and nothing is lost; \
+                     fix the key (LANGGRAPH_CLOUD_LICENSE_KEY / LANGSMITH_API_KEY) and restart"
+                );
+                w.attempts = w.attempts.saturating_add(1);
+                let reason = format!("credential refused (HTTP {status}): {message}");
+                self.record_failure(w, reason, true).await;
+                Next::Wait(self.retry.credential_backoff)
+            }
+            Ok(SubmitOutcome::PayloadRejected { status, answer }) => {
+                tracing::error!(destination = %dest, %id, status, %answer, "the server refused this window; it is moved to rejected/ and not resent (see `beacon-meter spool list`)");
+                let a = answer.clone();
+                if let Err(e) = self
+                    .shared
+                    .spool(move |s| s.reject(dest, id, status, &a))
+                    .await
+                {
+                    tracing::error!(destination = %dest, %id, error = %e, "could not move the refused window to rejected/");
+                    return Next::Wait(self.backoff());
+                }
+                {
+                    let mut st = self.shared.stats.lock();
+                    st.rejected += 1;
+                    let d = st.destination_mut(dest);
+                    d.rejected += 1;
+                    d.last_error = Some(format!("window refused (HTTP {status}): {answer}"));
+                }
+                self.shared.refresh_pending(dest).await;
+                Next::Continue
+            }
+            Err(e) => {
+                // The URL was validated at start; this means a setup error
+                // that retrying quickly will not fix.
+                self.failures = self.failures.saturating_add(1);
+                tracing::error!(destination = %dest, error = %e, "cannot send to this destination");
+                let reason = e.to_string();
+                self.record_failure(w, reason, false).await;
+                Next::Wait(self.retry.credential_backoff)
+            }
+        }
+    }
+
+    async fn record_failure(&self, w: SpooledWindow, reason: String, credential: bool) {
+        let dest = self.dest;
+        {
+            let mut st = self.shared.stats.lock();
+            st.retries += 1;
+            let d = st.destination_mut(dest);
+            d.retries += 1;
+            d.last_error = Some(reason);
+            d.credential_rejected = credential;
+        }
+        if let Err(e) = self.shared.spool(move |s| s.update(&w)).await {
+            tracing::warn!(destination = %dest, error = %e, "could not record the attempt in the spool");
+        }
+    }
+
+    async fn mark_in_doubt(&self, mut w: SpooledWindow) {
+        w.in_doubt = true;
+        let _ = self.shared.spool(move |s| s.update(&w)).await;
+    }
+
+    /// Exponential backoff with full jitter: uniform in
+    /// `[0, min(cap, base * 2^(failures-1))]`, at least [`MIN_WAIT`].
+    fn backoff(&mut self) -> Duration {
+        let exp = self.failures.saturating_sub(1).min(30);
+        let ceiling = self
+            .retry
+            .base
+            .saturating_mul(1u32 << exp)
+            .min(self.retry.cap);
+        // xorshift64*: jitter needs no cryptographic randomness.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
+        ceiling.mul_f64(frac).max(MIN_WAIT)
+    }
+
+    /// Waits `d`, cut short by `retry_now`, a shutdown, or a drain start.
+    async fn wait(&self, phase: &mut watch::Receiver<Phase>, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.shared.retry_now.notified() => {}
+            _ = phase.changed() => {}
+        }
+    }
+}
+
+/// Resolves once the reporter is stopped (deadline passed).
+async fn stopped(phase: &mut watch::Receiver<Phase>) {
+    loop {
+        if *phase.borrow_and_update() == Phase::Stopped {
+            return;
+        }
+        if phase.changed().await.is_err() {
+            return;
+        }
+    }
+}

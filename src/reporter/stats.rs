@@ -1,0 +1,122 @@
+//! What the reporter has done, for `Reporter::stats()`.
+
+use crate::spool::Destination;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Counters of one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationStats {
+    /// Which destination.
+    pub destination: Destination,
+    /// Windows delivered (a `2xx`).
+    pub sent: u64,
+    /// Windows waiting in the spool.
+    pub pending: usize,
+    /// Bytes of the pending windows on disk.
+    pub pending_bytes: u64,
+    /// Windows the server refused and that were moved to `rejected/`.
+    pub rejected: u64,
+    /// Failed attempts that will be retried.
+    pub retries: u64,
+    /// Report bytes delivered.
+    pub bytes_sent: u64,
+    /// When the last delivery succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last error, if any (never contains a credential).
+    pub last_error: Option<String>,
+    /// True while the server refuses the credential (`401`/`403`).
+    pub credential_rejected: bool,
+}
+
+/// A snapshot of the reporter's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReporterStats {
+    /// True if nothing is sent (offline license or `BEACON_OFFLINE`).
+    pub offline: bool,
+    /// Windows closed by this process.
+    pub windows_closed: u64,
+    /// Windows delivered, over all destinations.
+    pub windows_sent: u64,
+    /// Windows refused by a server, over all destinations.
+    pub rejected: u64,
+    /// Failed attempts that will be retried, over all destinations.
+    pub retries: u64,
+    /// Report bytes delivered, over all destinations.
+    pub bytes_sent: u64,
+    /// Windows recovered at start from a run that ended without shutdown.
+    pub recovered_on_start: usize,
+    /// Closed windows held in memory because the spool could not be
+    /// written (disk full or read-only). Written out once the disk recovers.
+    pub unspooled: usize,
+    /// The last license verification outcome.
+    pub license: Option<String>,
+    /// The last API-key verification outcome.
+    pub api_key: Option<String>,
+    /// Per destination.
+    pub destinations: Vec<DestinationStats>,
+}
+
+impl ReporterStats {
+    pub(crate) fn new(
+        offline: bool,
+        dests: impl Iterator<Item = Destination>,
+        recovered_on_start: usize,
+    ) -> Self {
+        ReporterStats {
+            offline,
+            windows_closed: 0,
+            windows_sent: 0,
+            rejected: 0,
+            retries: 0,
+            bytes_sent: 0,
+            recovered_on_start,
+            unspooled: 0,
+            license: None,
+            api_key: None,
+            destinations: dests
+                .map(|destination| DestinationStats {
+                    destination,
+                    sent: 0,
+                    pending: 0,
+                    pending_bytes: 0,
+                    rejected: 0,
+                    retries: 0,
+                    bytes_sent: 0,
+                    last_success: None,
+                    last_error: None,
+                    credential_rejected: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Windows waiting in the spool, over all destinations.
+    pub fn pending(&self) -> usize {
+        self.destinations.iter().map(|d| d.pending).sum()
+    }
+
+    /// When any destination last delivered.
+    pub fn last_success(&self) -> Option<DateTime<Utc>> {
+        self.destinations
+            .iter()
+            .filter_map(|d| d.last_success)
+            .max()
+    }
+
+    /// The most recent error of any destination.
+    pub fn last_error(&self) -> Option<&str> {
+        self.destinations
+            .iter()
+            .find_map(|d| d.last_error.as_deref())
+    }
+
+    pub(crate) fn destination_mut(&mut self, dest: Destination) -> &mut DestinationStats {
+        let i = self
+            .destinations
+            .iter()
+            .position(|d| d.destination == dest)
+            .expect("stats exist for every route");
+        &mut self.destinations[i]
+    }
+}
