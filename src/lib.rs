@@ -15,6 +15,8 @@
 //! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
 //! * [`client`]: the HTTP side: report submission, license and API-key
 //!   verification.
+//! * [`cli`]: the `beacon-meter` command line (`check`, `preview`, `sink`,
+//!   `spool`).
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -27,6 +29,8 @@
 //! ```
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "shell")]
+pub mod cli;
 #[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]
