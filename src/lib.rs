@@ -16,6 +16,8 @@
 //! * [`reporter`]: closes windows on time and delivers each exactly once.
 //! * [`client`]: the HTTP side: report submission, license and API-key
 //!   verification.
+//! * [`cli`]: the `beacon-meter` command line (`check`, `preview`, `sink`,
+//!   `spool`).
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -28,6 +30,8 @@
 //! ```
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "shell")]
+pub mod cli;
 #[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]

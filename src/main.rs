@@ -1,5 +1,5 @@
-fn main() {
-    let m = beacon_meter::Meter::new();
-    m.record_run(3);
-    println!("{:?}", m.rotate());
+//! The `beacon-meter` command line; everything is in `beacon_meter::cli`.
+
+fn main() -> std::process::ExitCode {
+    beacon_meter::cli::main()
 }

@@ -1,0 +1,479 @@
+//! `beacon-meter sink`: a local Beacon ([`crate::sink`]) in the foreground.
+//!
+//! Prints where it listens (always the first line of output) and how to
+//! point the library at it, runs until Ctrl-C or SIGTERM, then shuts down
+//! gracefully and prints the totals. Credentials given as flags are only
+//! ever printed redacted.
+
+use super::args::SinkArgs;
+use super::exit;
+use super::term::Term;
+use crate::secret::Secret;
+use crate::sink::{Faults, Sink, SinkConfig, SinkError, SinkHandle, Summary};
+use serde_json::json;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Why `beacon-meter sink` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkCommandError {
+    /// A `--license` or `--api-key` value that cannot be a key.
+    #[error(
+        "{flag} value number {index} is empty or contains whitespace or control characters; \
+         pass the key exactly as issued (the value is not shown because it is a secret)"
+    )]
+    BadKey {
+        /// The flag (`--license`, `--api-key`).
+        flag: &'static str,
+        /// Which occurrence of the flag, from 1.
+        index: usize,
+    },
+    /// The listening address could not be bound.
+    #[error(
+        "could not listen on {addr}: {source}; pass --bind with a free address and port \
+         (--bind 127.0.0.1:0 picks any free port)"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The sink could not start (JSONL file, configuration, ...).
+    #[error(transparent)]
+    Start(SinkError),
+    /// The Ctrl-C / SIGTERM handlers could not be installed.
+    #[error(
+        "could not listen for Ctrl-C and SIGTERM: {0}; run the sink in a normal terminal or under a process manager"
+    )]
+    Signal(#[source] io::Error),
+    /// Writing to stdout failed.
+    #[error("could not write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl From<SinkError> for SinkCommandError {
+    fn from(e: SinkError) -> Self {
+        match e {
+            SinkError::Bind { addr, source } => SinkCommandError::Bind { addr, source },
+            other => SinkCommandError::Start(other),
+        }
+    }
+}
+
+impl SinkCommandError {
+    /// [`exit::CONFIG`] for a bad flag value, else [`exit::FAILURE`].
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            SinkCommandError::BadKey { .. }
+            | SinkCommandError::Start(SinkError::InvalidConfig(_)) => exit::CONFIG,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// The sink's configuration from the command line, keys checked.
+pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
+    let keys = |flag: &'static str, list: &[Secret]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let v = k.expose();
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    Err(SinkCommandError::BadKey { flag, index: i + 1 })
+                } else {
+                    Ok(v.to_owned())
+                }
+            })
+            .collect::<Result<Vec<String>, _>>()
+    };
+    let licenses = keys("--license", &args.licenses)?;
+    let api_keys = keys("--api-key", &args.api_keys)?;
+    Ok(SinkConfig {
+        bind: args.bind,
+        token_lifetime: Duration::from_secs(args.token_lifetime),
+        licenses: (!licenses.is_empty()).then_some(licenses),
+        api_keys,
+        org_id: args.org_id,
+        jsonl: args.jsonl.clone(),
+        faults: Faults {
+            failure_rate: args.failure_rate,
+            drop_rate: args.drop_rate,
+            accept_then_drop_rate: args.accept_then_drop_rate,
+            latency: Duration::from_millis(args.latency_ms),
+            forced_status: args.force_status,
+            seed: args.seed,
+            ..Faults::default()
+        },
+        ..SinkConfig::default()
+    })
+}
+
+/// Runs the sink until Ctrl-C or SIGTERM and returns its totals (also
+/// printed). The first line written to `out` names the address listened on.
+pub async fn run(
+    args: &SinkArgs,
+    term: Term,
+    out: &mut dyn Write,
+) -> Result<Summary, SinkCommandError> {
+    let config = sink_config(args)?;
+    // Installed before anything is printed, so a signal sent as soon as the
+    // address appears is caught.
+    let mut signals = Signals::install().map_err(SinkCommandError::Signal)?;
+    let handle = Sink::start(config).await?;
+    let addr = handle.addr();
+    let url = format!("http://{addr}");
+    let client_url = format!("http://{}", client_addr(addr));
+
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            json!({ "event": "listening", "url": url, "addr": addr.to_string(),
+                    "beacon_url": client_url })
+        )?;
+    } else {
+        print_banner(args, term, out, &url, &client_url)?;
+    }
+    out.flush()?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "{} the sink listens on {addr}, not only on loopback: anyone who can reach it can \
+             submit reports and get tokens{}. It speaks plain HTTP, which beacon-meter clients \
+             accept only to loopback addresses; for other hosts put a TLS-terminating proxy in \
+             front. Use --bind 127.0.0.1:PORT to keep it local.",
+            term.warn("warning:"),
+            if args.licenses.is_empty() {
+                " for any lcl_ license"
+            } else {
+                ""
+            }
+        );
+    }
+
+    let signal = wait(&handle, &mut signals, term, args.json).await;
+    let summary = handle.summary();
+    if !args.json {
+        writeln!(
+            out,
+            "\nStopping ({signal}): letting requests in flight finish..."
+        )?;
+        out.flush()?;
+    }
+    handle.shutdown().await;
+
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            json!({ "event": "summary", "signal": signal, "summary": summary })
+        )?;
+    } else {
+        print_summary(term, out, &summary)?;
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+/// The address a client on this machine uses: loopback of the same family
+/// when the sink listens on all interfaces.
+fn client_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+fn print_banner(
+    args: &SinkArgs,
+    term: Term,
+    out: &mut dyn Write,
+    url: &str,
+    client_url: &str,
+) -> io::Result<()> {
+    writeln!(out, "Listening on {url}")?;
+    writeln!(out)?;
+    writeln!(out, "{}", term.bold("Point the library at it:"))?;
+    writeln!(out, "  export BEACON_URL={client_url}")?;
+    if !args.api_keys.is_empty() {
+        writeln!(out, "  export LANGSMITH_AUTH_ENDPOINT={client_url}")?;
+    }
+    writeln!(out)?;
+    let licenses = if args.licenses.is_empty() {
+        "any key starting with lcl_".to_owned()
+    } else {
+        redacted_list(&args.licenses)
+    };
+    writeln!(out, "Licenses accepted: {licenses}")?;
+    let keys = if args.api_keys.is_empty() {
+        "none (add --api-key KEY)".to_owned()
+    } else {
+        redacted_list(&args.api_keys)
+    };
+    writeln!(out, "API keys accepted: {keys} (org id {})", args.org_id)?;
+    writeln!(out, "Token lifetime: {} s", args.token_lifetime)?;
+    if let Some(path) = &args.jsonl {
+        writeln!(out, "Accepted reports appended to {}", path.display())?;
+    }
+    let mut faults = Vec::new();
+    if let Some(s) = args.force_status {
+        faults.push(format!("every report answered {s}"));
+    }
+    for (name, rate) in [
+        ("503", args.failure_rate),
+        ("dropped unanswered", args.drop_rate),
+        ("accepted then dropped", args.accept_then_drop_rate),
+    ] {
+        if rate > 0.0 {
+            faults.push(format!("{:.0}% {name}", rate * 100.0));
+        }
+    }
+    if args.latency_ms > 0 {
+        faults.push(format!("{} ms latency", args.latency_ms));
+    }
+    if !faults.is_empty() {
+        writeln!(
+            out,
+            "{} {} (seed {})",
+            term.warn("Faults:"),
+            faults.join(", "),
+            args.seed
+        )?;
+    }
+    writeln!(out, "Stop with Ctrl-C; the totals are printed then.")
+}
+
+fn redacted_list(keys: &[Secret]) -> String {
+    keys.iter()
+        .map(Secret::redacted)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Waits for the stop signal, showing live totals when interactive.
+/// Returns the signal's name.
+async fn wait(handle: &SinkHandle, signals: &mut Signals, term: Term, json: bool) -> &'static str {
+    let spinner = if json {
+        super::term::Spinner::none()
+    } else {
+        term.spinner("waiting for requests")
+    };
+    if !spinner.is_active() {
+        return signals.next().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            s = signals.next() => return s,
+            _ = tick.tick() => spinner.set(live_line(&handle.summary())),
+        }
+    }
+}
+
+fn live_line(s: &Summary) -> String {
+    let get = |k: &str| s.measures.get(k).copied().unwrap_or(0);
+    format!(
+        "{} reports · runs {} · nodes {} · {} dup · {} refused · {} faults",
+        s.reports,
+        get(crate::meter::RUNS),
+        get(crate::meter::NODES),
+        s.duplicates,
+        s.rejects,
+        s.faults_injected
+    )
+}
+
+fn print_summary(term: Term, out: &mut dyn Write, s: &Summary) -> io::Result<()> {
+    writeln!(out, "{}", term.bold("Totals"))?;
+    for (label, value) in [
+        ("reports accepted", s.reports),
+        ("duplicates (retries not counted again)", s.duplicates),
+        ("reports refused", s.rejects),
+        ("faults injected", s.faults_injected),
+        ("license verifications", s.verifications),
+        ("API-key checks", s.auths),
+        (
+            "accepted without Idempotency-Key",
+            s.without_idempotency_key,
+        ),
+    ] {
+        writeln!(out, "  {label:<40} {value}")?;
+    }
+    if !s.measures.is_empty() {
+        writeln!(out, "  measures:")?;
+        for (k, v) in &s.measures {
+            writeln!(out, "    {k:<38} {v}")?;
+        }
+    }
+    if !s.by_credential.is_empty() {
+        writeln!(out, "  reports by credential:")?;
+        for (k, v) in &s.by_credential {
+            writeln!(out, "    {k:<38} {v}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, registered at once.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "Ctrl-C",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> SinkArgs {
+        let mut argv = vec!["beacon-meter", "sink"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Sink(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_map_to_the_sink_config() {
+        let c = sink_config(&args(&[
+            "--bind",
+            "127.0.0.1:0",
+            "--license",
+            "lcl_0123456789abcdef9f2a",
+            "--api-key",
+            "lsv2_0123456789abcdef_77",
+            "--token-lifetime",
+            "60",
+            "--drop-rate",
+            "0.25",
+            "--latency-ms",
+            "15",
+            "--seed",
+            "9",
+        ]))
+        .unwrap();
+        assert_eq!(c.bind.port(), 0);
+        assert_eq!(
+            c.licenses.as_deref(),
+            Some(&["lcl_0123456789abcdef9f2a".to_owned()][..])
+        );
+        assert_eq!(c.api_keys, ["lsv2_0123456789abcdef_77"]);
+        assert_eq!(c.token_lifetime, Duration::from_secs(60));
+        assert_eq!(c.faults.drop_rate, 0.25);
+        assert_eq!(c.faults.latency, Duration::from_millis(15));
+        assert_eq!(c.faults.seed, 9);
+        assert_eq!(sink_config(&args(&[])).unwrap().licenses, None);
+    }
+
+    #[test]
+    fn blank_keys_are_refused_without_echo() {
+        let err = sink_config(&args(&[
+            "--license",
+            "lcl_ok_0123456789",
+            "--license",
+            "a b",
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            SinkCommandError::BadKey {
+                flag: "--license",
+                index: 2
+            }
+        ));
+        assert_eq!(err.exit_status(), exit::CONFIG);
+        assert!(!err.to_string().contains("a b"));
+    }
+
+    #[test]
+    fn unspecified_binds_suggest_loopback() {
+        assert_eq!(
+            client_addr("0.0.0.0:8787".parse().unwrap()).to_string(),
+            "127.0.0.1:8787"
+        );
+        assert_eq!(
+            client_addr("[::]:1".parse().unwrap()).to_string(),
+            "[::1]:1"
+        );
+        assert_eq!(
+            client_addr("10.1.2.3:5".parse().unwrap()).to_string(),
+            "10.1.2.3:5"
+        );
+    }
+
+    #[test]
+    fn banner_shows_keys_redacted() {
+        let a = args(&[
+            "--license",
+            "lcl_0123456789abcdef9f2a",
+            "--api-key",
+            "lsv2_0123456789abcdef_77",
+            "--failure-rate",
+            "0.5",
+        ]);
+        let mut out = Vec::new();
+        print_banner(
+            &a,
+            Term::plain(),
+            &mut out,
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1",
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("Listening on http://127.0.0.1:1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lcl_…9f2a") && text.contains("lsv2…f_77"),
+            "{text}"
+        );
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+        assert!(text.contains("LANGSMITH_AUTH_ENDPOINT=http://127.0.0.1:1"));
+        assert!(text.contains("50% 503"), "{text}");
+    }
+}
