@@ -6,7 +6,7 @@
 //!   else;
 //! * one module per subcommand, each a library call that takes its parsed
 //!   arguments, a [`Term`] and an output stream, and returns a typed error:
-//!   [`sink`], [`check`], [`preview`], [`spool`];
+//!   [`demo`], [`sink`], [`check`], [`preview`], [`spool`];
 //! * this module: tracing set-up, the tokio runtime for the subcommands that
 //!   need one, dispatch, and turning errors into a message and an
 //!   [exit status](exit). `anyhow` is used here and nowhere else.
@@ -21,6 +21,7 @@
 
 pub mod args;
 pub mod check;
+pub mod demo;
 pub mod preview;
 pub mod sink;
 pub mod spool;
@@ -75,6 +76,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
+        Command::Demo(args) => {
+            runtime()?.block_on(demo::run(&args, term, &mut out))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sink(args) => {
             runtime()?.block_on(sink::run(&args, term, &mut out))?;
             Ok(ExitCode::SUCCESS)

@@ -102,10 +102,10 @@ impl Closer {
             tracing::warn!(error = %e, "a dynamic tag failed and is left out of this report");
         }
         let mut tags = evaluated.tags;
-        if tags.get(TENANT_ID).is_none_or(|t| t.is_empty()) {
-            if let Some(org) = *self.shared.org_id.lock() {
-                tags.insert(TENANT_ID.to_owned(), org.to_string());
-            }
+        if tags.get(TENANT_ID).is_none_or(|t| t.is_empty())
+            && let Some(org) = *self.shared.org_id.lock()
+        {
+            tags.insert(TENANT_ID.to_owned(), org.to_string());
         }
         tags
     }

@@ -344,15 +344,12 @@ impl Reporter {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.shared.phase.send_replace(Phase::Stopped);
-        for d in self
-            .shared
-            .stats
-            .lock()
-            .destinations
-            .iter()
-            .map(|d| d.destination)
-            .collect::<Vec<_>>()
-        {
+        // (The guard must be dropped before `refresh_pending` locks again.)
+        let dests: Vec<Destination> = {
+            let st = self.shared.stats.lock();
+            st.destinations.iter().map(|d| d.destination).collect()
+        };
+        for d in dests {
             self.shared.refresh_pending(d).await;
         }
         let stats = self.stats();

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 /// Shortest wait between attempts, so a zero `Retry-After` or a tiny jitter
 /// never turns into a busy loop.
 const MIN_WAIT: Duration = Duration::from_millis(50);
+/// Consecutive failures after which a retry is logged as a warning.
+const WARN_AFTER_FAILURES: u32 = 3;
 /// How often an idle sender looks at the spool even without a wake-up (a
 /// window requeued by an operator, say).
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -125,6 +127,12 @@ impl Sender {
                     d.bytes_sent += bytes;
                     d.last_success = Some(Utc::now());
                     d.credential_rejected = false;
+                    for (name, v) in &w.report.measures {
+                        if !w.is_gauge(name) {
+                            let total = d.delivered.entry(name.clone()).or_default();
+                            *total = total.saturating_add(*v);
+                        }
+                    }
                 }
                 tracing::debug!(destination = %dest, %id, status, from = %w.report.from_timestamp, "window delivered");
                 self.shared.refresh_pending(dest).await;
@@ -140,7 +148,13 @@ impl Sender {
                     Some(d) => d.min(self.retry.cap).max(MIN_WAIT),
                     None => self.backoff(),
                 };
-                tracing::warn!(destination = %dest, %id, attempt = w.attempts + 1, %reason, retry_in = ?wait, "delivery failed; will retry");
+                // A lone failure is routine (the retry fixes it); several in
+                // a row are worth an operator's attention.
+                if self.failures >= WARN_AFTER_FAILURES {
+                    tracing::warn!(destination = %dest, %id, attempt = w.attempts + 1, failures_in_a_row = self.failures, %reason, retry_in = ?wait, "delivery keeps failing; will retry");
+                } else {
+                    tracing::info!(destination = %dest, %id, attempt = w.attempts + 1, %reason, retry_in = ?wait, "delivery failed; will retry");
+                }
                 w.attempts = w.attempts.saturating_add(1);
                 w.in_doubt |= in_doubt;
                 self.record_failure(w, reason, false).await;

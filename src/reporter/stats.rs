@@ -3,6 +3,7 @@
 use crate::spool::Destination;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Counters of one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,8 @@ pub struct DestinationStats {
     pub last_error: Option<String>,
     /// True while the server refuses the credential (`401`/`403`).
     pub credential_rejected: bool,
+    /// Counter totals of the windows delivered (gauges left out).
+    pub delivered: BTreeMap<String, u64>,
 }
 
 /// A snapshot of the reporter's state.
@@ -86,6 +89,7 @@ impl ReporterStats {
                     last_success: None,
                     last_error: None,
                     credential_rejected: false,
+                    delivered: BTreeMap::new(),
                 })
                 .collect(),
         }
