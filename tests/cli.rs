@@ -64,6 +64,7 @@ fn start_sink(rt: &tokio::runtime::Runtime, config: SinkConfig) -> SinkHandle {
 fn every_subcommand_has_help_with_examples() {
     for args in [
         &["--help"][..],
+        &["demo", "--help"],
         &["sink", "--help"],
         &["check", "--help"],
         &["preview", "--help"],
@@ -903,4 +904,119 @@ fn spool_list_show_export_and_requeue() {
         );
     }
     assert!(!missing.exists());
+}
+
+// ---------------------------------------------------------------------------
+// demo
+// ---------------------------------------------------------------------------
+
+fn summary_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("summary written")).expect("summary is JSON")
+}
+
+#[test]
+fn demo_reconciles_on_the_embedded_faulty_beacon() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let spool = dir.path().join("spool");
+    let out = bin()
+        .args(["demo", "--duration", "3", "--threads", "2", "--json"])
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--spool")
+        .arg(&spool)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = text(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(doc["reconciled"], true, "{stdout}");
+    assert!(doc["recorded"][RUNS].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(doc["recorded"][RUNS], doc["delivered"][RUNS], "{stdout}");
+    assert_eq!(doc["recorded"][NODES], doc["delivered"][NODES], "{stdout}");
+    assert!(doc["windows_delivered"].as_u64().unwrap() >= 3, "{stdout}");
+    assert_eq!(doc["pending"], 0, "{stdout}");
+    assert!(doc["executor"]["overhead_percent"].is_number(), "{stdout}");
+
+    let s = summary_json(&summary);
+    assert_eq!(s["finished"], true);
+    assert_eq!(s["recorded"], s["delivered"]);
+    assert_eq!(s["recorded"][RUNS], doc["recorded"][RUNS]);
+    for key in ["windows_delivered", "pending", "retries"] {
+        assert!(s[key].is_u64(), "{key}: {s}");
+    }
+}
+
+#[test]
+fn demo_delivers_windows_left_by_an_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    {
+        let spool = Spool::open(&spool_dir, SpoolLimits::default()).unwrap();
+        spool
+            .push(&window(
+                Destination::Beacon,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:05:00Z",
+                7,
+                70,
+            ))
+            .unwrap();
+    }
+    let out = bin()
+        .args([
+            "demo",
+            "--duration",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            "--spool",
+        ])
+        .arg(&spool_dir)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["carried_over"][RUNS], 7);
+    assert_eq!(doc["carried_over"][NODES], 70);
+    assert_eq!(
+        doc["delivered"][RUNS].as_u64().unwrap(),
+        doc["recorded"][RUNS].as_u64().unwrap() + 7
+    );
+    assert_eq!(
+        doc["delivered"][NODES].as_u64().unwrap(),
+        doc["recorded"][NODES].as_u64().unwrap() + 70
+    );
+}
+
+#[test]
+fn demo_ships_to_an_external_sink_with_the_license_from_the_environment() {
+    let rt = runtime();
+    let sink = start_sink(&rt, SinkConfig::ephemeral());
+    let out = bin()
+        .args(["demo", "--duration", "2", "--threads", "1"])
+        .arg("--endpoint")
+        .arg(sink.base_url().as_str())
+        .env("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_no_secret(&all);
+    assert!(all.contains("delivered = recorded"), "{all}");
+    let summary = sink.summary();
+    assert!(summary.measures[RUNS] > 0);
+    assert!(
+        summary.by_credential.keys().any(|k| k.contains("lcl_")),
+        "the reports carried the license from the environment: {:?}",
+        summary.by_credential
+    );
+    rt.block_on(sink.shutdown());
 }

@@ -81,7 +81,7 @@ impl Closer {
                     }
                     return;
                 }
-                Phase::Stopped => return,
+                Phase::Flushing | Phase::Stopped => return,
             }
             let now = Instant::now();
             if now >= close_at {

@@ -145,8 +145,12 @@ pub(crate) struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Running,
-    /// Close the open window and spool it; senders deliver until empty.
+    /// Shutdown began: the closer closes the open window and spools it.
+    /// Senders carry on as before (the final window is not spooled yet).
     Draining,
+    /// The final window is spooled: senders deliver until their queue is
+    /// empty, then exit.
+    Flushing,
     /// Deadline passed: stop at once, leaving the rest spooled.
     Stopped,
 }
@@ -335,6 +339,7 @@ impl Reporter {
             // the whole deadline (it only does local disk I/O).
             let _ = tokio::time::timeout_at(end, closer).await;
         }
+        self.shared.phase.send_replace(Phase::Flushing);
         self.shared.new_window.send_modify(|n| *n += 1);
         let senders = std::mem::take(&mut self.senders);
         let all = futures_join_all(senders);

@@ -70,7 +70,7 @@ impl Sender {
             let next = match self.shared.spool(move |s| s.oldest(dest)).await {
                 Ok(Some(w)) => w,
                 Ok(None) => {
-                    if *phase.borrow() == Phase::Draining {
+                    if *phase.borrow() == Phase::Flushing {
                         return;
                     }
                     tokio::select! {
