@@ -271,6 +271,18 @@ impl Config {
         })
     }
 
+    /// The configuration from explicit `(variable, value)` pairs, ignoring
+    /// the process environment (tests, and embedders that configure in
+    /// code).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        })
+    }
+
     /// True if nothing may be sent: `BEACON_OFFLINE` is true, or the license
     /// key is an offline (air-gapped) license, i.e. lacks the `lcl_` prefix.
     pub fn is_offline(&self) -> bool {
@@ -513,22 +525,13 @@ impl<F: Fn(&str) -> Option<OsString>> Env<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const LICENSE: &str = "lcl_0123456789abcdef0123456789";
     const OFFLINE_LICENSE: &str = "offline_9876543210fedcba9876543210";
     const API_KEY: &str = "lsv2_pt_00112233445566778899aabb";
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
-        let m: HashMap<String, OsString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
-
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(lookup(pairs))
+        Config::from_pairs(pairs)
     }
 
     fn assert_no_secret(text: &str) {

@@ -1264,19 +1264,12 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     const LICENSE: &str = "lcl_0123456789abcdef9f2a";
     const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::from_lookup(|k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| OsString::from(v))
-        })
-        .unwrap()
+        Config::from_pairs(pairs).unwrap()
     }
 
     fn empty_report() -> CheckReport {
