@@ -54,15 +54,41 @@ const SPINS_BEFORE_YIELD: u32 = 64;
 ///   which is centuries away at any real rate);
 /// * `index` and `next` are written before the slot is published and never
 ///   again.
+///
+/// Layout (`repr(C)`): the three words a record writes fill the first 64
+/// bytes alone; what the rotator walks (`next`, `index`, the custom
+/// counters' pointer) sits in the second half of the 128-byte padded slot.
+/// A writer's stores then never evict the line the rotator follows from
+/// slot to slot, which keeps `rotate()` from stalling on every slot a busy
+/// thread is writing.
+#[repr(C)]
 pub(crate) struct Slot {
     seq: AtomicU64,
     runs: AtomicU64,
     nodes: AtomicU64,
+    _hot_line: [u64; 5],
+    /// `CUSTOM_PAD` unused counters, then the custom counters, then
+    /// `CUSTOM_PAD` more: the allocation is separate from the slot, and the
+    /// padding keeps another thread's allocation off these cache lines.
     custom: Box<[AtomicU64]>,
     in_use: AtomicBool,
     index: usize,
     next: *mut Padded,
 }
+
+// The layout the doc comment on `Slot` promises.
+#[cfg(not(loom))]
+const _: () = {
+    assert!(std::mem::offset_of!(Slot, custom) == 64);
+    assert!(std::mem::size_of::<Slot>() <= 128);
+};
+
+/// Counters of padding on each side of a slot's custom counters: 128 bytes.
+#[cfg(not(loom))]
+const CUSTOM_PAD: usize = 16;
+/// Under loom, padding would only add objects for the model to track.
+#[cfg(loom)]
+const CUSTOM_PAD: usize = 0;
 
 /// The owner's private copy of its slot's values, so that recording is
 /// stores only. Lives in the owner's handle; `Cell`s keep the handle `!Sync`.
@@ -92,10 +118,26 @@ impl Slot {
             seq: AtomicU64::new(0),
             runs: AtomicU64::new(0),
             nodes: AtomicU64::new(0),
-            custom: (0..custom).map(|_| AtomicU64::new(0)).collect(),
+            _hot_line: [0; 5],
+            custom: if custom == 0 {
+                Box::new([])
+            } else {
+                (0..custom + 2 * CUSTOM_PAD)
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            },
             in_use: AtomicBool::new(true),
             index: 0,
             next: ptr::null_mut(),
+        }
+    }
+
+    /// The custom counters, without their padding.
+    #[inline(always)]
+    fn custom(&self) -> &[AtomicU64] {
+        match self.custom.len() {
+            0 => &[],
+            n => &self.custom[CUSTOM_PAD..n - CUSTOM_PAD],
         }
     }
 
@@ -121,7 +163,7 @@ impl Slot {
             seq: read(&self.seq),
             runs: read(&self.runs),
             nodes: read(&self.nodes),
-            custom: self.custom.iter().map(read).collect(),
+            custom: self.custom().iter().map(read).collect(),
         }
     }
 
@@ -176,7 +218,7 @@ impl Slot {
     #[inline(always)]
     pub(crate) fn record_custom(&self, sh: &Shadow, id: CounterId, n: u64) {
         let s = self.begin(sh);
-        Self::bump(&self.custom[id.0], &sh.custom[id.0], n);
+        Self::bump(&self.custom()[id.0], &sh.custom[id.0], n);
         self.end(sh, s);
     }
 
@@ -187,7 +229,7 @@ impl Slot {
         Self::bump(&self.runs, &sh.runs, 1);
         Self::bump(&self.nodes, &sh.nodes, nodes);
         for &(id, n) in extra {
-            Self::bump(&self.custom[id.0], &sh.custom[id.0], n);
+            Self::bump(&self.custom()[id.0], &sh.custom[id.0], n);
         }
         self.end(sh, s);
     }
@@ -208,7 +250,7 @@ impl Slot {
                 // Acquire: each pairs with the `Release` store in `bump`.
                 out.push(self.runs.load(Ordering::Acquire));
                 out.push(self.nodes.load(Ordering::Acquire));
-                out.extend(self.custom.iter().map(|c| c.load(Ordering::Acquire)));
+                out.extend(self.custom().iter().map(|c| c.load(Ordering::Acquire)));
                 // Relaxed: kept after the loads above by their `Acquire`.
                 let s2 = self.seq.load(Ordering::Relaxed);
                 if s1 == s2 {
