@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -29,6 +30,9 @@ pub(crate) struct Closer {
     /// oldest first. Bounded by `max_backlog` by merging.
     backlog: VecDeque<SpooledWindow>,
     max_backlog: usize,
+    /// Subscribed when the closer is made, not when its task first runs,
+    /// so that a shutdown started in between is not missed.
+    phase: watch::Receiver<Phase>,
 }
 
 impl Closer {
@@ -40,6 +44,7 @@ impl Closer {
         options: ReporterOptions,
     ) -> Closer {
         Closer {
+            phase: shared.phase.subscribe(),
             shared,
             meter,
             open: dests.into_iter().map(|d| (d, Uuid::new_v4())).collect(),
@@ -54,7 +59,7 @@ impl Closer {
     }
 
     pub(crate) async fn run(mut self) {
-        let mut phase = self.shared.phase.subscribe();
+        let mut phase = self.phase.clone();
         let mut close_at = Instant::now() + self.wc.wait(self.clock.now());
         let mut checkpoint_at = Instant::now() + self.checkpoint_interval;
         loop {
@@ -70,7 +75,7 @@ impl Closer {
             let current = *phase.borrow_and_update();
             match current {
                 Phase::Running => {}
-                Phase::Draining => {
+                Phase::Closing | Phase::Draining => {
                     self.close().await;
                     if !self.backlog.is_empty() {
                         tracing::error!(
@@ -81,7 +86,7 @@ impl Closer {
                     }
                     return;
                 }
-                Phase::Flushing | Phase::Stopped => return,
+                Phase::Stopped => return,
             }
             let now = Instant::now();
             if now >= close_at {

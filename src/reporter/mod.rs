@@ -44,7 +44,7 @@ use reqwest::Url;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How failed deliveries are retried.
@@ -145,12 +145,12 @@ pub(crate) struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Running,
-    /// Shutdown began: the closer closes the open window and spools it.
-    /// Senders carry on as before (the final window is not spooled yet).
+    /// Shutting down: the closer closes the open window and spools it;
+    /// senders go on delivering (their backoff waits cut short).
+    Closing,
+    /// The final window is spooled (or the closer ran out of time): senders
+    /// deliver until their queue is empty.
     Draining,
-    /// The final window is spooled: senders deliver until their queue is
-    /// empty, then exit.
-    Flushing,
     /// Deadline passed: stop at once, leaving the rest spooled.
     Stopped,
 }
@@ -161,8 +161,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<ReporterStats>,
     /// Counts windows spooled; senders watch it to wake when idle.
     pub(crate) new_window: watch::Sender<u64>,
-    /// Cuts senders' backoff waits.
-    pub(crate) retry_now: Notify,
+    /// Bumped by [`Reporter::retry_now`]: cuts senders' backoff waits. A
+    /// watch, not a `Notify`, so that a call while a sender is busy with an
+    /// attempt (not yet waiting) still cuts the wait that follows it.
+    pub(crate) retry_now: watch::Sender<u64>,
     pub(crate) phase: watch::Sender<Phase>,
     /// The org id from API-key verification, used as `tenant_id` when none
     /// is configured.
@@ -197,8 +199,16 @@ impl Shared {
     }
 }
 
-/// A running reporter. Dropping it without [`shutdown`](Self::shutdown)
-/// stops its tasks; what was spooled is delivered by the next start.
+/// A running reporter.
+///
+/// Dropping it without [`shutdown`](Self::shutdown) stops its tasks as a
+/// crash would: what was spooled is delivered by the next start, and the
+/// open window survives only as its last checkpoint. The counts recorded
+/// since that window opened are then in the checkpoint *and* still in the
+/// meter, so a new reporter must not be started on the same [`Meter`] after
+/// a drop (it would report them twice): call `shutdown` to hand a meter
+/// over, or start the next reporter with a new meter, as a restarted
+/// process does.
 pub struct Reporter {
     shared: Arc<Shared>,
     closer: Option<JoinHandle<()>>,
@@ -246,7 +256,7 @@ impl Reporter {
                 recovered,
             )),
             new_window: watch::channel(0).0,
-            retry_now: Notify::new(),
+            retry_now: watch::channel(0).0,
             phase,
             org_id: Mutex::new(None),
         });
@@ -323,7 +333,7 @@ impl Reporter {
     /// Cuts every sender's backoff wait short, e.g. after an operator fixed
     /// a refused credential on the server side.
     pub fn retry_now(&self) {
-        self.shared.retry_now.notify_waiters();
+        self.shared.retry_now.send_modify(|n| *n += 1);
     }
 
     /// Closes the open window now, spools it, and delivers pending windows
@@ -332,14 +342,15 @@ impl Reporter {
     /// stats.
     pub async fn shutdown(mut self, deadline: Duration) -> ReporterStats {
         let end = tokio::time::Instant::now() + deadline;
-        self.shared.phase.send_replace(Phase::Draining);
-        self.shared.retry_now.notify_waiters();
+        self.shared.phase.send_replace(Phase::Closing);
         if let Some(closer) = self.closer.take() {
             // The closer's last act is spooling the final window; give it
             // the whole deadline (it only does local disk I/O).
             let _ = tokio::time::timeout_at(end, closer).await;
         }
-        self.shared.phase.send_replace(Phase::Flushing);
+        // Only now may a sender that finds its queue empty stop: before the
+        // final window is spooled, an empty queue does not mean done.
+        self.shared.phase.send_replace(Phase::Draining);
         self.shared.new_window.send_modify(|n| *n += 1);
         let senders = std::mem::take(&mut self.senders);
         let all = futures_join_all(senders);
@@ -349,10 +360,11 @@ impl Reporter {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.shared.phase.send_replace(Phase::Stopped);
-        // (The guard must be dropped before `refresh_pending` locks again.)
+        // Collected first: a guard in the `for` expression would live through
+        // the loop, and `refresh_pending` locks the stats again.
         let dests: Vec<Destination> = {
-            let st = self.shared.stats.lock();
-            st.destinations.iter().map(|d| d.destination).collect()
+            let stats = self.shared.stats.lock();
+            stats.destinations.iter().map(|d| d.destination).collect()
         };
         for d in dests {
             self.shared.refresh_pending(d).await;

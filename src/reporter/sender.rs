@@ -29,6 +29,11 @@ pub(crate) struct Sender {
     /// Consecutive failures (drives the backoff).
     failures: u32,
     rng: u64,
+    /// Subscribed when the sender is made, not when its task first runs,
+    /// so that a change in between is not missed.
+    phase: watch::Receiver<Phase>,
+    windows: watch::Receiver<u64>,
+    retry_now: watch::Receiver<u64>,
 }
 
 /// What to do after an attempt.
@@ -48,6 +53,9 @@ impl Sender {
     ) -> Self {
         let (url, credential) = route.send.expect("senders exist only for online routes");
         Sender {
+            phase: shared.phase.subscribe(),
+            windows: shared.new_window.subscribe(),
+            retry_now: shared.retry_now.subscribe(),
             shared,
             dest: route.dest,
             url,
@@ -60,8 +68,9 @@ impl Sender {
     }
 
     pub(crate) async fn run(mut self) {
-        let mut phase = self.shared.phase.subscribe();
-        let mut windows = self.shared.new_window.subscribe();
+        let mut phase = self.phase.clone();
+        let mut windows = self.windows.clone();
+        let mut retry_now = self.retry_now.clone();
         loop {
             if *phase.borrow() == Phase::Stopped {
                 return;
@@ -70,7 +79,7 @@ impl Sender {
             let next = match self.shared.spool(move |s| s.oldest(dest)).await {
                 Ok(Some(w)) => w,
                 Ok(None) => {
-                    if *phase.borrow() == Phase::Flushing {
+                    if *phase.borrow() == Phase::Draining {
                         return;
                     }
                     tokio::select! {
@@ -82,10 +91,14 @@ impl Sender {
                 }
                 Err(e) => {
                     tracing::error!(destination = %dest, error = %e, "cannot read the spool; retrying");
-                    self.wait(&mut phase, Duration::from_secs(1)).await;
+                    self.wait(&mut phase, &mut retry_now, Duration::from_secs(1))
+                        .await;
                     continue;
                 }
             };
+            // A `retry_now` from here on cuts the wait after this attempt;
+            // one from before is answered by this attempt.
+            retry_now.mark_unchanged();
             let outcome = tokio::select! {
                 o = self.http.submit(&self.url, &self.credential, &next.report, next.id) => o,
                 _ = stopped(&mut phase) => {
@@ -99,7 +112,7 @@ impl Sender {
             };
             match self.handle(next, outcome).await {
                 Next::Continue => {}
-                Next::Wait(d) => self.wait(&mut phase, d).await,
+                Next::Wait(d) => self.wait(&mut phase, &mut retry_now, d).await,
             }
         }
     }
@@ -247,10 +260,15 @@ impl Sender {
     }
 
     /// Waits `d`, cut short by `retry_now`, a shutdown, or a drain start.
-    async fn wait(&self, phase: &mut watch::Receiver<Phase>, d: Duration) {
+    async fn wait(
+        &self,
+        phase: &mut watch::Receiver<Phase>,
+        retry_now: &mut watch::Receiver<u64>,
+        d: Duration,
+    ) {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = self.shared.retry_now.notified() => {}
+            _ = retry_now.changed() => {}
             _ = phase.changed() => {}
         }
     }
