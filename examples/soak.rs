@@ -37,7 +37,6 @@ use beacon_meter::spool::{Destination, Spool};
 use beacon_meter::wire::{Plan, Tags};
 use clap::Parser;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
@@ -147,20 +146,18 @@ fn child(args: &Args) -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let overrides: BTreeMap<&str, OsString> = [
-            ("BEACON_URL", url.into()),
-            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
-            ("BEACON_INTERVAL_SECS", "1".into()),
-            ("BEACON_TIMEOUT_SECS", "2".into()),
+        let checkpoint = CHECKPOINT.as_secs().to_string();
+        let config = Config::from_pairs(&[
+            ("BEACON_URL", &url),
+            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
+            ("BEACON_INTERVAL_SECS", "1"),
+            ("BEACON_TIMEOUT_SECS", "2"),
+            ("BEACON_CHECKPOINT_SECS", &checkpoint),
             (
-                "BEACON_CHECKPOINT_SECS",
-                CHECKPOINT.as_secs().to_string().into(),
+                "BEACON_SPOOL_DIR",
+                spool.to_str().expect("a UTF-8 spool path"),
             ),
-            ("BEACON_SPOOL_DIR", spool.into_os_string()),
-        ]
-        .into_iter()
-        .collect();
-        let config = Config::from_lookup(|k| overrides.get(k).cloned())?;
+        ])?;
         let tags = Tags::new()
             .plan(Plan::Enterprise)
             .custom(INCARNATION_TAG, args.incarnation.to_string())?;

@@ -23,7 +23,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -95,14 +94,13 @@ fn runtime() -> (tokio::runtime::Runtime, Logs) {
 /// A configuration for `url` with the spool in `spool`: windows of
 /// `interval`, checkpoints every 200 ms, requests time out after 1 s.
 fn config(url: &str, spool: &Path, interval: Duration) -> Config {
-    let vars: BTreeMap<&str, OsString> = [
-        ("BEACON_URL", url.into()),
-        ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
-        ("BEACON_SPOOL_DIR", spool.as_os_str().to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let mut c = Config::from_lookup(|k| vars.get(k).cloned()).expect("a valid configuration");
+    let spool = spool.to_str().expect("a UTF-8 temporary path");
+    let mut c = Config::from_pairs(&[
+        ("BEACON_URL", url),
+        ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
+        ("BEACON_SPOOL_DIR", spool),
+    ])
+    .expect("a valid configuration");
     c.interval = interval;
     c.checkpoint_interval = ms(200);
     c.timeout = ms(1000);
