@@ -13,6 +13,7 @@
 
 use super::Term;
 use super::args::DemoArgs;
+use super::executor::{ExecutorTotals, Live, run_executor};
 use crate::config::Config;
 use crate::meter::{Meter, NODES, RUNS};
 use crate::reporter::{Reporter, ReporterOptions, ReporterStats, RetryPolicy};
@@ -25,14 +26,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Runs per block; a worker alternates metered and unmetered blocks.
-const BLOCK_RUNS: u64 = 32;
-/// Spin iterations per node: a few microseconds of real work.
-const NODE_WORK: u32 = 400;
 /// How long shutdown may take to deliver what is pending.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -76,24 +73,6 @@ struct SummaryJson {
     pending: usize,
     retries: u64,
     finished: bool,
-}
-
-/// What the synthetic executor did.
-#[derive(Debug, Default)]
-struct ExecutorTotals {
-    runs_on: u64,
-    nodes_on: u64,
-    nanos_on: u128,
-    runs_off: u64,
-    nanos_off: u128,
-}
-
-/// Live totals, published by the workers for the progress bar and the
-/// summary file.
-#[derive(Default)]
-struct Live {
-    runs: AtomicU64,
-    nodes: AtomicU64,
 }
 
 /// Runs the demo. Returns an error if delivered ≠ recorded.
@@ -315,88 +294,6 @@ fn demo_config(
         }
         overrides.get(k).cloned().or_else(|| std::env::var_os(k))
     })
-}
-
-/// The synthetic executor: `threads` workers run graph "runs" of 1–20
-/// "nodes" each, every node a few microseconds of real work. Each worker
-/// alternates a block of metered runs with a block of unmetered ones and
-/// times both, so metering overhead is measured under identical load.
-fn run_executor(
-    meter: Meter,
-    threads: usize,
-    live: Arc<Live>,
-    stop: Arc<AtomicBool>,
-) -> ExecutorTotals {
-    let start = Arc::new(Barrier::new(threads));
-    let workers: Vec<_> = (0..threads)
-        .map(|i| {
-            let meter = meter.clone();
-            let live = live.clone();
-            let stop = stop.clone();
-            let start = start.clone();
-            std::thread::spawn(move || {
-                let local = meter.local();
-                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((i as u64 + 1) << 32);
-                let mut t = ExecutorTotals::default();
-                let mut sink = 0u64;
-                start.wait();
-                let mut metered = i % 2 == 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let began = Instant::now();
-                    let (mut runs, mut nodes) = (0u64, 0u64);
-                    for _ in 0..BLOCK_RUNS {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        let n = 1 + rng % 20;
-                        for node in 0..n {
-                            sink = sink.wrapping_add(node_work(rng ^ node));
-                        }
-                        if metered {
-                            local.record_run(n);
-                        }
-                        runs += 1;
-                        nodes += n;
-                    }
-                    let nanos = began.elapsed().as_nanos();
-                    if metered {
-                        t.runs_on += runs;
-                        t.nodes_on += nodes;
-                        t.nanos_on += nanos;
-                        live.runs.fetch_add(runs, Ordering::Relaxed);
-                        live.nodes.fetch_add(nodes, Ordering::Relaxed);
-                    } else {
-                        t.runs_off += runs;
-                        t.nanos_off += nanos;
-                    }
-                    metered = !metered;
-                }
-                std::hint::black_box(sink);
-                t
-            })
-        })
-        .collect();
-    let mut total = ExecutorTotals::default();
-    for w in workers {
-        let t = w.join().expect("an executor worker panicked");
-        total.runs_on += t.runs_on;
-        total.nodes_on += t.nodes_on;
-        total.nanos_on += t.nanos_on;
-        total.runs_off += t.runs_off;
-        total.nanos_off += t.nanos_off;
-    }
-    total
-}
-
-/// A few microseconds of arithmetic the optimizer cannot remove.
-fn node_work(seed: u64) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..NODE_WORK {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    std::hint::black_box(x)
 }
 
 fn recorded(live: &Live) -> BTreeMap<String, u64> {

@@ -7,6 +7,8 @@
 //! * one module per subcommand, each a library call that takes its parsed
 //!   arguments, a [`Term`] and an output stream, and returns a typed error:
 //!   [`demo`], [`sink`], [`check`], [`preview`], [`spool`];
+//! * [`executor`]: the synthetic graph executor shared by `demo` and the
+//!   soak test (`examples/soak.rs`);
 //! * this module: tracing set-up, the tokio runtime for the subcommands that
 //!   need one, dispatch, and turning errors into a message and an
 //!   [exit status](exit). `anyhow` is used here and nowhere else.
@@ -22,6 +24,7 @@
 pub mod args;
 pub mod check;
 pub mod demo;
+pub mod executor;
 pub mod preview;
 pub mod sink;
 pub mod spool;

@@ -15,6 +15,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// At shutdown, how often writing the windows held in memory is retried
+/// while the spool cannot be written.
+const SHUTDOWN_FLUSH_RETRY: Duration = Duration::from_millis(250);
+
 pub(crate) struct Closer {
     shared: Arc<Shared>,
     meter: Meter,
@@ -77,13 +81,7 @@ impl Closer {
                 Phase::Running => {}
                 Phase::Closing | Phase::Draining => {
                     self.close().await;
-                    if !self.backlog.is_empty() {
-                        tracing::error!(
-                            windows = self.backlog.len(),
-                            "shutting down with windows that could not be written to the spool; \
-                             their counts are lost: free space in the spool directory"
-                        );
-                    }
+                    self.drain_backlog(&mut phase).await;
                     return;
                 }
                 Phase::Stopped => return,
@@ -165,6 +163,26 @@ impl Closer {
         self.flush().await;
     }
 
+    /// At shutdown: keeps trying to write the windows held in memory until
+    /// the spool takes them or the deadline passes (phase `Stopped`).
+    async fn drain_backlog(&mut self, phase: &mut watch::Receiver<Phase>) {
+        while !self.backlog.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(SHUTDOWN_FLUSH_RETRY) => {}
+                _ = phase.changed() => {}
+            }
+            if *phase.borrow_and_update() == Phase::Stopped {
+                tracing::error!(
+                    windows = self.backlog.len(),
+                    "shutdown deadline passed with windows that could not be written to the \
+                     spool; their counts are lost: free space in the spool directory"
+                );
+                return;
+            }
+            self.flush().await;
+        }
+    }
+
     /// Writes the in-memory backlog to the spool, oldest first, and keeps
     /// the backlog within its bound by merging (never dropping).
     async fn flush(&mut self) {
@@ -199,7 +217,15 @@ impl Closer {
     }
 
     /// Merges the oldest mergeable pair of the backlog (same destination).
+    /// If no pair can be merged because their tags differ (a dynamic tag
+    /// whose value changes, a tag callback that panicked in one window),
+    /// merges the oldest pair anyway under the newer window's tags: the
+    /// memory bound holds, and counts stay exact.
     fn merge_oldest(&mut self) -> bool {
+        self.merge_pair(false) || self.merge_pair(true)
+    }
+
+    fn merge_pair(&mut self, retag: bool) -> bool {
         for i in 0..self.backlog.len() {
             let a = &self.backlog[i];
             let Some(j) =
@@ -207,7 +233,22 @@ impl Closer {
             else {
                 continue;
             };
-            if let Some(m) = merge(a, &self.backlog[j], Uuid::new_v4()) {
+            let b = &self.backlog[j];
+            let merged = if retag {
+                let mut a = a.clone();
+                a.report.tags.clone_from(&b.report.tags);
+                merge(&a, b, Uuid::new_v4())
+            } else {
+                merge(a, b, Uuid::new_v4())
+            };
+            if let Some(m) = merged {
+                if retag {
+                    tracing::warn!(
+                        from = %m.report.from_timestamp,
+                        to = %m.report.to_timestamp,
+                        "memory backlog full: merged two windows with different tags under the later tags"
+                    );
+                }
                 self.backlog[i] = m;
                 self.backlog.remove(j);
                 return true;
@@ -222,11 +263,12 @@ impl Closer {
         if !self.backlog.is_empty() {
             self.flush().await;
         }
-        let now = self.clock.now();
         let from = self.wc.current_start();
-        if now <= from {
-            return;
-        }
+        // If the wall clock jumped back behind the open window's start, the
+        // window is saved as `[from, from)`: recovery stretches a
+        // zero-length window that counted to 1 ms. (Skipping the checkpoint
+        // would lose everything counted since the last close in a crash.)
+        let now = self.clock.now().max(from);
         let window = self.meter.peek();
         let windows = self.windows(&window, from, now, now, Vec::new());
         let cp = Checkpoint::new(now, windows);

@@ -23,9 +23,55 @@
 //!   for `beacon-meter spool export`.
 //! * **Crashes.** The open window is checkpointed every few seconds (with
 //!   the id it will carry); a restart turns the checkpoint into a closed
-//!   window. A hard crash loses at most one checkpoint interval of counts.
+//!   window. A hard crash loses at most one checkpoint interval of counts
+//!   (while the spool can be written; see below).
 //! * **Shutdown.** [`Reporter::shutdown`] closes the open window, spools it,
 //!   and delivers what it can before the deadline. The rest stays spooled.
+//! * **Clock jumps.** Windows are cut by the wall clock
+//!   ([`ReporterOptions::clock`]) but timed by a monotonic clock, so they
+//!   keep closing every interval whatever the wall clock does, and never
+//!   overlap or go backwards (see [`WindowClock`]): after a jump back, each
+//!   window is 1 ms long until the wall clock catches up; a jump forward
+//!   closes one long window. The open window is checkpointed either way.
+//! * **Hanging server.** Every request has the configured timeout; a
+//!   timed-out attempt is retried under the same key, and shutdown is never
+//!   held past its deadline by a request in flight.
+//! * **Panicking callbacks.** A gauge ([`crate::MeterBuilder::gauge`]) or
+//!   dynamic tag ([`Tags::dynamic`]) that panics is left out of that one
+//!   report (with a warning); the window itself is delivered as usual.
+//!
+//! # When the spool cannot be written
+//!
+//! Disk full, a filesystem remounted read-only, a spool directory that was
+//! removed: recording is unaffected (the hot path never touches the disk)
+//! and windows keep closing on time. A closed window the spool does not take
+//! is kept in memory, oldest first, and counted in
+//! [`ReporterStats::unspooled`]; every failed write is logged at `ERROR`
+//! (`CANNOT WRITE THE SPOOL`, with the path and the cause). Each close and
+//! each checkpoint (every `BEACON_CHECKPOINT_SECS`) tries again, oldest
+//! first, so once the disk recovers the windows reach the spool, and then
+//! the Beacon, in order, within one checkpoint interval.
+//!
+//! * **The bound.** At most [`ReporterOptions::memory_backlog`] windows
+//!   (default 1024: three and a half days of 5-minute windows) are held,
+//!   over all destinations. At the bound, the two oldest windows of a
+//!   destination are merged into one wider window: counters summed, the
+//!   later gauge values, the span of both. No count is dropped; only
+//!   resolution in time is lost. If their tags differ (a dynamic tag whose
+//!   value changed), they are merged under the later window's tags, with a
+//!   warning, so the bound holds whatever the tags do. A window is at most
+//!   64 KiB of JSON (the report size limit, logs included), so the backlog
+//!   stays within about `memory_backlog` × 64 KiB (64 MiB by default) in the
+//!   worst case, and is far smaller with few logs.
+//! * **Crashes.** Checkpoints cannot be written either: a crash while the
+//!   spool is unwritable loses the windows held in memory and the open
+//!   window (the last checkpoint written before the fault is recovered).
+//! * **Delivery** of windows already spooled goes on (reading and deleting
+//!   need no free space). If a delivered window cannot be deleted
+//!   (read-only filesystem), it is not sent again: its removal is retried
+//!   with backoff, and later windows wait behind it.
+//! * **Shutdown** keeps retrying the write until its deadline. Windows still
+//!   in memory then are lost, and an `ERROR` says how many.
 
 mod closer;
 mod sender;
@@ -145,11 +191,12 @@ pub(crate) struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Running,
-    /// Shutting down: the closer closes the open window and spools it;
+    /// Shutting down: the closer closes the open window and spools it
+    /// (retrying while the spool cannot be written, until the deadline);
     /// senders go on delivering (their backoff waits cut short).
     Closing,
     /// The final window is spooled (or the closer ran out of time): senders
-    /// deliver until their queue is empty.
+    /// deliver until their queue is empty, then exit.
     Draining,
     /// Deadline passed: stop at once, leaving the rest spooled.
     Stopped,
@@ -343,10 +390,14 @@ impl Reporter {
     pub async fn shutdown(mut self, deadline: Duration) -> ReporterStats {
         let end = tokio::time::Instant::now() + deadline;
         self.shared.phase.send_replace(Phase::Closing);
-        if let Some(closer) = self.closer.take() {
+        let mut closer = self.closer.take();
+        if let Some(c) = &mut closer {
             // The closer's last act is spooling the final window; give it
-            // the whole deadline (it only does local disk I/O).
-            let _ = tokio::time::timeout_at(end, closer).await;
+            // the whole deadline (it only does local disk I/O, but retries
+            // while the spool cannot be written).
+            if tokio::time::timeout_at(end, c).await.is_ok() {
+                closer = None;
+            }
         }
         // Only now may a sender that finds its queue empty stop: before the
         // final window is spooled, an empty queue does not mean done.
@@ -360,6 +411,11 @@ impl Reporter {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.shared.phase.send_replace(Phase::Stopped);
+        if let Some(c) = closer {
+            // Past the deadline with windows the spool would not take: the
+            // closer logs what it could not write, and ends.
+            let _ = tokio::time::timeout(Duration::from_millis(500), c).await;
+        }
         // Collected first: a guard in the `for` expression would live through
         // the loop, and `refresh_pending` locks the stats again.
         let dests: Vec<Destination> = {

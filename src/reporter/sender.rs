@@ -28,6 +28,10 @@ pub(crate) struct Sender {
     retry: RetryPolicy,
     /// Consecutive failures (drives the backoff).
     failures: u32,
+    /// A window the server accepted but that could not be removed from the
+    /// spool (read-only or broken filesystem): it is not sent again, only
+    /// its removal is retried, with backoff.
+    undeleted: Option<uuid::Uuid>,
     rng: u64,
     /// Subscribed when the sender is made, not when its task first runs,
     /// so that a change in between is not missed.
@@ -63,6 +67,7 @@ impl Sender {
             http,
             retry,
             failures: 0,
+            undeleted: None,
             rng: (uuid::Uuid::new_v4().as_u128() as u64) | 1,
         }
     }
@@ -96,6 +101,13 @@ impl Sender {
                     continue;
                 }
             };
+            if self.undeleted == Some(next.id) {
+                let wait = self.retry_removal(next.id).await;
+                if let Some(d) = wait {
+                    self.wait(&mut phase, &mut retry_now, d).await;
+                }
+                continue;
+            }
             // A `retry_now` from here on cuts the wait after this attempt;
             // one from before is answered by this attempt.
             retry_now.mark_unchanged();
@@ -127,10 +139,12 @@ impl Sender {
         match outcome {
             Ok(SubmitOutcome::Accepted { status }) => {
                 let bytes = encode_report(&self.credential, &w.report).len() as u64;
-                if let Err(e) = self.shared.spool(move |s| s.remove(dest, id)).await {
-                    tracing::error!(destination = %dest, %id, error = %e, "delivered, but could not remove the window from the spool; it will be resent with the same key and deduplicated");
-                }
                 self.failures = 0;
+                if let Err(e) = self.shared.spool(move |s| s.remove(dest, id)).await {
+                    tracing::error!(destination = %dest, %id, error = %e, "delivered, but could not remove the window from the spool; it is not sent again, its removal is retried (after a restart it is resent with the same key and deduplicated)");
+                    self.undeleted = Some(id);
+                    self.failures = 1;
+                }
                 {
                     let mut st = self.shared.stats.lock();
                     st.windows_sent += 1;
@@ -149,6 +163,9 @@ impl Sender {
                 }
                 tracing::debug!(destination = %dest, %id, status, from = %w.report.from_timestamp, "window delivered");
                 self.shared.refresh_pending(dest).await;
+                if self.undeleted == Some(id) {
+                    return Next::Wait(self.backoff());
+                }
                 Next::Continue
             }
             Ok(SubmitOutcome::Retry {
@@ -217,6 +234,26 @@ impl Sender {
                 let reason = e.to_string();
                 self.record_failure(w, reason, false).await;
                 Next::Wait(self.retry.credential_backoff)
+            }
+        }
+    }
+
+    /// Retries removing a delivered window; `Some(wait)` if it failed again.
+    async fn retry_removal(&mut self, id: uuid::Uuid) -> Option<Duration> {
+        let dest = self.dest;
+        match self.shared.spool(move |s| s.remove(dest, id)).await {
+            Ok(()) => {
+                tracing::info!(destination = %dest, %id, "removed a delivered window from the spool");
+                self.undeleted = None;
+                self.failures = 0;
+                self.shared.refresh_pending(dest).await;
+                None
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                let wait = self.backoff();
+                tracing::warn!(destination = %dest, %id, error = %e, retry_in = ?wait, "still cannot remove a delivered window from the spool; it is not sent again");
+                Some(wait)
             }
         }
     }
