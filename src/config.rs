@@ -326,7 +326,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
     let value = value.trim();
     let bad = |reason: &str| ConfigError::BadUrl {
         var: var.to_owned(),
-        value: shown(&hide_userinfo(value)),
+        value: shown(&hide_credentials(value)),
         reason: reason.to_owned(),
     };
     let url = Url::parse(value).map_err(|e| bad(&e.to_string()))?;
@@ -348,7 +348,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
             if !loopback {
                 return Err(ConfigError::InsecureUrl {
                     var: var.to_owned(),
-                    value: shown(&hide_userinfo(value)),
+                    value: shown(&hide_credentials(value)),
                 });
             }
         }
@@ -360,16 +360,36 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// `value` with any `user:password@` replaced by `***@`, for error text.
-fn hide_userinfo(value: &str) -> String {
-    if let Some(scheme_end) = value.find("://") {
-        let rest = &value[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &value[..scheme_end], &rest[at + 1..]);
+/// `value` for error text: any `user:password@` replaced by `***@`, and
+/// the content of a query and a fragment (which may hold a token, like
+/// `?key=...`) by `***`.
+///
+/// The authority starts after the scheme's `:` and any run of `/` or `\`:
+/// the URL parser also takes `https:user:pw@host`, `https:/user:pw@host`
+/// and backslashes for slashes, so a `://` cannot be relied on.
+fn hide_credentials(value: &str) -> String {
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
+    let start = match value.find(':') {
+        Some(colon) if is_scheme(&value[..colon]) => {
+            let rest = &value[colon + 1..];
+            colon + 1 + (rest.len() - rest.trim_start_matches(['/', '\\']).len())
         }
+        _ => 0,
+    };
+    let rest = &value[start..];
+    let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &value[..start], &rest[at + 1..]),
+        None => value.to_owned(),
+    };
+    match shown.find(['?', '#']) {
+        Some(q) => format!("{}***", &shown[..=q]),
+        None => shown,
     }
-    value.to_owned()
 }
 
 /// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
@@ -800,6 +820,25 @@ mod tests {
         assert!(msg.contains("***@beacon.example.com"), "{msg}");
         let err = check_endpoint("X_URL", "http://user:hunter2pass@example.com/").unwrap_err();
         assert!(!format!("{err} {err:?}").contains("hunter2pass"));
+        // Forms the URL parser takes without "://".
+        for url in [
+            "https:user:hunter2pass@h.example",
+            "https:/user:hunter2pass@h.example",
+            "https:\\\\user:hunter2pass@h.example",
+            "user:hunter2pass@h.example",
+        ] {
+            let err = check_endpoint("X_URL", url).unwrap_err();
+            let msg = format!("{err} {err:?}");
+            assert!(!msg.contains("hunter2pass"), "{msg}");
+            assert!(msg.contains("***@h.example"), "{msg}");
+        }
+        // A query or fragment may hold a token too.
+        let err =
+            check_endpoint("X_URL", "https://h.example/?key=hunter2pass#hunter2pass").unwrap_err();
+        assert!(
+            err.to_string().contains("\"https://h.example/?***\""),
+            "{err}"
+        );
     }
 
     #[test]
