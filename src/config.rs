@@ -157,6 +157,48 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The error with every occurrence of `secrets` in the values it shows
+    /// replaced by their redacted form.
+    fn without_secrets(self, secrets: &[&Secret]) -> ConfigError {
+        let clean = |s: String| secrets.iter().fold(s, |s, k| k.scrub(&s));
+        match self {
+            ConfigError::BadSeconds {
+                var,
+                value,
+                min,
+                max,
+                default,
+            } => ConfigError::BadSeconds {
+                var,
+                value: clean(value),
+                min,
+                max,
+                default,
+            },
+            ConfigError::BadBool { var, value } => ConfigError::BadBool {
+                var,
+                value: clean(value),
+            },
+            ConfigError::BadUrl { var, value, reason } => ConfigError::BadUrl {
+                var,
+                value: clean(value),
+                reason: clean(reason),
+            },
+            ConfigError::InsecureUrl { var, value } => ConfigError::InsecureUrl {
+                var,
+                value: clean(value),
+            },
+            ConfigError::BadCaCert { var, path, reason } => ConfigError::BadCaCert {
+                var,
+                path: clean(path),
+                reason: clean(reason),
+            },
+            e @ (ConfigError::NotUnicode { .. }
+            | ConfigError::TooLong { .. }
+            | ConfigError::BadSecret { .. }) => e,
+        }
+    }
+
     /// The variable that was wrong.
     pub fn var(&self) -> &str {
         match self {
@@ -254,9 +296,23 @@ impl Config {
     /// certificate file, if one is named; touches nothing else.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
         let env = Env(&lookup);
+        let license_key = env.secret(ENV_LICENSE_KEY)?;
+        let api_key = env.secret(ENV_API_KEY)?;
+        // A key pasted into another variable (say, two variables swapped)
+        // is shown in that variable's error: redact it there.
+        let secrets: Vec<&Secret> = license_key.iter().chain(&api_key).collect();
+        Config::from_env_with(&env, license_key.clone(), api_key.clone())
+            .map_err(|e| e.without_secrets(&secrets))
+    }
+
+    fn from_env_with<F: Fn(&str) -> Option<OsString>>(
+        env: &Env<'_, F>,
+        license_key: Option<Secret>,
+        api_key: Option<Secret>,
+    ) -> Result<Config, ConfigError> {
         Ok(Config {
-            license_key: env.secret(ENV_LICENSE_KEY)?,
-            api_key: env.secret(ENV_API_KEY)?,
+            license_key,
+            api_key,
             auth_endpoint: env.url(ENV_AUTH_ENDPOINT, DEFAULT_AUTH_ENDPOINT)?,
             beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
             interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
@@ -985,6 +1041,15 @@ mod tests {
             &[(ENV_API_KEY, API_KEY), (ENV_OFFLINE, "perhaps")],
             &[(ENV_API_KEY, &format!("{API_KEY} x"))],
         ];
+        let mut cases = cases.to_vec();
+        // A key pasted into another variable is redacted there.
+        let in_url = format!("http://{LICENSE}.example.com");
+        let in_flag = format!(" {API_KEY}");
+        let swapped: [&[(&str, &str)]; 2] = [
+            &[(ENV_LICENSE_KEY, LICENSE), (ENV_BEACON_URL, &in_url)],
+            &[(ENV_API_KEY, API_KEY), (ENV_OFFLINE, &in_flag)],
+        ];
+        cases.extend(swapped);
         for pairs in cases {
             let err = load(pairs).unwrap_err();
             assert_no_secret(&format!("{err} {err:?}"));
