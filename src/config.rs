@@ -157,6 +157,48 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The error with every occurrence of `secrets` in the values it shows
+    /// replaced by their redacted form.
+    fn without_secrets(self, secrets: &[&Secret]) -> ConfigError {
+        let clean = |s: String| secrets.iter().fold(s, |s, k| k.scrub(&s));
+        match self {
+            ConfigError::BadSeconds {
+                var,
+                value,
+                min,
+                max,
+                default,
+            } => ConfigError::BadSeconds {
+                var,
+                value: clean(value),
+                min,
+                max,
+                default,
+            },
+            ConfigError::BadBool { var, value } => ConfigError::BadBool {
+                var,
+                value: clean(value),
+            },
+            ConfigError::BadUrl { var, value, reason } => ConfigError::BadUrl {
+                var,
+                value: clean(value),
+                reason: clean(reason),
+            },
+            ConfigError::InsecureUrl { var, value } => ConfigError::InsecureUrl {
+                var,
+                value: clean(value),
+            },
+            ConfigError::BadCaCert { var, path, reason } => ConfigError::BadCaCert {
+                var,
+                path: clean(path),
+                reason: clean(reason),
+            },
+            e @ (ConfigError::NotUnicode { .. }
+            | ConfigError::TooLong { .. }
+            | ConfigError::BadSecret { .. }) => e,
+        }
+    }
+
     /// The variable that was wrong.
     pub fn var(&self) -> &str {
         match self {
@@ -254,9 +296,23 @@ impl Config {
     /// certificate file, if one is named; touches nothing else.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
         let env = Env(&lookup);
+        let license_key = env.secret(ENV_LICENSE_KEY)?;
+        let api_key = env.secret(ENV_API_KEY)?;
+        // A key pasted into another variable (say, two variables swapped)
+        // is shown in that variable's error: redact it there.
+        let secrets: Vec<&Secret> = license_key.iter().chain(&api_key).collect();
+        Config::from_env_with(&env, license_key.clone(), api_key.clone())
+            .map_err(|e| e.without_secrets(&secrets))
+    }
+
+    fn from_env_with<F: Fn(&str) -> Option<OsString>>(
+        env: &Env<'_, F>,
+        license_key: Option<Secret>,
+        api_key: Option<Secret>,
+    ) -> Result<Config, ConfigError> {
         Ok(Config {
-            license_key: env.secret(ENV_LICENSE_KEY)?,
-            api_key: env.secret(ENV_API_KEY)?,
+            license_key,
+            api_key,
             auth_endpoint: env.url(ENV_AUTH_ENDPOINT, DEFAULT_AUTH_ENDPOINT)?,
             beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
             interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
@@ -338,7 +394,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
     let value = value.trim();
     let bad = |reason: &str| ConfigError::BadUrl {
         var: var.to_owned(),
-        value: shown(&hide_userinfo(value)),
+        value: shown(&hide_credentials(value)),
         reason: reason.to_owned(),
     };
     let url = Url::parse(value).map_err(|e| bad(&e.to_string()))?;
@@ -360,7 +416,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
             if !loopback {
                 return Err(ConfigError::InsecureUrl {
                     var: var.to_owned(),
-                    value: shown(&hide_userinfo(value)),
+                    value: shown(&hide_credentials(value)),
                 });
             }
         }
@@ -372,16 +428,36 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// `value` with any `user:password@` replaced by `***@`, for error text.
-fn hide_userinfo(value: &str) -> String {
-    if let Some(scheme_end) = value.find("://") {
-        let rest = &value[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{}://***@{}", &value[..scheme_end], &rest[at + 1..]);
+/// `value` for error text: any `user:password@` replaced by `***@`, and
+/// the content of a query and a fragment (which may hold a token, like
+/// `?key=...`) by `***`.
+///
+/// The authority starts after the scheme's `:` and any run of `/` or `\`:
+/// the URL parser also takes `https:user:pw@host`, `https:/user:pw@host`
+/// and backslashes for slashes, so a `://` cannot be relied on.
+fn hide_credentials(value: &str) -> String {
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
+    let start = match value.find(':') {
+        Some(colon) if is_scheme(&value[..colon]) => {
+            let rest = &value[colon + 1..];
+            colon + 1 + (rest.len() - rest.trim_start_matches(['/', '\\']).len())
         }
+        _ => 0,
+    };
+    let rest = &value[start..];
+    let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &value[..start], &rest[at + 1..]),
+        None => value.to_owned(),
+    };
+    match shown.find(['?', '#']) {
+        Some(q) => format!("{}***", &shown[..=q]),
+        None => shown,
     }
-    value.to_owned()
 }
 
 /// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
@@ -803,6 +879,25 @@ mod tests {
         assert!(msg.contains("***@beacon.example.com"), "{msg}");
         let err = check_endpoint("X_URL", "http://user:hunter2pass@example.com/").unwrap_err();
         assert!(!format!("{err} {err:?}").contains("hunter2pass"));
+        // Forms the URL parser takes without "://".
+        for url in [
+            "https:user:hunter2pass@h.example",
+            "https:/user:hunter2pass@h.example",
+            "https:\\\\user:hunter2pass@h.example",
+            "user:hunter2pass@h.example",
+        ] {
+            let err = check_endpoint("X_URL", url).unwrap_err();
+            let msg = format!("{err} {err:?}");
+            assert!(!msg.contains("hunter2pass"), "{msg}");
+            assert!(msg.contains("***@h.example"), "{msg}");
+        }
+        // A query or fragment may hold a token too.
+        let err =
+            check_endpoint("X_URL", "https://h.example/?key=hunter2pass#hunter2pass").unwrap_err();
+        assert!(
+            err.to_string().contains("\"https://h.example/?***\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -949,6 +1044,15 @@ mod tests {
             &[(ENV_API_KEY, API_KEY), (ENV_OFFLINE, "perhaps")],
             &[(ENV_API_KEY, &format!("{API_KEY} x"))],
         ];
+        let mut cases = cases.to_vec();
+        // A key pasted into another variable is redacted there.
+        let in_url = format!("http://{LICENSE}.example.com");
+        let in_flag = format!(" {API_KEY}");
+        let swapped: [&[(&str, &str)]; 2] = [
+            &[(ENV_LICENSE_KEY, LICENSE), (ENV_BEACON_URL, &in_url)],
+            &[(ENV_API_KEY, API_KEY), (ENV_OFFLINE, &in_flag)],
+        ];
+        cases.extend(swapped);
         for pairs in cases {
             let err = load(pairs).unwrap_err();
             assert_no_secret(&format!("{err} {err:?}"));

@@ -43,11 +43,26 @@ impl Secret {
 
     /// Replaces every occurrence of this secret in `text` with its redacted
     /// form. Used on text that may echo a request back (server answers).
+    ///
+    /// Letter case is ignored (ASCII): a key echoed into a host name, say
+    /// the target of a refused redirect, comes back lower-cased.
     pub fn scrub(&self, text: &str) -> String {
         if self.0.is_empty() {
             return text.to_owned();
         }
-        text.replace(&self.0, &self.redacted())
+        // ASCII lower-casing keeps every byte offset (and char boundary),
+        // so matches in the lowered text are matches in `text`.
+        let lowered = text.to_ascii_lowercase();
+        let needle = self.0.to_ascii_lowercase();
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (at, _) in lowered.match_indices(&needle) {
+            out.push_str(&text[last..at]);
+            out.push_str(&self.redacted());
+            last = at + needle.len();
+        }
+        out.push_str(&text[last..]);
+        out
     }
 }
 
@@ -79,6 +94,10 @@ mod tests {
         assert_eq!(Secret::new("short").redacted(), "…");
         assert_eq!(s.expose(), key);
         assert_eq!(s.scrub(&format!("bad key {key}!")), "bad key lcl_…9f2a!");
+        assert_eq!(
+            s.scrub("to http://LCL_0123456789ABCDEF9F2A.example, é lcl_0123456789abcdef9f2a"),
+            "to http://lcl_…9f2a.example, é lcl_…9f2a"
+        );
     }
 
     #[test]

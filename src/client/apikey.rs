@@ -2,7 +2,7 @@
 //! the organization the key belongs to.
 
 use super::http::{
-    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub,
+    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub, scrub_json,
 };
 use crate::secret::Secret;
 use reqwest::Url;
@@ -19,7 +19,8 @@ const MESSAGE_CHARS: usize = 300;
 pub struct OrgInfo {
     /// `org_config.org_id`: the tenant the usage belongs to.
     pub org_id: uuid::Uuid,
-    /// The whole `org_config` object, unknown fields included.
+    /// The whole `org_config` object, unknown fields included, with the API
+    /// key redacted wherever the service echoed it.
     pub org_config: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -210,9 +211,10 @@ impl Inner {
         };
         let org_id = match org_config.get("org_id") {
             Some(serde_json::Value::String(s)) => uuid::Uuid::parse_str(s).map_err(|_| {
+                // Scrubbed before it is cut: a cut key is no longer found.
                 malformed(format!(
                     "org_config.org_id {:?} is not a UUID",
-                    s.chars().take(64).collect::<String>()
+                    scrub(s, secret, false).chars().take(64).collect::<String>()
                 ))
             })?,
             Some(_) => {
@@ -220,9 +222,13 @@ impl Inner {
             }
             None => return Err(malformed("org_config has no \"org_id\"".to_owned())),
         };
-        Ok(OrgInfo {
-            org_id,
-            org_config: org_config.clone(),
-        })
+        // Kept and shown (`Debug`): the key is redacted wherever the service
+        // echoed it.
+        let mut org_config = serde_json::Value::Object(org_config.clone());
+        scrub_json(&mut org_config, secret);
+        let serde_json::Value::Object(org_config) = org_config else {
+            unreachable!("scrubbing keeps an object an object")
+        };
+        Ok(OrgInfo { org_id, org_config })
     }
 }

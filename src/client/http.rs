@@ -366,8 +366,15 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Removes `secret` from `text`: every occurrence, its JSON-escaped form,
-/// and, when `cut` (the text was truncated), a trailing beginning of it.
+/// A beginning of the secret at least this long (bytes) is removed wherever
+/// it appears, not only at the end of a truncated text.
+const MIN_PARTIAL: usize = 8;
+
+/// Removes `secret` from `text`: every occurrence (in any ASCII letter
+/// case), its JSON-escaped form, every beginning of it of at least
+/// [`MIN_PARTIAL`] bytes (a server or proxy may cut its own echo of the
+/// request short), and, when `cut` (the text was truncated here), a
+/// trailing beginning of any length.
 pub(crate) fn scrub(text: &str, secret: &Secret, cut: bool) -> String {
     let mut out = secret.scrub(text);
     let raw = secret.expose();
@@ -377,6 +384,7 @@ pub(crate) fn scrub(text: &str, secret: &Secret, cut: bool) -> String {
             out = out.replace(escaped, &secret.redacted());
         }
     }
+    out = scrub_beginnings(&out, raw);
     if cut {
         while out.ends_with('\u{fffd}') {
             out.pop();
@@ -390,6 +398,60 @@ pub(crate) fn scrub(text: &str, secret: &Secret, cut: bool) -> String {
         }
     }
     out
+}
+
+/// Replaces with `…` every run of `text` that matches (ASCII letter case
+/// ignored) the first [`MIN_PARTIAL`] or more bytes of `raw`.
+fn scrub_beginnings(text: &str, raw: &str) -> String {
+    if raw.len() <= MIN_PARTIAL || !raw.is_char_boundary(MIN_PARTIAL) {
+        return text.to_owned();
+    }
+    let lowered = text.to_ascii_lowercase();
+    let key = raw.to_ascii_lowercase();
+    let (t, k) = (lowered.as_bytes(), key.as_bytes());
+    let head = &key[..MIN_PARTIAL];
+    let mut out = String::with_capacity(text.len());
+    let (mut last, mut from) = (0, 0);
+    while let Some(found) = lowered[from..].find(head) {
+        let at = from + found;
+        let mut len = MIN_PARTIAL;
+        while len < k.len() && at + len < t.len() && t[at + len] == k[len] {
+            len += 1;
+        }
+        while !text.is_char_boundary(at + len) {
+            len -= 1;
+        }
+        out.push_str(&text[last..at]);
+        out.push('…');
+        last = at + len;
+        from = last;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Removes `secret` from every string and object key in `value` (a
+/// server's JSON that is kept and may be shown, such as token claims).
+pub(crate) fn scrub_json(value: &mut serde_json::Value, secret: &Secret) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if s.contains(secret.expose()) {
+                *s = scrub(s, secret, false);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_json(v, secret)),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains(secret.expose())) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (scrub(&k, secret, false), v))
+                    .collect();
+            }
+            map.values_mut().for_each(|v| scrub_json(v, secret));
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// A server's answer as one line of at most `limit` characters, with
@@ -516,7 +578,20 @@ mod tests {
             "x lcl_…9f2a y"
         );
         assert_eq!(scrub("x lcl_0123456789ab", &s, true), "x …");
-        assert_eq!(scrub("x lcl_0123456789ab", &s, false), "x lcl_0123456789ab");
+        // Not cut here, but by the server: 8 bytes or more of the key go too,
+        // fewer stay (no false alarms on text that merely starts like it).
+        assert_eq!(scrub("x lcl_0123456789ab", &s, false), "x …");
+        assert_eq!(scrub("x lcl_012", &s, false), "x lcl_012");
+        assert_eq!(scrub("x lcl_012", &s, true), "x …");
+        // A beginning of 8 bytes or more, anywhere, in any case.
+        assert_eq!(
+            scrub(
+                "echo {\"license\":\"lcl_01234567...\"} LCL_012 x",
+                &s,
+                false
+            ),
+            "echo {\"license\":\"…...\"} LCL_012 x"
+        );
         let q = Secret::new("key\"with\\quote0123");
         assert_eq!(
             scrub(r#"{"k":"key\"with\\quote0123"}"#, &q, false),

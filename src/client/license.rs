@@ -2,7 +2,7 @@
 //! returns, kept until it expires.
 
 use super::http::{
-    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub,
+    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub, scrub_json,
 };
 use super::jwt::{self, PublicKey};
 use crate::secret::Secret;
@@ -93,7 +93,8 @@ impl LicenseToken {
         self.refresh_at
     }
 
-    /// The token's claims (its payload), a JSON object.
+    /// The token's claims (its payload), a JSON object, with the license
+    /// key redacted wherever the Beacon echoed it (`lcl_…cdef`).
     pub fn claims(&self) -> &serde_json::Value {
         &self.claims
     }
@@ -491,11 +492,15 @@ impl Inner {
         let refresh_at = received
             + chrono::Duration::from_std(lifetime.mul_f64(self.settings.refresh_fraction))
                 .unwrap_or_default();
+        // A Beacon may put the license key itself in a claim: the claims are
+        // kept and shown (`Debug`), so the key is redacted there too.
+        let mut claims = decoded.claims;
+        scrub_json(&mut claims, secret);
         Ok(LicenseToken {
             jwt: Secret::new(token),
             expires_at,
             refresh_at,
-            claims: decoded.claims,
+            claims,
         })
     }
 }

@@ -282,7 +282,7 @@ async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Ok(checked) => checked,
         Err((status, reason)) => {
             shared.count_reject();
-            return detail(status, reason);
+            return detail(status, without_known_keys(&shared, reason));
         }
     };
     match shared.accept(key, report) {
@@ -305,6 +305,23 @@ async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             )
         }
     }
+}
+
+/// `reason` with every credential this sink is configured with redacted (a
+/// refusal quotes values, and a client may have put a key in the wrong
+/// field; the report's own credential is already taken care of by
+/// `validate_report`).
+fn without_known_keys(shared: &Shared, reason: String) -> String {
+    let config = &shared.config;
+    config
+        .licenses
+        .iter()
+        .flatten()
+        .chain(&config.api_keys)
+        .filter(|k| !k.is_empty())
+        .fold(reason, |r, k| {
+            crate::secret::Secret::new(k.as_str()).scrub(&r)
+        })
 }
 
 /// Everything that can refuse a report before it is stored.

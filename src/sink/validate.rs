@@ -188,7 +188,27 @@ fn shape(msg: impl Into<String>) -> Invalid {
 /// Checks a usage report (`POST /v1/metadata/submit`) against the spec:
 /// exactly the keys `license` or `api_key` (one of them), `from_timestamp`,
 /// `to_timestamp`, `tags`, `measures`, `logs`, each of the right type.
+///
+/// A refusal quotes the offending value or name; if that is the report's
+/// own credential (a client that put its key in the wrong field), it is
+/// shown redacted.
 pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
+    let credentials: Vec<crate::secret::Secret> = ["license", "api_key"]
+        .iter()
+        .filter_map(|f| value.get(f)?.as_str())
+        .filter(|s| !s.is_empty())
+        .map(crate::secret::Secret::new)
+        .collect();
+    check_report(value).map_err(|e| {
+        let scrub = |m: String| credentials.iter().fold(m, |m, c| c.scrub(&m));
+        match e {
+            Invalid::Syntax(m) => Invalid::Syntax(scrub(m)),
+            Invalid::Shape(m) => Invalid::Shape(scrub(m)),
+        }
+    })
+}
+
+fn check_report(value: Value) -> Result<ValidReport, Invalid> {
     let Value::Object(map) = &value else {
         return Err(shape(format!(
             "report body must be a JSON object, found {}",
@@ -440,6 +460,18 @@ mod tests {
         v["license"] = json!(["lcl_secret"]);
         let e = validate_report(v).unwrap_err();
         assert!(!e.message().contains("secret"), "{e:?}");
+        // The credential put in a field whose value is quoted back.
+        for field in ["from_timestamp", "to_timestamp"] {
+            let mut v = good();
+            v[field] = v["license"].clone();
+            let e = validate_report(v).unwrap_err();
+            assert!(e.message().contains(field), "{e:?}");
+            assert!(!e.message().contains("secret_license"), "{e:?}");
+        }
+        let mut v = good();
+        v["tags"]["langgraph.platform.tenant_id"] = v["license"].clone();
+        let e = validate_report(v).unwrap_err();
+        assert!(!e.message().contains("secret_license"), "{e:?}");
     }
 
     #[test]

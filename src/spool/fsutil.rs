@@ -84,6 +84,9 @@ pub(crate) enum Entry {
     NotRegular(&'static str),
     /// A regular file larger than the limit.
     TooLarge(u64),
+    /// A regular file this process may not read (permission denied): the
+    /// reason, for the warning and `corrupt/`.
+    Unreadable(String),
     /// Gone (removed between listing and reading).
     Gone,
 }
@@ -113,6 +116,13 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Entry, SpoolError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Gone),
+        // One file's mode (say, written by another user) must not make the
+        // whole spool unusable: the caller moves it aside.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(Entry::Unreadable(format!(
+                "it cannot be read ({e}): give this process read access to it, then move it back"
+            )));
+        }
         Err(e) => return Err(SpoolError::io("opening", path, e)),
     };
     #[cfg(unix)]

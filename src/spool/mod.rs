@@ -666,6 +666,9 @@ impl Spool {
                         .unwrap_or_default();
                     return Ok(format!("({} is {what}{target})\n", path.display()));
                 }
+                Entry::Unreadable(why) => {
+                    return Ok(format!("({}: {why})\n", path.display()));
+                }
             }
         }
         Err(not_found())
@@ -894,6 +897,10 @@ impl Spool {
                 self.quarantine(&path, "root", what)?;
                 return Ok(None);
             }
+            Entry::Unreadable(why) => {
+                self.quarantine(&path, "root", &why)?;
+                return Ok(None);
+            }
             Entry::TooLarge(n) => {
                 self.quarantine(
                     &path,
@@ -928,6 +935,10 @@ impl Spool {
             Entry::File(b) => b,
             Entry::NotRegular(what) => {
                 self.quarantine(&path, &origin, what)?;
+                return Ok(None);
+            }
+            Entry::Unreadable(why) => {
+                self.quarantine(&path, &origin, &why)?;
                 return Ok(None);
             }
             Entry::TooLarge(n) => {
