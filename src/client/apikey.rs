@@ -162,18 +162,12 @@ impl Inner {
             .post(&self.url)
             .map_err(|e| unreachable(error_chain(&e)))?
             .header("X-Api-Key", header);
-        let response = self
+        let (status, answer) = self
             .http
-            .send(&self.url, request)
+            .exchange(&self.url, request)
             .await
-            .map_err(|e| unreachable(e.reason))?;
-        let status = response.status();
+            .map_err(unreachable)?;
         let code = status.as_u16();
-        let answer = self
-            .http
-            .read_capped(&self.url, response)
-            .await
-            .map_err(|e| unreachable(e.reason))?;
 
         if !status.is_success() {
             let message = answer_text(&answer, secret, MESSAGE_CHARS);

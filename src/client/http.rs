@@ -200,6 +200,23 @@ impl HttpClient {
             .map_err(|e| SendError::from_reqwest(url, e))
     }
 
+    /// Sends a request and reads its (capped) answer: the verification
+    /// calls' whole exchange. A failure is the network's, as a reason text
+    /// that the caller scrubs.
+    pub(crate) async fn exchange(
+        &self,
+        url: &Url,
+        req: RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Capped), String> {
+        let response = self.send(url, req).await.map_err(|e| e.reason)?;
+        let status = response.status();
+        let answer = self
+            .read_capped(url, response)
+            .await
+            .map_err(|e| e.reason)?;
+        Ok((status, answer))
+    }
+
     /// Reads at most `max_body` bytes of the body, chunk by chunk. A longer
     /// (or endless) body is cut: the rest is never read and the connection
     /// is dropped.

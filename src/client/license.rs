@@ -422,18 +422,12 @@ impl Inner {
             .map_err(|e| unreachable(error_chain(&e)))?
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
-        let response = self
+        let (status, answer) = self
             .http
-            .send(&self.url, request)
+            .exchange(&self.url, request)
             .await
-            .map_err(|e| unreachable(e.reason))?;
-        let status = response.status();
+            .map_err(unreachable)?;
         let code = status.as_u16();
-        let answer = self
-            .http
-            .read_capped(&self.url, response)
-            .await
-            .map_err(|e| unreachable(e.reason))?;
 
         if !status.is_success() {
             let text = answer_text(&answer, secret, MESSAGE_CHARS);
