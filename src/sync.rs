@@ -24,6 +24,23 @@ mod imp {
         loom::thread::yield_now();
     }
 
+    /// The owning writer's read of its own slot word (see the non-loom
+    /// version). Under loom this is an unsynchronized read: it is not a
+    /// scheduling point, and loom checks that every store to the word
+    /// happens-before it, i.e. that the slot really has a single writer.
+    /// As a tracked load it would hide the writer's next store from loom's
+    /// partial-order reduction (tokio-rs/loom#392) and leave races with the
+    /// rotator unexplored.
+    #[inline]
+    pub(crate) fn load_own(a: &AtomicU64) -> u64 {
+        // safety:
+        // - only the thread that claimed the slot stores to its words, and
+        //   a claim happens-after the previous owner's release;
+        // - so every store to `a` happens-before this read, which loom
+        //   verifies on every execution it explores.
+        unsafe { a.unsync_load() }
+    }
+
     /// Locks a mutex (loom's mutex returns a `LockResult`).
     pub(crate) fn lock<T>(m: &Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
         m.lock()
@@ -40,6 +57,15 @@ mod imp {
     #[inline]
     pub(crate) fn spin_loop() {
         std::hint::spin_loop();
+    }
+
+    /// The owning writer's read of its own slot word. Relaxed: only the
+    /// owner stores to it, so coherence gives the owner its own last store
+    /// (or, after a hand-over, the previous owner's, made visible by the
+    /// `Acquire` claim).
+    #[inline(always)]
+    pub(crate) fn load_own(a: &AtomicU64) -> u64 {
+        a.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Locks a mutex.

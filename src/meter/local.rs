@@ -1,6 +1,6 @@
 //! Per-thread handles, and the thread cache behind `Meter`'s direct calls.
 
-use super::slot::{Padded, Shadow};
+use super::slot::Padded;
 use super::{CounterId, Inner, Meter};
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -20,8 +20,6 @@ pub struct LocalMeter {
     /// Invariant: claimed by this handle (`in_use`), lives as long as
     /// `inner`, and is written by no one else until `Drop` releases it.
     slot: NonNull<Padded>,
-    /// This handle's copy of the slot's values, so records are stores only.
-    shadow: Shadow,
     /// Keeps the slot list (and so `slot`) alive.
     inner: Arc<Inner>,
     /// `!Sync`: two threads must never record through one handle at once.
@@ -36,11 +34,9 @@ unsafe impl Send for LocalMeter {}
 
 impl LocalMeter {
     pub(super) fn new(inner: Arc<Inner>) -> Self {
-        let slot = inner.slots.claim();
-        let shadow = slot.adopt();
+        let slot = NonNull::from(inner.slots.claim());
         LocalMeter {
-            slot: NonNull::from(slot),
-            shadow,
+            slot,
             inner,
             _not_sync: PhantomData,
         }
@@ -56,13 +52,13 @@ impl LocalMeter {
     /// record: the run and its nodes always land in the same window.
     #[inline(always)]
     pub fn record_run(&self, nodes: u64) {
-        self.slot().record_run(&self.shadow, nodes);
+        self.slot().record_run(nodes);
     }
 
     /// Records `n` nodes executed outside a completed run.
     #[inline(always)]
     pub fn record_nodes(&self, n: u64) {
-        self.slot().record_nodes(&self.shadow, n);
+        self.slot().record_nodes(n);
     }
 
     /// Adds `n` to a custom counter registered with [`MeterBuilder::counter`](super::MeterBuilder::counter).
@@ -71,14 +67,14 @@ impl LocalMeter {
     /// If `id` belongs to another meter with more counters than this one.
     #[inline(always)]
     pub fn record(&self, id: CounterId, n: u64) {
-        self.slot().record_custom(&self.shadow, id, n);
+        self.slot().record_custom(id, n);
     }
 
     /// Records a run of `nodes` nodes together with custom counter amounts,
     /// all in one indivisible record.
     #[inline]
     pub fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
-        self.slot().record_run_with(&self.shadow, nodes, extra);
+        self.slot().record_run_with(nodes, extra);
     }
 
     /// The meter this handle records into.
@@ -105,20 +101,17 @@ impl std::fmt::Debug for LocalMeter {
     }
 }
 
-/// The handle this thread used last: `(meter id, handle)`. A plain `Cell`
-/// with no destructor, so reading it is one thread-pointer-relative load
-/// with no lazy-init check.
+/// The slot this thread used last: `(meter id, slot)`. A plain `Cell` with
+/// no destructor, so reading it is one thread-pointer-relative load with no
+/// lazy-init check.
 ///
-/// Invariant: when `.0 != 0`, `.1` points to a boxed `LocalMeter` held in
+/// Invariant: when `.0 != 0`, `.1` is the slot of a `LocalMeter` held in
 /// this thread's `OWNED` for meter `.0`. `Owned::drop` and `prune` clear it
 /// before that handle goes away.
-type Hot = (u64, *const LocalMeter);
+type Hot = (u64, *const Padded);
 
 /// The handles this thread owns, one per meter it recorded into directly.
-/// Boxed so that `HOT` can point at them while the vector grows.
-// Boxes are the point here: `HOT` holds their addresses across pushes.
-#[allow(clippy::vec_box)]
-struct Owned(RefCell<Vec<Box<LocalMeter>>>);
+struct Owned(RefCell<Vec<LocalMeter>>);
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -134,21 +127,21 @@ loom::thread_local! {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        // The thread is exiting: forget the hot handle first, so a record
-        // made by a later thread-local destructor takes the slow path
-        // instead of using a handle whose slot is about to be released.
+        // The thread is exiting: forget the hot slot first, so a record made
+        // by a later thread-local destructor takes the slow path instead of
+        // writing a slot that is about to be handed to another thread.
         let _ = HOT.try_with(|h| h.set((0, std::ptr::null())));
         // Dropping the handles releases their slots.
     }
 }
 
-/// Runs `f` on this thread's handle for `meter`.
+/// Runs `f` on this thread's slot for `meter`.
 #[inline(always)]
-pub(super) fn with_local(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
+pub(super) fn with_slot(meter: &Meter, f: impl FnOnce(&Padded)) {
     let hot = HOT.try_with(Cell::get).unwrap_or((0, std::ptr::null()));
     if hot.0 == meter.id {
-        // safety: by the invariant on `Hot`, this is a live handle owned by
-        // this thread for this meter.
+        // safety: by the invariant on `Hot`, the slot belongs to a live
+        // handle owned by this thread for this meter.
         f(unsafe { &*hot.1 })
     } else {
         slow(meter, f)
@@ -157,7 +150,7 @@ pub(super) fn with_local(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
 
 #[cold]
 #[inline(never)]
-fn slow(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
+fn slow(meter: &Meter, f: impl FnOnce(&Padded)) {
     let mut f = Some(f);
     let done = OWNED.try_with(|owned| {
         let mut v = owned.0.borrow_mut();
@@ -165,27 +158,26 @@ fn slow(meter: &Meter, f: impl FnOnce(&LocalMeter)) {
             Some(pos) => pos,
             None => {
                 prune(&mut v);
-                v.push(Box::new(LocalMeter::new(meter.inner.clone())));
+                v.push(LocalMeter::new(meter.inner.clone()));
                 v.len() - 1
             }
         };
-        let local: &LocalMeter = &v[pos];
-        let _ = HOT.try_with(|h| h.set((meter.id, local as *const LocalMeter)));
-        (f.take().expect("called once"))(local);
+        let slot = v[pos].slot();
+        let _ = HOT.try_with(|h| h.set((meter.id, slot as *const Padded)));
+        (f.take().expect("called once"))(slot);
     });
     if done.is_err() {
         // This thread's cache is already destroyed (a record from another
         // thread-local destructor). Claim a slot just for this record; the
         // counts stay in it after it is released.
         let local = LocalMeter::new(meter.inner.clone());
-        (f.take().expect("called once"))(&local);
+        (f.take().expect("called once"))(local.slot());
     }
 }
 
 /// Drops cached handles whose meter nobody else holds any more, so a thread
 /// that outlives many meters does not keep their slot lists alive.
-#[allow(clippy::vec_box)]
-fn prune(v: &mut Vec<Box<LocalMeter>>) {
+fn prune(v: &mut Vec<LocalMeter>) {
     let hot_id = HOT.try_with(|h| h.get().0).unwrap_or(0);
     v.retain(|l| {
         let keep = Arc::strong_count(&l.inner) > 1;

@@ -293,13 +293,13 @@ impl Meter {
     /// record: the run and its nodes always land in the same window.
     #[inline]
     pub fn record_run(&self, nodes: u64) {
-        local::with_local(self, move |l| l.record_run(nodes));
+        local::with_slot(self, move |s| s.record_run(nodes));
     }
 
     /// Records `n` nodes executed outside a completed run.
     #[inline]
     pub fn record_nodes(&self, n: u64) {
-        local::with_local(self, move |l| l.record_nodes(n));
+        local::with_slot(self, move |s| s.record_nodes(n));
     }
 
     /// Adds `n` to a custom counter.
@@ -308,14 +308,14 @@ impl Meter {
     /// If `id` belongs to another meter with more counters than this one.
     #[inline]
     pub fn record(&self, id: CounterId, n: u64) {
-        local::with_local(self, move |l| l.record(id, n));
+        local::with_slot(self, move |s| s.record_custom(id, n));
     }
 
     /// Records a run of `nodes` nodes together with custom counter amounts,
     /// all in one indivisible record.
     #[inline]
     pub fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
-        local::with_local(self, move |l| l.record_run_with(nodes, extra));
+        local::with_slot(self, move |s| s.record_run_with(nodes, extra));
     }
 
     /// The id of a custom counter registered under `name`.

@@ -3,10 +3,8 @@
 //! # The seqlock
 //!
 //! A slot has exactly one writer at a time (the thread that claimed it), so
-//! the writer never needs a read-modify-write, nor even a load: it keeps a
-//! private copy of its counters (a [`Shadow`], in the handle) and only
-//! *stores* the new totals to the shared slot. Counters are **monotonic**;
-//! they are never reset. The
+//! the writer never needs a read-modify-write: it loads its own counter and
+//! stores the sum. Counters are **monotonic**; they are never reset. The
 //! rotator keeps, per slot, the snapshot it took last time, and a window is
 //! the difference. "Snapshot and reset" is therefore done without ever
 //! writing to a writer's cache line from another thread.
@@ -15,10 +13,11 @@
 //! whole or not at all. The writer brackets the record with `seq`:
 //!
 //! ```text
-//! writer (s, c: its shadow copies)    rotator (snapshot)
-//! seq.store(s+1, Relaxed)             s1 = seq.load(Acquire)   -- retry if odd
-//! counter.store(c+n, Release) ...     c  = counter.load(Acquire) for each
-//! seq.store(s+2, Release)             s2 = seq.load(Relaxed)   -- retry if s1 != s2
+//! writer                              rotator (snapshot)
+//! s = seq            (own value)      s1 = seq.load(Acquire)   -- retry if odd
+//! seq.store(s+1, Relaxed)             c  = counter.load(Acquire) for each
+//! counter.store(c+n, Release) ...     s2 = seq.load(Relaxed)   -- retry if s1 != s2
+//! seq.store(s+2, Release)
 //! ```
 //!
 //! Why this is exact:
@@ -35,9 +34,8 @@
 //! and loom models them exactly (loom supports acquire fences only).
 
 use super::CounterId;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering, spin_loop};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering, load_own, spin_loop};
 use crossbeam_utils::CachePadded;
-use std::cell::Cell;
 use std::ptr;
 
 /// Number of spins before a waiting snapshot starts yielding the CPU to the
@@ -90,18 +88,6 @@ const CUSTOM_PAD: usize = 16;
 #[cfg(loom)]
 const CUSTOM_PAD: usize = 0;
 
-/// The owner's private copy of its slot's values, so that recording is
-/// stores only. Lives in the owner's handle; `Cell`s keep the handle `!Sync`.
-///
-/// Invariant: equal to the slot's values whenever the owner is not inside a
-/// record.
-pub(crate) struct Shadow {
-    seq: Cell<u64>,
-    runs: Cell<u64>,
-    nodes: Cell<u64>,
-    custom: Box<[Cell<u64>]>,
-}
-
 /// A slot on its own cache line(s).
 ///
 /// `CachePadded` aligns to 128 bytes on x86-64 (the adjacent-line
@@ -146,31 +132,10 @@ impl Slot {
         self.index
     }
 
-    /// Takes over the slot's current totals after a successful claim.
-    ///
-    /// The values are read with `fetch_add(0)`, an RMW, rather than a load:
-    /// an RMW always reads the newest value in the modification order, and
-    /// on this cold path (once per claim) it costs nothing. It also makes
-    /// the read visible to loom as a write-class access, which loom's
-    /// partial-order reduction needs to explore a claim racing a rotation
-    /// (tokio-rs/loom#392: a load followed by a store on the same object
-    /// hides the race from it).
-    pub(crate) fn adopt(&self) -> Shadow {
-        // Acquire: pairs with the `Release` in `release` (by way of the
-        // claim CAS) and with the previous owner's `Release` stores.
-        let read = |c: &AtomicU64| Cell::new(c.fetch_add(0, Ordering::Acquire));
-        Shadow {
-            seq: read(&self.seq),
-            runs: read(&self.runs),
-            nodes: read(&self.nodes),
-            custom: self.custom().iter().map(read).collect(),
-        }
-    }
-
     /// Opens a record. Only the claiming thread may call this.
     #[inline(always)]
-    fn begin(&self, sh: &Shadow) -> u64 {
-        let s = sh.seq.get();
+    fn begin(&self) -> u64 {
+        let s = load_own(&self.seq);
         // Relaxed: ordered before the counter stores below by their
         // `Release`, which is what the snapshot's `s2` check relies on.
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
@@ -179,18 +144,15 @@ impl Slot {
 
     /// Closes a record opened by `begin`.
     #[inline(always)]
-    fn end(&self, sh: &Shadow, s: u64) {
-        let s = s.wrapping_add(2);
-        sh.seq.set(s);
+    fn end(&self, s: u64) {
         // Release: pairs with the `Acquire` load of `s1` in `snapshot`; a
         // reader that sees this even value sees every counter store above.
-        self.seq.store(s, Ordering::Release);
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
     #[inline(always)]
-    fn bump(cell: &AtomicU64, shadow: &Cell<u64>, n: u64) {
-        let v = shadow.get().wrapping_add(n);
-        shadow.set(v);
+    fn bump(cell: &AtomicU64, n: u64) {
+        let v = load_own(cell).wrapping_add(n);
         // Release: pairs with the `Acquire` counter loads in `snapshot`; a
         // reader that sees this value also sees `seq = odd` stored before
         // it, so its `s2` check rejects a half-read record.
@@ -199,39 +161,39 @@ impl Slot {
 
     /// One graph run of `nodes` nodes, as one indivisible record.
     #[inline(always)]
-    pub(crate) fn record_run(&self, sh: &Shadow, nodes: u64) {
-        let s = self.begin(sh);
-        Self::bump(&self.runs, &sh.runs, 1);
-        Self::bump(&self.nodes, &sh.nodes, nodes);
-        self.end(sh, s);
+    pub(crate) fn record_run(&self, nodes: u64) {
+        let s = self.begin();
+        Self::bump(&self.runs, 1);
+        Self::bump(&self.nodes, nodes);
+        self.end(s);
     }
 
     /// `n` nodes outside a completed run.
     #[inline(always)]
-    pub(crate) fn record_nodes(&self, sh: &Shadow, n: u64) {
-        let s = self.begin(sh);
-        Self::bump(&self.nodes, &sh.nodes, n);
-        self.end(sh, s);
+    pub(crate) fn record_nodes(&self, n: u64) {
+        let s = self.begin();
+        Self::bump(&self.nodes, n);
+        self.end(s);
     }
 
-    /// `n` on custom counter `i`.
+    /// `n` on custom counter `id`.
     #[inline(always)]
-    pub(crate) fn record_custom(&self, sh: &Shadow, id: CounterId, n: u64) {
-        let s = self.begin(sh);
-        Self::bump(&self.custom()[id.0], &sh.custom[id.0], n);
-        self.end(sh, s);
+    pub(crate) fn record_custom(&self, id: CounterId, n: u64) {
+        let s = self.begin();
+        Self::bump(&self.custom()[id.0], n);
+        self.end(s);
     }
 
     /// A run plus custom counters, all as one indivisible record.
     #[inline]
-    pub(crate) fn record_run_with(&self, sh: &Shadow, nodes: u64, extra: &[(CounterId, u64)]) {
-        let s = self.begin(sh);
-        Self::bump(&self.runs, &sh.runs, 1);
-        Self::bump(&self.nodes, &sh.nodes, nodes);
+    pub(crate) fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
+        let s = self.begin();
+        Self::bump(&self.runs, 1);
+        Self::bump(&self.nodes, nodes);
         for &(id, n) in extra {
-            Self::bump(&self.custom()[id.0], &sh.custom[id.0], n);
+            Self::bump(&self.custom()[id.0], n);
         }
-        self.end(sh, s);
+        self.end(s);
     }
 
     /// A consistent copy of the counters, as they stood between two records.
@@ -318,8 +280,10 @@ impl SlotList {
     /// allocates only when every existing slot is taken.
     pub(crate) fn claim(&self) -> &Padded {
         // Read the head with an RMW (a CAS that changes nothing) rather than
-        // a load, for the same reason as in `Slot::adopt`: this cold path
-        // loses nothing, and loom then sees the claim race a rotation.
+        // a load: this cold path loses nothing, and loom's partial-order
+        // reduction then sees the claim race a rotation (a load followed by
+        // an RMW of the same object hides that race from it,
+        // tokio-rs/loom#392).
         // Acquire: pairs with the `Release` CAS in `push`.
         let head = match self.head.compare_exchange(
             ptr::null_mut(),
