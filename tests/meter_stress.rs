@@ -3,11 +3,9 @@
 //! checked at the end.
 
 use beacon_meter::{Meter, Window};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-
-const RECORDS_PER_WRITER: u64 = 200_000;
 
 /// Writer `w` records runs of `node_weight(w)` nodes each. The weights are
 /// powers of 2^20 (more than the records of one writer), so a window's node
@@ -45,27 +43,41 @@ fn whole_records(w: &Window, writers: usize) -> Vec<u64> {
 #[test]
 fn rotation_in_a_tight_loop_loses_nothing_and_splits_nothing() {
     // Three writers: two through `local()` and one through `Meter` directly.
+    // Each records until the rotator has rotated `ROTATIONS` times (so the
+    // rotations really race the records, however the 2 cores are shared
+    // out), and at least `MIN_RECORDS` times; `MAX_RECORDS` keeps every
+    // writer under `W` records in all, which the decomposition needs.
+    const ROTATIONS: u64 = 200;
+    const MIN_RECORDS: u64 = 10_000;
+    const MAX_RECORDS: u64 = 1_000_000;
     let meter = Meter::new();
     let writers = 3;
     let start = Arc::new(Barrier::new(writers + 1));
     let done = Arc::new(AtomicBool::new(false));
+    let rotations = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..writers)
         .map(|w| {
             let m = meter.clone();
             let start = start.clone();
+            let rotations = rotations.clone();
             thread::spawn(move || {
                 start.wait();
                 let weight = node_weight(w);
-                if w == 2 {
-                    for _ in 0..RECORDS_PER_WRITER {
-                        m.record_run(weight);
+                let local = m.local();
+                let mut n = 0u64;
+                while n < MAX_RECORDS
+                    && (n < MIN_RECORDS || rotations.load(Ordering::Relaxed) < ROTATIONS)
+                {
+                    for _ in 0..100 {
+                        if w == 2 {
+                            m.record_run(weight);
+                        } else {
+                            local.record_run(weight);
+                        }
                     }
-                } else {
-                    let local = m.local();
-                    for _ in 0..RECORDS_PER_WRITER {
-                        local.record_run(weight);
-                    }
+                    n += 100;
                 }
+                n
             })
         })
         .collect();
@@ -73,18 +85,18 @@ fn rotation_in_a_tight_loop_loses_nothing_and_splits_nothing() {
         let m = meter.clone();
         let done = done.clone();
         let start = start.clone();
+        let rotations = rotations.clone();
         thread::spawn(move || {
             start.wait();
             let mut windows = Vec::new();
             while !done.load(Ordering::Acquire) {
                 windows.push(m.rotate());
+                rotations.fetch_add(1, Ordering::Relaxed);
             }
             windows
         })
     };
-    for h in handles {
-        h.join().unwrap();
-    }
+    let recorded: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     done.store(true, Ordering::Release);
     let mut windows = rotator.join().unwrap();
     windows.push(meter.rotate());
@@ -104,11 +116,9 @@ fn rotation_in_a_tight_loop_loses_nothing_and_splits_nothing() {
         total_runs += w.runs();
         total_nodes += w.nodes();
     }
-    assert_eq!(per_writer, vec![RECORDS_PER_WRITER; writers]);
-    assert_eq!(total_runs, RECORDS_PER_WRITER * writers as u64);
-    let expected_nodes: u64 = (0..writers)
-        .map(|w| RECORDS_PER_WRITER * node_weight(w))
-        .sum();
+    assert_eq!(per_writer, recorded);
+    assert_eq!(total_runs, recorded.iter().sum::<u64>());
+    let expected_nodes: u64 = (0..writers).map(|w| recorded[w] * node_weight(w)).sum();
     assert_eq!(total_nodes, expected_nodes);
     // Windows are numbered consecutively.
     for (i, w) in windows.iter().enumerate() {
