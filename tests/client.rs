@@ -4,6 +4,8 @@
 #![cfg(feature = "shell")]
 
 use base64::Engine as _;
+#[path = "support/jwt.rs"]
+mod jwt;
 use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseError,
     LicenseSettings, LicenseVerifier, SubmitOutcome, Verification,
@@ -11,6 +13,7 @@ use beacon_meter::client::{
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, ReportBody, encode_report};
 use chrono::{TimeZone, Utc};
+use jwt::{Es256, b64, signing_input};
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -315,10 +318,6 @@ fn body() -> ReportBody {
 
 fn license() -> Credential {
     Credential::License(Secret::new(LICENSE))
-}
-
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn now_secs() -> f64 {
@@ -1102,67 +1101,11 @@ async fn the_last_valid_token_is_served_while_the_beacon_is_down_and_dropped_on_
 
 // ---- signed tokens ----
 
-fn pem(label: &str, der: &[u8]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-    .into_bytes()
-}
-
 fn pem_der(pem: &str) -> Vec<u8> {
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap()
-}
-
-fn signing_input(alg: &str, claims: &Value) -> String {
-    format!(
-        "{}.{}",
-        b64(json!({ "alg": alg, "typ": "JWT" }).to_string()),
-        b64(claims.to_string())
-    )
-}
-
-struct Es256 {
-    key: ring::signature::EcdsaKeyPair,
-    public_pem: Vec<u8>,
-}
-
-impl Es256 {
-    fn generate() -> Self {
-        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        // SubjectPublicKeyInfo for id-ecPublicKey / prime256v1.
-        let mut spki = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
-        spki.extend_from_slice(key.public_key().as_ref());
-        Es256 {
-            public_pem: pem("PUBLIC KEY", &spki),
-            key,
-        }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let input = signing_input("ES256", claims);
-        let sig = self
-            .key
-            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
-            .unwrap();
-        format!("{input}.{}", b64(sig.as_ref()))
-    }
 }
 
 fn rs256(claims: &Value) -> String {

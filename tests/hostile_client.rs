@@ -12,7 +12,8 @@
 //! anywhere), in a redirect's host name, and in claims of the JWT it issues.
 #![cfg(feature = "shell")]
 
-use base64::Engine as _;
+#[path = "support/jwt.rs"]
+mod jwt;
 use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientSettings, HttpClient, LicenseSettings, LicenseVerifier,
     SubmitOutcome, Verification,
@@ -20,6 +21,7 @@ use beacon_meter::client::{
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, ReportBody};
 use chrono::{TimeZone, Utc};
+use jwt::{Es256, b64};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::Url;
@@ -722,10 +724,6 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
 
 // ---- JWTs ----
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -907,41 +905,6 @@ fn token_case() -> impl Strategy<Value = TokenCase> {
         )
 }
 
-struct Es256 {
-    key: ring::signature::EcdsaKeyPair,
-    public_pem: Vec<u8>,
-}
-
-impl Es256 {
-    fn generate() -> Self {
-        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        // SubjectPublicKeyInfo for id-ecPublicKey / prime256v1.
-        let mut spki = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
-        spki.extend_from_slice(key.public_key().as_ref());
-        let b = base64::engine::general_purpose::STANDARD.encode(&spki);
-        Es256 {
-            public_pem: format!("-----BEGIN PUBLIC KEY-----\n{b}\n-----END PUBLIC KEY-----\n")
-                .into_bytes(),
-            key,
-        }
-    }
-
-    fn sign(&self, input: &str) -> Vec<u8> {
-        self.key
-            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    }
-}
-
 fn build_token(case: &TokenCase, trusted: &Es256, other: &Es256) -> String {
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), json!("customer-1"));
@@ -969,14 +932,14 @@ fn build_token(case: &TokenCase, trusted: &Es256, other: &Es256) -> String {
             let input = format!("{header}.{payload}");
             match case.signing {
                 Signing::None => format!("{input}."),
-                Signing::Good => format!("{input}.{}", b64(trusted.sign(&input))),
+                Signing::Good => format!("{input}.{}", b64(trusted.sign_input(&input))),
                 Signing::Tampered => {
-                    let sig = b64(trusted.sign(&input));
+                    let sig = b64(trusted.sign_input(&input));
                     let forged =
                         b64(json!({ "sub": "someone-else", "exp": now_secs() + 9999 }).to_string());
                     format!("{header}.{forged}.{sig}")
                 }
-                Signing::OtherKey => format!("{input}.{}", b64(other.sign(&input))),
+                Signing::OtherKey => format!("{input}.{}", b64(other.sign_input(&input))),
                 Signing::Hs256 => format!("{input}.{}", b64([7u8; 32])),
                 Signing::BadBase64 => format!("{input}.***"),
             }
