@@ -193,14 +193,7 @@ pub async fn run(args: &DemoArgs, term: Term, out: &mut dyn Write) -> Result<(),
     }
 
     let recorded = recorded(&live);
-    let expected: BTreeMap<String, u64> = [RUNS, NODES]
-        .iter()
-        .map(|m| {
-            let k = (*m).to_owned();
-            let v = recorded.get(&k).copied().unwrap_or(0) + carried.get(&k).copied().unwrap_or(0);
-            (k, v)
-        })
-        .collect();
+    let expected = expected(&live, &carried);
     let ok = [RUNS, NODES]
         .iter()
         .all(|m| expected.get(*m) == delivered.get(*m));
@@ -308,18 +301,20 @@ fn recorded(live: &Live) -> BTreeMap<String, u64> {
 fn delivered(sink: Option<&SinkHandle>, stats: &ReporterStats) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = match sink {
         Some(s) => s.summary().measures,
-        None => {
-            let mut m = BTreeMap::new();
-            for d in &stats.destinations {
-                for (k, v) in &d.delivered {
-                    *m.entry(k.clone()).or_default() += v;
-                }
-            }
-            m
-        }
+        None => stats.delivered(),
     };
     for m in [RUNS, NODES] {
         out.entry(m.to_owned()).or_default();
+    }
+    out
+}
+
+/// What the Beacon should count: this run's records plus the windows
+/// carried over from an earlier run.
+fn expected(live: &Live, carried: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut out = recorded(live);
+    for (k, v) in carried {
+        *out.entry(k.clone()).or_default() += v;
     }
     out
 }
@@ -332,12 +327,8 @@ fn write_summary(
     stats: &ReporterStats,
     finished: bool,
 ) -> std::io::Result<()> {
-    let mut recorded = recorded(live);
-    for (k, v) in carried {
-        *recorded.entry(k.clone()).or_default() += v;
-    }
     let doc = SummaryJson {
-        recorded,
+        recorded: expected(live, carried),
         delivered: delivered.clone(),
         windows_delivered: stats.windows_sent,
         pending: stats.pending(),

@@ -100,6 +100,17 @@ impl ReporterStats {
         self.destinations.iter().map(|d| d.pending).sum()
     }
 
+    /// Counter totals of the windows delivered, over all destinations.
+    pub fn delivered(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for d in &self.destinations {
+            for (k, v) in &d.delivered {
+                *out.entry(k.clone()).or_default() += v;
+            }
+        }
+        out
+    }
+
     /// When any destination last delivered.
     pub fn last_success(&self) -> Option<DateTime<Utc>> {
         self.destinations
