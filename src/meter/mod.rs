@@ -213,6 +213,17 @@ struct Schema {
     counters: usize,
 }
 
+impl Schema {
+    /// The kind of measure `i`.
+    fn kind(&self, i: usize) -> MeasureKind {
+        if i < self.counters {
+            MeasureKind::Counter
+        } else {
+            MeasureKind::Gauge
+        }
+    }
+}
+
 /// What only the rotator touches, behind the rotation lock. Writers never
 /// take this lock.
 #[derive(Default)]
@@ -330,14 +341,10 @@ impl Meter {
     /// Every measure name, counters first, with its kind.
     pub fn measures(&self) -> impl Iterator<Item = (&str, MeasureKind)> {
         let s = &self.inner.schema;
-        s.names.iter().enumerate().map(|(i, n)| {
-            let kind = if i < s.counters {
-                MeasureKind::Counter
-            } else {
-                MeasureKind::Gauge
-            };
-            (n.as_str(), kind)
-        })
+        s.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), s.kind(i)))
     }
 
     /// The number of writer slots ever created: the most threads that have
@@ -447,21 +454,13 @@ impl Window {
     /// Every measure with its value and kind, counters first. Gauges that
     /// panicked are left out.
     pub fn measures(&self) -> impl Iterator<Item = (&str, u64, MeasureKind)> {
-        let counters = self.schema.counters;
         self.schema
             .names
             .iter()
             .zip(&self.values)
             .enumerate()
             .filter(|(i, _)| !self.gauge_failures.contains(i))
-            .map(move |(i, (n, v))| {
-                let kind = if i < counters {
-                    MeasureKind::Counter
-                } else {
-                    MeasureKind::Gauge
-                };
-                (n.as_str(), *v, kind)
-            })
+            .map(|(i, (n, v))| (n.as_str(), *v, self.schema.kind(i)))
     }
 
     /// The names of gauges whose callback panicked while this window closed.
