@@ -5,11 +5,13 @@
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
 
-use super::args::SinkArgs;
+use super::args::{SinkArgs, UsageArgs};
 use super::exit;
 use super::term::Term;
 use crate::secret::Secret;
-use crate::sink::{Faults, Sink, SinkConfig, SinkError, SinkHandle, Summary};
+use crate::sink::{
+    Faults, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError, Summary, UsageRow,
+};
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -49,6 +51,9 @@ pub enum SinkCommandError {
         "could not listen for Ctrl-C and SIGTERM: {0}; run the sink in a normal terminal or under a process manager"
     )]
     Signal(#[source] io::Error),
+    /// `sink usage` could not read the database.
+    #[error(transparent)]
+    Usage(#[from] StoreError),
     /// Writing to stdout failed.
     #[error("could not write the output: {0}")]
     Output(#[from] io::Error),
@@ -97,6 +102,7 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
         licenses: (!licenses.is_empty()).then_some(licenses),
         api_keys,
         org_id: args.org_id,
+        db: args.db.clone(),
         jsonl: args.jsonl.clone(),
         faults: Faults {
             failure_rate: args.failure_rate,
@@ -219,8 +225,15 @@ fn print_banner(
     };
     writeln!(out, "API keys accepted: {keys} (org id {})", args.org_id)?;
     writeln!(out, "Token lifetime: {} s", args.token_lifetime)?;
+    match &args.db {
+        Some(path) => writeln!(out, "Accepted reports stored in {}", path.display())?,
+        None => writeln!(
+            out,
+            "Accepted reports kept in memory only (add --db PATH to keep them)"
+        )?,
+    }
     if let Some(path) = &args.jsonl {
-        writeln!(out, "Accepted reports appended to {}", path.display())?;
+        writeln!(out, "Accepted reports exported to {}", path.display())?;
     }
     let mut faults = Vec::new();
     if let Some(s) = args.force_status {
@@ -321,6 +334,72 @@ fn print_summary(term: Term, out: &mut dyn Write, s: &Summary) -> io::Result<()>
     Ok(())
 }
 
+/// `beacon-meter sink usage`: the totals of a sink database, as a table or
+/// (`--json`) a JSON array of [`UsageRow`]s.
+pub fn usage(args: &UsageArgs, term: Term, out: &mut dyn Write) -> Result<(), SinkCommandError> {
+    let by = if args.by == "hour" {
+        Period::Hour
+    } else {
+        Period::Day
+    };
+    let rows = crate::sink::usage(&args.db, by, args.since)?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(io::Error::other)?
+        )?;
+    } else {
+        print_usage(term, out, &rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result<()> {
+    if rows.is_empty() {
+        return writeln!(out, "No reports in this period.");
+    }
+    let get = |r: &UsageRow, k: &str| r.measures.get(k).copied().unwrap_or(0);
+    let header = format!(
+        "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+        "period", "host", "tenant", "destination", "reports", "runs", "nodes"
+    );
+    writeln!(out, "{}", term.bold(&header))?;
+    for r in rows {
+        let shown = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        writeln!(
+            out,
+            "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+            r.period,
+            shown(&r.host),
+            shown(&r.tenant),
+            r.destination,
+            r.reports,
+            get(r, crate::meter::RUNS),
+            get(r, crate::meter::NODES)
+        )?;
+    }
+    let total = |f: &dyn Fn(&UsageRow) -> u64| rows.iter().map(f).fold(0u64, u64::saturating_add);
+    writeln!(
+        out,
+        "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+        "total",
+        "",
+        "",
+        "",
+        total(&|r| r.reports),
+        total(&|r| get(r, crate::meter::RUNS)),
+        total(&|r| get(r, crate::meter::NODES))
+    )
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM, registered at once.
 struct Signals {
     #[cfg(unix)]
@@ -371,7 +450,7 @@ mod tests {
         let mut argv = vec!["beacon-meter", "sink"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Sink(a) => a,
+            Command::Sink(a) => *a,
             _ => unreachable!(),
         }
     }

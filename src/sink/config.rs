@@ -35,9 +35,14 @@ pub struct SinkConfig {
     pub api_keys: Vec<String>,
     /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
     pub org_id: Uuid,
-    /// If set, every accepted report is appended to this file as one JSON
-    /// line (with its credential redacted), flushed line by line. The file
-    /// is created if missing and never truncated.
+    /// The SQLite database the sink stores accepted reports, idempotency
+    /// keys and totals in (created if missing; reopened, a restarted sink
+    /// keeps deduplicating against everything in it). `None` (the default):
+    /// a database in memory, gone when the sink stops.
+    pub db: Option<PathBuf>,
+    /// If set, every accepted report is also exported to this file as one
+    /// JSON line (the stored record), flushed line by line. The file is
+    /// created if missing and never truncated.
     pub jsonl: Option<PathBuf>,
     /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
     pub faults: Faults,
@@ -61,6 +66,7 @@ impl Default for SinkConfig {
             licenses: None,
             api_keys: Vec::new(),
             org_id: DEFAULT_ORG_ID,
+            db: None,
             jsonl: None,
             faults: Faults::default(),
             max_body: 256 * 1024,
@@ -125,6 +131,7 @@ impl fmt::Debug for SinkConfig {
             .field("licenses", &self.licenses.as_deref().map(redacted_list))
             .field("api_keys", &redacted_list(&self.api_keys))
             .field("org_id", &self.org_id)
+            .field("db", &self.db)
             .field("jsonl", &self.jsonl)
             .field("faults", &self.faults)
             .field("max_body", &self.max_body)

@@ -70,10 +70,15 @@ mod jwt;
 mod routes;
 mod server;
 mod state;
+mod store;
+mod usage;
 mod validate;
 
 pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig};
+pub use routes::MAX_PAGE;
 pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
+pub use store::{HOST_TAG, StoreError, TENANT_TAG};
+pub use usage::{Period, UsageRow, usage};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -83,6 +88,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use state::Shared;
+use store::Store;
 
 /// Why a sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +111,9 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A configuration value the sink cannot work with.
     #[error("invalid sink configuration: {0}")]
     InvalidConfig(String),
@@ -136,6 +145,7 @@ impl Sink {
             ),
             None => None,
         };
+        let store = Store::open(config.db.as_deref(), jsonl)?;
         let key = jwt::new_key().map_err(|_| SinkError::Random)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -147,7 +157,7 @@ impl Sink {
             addr: config.bind,
             source,
         })?;
-        let shared = Arc::new(Shared::new(config, key, jsonl));
+        let shared = Arc::new(Shared::new(config, key, store));
         let (shutdown, watching) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, shared.clone(), watching));
         tracing::info!(%addr, "Beacon sink listening");
@@ -196,10 +206,32 @@ impl SinkHandle {
         self.shared.summary()
     }
 
-    /// The accepted reports, deduplicated, in arrival order, with their
-    /// credential field redacted.
+    /// Every stored report (deduplicated, in arrival order, as records:
+    /// credential redacted, timestamps in UTC, with their dialect). This
+    /// reads them all into memory: for a large database use
+    /// [`SinkHandle::reports_page`]. Blocks while a report is committed.
     pub fn reports(&self) -> Vec<serde_json::Value> {
-        self.shared.reports()
+        let mut all = Vec::new();
+        loop {
+            match self.shared.reports(all.len() as u64, MAX_PAGE) {
+                Ok(page) if page.is_empty() => return all,
+                Ok(page) => all.extend(page),
+                Err(e) => {
+                    tracing::error!(error = %e, "sink could not read its reports");
+                    return all;
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` stored records after skipping `offset`, in arrival
+    /// order: what `GET /v1/reports?offset=..&limit=..` serves.
+    pub fn reports_page(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.shared.reports(offset, limit)
     }
 
     /// Replaces the faults (and reseeds their generator with
