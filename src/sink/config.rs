@@ -44,6 +44,14 @@ pub struct SinkConfig {
     /// JSON line (the stored record), flushed line by line. The file is
     /// created if missing and never truncated.
     pub jsonl: Option<PathBuf>,
+    /// The bearer token `GET /v1/summary` and `GET /v1/reports` require
+    /// (`Authorization: Bearer <token>`). `None` (the default): they are
+    /// open when [`SinkConfig::bind`] is a loopback address, and answer
+    /// `401` otherwise (they reveal every tenant's usage).
+    pub admin_token: Option<Secret>,
+    /// Serve HTTPS with this certificate chain and key; `None` (the
+    /// default): plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
     pub faults: Faults,
     /// Largest request body accepted, in bytes; a larger one is answered
@@ -68,6 +76,8 @@ impl Default for SinkConfig {
             org_id: DEFAULT_ORG_ID,
             db: None,
             jsonl: None,
+            admin_token: None,
+            tls: None,
             faults: Faults::default(),
             max_body: 256 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -98,6 +108,15 @@ impl SinkConfig {
             return Err(SinkError::InvalidConfig(
                 "request_timeout is 0, so every request would time out; use a positive duration"
                     .into(),
+            ));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(SinkError::InvalidConfig(
+                "admin_token is empty; use a long random string, or none".into(),
             ));
         }
         self.faults.validate()
@@ -133,12 +152,23 @@ impl fmt::Debug for SinkConfig {
             .field("org_id", &self.org_id)
             .field("db", &self.db)
             .field("jsonl", &self.jsonl)
+            .field("admin_token", &self.admin_token)
+            .field("tls", &self.tls)
             .field("faults", &self.faults)
             .field("max_body", &self.max_body)
             .field("request_timeout", &self.request_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
+}
+
+/// The PEM files of an HTTPS sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (PEM, `CERTIFICATE` blocks).
+    pub cert: PathBuf,
+    /// The private key of the leaf (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Faults injected into `POST /v1/metadata/submit` (the other endpoints only

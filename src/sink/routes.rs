@@ -405,8 +405,33 @@ fn check(
     Ok((key, report))
 }
 
+/// `None` if the request may read the summary and reports, else the `401`.
+fn refused_read(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if shared.may_read(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        return None;
+    }
+    let why = if shared.config.admin_token.is_some() {
+        "this endpoint needs `Authorization: Bearer <admin token>` with the sink's admin token"
+    } else {
+        "this sink listens beyond loopback and has no admin token, so its summary and reports \
+         are not served; start it with --admin-token-file"
+    };
+    let mut response = detail(StatusCode::UNAUTHORIZED, why);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
+}
+
 /// `GET /v1/summary`.
-async fn summary(State(shared): State<Arc<Shared>>) -> Response {
+async fn summary(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refused_read(&shared, &headers) {
+        return refused;
+    }
     axum::Json(shared.summary()).into_response()
 }
 
@@ -432,8 +457,12 @@ fn max_page() -> u64 {
 /// credentials redacted, at most [`MAX_PAGE`] at a time.
 async fn reports(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     query: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Some(refused) = refused_read(&shared, &headers) {
+        return refused;
+    }
     let Ok(axum::extract::Query(page)) = query else {
         return detail(
             StatusCode::BAD_REQUEST,

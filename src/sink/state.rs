@@ -120,6 +120,10 @@ pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> Vec<(String, St
 pub(crate) struct Shared {
     pub(crate) config: SinkConfig,
     pub(crate) key: ring::hmac::Key,
+    /// The HMAC (under `key`) of the admin token, if one is configured:
+    /// a presented token is checked with `hmac::verify`, which compares in
+    /// constant time, whatever the lengths.
+    admin_tag: Option<ring::hmac::Tag>,
     store: Store,
     inner: Mutex<Inner>,
 }
@@ -137,7 +141,12 @@ struct Inner {
 impl Shared {
     pub(crate) fn new(config: SinkConfig, key: ring::hmac::Key, store: Store) -> Self {
         let faults = config.faults.clone();
+        let admin_tag = config
+            .admin_token
+            .as_ref()
+            .map(|t| ring::hmac::sign(&key, t.expose().as_bytes()));
         Shared {
+            admin_tag,
             inner: Mutex::new(Inner {
                 rng: XorShift::new(faults.seed),
                 faults,
@@ -147,6 +156,17 @@ impl Shared {
             store,
             config,
             key,
+        }
+    }
+
+    /// Whether a request with this `Authorization` header value may read
+    /// the summary and the reports (see the [`super`] module docs).
+    pub(crate) fn may_read(&self, authorization: Option<&[u8]>) -> bool {
+        match &self.admin_tag {
+            None => self.config.bind.ip().is_loopback(),
+            Some(tag) => authorization
+                .and_then(|v| v.strip_prefix(b"Bearer "))
+                .is_some_and(|token| ring::hmac::verify(&self.key, token, tag.as_ref()).is_ok()),
         }
     }
 
