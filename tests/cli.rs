@@ -335,7 +335,7 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
         .env("BEACON_URL", &url)
         .env("LANGSMITH_AUTH_ENDPOINT", &url)
         .env("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE)
-        .env("LANGSMITH_API_KEY", API_KEY)
+        .env("LANGCHAIN_API_KEY", API_KEY) // the legacy name, still read
         .env("BEACON_TIMEOUT_SECS", "5")
         .assert()
         .code(0)
@@ -356,8 +356,35 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
         "{stdout}"
     );
     assert!(stdout.contains("Result: all good"), "{stdout}");
+    // Which variable each value came from.
+    assert!(
+        stdout.contains("LANGCHAIN_API_KEY") && stdout.contains("so read from LANGCHAIN_API_KEY"),
+        "{stdout}"
+    );
+    // The dialect, the exact report URLs and bodies, and the path probes.
+    assert!(
+        stdout.contains(&format!(
+            "Reports by license: POST {url}/v1/metadata/submit (published dialect"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Reports by API key: POST {url}/v1/metadata/submit"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"license\": \"lcl_…9f2a\""), "{stdout}");
+    assert!(
+        stdout.contains("HTTP 405 to GET: the path exists"),
+        "{stdout}"
+    );
     let summary = sink.summary();
     assert_eq!((summary.verifications, summary.auths), (1, 1));
+    assert_eq!(
+        summary.reports, 0,
+        "a path probe must not count as a report"
+    );
 
     // The same as JSON.
     let out = bin()
@@ -487,10 +514,14 @@ fn check_offline_makes_no_connection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    // BEACON_OFFLINE wins over any credential; an offline license is
+    // offline only without an API key (the platform's rule: with one, the
+    // API key reports alone).
     for env in [
         &[
             ("BEACON_OFFLINE", "true"),
             ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
+            ("LANGSMITH_API_KEY", API_KEY),
         ][..],
         &[(
             "LANGGRAPH_CLOUD_LICENSE_KEY",
@@ -500,8 +531,7 @@ fn check_offline_makes_no_connection() {
         let mut cmd = bin();
         cmd.arg("check")
             .env("BEACON_URL", &url)
-            .env("LANGSMITH_AUTH_ENDPOINT", &url)
-            .env("LANGSMITH_API_KEY", API_KEY);
+            .env("LANGSMITH_AUTH_ENDPOINT", &url);
         for (k, v) in env {
             cmd.env(k, v);
         }
