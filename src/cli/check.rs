@@ -1278,18 +1278,15 @@ fn render(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
 
 fn render_report_paths(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
     for p in &r.report_paths {
-        let label = if p.kind == "license" {
-            "license"
+        let (label, dialect) = if p.kind == "license" {
+            ("license", format!("{} dialect, {ENV_WIRE}", p.dialect))
         } else {
-            "API key"
+            ("API key", "the same in both dialects".to_owned())
         };
         writeln!(
             out,
             "\n{}",
-            term.bold(&format!(
-                "Reports by {label}: POST {} ({} dialect, {ENV_WIRE})",
-                p.url, p.dialect
-            ))
+            term.bold(&format!("Reports by {label}: POST {} ({dialect})", p.url))
         )?;
         for probe in &p.probes {
             let outcome = match probe.finding {
