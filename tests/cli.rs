@@ -5,6 +5,8 @@
 //! Every command runs with a cleared environment plus exactly the variables
 //! the test sets, so nothing from the machine (proxies, keys) leaks in.
 
+mod common;
+
 use assert_cmd::Command;
 use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{
@@ -544,6 +546,48 @@ fn check_offline_makes_no_connection() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             other => panic!("an offline check connected: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn check_with_an_offline_license_and_an_api_key_never_sends_the_license() {
+    // The platform's rule: the API key is checked and its report path
+    // probed; the offline license goes nowhere. Both endpoints point at one
+    // server that records every request.
+    let rt = runtime();
+    let (url, seen) = rt.block_on(common::recording_server());
+    let offline = "offline-license-0123456789abcdef";
+    let out = bin()
+        .arg("check")
+        .env("BEACON_URL", &url)
+        .env("LANGSMITH_AUTH_ENDPOINT", &url)
+        .env("LANGGRAPH_CLOUD_LICENSE_KEY", offline)
+        .env("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY)
+        .env("BEACON_TIMEOUT_SECS", "5")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("never sent"), "{stdout}");
+    assert!(
+        stdout.contains("LANGSMITH_CONTROL_PLANE_API_KEY"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Result: all good"), "{stdout}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|r| r.starts_with("POST /auth\n")),
+        "{seen:#?}"
+    );
+    for r in &seen {
+        assert!(!r.contains(offline), "the offline license was sent: {r}");
+        assert!(
+            r.starts_with("POST /auth\n")
+                || r.starts_with("GET /v1/metadata/submit\n")
+                || r.starts_with("GET /\n"),
+            "a request beyond the API-key destination: {r}"
+        );
     }
 }
 
