@@ -32,7 +32,7 @@ use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Faults, Sink, SinkConfig};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow};
-use beacon_meter::wire::{Credential, LogBuffer, LogBufferLayer, ReportBody, Tags};
+use beacon_meter::wire::{Credential, Dialect, LogBuffer, LogBufferLayer, ReportBody, Tags};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -576,6 +576,27 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             ("BEACON_OFFLINE", "maybe".into()),
             ("BEACON_CA_CERT", "/nonexistent/ca.pem".into()),
         ],
+        // The platform's other names, bad or carrying a key elsewhere.
+        vec![("LANGSMITH_CONTROL_PLANE_API_KEY", format!("{API_KEY} x"))],
+        vec![("LANGCHAIN_API_KEY", format!("\t{API_KEY}\u{0}"))],
+        vec![
+            ("LANGCHAIN_API_KEY", API_KEY.into()),
+            (
+                "LANGCHAIN_ENDPOINT",
+                format!("https://user:{API_KEY}@h.example"),
+            ),
+        ],
+        vec![
+            ("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY.into()),
+            (
+                "LANGSMITH_ENDPOINT",
+                format!("http://{API_KEY}.example.com"),
+            ),
+        ],
+        vec![
+            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
+            ("BEACON_WIRE", LICENSE.into()),
+        ],
     ];
     let mut config_errors = 0;
     for env in bad_envs {
@@ -586,7 +607,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             push(format!("{e:?}"), e.to_string());
         }
     }
-    assert!(config_errors >= 6, "{config_errors}");
+    assert!(config_errors >= 11, "{config_errors}");
     let good = reporter_config("http://127.0.0.1:1/", &tmp.path().join("s"));
     push(format!("{good:?}"), format!("{:?}", good.credentials()));
 
@@ -628,7 +649,13 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     let license = Credential::License(Secret::new(LICENSE));
     let api = Credential::ApiKey(Secret::new(API_KEY));
     let e = http
-        .submit(&insecure, &license, &report(), uuid::Uuid::new_v4())
+        .submit(
+            &insecure,
+            Dialect::Published,
+            &license,
+            &report(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap_err();
     push(format!("{e:?}"), e.to_string());
@@ -664,12 +691,17 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
         };
         for url in urls {
             let base = reqwest::Url::parse(url).unwrap();
-            for credential in [&license, &api] {
-                let o = http
-                    .submit(&base, credential, &report(), uuid::Uuid::new_v4())
-                    .await
-                    .unwrap();
-                push(format!("{o:?}"), String::new());
+            // Both dialects' paths: a server that knows only one answers
+            // the other with 404, whose outcome quotes the URL and answer.
+            for dialect in Dialect::ALL {
+                let url = base.join(&dialect.license_report_path().join("/")).unwrap();
+                for credential in [&license, &api] {
+                    let o = http
+                        .submit(&url, dialect, credential, &report(), uuid::Uuid::new_v4())
+                        .await
+                        .unwrap();
+                    push(format!("{o:?}"), String::new());
+                }
             }
             let v = LicenseVerifier::new(
                 http.clone(),
@@ -788,8 +820,13 @@ fn cli(envs: &[(&str, String)]) -> std::process::Command {
     let mut c = std::process::Command::new(BIN);
     for var in [
         "LANGGRAPH_CLOUD_LICENSE_KEY",
+        "LANGSMITH_CONTROL_PLANE_API_KEY",
         "LANGSMITH_API_KEY",
+        "LANGCHAIN_API_KEY",
         "LANGSMITH_AUTH_ENDPOINT",
+        "LANGCHAIN_ENDPOINT",
+        "LANGSMITH_ENDPOINT",
+        "BEACON_WIRE",
         "BEACON_URL",
         "BEACON_SPOOL_DIR",
         "BEACON_OFFLINE",
@@ -965,7 +1002,8 @@ fn the_command_line_never_prints_a_key() {
                 let _ = v.verify().await;
                 let o = http
                     .submit(
-                        &base,
+                        &base.join("v1/metadata/submit").unwrap(),
+                        Dialect::Published,
                         &Credential::License(Secret::new(license)),
                         &report(),
                         uuid::Uuid::new_v4(),
@@ -979,7 +1017,8 @@ fn the_command_line_never_prints_a_key() {
                 let _ = a.verify().await;
                 let _ = http
                     .submit(
-                        &base,
+                        &base.join("v1/metadata/submit").unwrap(),
+                        Dialect::Published,
                         &Credential::ApiKey(Secret::new(key)),
                         &report(),
                         uuid::Uuid::new_v4(),
@@ -1033,17 +1072,31 @@ fn the_command_line_never_prints_a_key() {
     let accepting = rt.block_on(Sink::start(accepting_sink())).unwrap();
     let refusing = rt.block_on(Sink::start(SinkConfig::ephemeral())).unwrap();
     for (name, sink) in [("accepting", &accepting), ("refusing", &refusing)] {
-        let env = sink_env(sink.base_url().as_str(), &spool);
-        for args in [
-            &["-vvv", "check"][..],
-            &["-vvv", "check", "--json"],
-            &["-vvv", "preview"],
-            &["-vvv", "preview", "--json"],
+        let url = sink.base_url().to_string();
+        // The platform's names for the API key and the auth endpoint, and
+        // the other dialect.
+        let platform_env: Vec<(&str, String)> = vec![
+            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
+            ("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY.into()),
+            ("LANGCHAIN_API_KEY", format!("{API_KEY}x")),
+            ("LANGCHAIN_ENDPOINT", url.clone()),
+            ("BEACON_URL", url.clone()),
+            ("BEACON_WIRE", "langgraph-api".into()),
+            ("BEACON_TIMEOUT_SECS", "5".into()),
+            ("BEACON_SPOOL_DIR", spool.display().to_string()),
+        ];
+        for (env, args) in [
+            (sink_env(&url, &spool), &["-vvv", "check"][..]),
+            (sink_env(&url, &spool), &["-vvv", "check", "--json"]),
+            (sink_env(&url, &spool), &["-vvv", "preview"]),
+            (sink_env(&url, &spool), &["-vvv", "preview", "--json"]),
+            (platform_env.clone(), &["-vvv", "check"]),
+            (platform_env.clone(), &["-vvv", "preview", "--json"]),
         ] {
             let mut c = cli(&env);
             c.args(args);
             record(
-                &format!("{args:?} ({name})"),
+                &format!("{args:?} ({name}, {} variables)", env.len()),
                 run_cli(&format!("{args:?}"), c, Duration::from_secs(60)),
             );
         }
