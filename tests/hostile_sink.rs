@@ -48,6 +48,7 @@ fn report() -> Value {
 const PATHS: &[&[&str]] = &[
     &[],
     &["license"],
+    &["license_key"],
     &["api_key"],
     &["from_timestamp"],
     &["to_timestamp"],
@@ -91,6 +92,12 @@ fn arb_json() -> impl Strategy<Value = Value> {
 fn targeted() -> impl Strategy<Value = Value> {
     prop::sample::select(vec![
         json!("2025-01-06T09:00:00+00:00"),
+        json!("2026-11-30T02:21:40.123456+00:00"),
+        json!("2025-01-06T09:00:00-23:59"),
+        json!("2025-01-06T09:00:00+24:00"),
+        json!("2025-01-06T09:00:00+0000"),
+        json!("True"),
+        json!("unknown"),
         json!("2025-01-06T09:00:00z"),
         json!("2025-01-06 09:00:00Z"),
         json!("2025-01-06T09:00:00.123456789Z"),
@@ -190,6 +197,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => (path, raw_token()).prop_map(|(p, t)| Mutation::Raw(p, t)),
         1 => (object_path, prop::sample::select(vec![
             "license".to_owned(),
+            "license_key".to_owned(),
             "api_key".to_owned(),
             "measures".to_owned(),
             "langgraph.platform.runs".to_owned(),
@@ -410,7 +418,14 @@ fn config() -> SinkConfig {
 fn structured_mutations_get_204_or_a_4xx_with_a_reason() {
     let rt = runtime();
     let sink = rt.block_on(Sink::start(config())).unwrap();
-    let url = sink.base_url().join("v1/metadata/submit").unwrap();
+    // Every report path, in turn: all three must hold to the same rules.
+    let urls = [
+        "v1/metadata/submit",
+        "v1/beacon/metadata/submit",
+        "api/v1/metadata/submit",
+    ]
+    .map(|p| sink.base_url().join(p).unwrap());
+    let turn = std::sync::atomic::AtomicUsize::new(0);
     let c = client();
     let cases = std::env::var("HOSTILE_CASES")
         .ok()
@@ -427,7 +442,8 @@ fn structured_mutations_get_204_or_a_4xx_with_a_reason() {
             &(prop::collection::vec(mutation(), 0..4), headers()),
             |(mutations, (content_type, keys))| {
                 let bytes = body(&mutations);
-                let mut request = c.post(url.clone()).body(bytes.clone());
+                let n = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut request = c.post(urls[n % urls.len()].clone()).body(bytes.clone());
                 if let Some(ct) = content_type {
                     request = request.header(CONTENT_TYPE, ct);
                 }

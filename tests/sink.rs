@@ -409,6 +409,15 @@ async fn submit_validation_table() {
             "found both",
         ),
         (
+            "no credential (langgraph-api tags)",
+            with(|m| {
+                m.remove("license");
+                m["tags"]["user_app.uses_indexing"] = json!("True");
+            }),
+            422,
+            "found neither",
+        ),
+        (
             "no credential",
             with(|m| {
                 m.remove("license");
@@ -469,10 +478,49 @@ async fn submit_validation_table() {
             "missing field `logs`",
         ),
         (
-            "offset instead of Z",
-            set("from_timestamp", json!("2025-01-06T09:00:00+00:00")),
+            "neither Z nor an offset",
+            set("from_timestamp", json!("2025-01-06T09:00:00")),
             422,
             "`from_timestamp`",
+        ),
+        (
+            "offset without a colon",
+            set("from_timestamp", json!("2025-01-06T09:00:00+0000")),
+            422,
+            "`from_timestamp`",
+        ),
+        (
+            "finer than nanoseconds",
+            set("to_timestamp", json!("2025-01-06T10:00:00.1234567891Z")),
+            422,
+            "at most 9",
+        ),
+        (
+            "no such day, offset form",
+            set("to_timestamp", json!("2025-02-30T10:00:00.5+00:00")),
+            422,
+            "`to_timestamp` is not a valid RFC 3339",
+        ),
+        (
+            "offset window reversed",
+            set("to_timestamp", json!("2025-01-06T10:30:00+02:00")),
+            422,
+            "must be before `to_timestamp`",
+        ),
+        (
+            "license and license_key",
+            set("license_key", json!(LICENSE)),
+            422,
+            "found both `license` and `license_key`",
+        ),
+        (
+            "license_key not a string",
+            with(|m| {
+                m.remove("license");
+                m.insert("license_key".into(), json!(true));
+            }),
+            422,
+            "`license_key` must be a string",
         ),
         (
             "lower-case z",
@@ -727,6 +775,125 @@ async fn submit_validation_table() {
     }
     sink.shutdown().await;
     sink_with_list.shutdown().await;
+}
+
+/// A report as the reference reporter (langgraph-api 0.16.7) sends it:
+/// `license_key`, offset timestamps with microseconds, Python booleans,
+/// its extra tags and gauges.
+fn langgraph_report(runs: u64, nodes: u64) -> Value {
+    let mut v = report(runs, nodes);
+    let m = v.as_object_mut().unwrap();
+    let license = m.remove("license").unwrap();
+    m.insert("license_key".into(), license);
+    m.insert(
+        "from_timestamp".into(),
+        json!("2026-11-30T02:16:40.123456+00:00"),
+    );
+    m.insert("to_timestamp".into(), json!("2026-11-30T02:21:40+00:00"));
+    let tags = m["tags"].as_object_mut().unwrap();
+    for (k, t) in [
+        ("user_app.uses_indexing", "True"),
+        ("user_app.uses_custom_app", "False"),
+        ("langgraph.platform.uses_custom_auth", "unknown"),
+        ("langgraph_checkpoint.version", ""),
+        ("deepagents.version", "0.1.2"),
+    ] {
+        tags.insert(k.into(), json!(t));
+    }
+    m["measures"]["langgraph.platform.py_graphs"] = json!(2);
+    m["measures"]["langgraph.platform.js_graphs"] = json!(0);
+    v
+}
+
+async fn post_to(c: &Client, sink: &SinkHandle, path: &str, body: &Value) -> u16 {
+    let r = c
+        .post(url(sink, path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(status, 204, "{path}: {}", r.text().await.unwrap());
+    status
+}
+
+#[tokio::test]
+async fn both_dialects_are_accepted_counted_and_told_apart() {
+    let sink = start(config()).await;
+    let c = client();
+    let lg = langgraph_report(10, 30);
+    let mut lg_api = lg.clone();
+    let m = lg_api.as_object_mut().unwrap();
+    m.remove("license_key");
+    m.insert("api_key".into(), json!(API_KEY));
+    // The published body at the published path, but with nanoseconds.
+    let mut nanos = report(1, 2);
+    nanos["to_timestamp"] = json!("2025-01-06T10:00:00.123456789Z");
+    // A published body but with a non-UTC offset (so langgraph-api):
+    // normalised to UTC.
+    let mut east = report(100, 200);
+    east["from_timestamp"] = json!("2025-01-06T11:00:00+02:00");
+    east["to_timestamp"] = json!("2025-01-06T11:30:00.5+02:00");
+
+    post_to(&c, &sink, "v1/beacon/metadata/submit", &lg).await;
+    post_to(&c, &sink, "api/v1/metadata/submit", &lg_api).await;
+    post_to(&c, &sink, "v1/metadata/submit", &lg_api).await;
+    post_to(&c, &sink, "v1/metadata/submit", &nanos).await;
+    post_to(&c, &sink, "v1/metadata/submit", &east).await;
+    // `license` at the langgraph-api path: the path decides.
+    post_to(&c, &sink, "v1/beacon/metadata/submit", &report(1000, 2000)).await;
+    // The API-key check under /api/v1 too.
+    let r = c
+        .post(url(&sink, "api/v1/auth"))
+        .header("X-Api-Key", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let summary = sink.summary();
+    assert_eq!(summary.reports, 6);
+    assert_eq!(summary.without_idempotency_key, 6);
+    assert_eq!(summary.measures["langgraph.platform.runs"], 1131);
+    assert_eq!(summary.measures["langgraph.platform.nodes"], 2292);
+    assert_eq!(summary.measures["langgraph.platform.py_graphs"], 6);
+    assert_eq!(summary.measures["langgraph.platform.js_graphs"], 0);
+    assert_eq!(
+        summary.by_dialect,
+        BTreeMap::from([("langgraph-api".into(), 5), ("published".into(), 1)])
+    );
+    let license = format!("license:{}", Secret::new(LICENSE).redacted());
+    assert_eq!(summary.by_credential[&license], 4);
+
+    let records = sink.reports();
+    let dialects: Vec<&str> = records
+        .iter()
+        .map(|r| r["dialect"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dialects,
+        [
+            "langgraph-api",
+            "langgraph-api",
+            "langgraph-api",
+            "published",
+            "langgraph-api",
+            "langgraph-api"
+        ]
+    );
+    // Stored in UTC with `Z`, to the nanosecond; credential redacted in
+    // whichever field it came.
+    assert_eq!(records[0]["from_timestamp"], "2026-11-30T02:16:40.123456Z");
+    assert_eq!(records[0]["to_timestamp"], "2026-11-30T02:21:40Z");
+    assert_eq!(records[0]["license_key"], Secret::new(LICENSE).redacted());
+    assert_eq!(records[0]["tags"]["user_app.uses_indexing"], "True");
+    assert_eq!(records[3]["to_timestamp"], "2025-01-06T10:00:00.123456789Z");
+    assert_eq!(records[4]["from_timestamp"], "2025-01-06T09:00:00Z");
+    assert_eq!(records[4]["to_timestamp"], "2025-01-06T09:30:00.500Z");
+    let shown = serde_json::to_string(&records).unwrap();
+    assert!(!shown.contains(LICENSE) && !shown.contains(API_KEY));
+    sink.shutdown().await;
 }
 
 #[tokio::test]

@@ -21,34 +21,46 @@
 //!   HS256, signed with a key drawn at random when the sink starts; its
 //!   claims are `sub: "license"`, `iss`, `iat`, `exp` (`iat` plus
 //!   [`SinkConfig::token_lifetime`]) and `jti`.
-//! * `POST /auth` with `X-Api-Key`: `200 {"org_config": {"org_id": ...,
-//!   "name": "local sink", ...}}` for a key in [`SinkConfig::api_keys`]
-//!   (with a few extra fields a client must ignore), else `401`.
-//! * `POST /v1/metadata/submit`: a usage report. In order:
+//! * `POST /auth` (also `POST /api/v1/auth`) with `X-Api-Key`: `200
+//!   {"org_config": {"org_id": ..., "name": "local sink", ...}}` for a key
+//!   in [`SinkConfig::api_keys`] (with a few extra fields a client must
+//!   ignore), else `401`.
+//! * `POST /v1/metadata/submit` (published), `POST /v1/beacon/metadata/submit`
+//!   and `POST /api/v1/metadata/submit` (the reference reporter's paths): a
+//!   usage report. All three apply the same rules, in order:
 //!   1. body larger than [`SinkConfig::max_body`]: `413`;
 //!   2. the [`Faults`] (forced status, `503`, dropped connection);
 //!   3. `Content-Type` not `application/json`: `422`;
 //!   4. not JSON: `400`; an object with a duplicate key: `422`;
-//!   5. not exactly the spec's keys and types: `422` (exactly one of
-//!      `license` / `api_key`; `from_timestamp` < `to_timestamp`, both
-//!      RFC 3339 UTC with `Z`; `tags` all strings, tenant and project ids
-//!      UUIDs when not empty; `measures` integers in `0..=u64::MAX`, floats
-//!      refused; `logs` an array of objects);
+//!   5. not exactly the protocol's keys and types: `422` (exactly one of
+//!      `license`, `license_key`, `api_key`; `from_timestamp` <
+//!      `to_timestamp`, both RFC 3339 with `T`, `Z` or a numeric offset, at
+//!      most nine fractional digits; `tags` all strings, any names and
+//!      values (`"True"`, `"unknown"`, ...), tenant and project ids UUIDs
+//!      when not empty; `measures` integers in `0..=u64::MAX`, any names,
+//!      floats refused; `logs` an array of objects);
 //!   6. credential unknown: `401`;
 //!   7. `Idempotency-Key` present but not one UUID: `422`;
 //!   8. key seen before: same body `204` (counted as a duplicate, not
 //!      again), different body `422`;
 //!   9. otherwise accepted: `204`, stored, appended to the JSONL file.
 //!      (No key: accepted and counted in
-//!      [`Summary::without_idempotency_key`].)
+//!      [`Summary::without_idempotency_key`], since a retry of it cannot
+//!      be told from a new report.)
+//!
+//!   A report's *dialect* is `langgraph-api` if it came to one of the
+//!   reference reporter's paths, carries `license_key`, or has a timestamp
+//!   not written with `Z`; else `published`. It is counted in
+//!   [`Summary::by_dialect`] and stored in the record's `"dialect"` field.
 //! * `GET /v1/summary`: the [`Summary`].
 //! * `GET /v1/reports`: the accepted reports, in arrival order.
 //!
 //! Every refusal is `{"detail": "<reason naming the field>"}`; no answer,
 //! log line, stored report or recorded request contains a credential in
 //! full: stored reports, the JSONL file and [`SinkHandle::reports`] carry
-//! the credential field with its redacted form (`lcl_…9f2a`), and
-//! everything else in the report exactly as received.
+//! the credential field with its redacted form (`lcl_…9f2a`), both
+//! timestamps normalised to UTC (`2025-01-06T09:00:00.5Z`), the
+//! `"dialect"`, and everything else in the report exactly as received.
 //!
 //! A request must be complete within [`SinkConfig::request_timeout`] (plus
 //! the injected latency) or it is answered `408` and its connection closed.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::jwt;
 use super::state::{Accepted, Shared};
-use super::validate::{self, CredentialField, Invalid};
+use super::validate::{self, CredentialField, Dialect, Invalid};
 
 /// Marks a response that must not be sent: the connection is closed
 /// instead (see `server::handle`).
@@ -24,7 +24,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/beacon/verify", post(verify))
         .route("/auth", post(auth))
-        .route("/v1/metadata/submit", post(submit))
+        .route("/api/v1/auth", post(auth))
+        // The published path, then the reference reporter's (langgraph-api).
+        .route("/v1/metadata/submit", submit_to(Dialect::Published))
+        .route(
+            "/v1/beacon/metadata/submit",
+            submit_to(Dialect::LanggraphApi),
+        )
+        .route("/api/v1/metadata/submit", submit_to(Dialect::LanggraphApi))
         .route("/v1/summary", get(summary))
         .route("/v1/reports", get(reports))
         .fallback(not_found)
@@ -46,8 +53,9 @@ fn dropped() -> Response {
 async fn not_found() -> Response {
     detail(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the sink serves POST /v1/beacon/verify, POST /auth, \
-         POST /v1/metadata/submit, GET /v1/summary and GET /v1/reports",
+        "no such endpoint; the sink serves POST /v1/beacon/verify, POST /auth \
+         (also /api/v1/auth), POST /v1/metadata/submit (also /v1/beacon/metadata/submit \
+         and /api/v1/metadata/submit), GET /v1/summary and GET /v1/reports",
     )
 }
 
@@ -246,9 +254,23 @@ fn forced(status: u16, retry_after: u64) -> Response {
     }
 }
 
-/// `POST /v1/metadata/submit`; the order of checks is listed in the `sink`
-/// module docs.
-async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+/// The handler of a report path of dialect `path_dialect`.
+fn submit_to(path_dialect: Dialect) -> axum::routing::MethodRouter<Arc<Shared>> {
+    post(
+        move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body| {
+            submit(shared, path_dialect, headers, body)
+        },
+    )
+}
+
+/// A report posted to a path of dialect `path_dialect`; the order of checks
+/// is listed in the `sink` module docs.
+async fn submit(
+    shared: Arc<Shared>,
+    path_dialect: Dialect,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let bytes = match body_or_answer(&shared, &headers, body).await {
         Ok(b) => b,
         Err(answer) => {
@@ -285,7 +307,8 @@ async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return detail(status, without_known_keys(&shared, reason));
         }
     };
-    match shared.accept(key, report) {
+    let dialect = report.dialect(path_dialect);
+    match shared.accept(key, report, dialect) {
         Accepted::New if shared.chance(|f| f.accept_then_drop_rate) => {
             shared.count_fault();
             dropped()
@@ -338,23 +361,23 @@ fn check(
     }
     let value = validate::parse_json(bytes).map_err(refusal)?;
     let report = validate::validate_report(value).map_err(refusal)?;
-    let known = match report.credential_field {
-        CredentialField::License => shared.config.accepts_license(&report.credential),
+    let field = report.credential_field;
+    let known = match field {
         CredentialField::ApiKey => shared.config.accepts_api_key(&report.credential),
+        _ => shared.config.accepts_license(&report.credential),
     };
     if !known {
-        let why = match report.credential_field {
-            CredentialField::License if shared.config.licenses.is_none() => {
-                "`license` is not accepted: this sink accepts online licenses (keys starting with \"lcl_\"); offline licenses never report"
+        let why = match field {
+            CredentialField::ApiKey => "it is not in this sink's list of API keys",
+            _ if shared.config.licenses.is_none() => {
+                "this sink accepts online licenses (keys starting with \"lcl_\"); offline licenses never report"
             }
-            CredentialField::License => {
-                "`license` is not accepted: it is not in this sink's list of licenses"
-            }
-            CredentialField::ApiKey => {
-                "`api_key` is not accepted: it is not in this sink's list of API keys"
-            }
+            _ => "it is not in this sink's list of licenses",
         };
-        return Err((StatusCode::UNAUTHORIZED, why.into()));
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            format!("`{}` is not accepted: {why}", field.name()),
+        ));
     }
     let mut keys = headers.get_all("idempotency-key").iter();
     let key = match (keys.next(), keys.next()) {

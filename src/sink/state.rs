@@ -10,7 +10,7 @@ use std::io::Write;
 use uuid::Uuid;
 
 use super::config::{Faults, SinkConfig, XorShift};
-use super::validate::ValidReport;
+use super::validate::{Dialect, ValidReport};
 use crate::secret::Secret;
 
 /// How many requests [`super::SinkHandle::requests`] keeps (the most
@@ -49,10 +49,14 @@ pub struct Summary {
     pub verifications: u64,
     /// API keys accepted by `POST /auth`.
     pub auths: u64,
-    /// Accepted reports per credential, keyed `license:<redacted>` or
-    /// `api_key:<redacted>` (see [`Secret::redacted`]; short keys all show
-    /// as `…` and so share one entry).
+    /// Accepted reports per credential, keyed `license:<redacted>` (for
+    /// both `license` and `license_key`) or `api_key:<redacted>` (see
+    /// [`Secret::redacted`]; short keys all show as `…` and so share one
+    /// entry).
     pub by_credential: BTreeMap<String, u64>,
+    /// Accepted reports per wire dialect: `published` or `langgraph-api`
+    /// (see the [`super`] module docs for how a report's dialect is told).
+    pub by_dialect: BTreeMap<String, u64>,
 }
 
 /// One request as the sink saw it.
@@ -216,7 +220,12 @@ impl Shared {
     /// Deduplicates, stores and counts a valid report. A conflict counts as
     /// a reject. The JSONL line is written (and flushed) before anything is
     /// counted, so the file never misses an accepted report.
-    pub(crate) fn accept(&self, key: Option<Uuid>, report: ValidReport) -> Accepted {
+    pub(crate) fn accept(
+        &self,
+        key: Option<Uuid>,
+        report: ValidReport,
+        dialect: Dialect,
+    ) -> Accepted {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         if let Some(key) = key
@@ -230,7 +239,7 @@ impl Shared {
                 Accepted::Conflict
             };
         }
-        let stored = report.redacted();
+        let stored = report.record(dialect);
         if let Some(file) = &mut inner.jsonl {
             let mut line = stored.to_string();
             line.push('\n');
@@ -246,10 +255,14 @@ impl Shared {
         }
         let credential = format!(
             "{}:{}",
-            report.credential_field.name(),
+            report.credential_field.destination(),
             Secret::new(report.credential.as_str()).redacted()
         );
         *summary.by_credential.entry(credential).or_default() += 1;
+        *summary
+            .by_dialect
+            .entry(dialect.name().to_owned())
+            .or_default() += 1;
         match key {
             Some(key) => {
                 inner.seen.insert(key, report.value);

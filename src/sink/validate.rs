@@ -31,15 +31,58 @@ impl Invalid {
 /// Which field carries the credential of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CredentialField {
+    /// `license`: the published format.
     License,
+    /// `license_key`: what the reference reporter (langgraph-api) sends.
+    LicenseKey,
+    /// `api_key`: both dialects.
     ApiKey,
 }
+
+/// Every credential field, in the order error messages name them.
+const CREDENTIAL_FIELDS: [CredentialField; 3] = [
+    CredentialField::License,
+    CredentialField::LicenseKey,
+    CredentialField::ApiKey,
+];
 
 impl CredentialField {
     pub(crate) fn name(self) -> &'static str {
         match self {
             CredentialField::License => "license",
+            CredentialField::LicenseKey => "license_key",
             CredentialField::ApiKey => "api_key",
+        }
+    }
+
+    /// The destination the credential belongs to: `license` (both license
+    /// fields) or `api_key`.
+    pub(crate) fn destination(self) -> &'static str {
+        match self {
+            CredentialField::License | CredentialField::LicenseKey => "license",
+            CredentialField::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Which of the two wire dialects a report used (see the `sink` module
+/// docs for how it is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// The published format: `/v1/metadata/submit`, `license`, `Z` times.
+    Published,
+    /// The reference reporter's (`langgraph-api` 0.16.7): the
+    /// `/v1/beacon/...` or `/api/v1/...` path, `license_key`, or offset
+    /// timestamps.
+    LanggraphApi,
+}
+
+impl Dialect {
+    /// `published` or `langgraph-api`: the name in the summary and records.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dialect::Published => "published",
+            Dialect::LanggraphApi => "langgraph-api",
         }
     }
 }
@@ -51,19 +94,42 @@ pub(crate) struct ValidReport {
     pub(crate) value: Value,
     pub(crate) credential_field: CredentialField,
     pub(crate) credential: String,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
     pub(crate) measures: BTreeMap<String, u64>,
+    /// True if the body itself is in the langgraph-api dialect
+    /// (`license_key`, or a timestamp not in `Z` form); the path may make
+    /// it so too, see [`ValidReport::dialect`].
+    langgraph_body: bool,
 }
 
 impl ValidReport {
-    /// The report with its credential replaced by a redacted form: what the
-    /// sink stores, shows and writes to its JSONL file.
-    pub(crate) fn redacted(&self) -> Value {
+    /// The dialect of this report, posted to a path of `path_dialect`.
+    pub(crate) fn dialect(&self, path_dialect: Dialect) -> Dialect {
+        if self.langgraph_body {
+            Dialect::LanggraphApi
+        } else {
+            path_dialect
+        }
+    }
+
+    /// What the sink stores, shows and writes to its JSONL file: the report
+    /// as received, with its credential replaced by a redacted form, both
+    /// timestamps normalised to UTC (`...Z`), and a `"dialect"` field.
+    pub(crate) fn record(&self, dialect: Dialect) -> Value {
         let mut value = self.value.clone();
         if let Value::Object(map) = &mut value {
             map.insert(
                 self.credential_field.name().to_owned(),
                 Value::String(crate::secret::Secret::new(self.credential.as_str()).redacted()),
             );
+            for (field, t) in [("from_timestamp", &self.from), ("to_timestamp", &self.to)] {
+                map.insert(
+                    field.to_owned(),
+                    Value::String(crate::wire::format_timestamp(t)),
+                );
+            }
+            map.insert("dialect".to_owned(), Value::String(dialect.name().into()));
         }
         value
     }
@@ -185,17 +251,18 @@ fn shape(msg: impl Into<String>) -> Invalid {
     Invalid::Shape(msg.into())
 }
 
-/// Checks a usage report (`POST /v1/metadata/submit`) against the spec:
-/// exactly the keys `license` or `api_key` (one of them), `from_timestamp`,
-/// `to_timestamp`, `tags`, `measures`, `logs`, each of the right type.
+/// Checks a usage report (`POST .../metadata/submit`) against the spec:
+/// exactly the keys `license`, `license_key` or `api_key` (one of them),
+/// `from_timestamp`, `to_timestamp`, `tags`, `measures`, `logs`, each of
+/// the right type.
 ///
 /// A refusal quotes the offending value or name; if that is the report's
 /// own credential (a client that put its key in the wrong field), it is
 /// shown redacted.
 pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
-    let credentials: Vec<crate::secret::Secret> = ["license", "api_key"]
+    let credentials: Vec<crate::secret::Secret> = CREDENTIAL_FIELDS
         .iter()
-        .filter_map(|f| value.get(f)?.as_str())
+        .filter_map(|f| value.get(f.name())?.as_str())
         .filter(|s| !s.is_empty())
         .map(crate::secret::Secret::new)
         .collect();
@@ -215,52 +282,25 @@ fn check_report(value: Value) -> Result<ValidReport, Invalid> {
             type_name(&value)
         )));
     };
+    let is_credential = |k: &str| CREDENTIAL_FIELDS.iter().any(|f| f.name() == k);
     if let Some(unknown) = map
         .keys()
-        .find(|k| !REQUIRED.contains(&k.as_str()) && *k != "license" && *k != "api_key")
+        .find(|k| !REQUIRED.contains(&k.as_str()) && !is_credential(k))
     {
         return Err(shape(format!(
-            "unknown field {} (allowed: license or api_key, from_timestamp, to_timestamp, tags, measures, logs)",
+            "unknown field {} (allowed: license, license_key or api_key, from_timestamp, \
+             to_timestamp, tags, measures, logs)",
             shown(unknown)
         )));
     }
-    let (credential_field, credential) = match (map.get("license"), map.get("api_key")) {
-        (Some(_), Some(_)) => {
-            return Err(shape(
-                "exactly one of `license` and `api_key` must be present, found both",
-            ));
-        }
-        (None, None) => {
-            return Err(shape(
-                "exactly one of `license` and `api_key` must be present, found neither",
-            ));
-        }
-        (Some(v), None) => (CredentialField::License, v),
-        (None, Some(v)) => (CredentialField::ApiKey, v),
-    };
-    let credential = match credential {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::String(_) => {
-            return Err(shape(format!(
-                "`{}` must not be empty",
-                credential_field.name()
-            )));
-        }
-        other => {
-            return Err(shape(format!(
-                "`{}` must be a string, found {}",
-                credential_field.name(),
-                type_name(other)
-            )));
-        }
-    };
+    let (credential_field, credential) = credential(map)?;
     for field in REQUIRED {
         if !map.contains_key(field) {
             return Err(shape(format!("missing field `{field}`")));
         }
     }
-    let from = timestamp("from_timestamp", &map["from_timestamp"])?;
-    let to = timestamp("to_timestamp", &map["to_timestamp"])?;
+    let (from, from_z) = timestamp("from_timestamp", &map["from_timestamp"])?;
+    let (to, to_z) = timestamp("to_timestamp", &map["to_timestamp"])?;
     if from >= to {
         return Err(shape(format!(
             "`from_timestamp` ({}) must be before `to_timestamp` ({})",
@@ -268,11 +308,61 @@ fn check_report(value: Value) -> Result<ValidReport, Invalid> {
             crate::wire::format_timestamp(&to)
         )));
     }
+    check_tags(&map["tags"])?;
+    let measures = measures(&map["measures"])?;
+    check_logs(&map["logs"])?;
+    let langgraph_body = credential_field == CredentialField::LicenseKey || !(from_z && to_z);
+    Ok(ValidReport {
+        value,
+        credential_field,
+        credential,
+        from,
+        to,
+        measures,
+        langgraph_body,
+    })
+}
 
-    let Value::Object(tags) = &map["tags"] else {
+/// The one credential field of a report and its value (a non-empty string).
+fn credential(map: &Map<String, Value>) -> Result<(CredentialField, String), Invalid> {
+    let present: Vec<CredentialField> = CREDENTIAL_FIELDS
+        .into_iter()
+        .filter(|f| map.contains_key(f.name()))
+        .collect();
+    let field = match present[..] {
+        [one] => one,
+        [] => {
+            return Err(shape(
+                "exactly one of `license`, `license_key` and `api_key` must be present, found neither",
+            ));
+        }
+        _ => {
+            let names: Vec<String> = present.iter().map(|f| format!("`{}`", f.name())).collect();
+            return Err(shape(format!(
+                "exactly one of `license`, `license_key` and `api_key` must be present, found both {}",
+                names.join(" and ")
+            )));
+        }
+    };
+    match &map[field.name()] {
+        Value::String(s) if !s.is_empty() => Ok((field, s.clone())),
+        Value::String(_) => Err(shape(format!("`{}` must not be empty", field.name()))),
+        other => Err(shape(format!(
+            "`{}` must be a string, found {}",
+            field.name(),
+            type_name(other)
+        ))),
+    }
+}
+
+/// `tags`: an object of strings; tenant and project ids UUIDs or empty.
+/// Any other string is accepted, `"True"`, `"False"` and `"unknown"`
+/// included (the reference reporter sends them).
+fn check_tags(tags: &Value) -> Result<(), Invalid> {
+    let Value::Object(tags) = tags else {
         return Err(shape(format!(
             "`tags` must be an object of strings, found {}",
-            type_name(&map["tags"])
+            type_name(tags)
         )));
     };
     for (k, v) in tags {
@@ -290,72 +380,93 @@ fn check_report(value: Value) -> Result<ValidReport, Invalid> {
             )));
         }
     }
-
-    let Value::Object(raw_measures) = &map["measures"] else {
-        return Err(shape(format!(
-            "`measures` must be an object of non-negative integers, found {}",
-            type_name(&map["measures"])
-        )));
-    };
-    let mut measures = BTreeMap::new();
-    for (k, v) in raw_measures {
-        // `as_u64` is `None` for negatives and for every float, even `1.0`
-        // and numbers above u64::MAX (which serde_json parses as floats).
-        match v.as_u64() {
-            Some(n) => {
-                measures.insert(k.clone(), n);
-            }
-            None => {
-                let found = match v {
-                    Value::Number(n) => format!("{} {n}", type_name(v)),
-                    other => type_name(other).to_owned(),
-                };
-                return Err(shape(format!(
-                    "`measures.{}` must be a non-negative integer of at most {}, found {found}",
-                    shown(k),
-                    u64::MAX
-                )));
-            }
-        }
-    }
-
-    let Value::Array(logs) = &map["logs"] else {
-        return Err(shape(format!(
-            "`logs` must be an array of objects, found {}",
-            type_name(&map["logs"])
-        )));
-    };
-    if let Some((i, v)) = logs.iter().enumerate().find(|(_, v)| !v.is_object()) {
-        return Err(shape(format!(
-            "`logs[{i}]` must be an object, found {}",
-            type_name(v)
-        )));
-    }
-
-    Ok(ValidReport {
-        value,
-        credential_field,
-        credential,
-        measures,
-    })
+    Ok(())
 }
 
-/// RFC 3339, UTC, with an upper-case `T` and `Z`: `2025-01-06T09:00:00Z`.
-fn timestamp(field: &str, v: &Value) -> Result<DateTime<Utc>, Invalid> {
+/// `measures`: an object of integers in `0..=u64::MAX`, any names.
+fn measures(measures: &Value) -> Result<BTreeMap<String, u64>, Invalid> {
+    let Value::Object(raw) = measures else {
+        return Err(shape(format!(
+            "`measures` must be an object of non-negative integers, found {}",
+            type_name(measures)
+        )));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        // `as_u64` is `None` for negatives and for every float, even `1.0`
+        // and numbers above u64::MAX (which serde_json parses as floats).
+        let Some(n) = v.as_u64() else {
+            let found = match v {
+                Value::Number(n) => format!("{} {n}", type_name(v)),
+                other => type_name(other).to_owned(),
+            };
+            return Err(shape(format!(
+                "`measures.{}` must be a non-negative integer of at most {}, found {found}",
+                shown(k),
+                u64::MAX
+            )));
+        };
+        out.insert(k.clone(), n);
+    }
+    Ok(out)
+}
+
+/// `logs`: an array of objects.
+fn check_logs(logs: &Value) -> Result<(), Invalid> {
+    let Value::Array(logs) = logs else {
+        return Err(shape(format!(
+            "`logs` must be an array of objects, found {}",
+            type_name(logs)
+        )));
+    };
+    match logs.iter().enumerate().find(|(_, v)| !v.is_object()) {
+        Some((i, v)) => Err(shape(format!(
+            "`logs[{i}]` must be an object, found {}",
+            type_name(v)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Most digits of a fraction of a second: nanoseconds, the finest a
+/// timestamp is kept at.
+const MAX_FRACTION_DIGITS: usize = 9;
+
+/// RFC 3339 with an upper-case `T`, seconds, at most nine fractional
+/// digits, and `Z` or a numeric offset: `2025-01-06T09:00:00Z`,
+/// `2026-11-30T02:21:40.123456+00:00`. Returns the instant in UTC and
+/// whether it was written with `Z`.
+fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
     let Value::String(s) = v else {
         return Err(shape(format!(
             "`{field}` must be an RFC 3339 string, found {}",
             type_name(v)
         )));
     };
-    if !s.ends_with('Z') || s.as_bytes().get(10) != Some(&b'T') {
+    let zulu = s.ends_with('Z');
+    let offset = s.len() > 6 && {
+        let tail = &s.as_bytes()[s.len() - 6..];
+        matches!(tail[0], b'+' | b'-') && tail[3] == b':'
+    };
+    if s.as_bytes().get(10) != Some(&b'T') || !(zulu || offset) {
         return Err(shape(format!(
-            "`{field}` must be RFC 3339 in UTC like 2025-01-06T09:00:00Z (with 'T' and a 'Z' suffix), found {}",
+            "`{field}` must be RFC 3339 like 2025-01-06T09:00:00Z or \
+             2025-01-06T09:00:00.123456+00:00 (with 'T', and 'Z' or a numeric offset), found {}",
+            shown(s)
+        )));
+    }
+    let fraction = s.split_once('.').map_or(0, |(_, rest)| {
+        rest.bytes().take_while(u8::is_ascii_digit).count()
+    });
+    if fraction > MAX_FRACTION_DIGITS {
+        return Err(shape(format!(
+            "`{field}` has {fraction} fractional digits; at most {MAX_FRACTION_DIGITS} \
+             (nanoseconds) are allowed, found {}",
             shown(s)
         )));
     }
     DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| (t.with_timezone(&Utc), zulu))
         .map_err(|e| {
             shape(format!(
                 "`{field}` is not a valid RFC 3339 timestamp ({e}), found {}",
@@ -411,8 +522,9 @@ mod tests {
         let r = validate_report(good()).unwrap();
         assert_eq!(r.credential_field, CredentialField::License);
         assert_eq!(r.measures["big"], u64::MAX);
-        let red = r.redacted();
+        let red = r.record(r.dialect(Dialect::Published));
         assert_eq!(red["license"], "lcl_…1234");
+        assert_eq!(red["dialect"], "published");
         assert_eq!(red["measures"], good()["measures"]);
     }
 
@@ -472,6 +584,61 @@ mod tests {
         v["tags"]["langgraph.platform.tenant_id"] = v["license"].clone();
         let e = validate_report(v).unwrap_err();
         assert!(!e.message().contains("secret_license"), "{e:?}");
+    }
+
+    #[test]
+    fn timestamps_in_either_form_become_utc() {
+        let ok = |s: &str| {
+            timestamp("t", &json!(s)).map(|(t, z)| (crate::wire::format_timestamp(&t), z))
+        };
+        assert_eq!(
+            ok("2025-01-06T09:00:00Z"),
+            Ok(("2025-01-06T09:00:00Z".into(), true))
+        );
+        assert_eq!(
+            ok("2026-11-30T02:21:40.123456+00:00"),
+            Ok(("2026-11-30T02:21:40.123456Z".into(), false))
+        );
+        assert_eq!(
+            ok("2025-01-06T00:30:00.000000001-01:00"),
+            Ok(("2025-01-06T01:30:00.000000001Z".into(), false))
+        );
+        for bad in [
+            "2025-01-06T09:00:00",
+            "2025-01-06T09:00:00+0100",
+            "2025-01-06T09:00:00.0000000001Z",
+            "2025-01-06 09:00:00+00:00",
+            "2025-02-29T09:00:00+00:00",
+            "2025-01-06T09:00:00+24:00",
+            "+00:00",
+        ] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_dialect_follows_the_field_the_times_and_the_path() {
+        let published = validate_report(good()).unwrap();
+        assert_eq!(published.dialect(Dialect::Published), Dialect::Published);
+        assert_eq!(
+            published.dialect(Dialect::LanggraphApi),
+            Dialect::LanggraphApi
+        );
+        let mut v = good();
+        let license = v.as_object_mut().unwrap().remove("license").unwrap();
+        v["license_key"] = license;
+        let r = validate_report(v).unwrap();
+        assert_eq!(r.credential_field.destination(), "license");
+        assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
+        assert_eq!(r.record(Dialect::LanggraphApi)["license_key"], "lcl_…1234");
+        let mut v = good();
+        v["to_timestamp"] = json!("2025-01-06T10:00:00+00:00");
+        let r = validate_report(v).unwrap();
+        assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
+        assert_eq!(
+            r.record(Dialect::LanggraphApi)["to_timestamp"],
+            "2025-01-06T10:00:00Z"
+        );
     }
 
     #[test]
