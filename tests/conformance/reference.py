@@ -307,6 +307,12 @@ def check_scenario(scenario: str, sent: dict, stored: list, summary: dict, rows:
             {"langgraph.platform.runs": n * recorded["runs"],
              "langgraph.platform.nodes": n * recorded["nodes"]})
     c.equal("sink summary report count", summary.get("reports"), len(stored))
+    c.equal("the dialect the sink recorded for each report",
+            sorted({r.get("dialect") for r in stored}), ["langgraph-api"] if stored else [])
+    c.equal("sink summary by dialect", summary.get("by_dialect", {}),
+            {"langgraph-api": len(stored)} if stored else {})
+    c.equal("reports without an Idempotency-Key (the reference never sends one)",
+            summary.get("without_idempotency_key"), len(stored))
     return c.failures
 
 
