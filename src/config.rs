@@ -1,26 +1,37 @@
-//! Configuration from the environment.
+//! Configuration from the environment. Imports `crate::secret`,
+//! `crate::wire` (pure data) and the URL type; no I/O but the CA file.
 //!
-//! | variable | meaning | default |
+//! | setting | variables, first set wins | default |
 //! | --- | --- | --- |
-//! | `LANGGRAPH_CLOUD_LICENSE_KEY` | enterprise license key (secret) | unset |
-//! | `LANGSMITH_API_KEY` | LangSmith API key (secret) | unset |
-//! | `LANGSMITH_AUTH_ENDPOINT` | API-key verification and reports | `https://api.smith.langchain.com` |
-//! | `BEACON_URL` | license verification and reports | `https://beacon.langchain.com` |
-//! | `BEACON_INTERVAL_SECS` | report interval, 1..=86400 | 300 |
-//! | `BEACON_TIMEOUT_SECS` | request timeout, 1..=600 | 30 |
-//! | `BEACON_OFFLINE` | send nothing: `true`/`false`/`1`/`0`/`yes`/`no` | false |
-//! | `BEACON_SPOOL_DIR` | where unsent reports are kept | unset |
-//! | `BEACON_CA_CERT` | extra CA certificate(s), PEM | unset |
-//! | `BEACON_CHECKPOINT_SECS` | how often counts are checkpointed, 1..=3600 | 5 |
+//! | license key (secret) | `LANGGRAPH_CLOUD_LICENSE_KEY` | unset |
+//! | API key (secret) | `LANGSMITH_CONTROL_PLANE_API_KEY`, `LANGSMITH_API_KEY`, `LANGCHAIN_API_KEY` | unset |
+//! | auth endpoint: API-key verification and reports | `LANGSMITH_AUTH_ENDPOINT`, `LANGCHAIN_ENDPOINT`, `LANGSMITH_ENDPOINT` | `https://api.smith.langchain.com` |
+//! | Beacon: license verification and reports | `BEACON_URL` | `https://beacon.langchain.com` |
+//! | wire dialect of the license destination | `BEACON_WIRE`: `published` or `langgraph-api` | `published` |
+//! | report interval, 1..=86400 s | `BEACON_INTERVAL_SECS` | 300 |
+//! | request timeout, 1..=600 s | `BEACON_TIMEOUT_SECS` | 30 |
+//! | send nothing: `true`/`false`/`1`/`0`/`yes`/`no` | `BEACON_OFFLINE` | false |
+//! | where unsent reports are kept | `BEACON_SPOOL_DIR` | unset |
+//! | extra CA certificate(s), PEM | `BEACON_CA_CERT` | unset |
+//! | how often counts are checkpointed, 1..=3600 s | `BEACON_CHECKPOINT_SECS` | 5 |
 //!
-//! Values are trimmed; an empty value counts as unset. A value that is not
-//! UTF-8, longer than [`MAX_VALUE_BYTES`] (secrets: [`MAX_SECRET_BYTES`]) or
-//! otherwise wrong is a [`ConfigError`] naming the variable, the value (never
-//! for a secret) and the fix. URLs must be `https`, except plain `http` to a
-//! loopback address.
+//! The precedence lists are the reference platform's (`langgraph-api`).
+//! Values are trimmed; an empty value counts as unset, so the next variable
+//! in the list is read. Only the winning variable is checked: a value that
+//! is not UTF-8, longer than [`MAX_VALUE_BYTES`] (secrets:
+//! [`MAX_SECRET_BYTES`]) or otherwise wrong is a [`ConfigError`] naming that
+//! variable, the value (never for a secret) and the fix. URLs must be
+//! `https`, except plain `http` to a loopback address. [`Config::sources`]
+//! records which variable each value came from.
+//!
+//! Who gets what ([`Config::credentials`]): an online (`lcl_`) license
+//! reports to the Beacon; an API key reports to the auth endpoint; a license
+//! without `lcl_` is never sent anywhere. Nothing is sent when
+//! `BEACON_OFFLINE` is true, or when the only credential is such an offline
+//! license ([`Config::is_offline`]).
 
 use crate::secret::Secret;
-use crate::wire::Credential;
+use crate::wire::{Credential, Dialect};
 use reqwest::Url;
 use std::ffi::OsString;
 use std::fmt;
@@ -30,10 +41,24 @@ use std::time::Duration;
 
 /// `LANGGRAPH_CLOUD_LICENSE_KEY`
 pub const ENV_LICENSE_KEY: &str = "LANGGRAPH_CLOUD_LICENSE_KEY";
-/// `LANGSMITH_API_KEY`
+/// `LANGSMITH_CONTROL_PLANE_API_KEY`: the API key, first choice.
+pub const ENV_CONTROL_PLANE_API_KEY: &str = "LANGSMITH_CONTROL_PLANE_API_KEY";
+/// `LANGSMITH_API_KEY`: the API key, second choice.
 pub const ENV_API_KEY: &str = "LANGSMITH_API_KEY";
-/// `LANGSMITH_AUTH_ENDPOINT`
+/// `LANGCHAIN_API_KEY`: the API key, last choice (legacy name).
+pub const ENV_LEGACY_API_KEY: &str = "LANGCHAIN_API_KEY";
+/// The API key's variables, first set wins.
+pub const API_KEY_VARS: [&str; 3] = [ENV_CONTROL_PLANE_API_KEY, ENV_API_KEY, ENV_LEGACY_API_KEY];
+/// `LANGSMITH_AUTH_ENDPOINT`: the auth endpoint, first choice.
 pub const ENV_AUTH_ENDPOINT: &str = "LANGSMITH_AUTH_ENDPOINT";
+/// `LANGCHAIN_ENDPOINT`: the auth endpoint, second choice (legacy name).
+pub const ENV_LEGACY_ENDPOINT: &str = "LANGCHAIN_ENDPOINT";
+/// `LANGSMITH_ENDPOINT`: the auth endpoint, last choice.
+pub const ENV_ENDPOINT: &str = "LANGSMITH_ENDPOINT";
+/// The auth endpoint's variables, first set wins.
+pub const AUTH_ENDPOINT_VARS: [&str; 3] = [ENV_AUTH_ENDPOINT, ENV_LEGACY_ENDPOINT, ENV_ENDPOINT];
+/// `BEACON_WIRE`: the license destination's wire dialect.
+pub const ENV_WIRE: &str = "BEACON_WIRE";
 /// `BEACON_URL`
 pub const ENV_BEACON_URL: &str = "BEACON_URL";
 /// `BEACON_INTERVAL_SECS`
@@ -95,6 +120,17 @@ pub enum ConfigError {
     BadSecret {
         /// The variable.
         var: &'static str,
+    },
+    /// A wire dialect that is neither `published` nor `langgraph-api`.
+    #[error(
+        "{var} is {value:?}; set it to published (the published format, the default) or \
+         langgraph-api (what the langgraph-api package sends), or unset it"
+    )]
+    BadDialect {
+        /// The variable.
+        var: &'static str,
+        /// The value.
+        value: String,
     },
     /// A number of seconds that is not a whole number in range.
     #[error(
@@ -179,6 +215,10 @@ impl ConfigError {
                 var,
                 value: clean(value),
             },
+            ConfigError::BadDialect { var, value } => ConfigError::BadDialect {
+                var,
+                value: clean(value),
+            },
             ConfigError::BadUrl { var, value, reason } => ConfigError::BadUrl {
                 var,
                 value: clean(value),
@@ -207,6 +247,7 @@ impl ConfigError {
             | ConfigError::BadSecret { var }
             | ConfigError::BadSeconds { var, .. }
             | ConfigError::BadBool { var, .. }
+            | ConfigError::BadDialect { var, .. }
             | ConfigError::BadCaCert { var, .. } => var,
             ConfigError::BadUrl { var, .. } | ConfigError::InsecureUrl { var, .. } => var,
         }
@@ -236,12 +277,96 @@ impl fmt::Debug for CaCert {
 pub struct Destination {
     /// What the requests carry.
     pub credential: Credential,
+    /// The wire dialect of the reports ([`Config::wire`]; it changes only
+    /// a license's path and field).
+    pub dialect: Dialect,
     /// Where the credential is verified: `{beacon}/v1/beacon/verify` for a
-    /// license, `{auth}/auth` for an API key.
+    /// license, `{auth}/auth` for an API key (both dialects).
     pub verify_url: Url,
-    /// Where reports are posted: `{beacon}/v1/metadata/submit` for a
-    /// license, `{auth}/v1/metadata/submit` for an API key.
+    /// Where reports are posted: [`Config::license_report_url`] for a
+    /// license, [`Config::api_key_report_url`] for an API key.
     pub submit_url: Url,
+}
+
+impl Destination {
+    /// What to do when nothing takes reports at [`Self::submit_url`]
+    /// (`404`/`405`): for a license, try the other wire dialect
+    /// ([`ENV_WIRE`]) or check [`ENV_BEACON_URL`]; for an API key (whose
+    /// path is the same in both dialects), check the auth endpoint.
+    pub fn no_report_path_hint(&self) -> String {
+        match self.credential {
+            Credential::License(_) => format!(
+                "the Beacon may speak the other wire dialect: {ENV_WIRE} is {} (path {}), \
+                 try {ENV_WIRE}={} (path {}); or check {ENV_BEACON_URL}",
+                self.dialect,
+                self.dialect.license_report_path().join("/"),
+                self.dialect.other(),
+                self.dialect.other().license_report_path().join("/"),
+            ),
+            Credential::ApiKey(_) => format!(
+                "check the auth endpoint ({}): reports go to {{auth}}/v1/metadata/submit, or \
+                 {{auth}}/metadata/submit when its path already contains /api/v1 (a self-hosted control plane); \
+                 {ENV_WIRE} does not change this path",
+                AUTH_ENDPOINT_VARS.join(", then ")
+            ),
+        }
+    }
+}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This environment variable.
+    Var(&'static str),
+    /// No variable is set; the built-in default applies.
+    Default,
+    /// No variable is set and there is no default.
+    Unset,
+}
+
+impl Source {
+    /// The variable, if the value came from one.
+    pub fn var(self) -> Option<&'static str> {
+        match self {
+            Source::Var(v) => Some(v),
+            Source::Default | Source::Unset => None,
+        }
+    }
+
+    fn of(var: Option<&'static str>, has_default: bool) -> Source {
+        match (var, has_default) {
+            (Some(v), _) => Source::Var(v),
+            (None, true) => Source::Default,
+            (None, false) => Source::Unset,
+        }
+    }
+}
+
+/// Which variable each value of a [`Config`] came from (field for field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sources {
+    /// Of [`Config::license_key`].
+    pub license_key: Source,
+    /// Of [`Config::api_key`]: one of [`API_KEY_VARS`].
+    pub api_key: Source,
+    /// Of [`Config::auth_endpoint`]: one of [`AUTH_ENDPOINT_VARS`].
+    pub auth_endpoint: Source,
+    /// Of [`Config::beacon_url`].
+    pub beacon_url: Source,
+    /// Of [`Config::wire`].
+    pub wire: Source,
+    /// Of [`Config::interval`].
+    pub interval: Source,
+    /// Of [`Config::timeout`].
+    pub timeout: Source,
+    /// Of [`Config::offline`].
+    pub offline: Source,
+    /// Of [`Config::spool_dir`].
+    pub spool_dir: Source,
+    /// Of [`Config::ca_cert`].
+    pub ca_cert: Source,
+    /// Of [`Config::checkpoint_interval`].
+    pub checkpoint_interval: Source,
 }
 
 /// The whole configuration. `Debug` shows credentials redacted.
@@ -249,12 +374,14 @@ pub struct Destination {
 pub struct Config {
     /// `LANGGRAPH_CLOUD_LICENSE_KEY`
     pub license_key: Option<Secret>,
-    /// `LANGSMITH_API_KEY`
+    /// The first set of [`API_KEY_VARS`].
     pub api_key: Option<Secret>,
-    /// `LANGSMITH_AUTH_ENDPOINT`
+    /// The first set of [`AUTH_ENDPOINT_VARS`].
     pub auth_endpoint: Url,
     /// `BEACON_URL`
     pub beacon_url: Url,
+    /// `BEACON_WIRE`: the dialect reports are sent in.
+    pub wire: Dialect,
     /// `BEACON_INTERVAL_SECS`
     pub interval: Duration,
     /// `BEACON_TIMEOUT_SECS`
@@ -267,6 +394,8 @@ pub struct Config {
     pub ca_cert: Option<CaCert>,
     /// `BEACON_CHECKPOINT_SECS`
     pub checkpoint_interval: Duration,
+    /// Which variable each value came from.
+    pub sources: Sources,
 }
 
 impl fmt::Debug for Config {
@@ -276,12 +405,14 @@ impl fmt::Debug for Config {
             .field("api_key", &self.api_key)
             .field("auth_endpoint", &self.auth_endpoint.as_str())
             .field("beacon_url", &self.beacon_url.as_str())
+            .field("wire", &self.wire)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("offline", &self.offline)
             .field("spool_dir", &self.spool_dir)
             .field("ca_cert", &self.ca_cert)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -296,25 +427,49 @@ impl Config {
     /// certificate file, if one is named; touches nothing else.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
         let env = Env(&lookup);
-        let license_key = env.secret(ENV_LICENSE_KEY)?;
-        let api_key = env.secret(ENV_API_KEY)?;
+        let license_var = env.first(&[ENV_LICENSE_KEY], MAX_SECRET_BYTES)?;
+        let api_var = env.first(&API_KEY_VARS, MAX_SECRET_BYTES)?;
+        let license_key = license_var.map(|v| env.secret(v)).transpose()?.flatten();
+        let api_key = api_var.map(|v| env.secret(v)).transpose()?.flatten();
         // A key pasted into another variable (say, two variables swapped)
         // is shown in that variable's error: redact it there.
         let secrets: Vec<&Secret> = license_key.iter().chain(&api_key).collect();
-        Config::from_env_with(&env, license_key.clone(), api_key.clone())
-            .map_err(|e| e.without_secrets(&secrets))
+        let keys = Keys {
+            license_key: license_key.clone(),
+            license_var,
+            api_key: api_key.clone(),
+            api_var,
+        };
+        Config::from_env_with(&env, keys).map_err(|e| e.without_secrets(&secrets))
     }
 
     fn from_env_with<F: Fn(&str) -> Option<OsString>>(
         env: &Env<'_, F>,
-        license_key: Option<Secret>,
-        api_key: Option<Secret>,
+        keys: Keys,
     ) -> Result<Config, ConfigError> {
+        let auth_var = env.first(&AUTH_ENDPOINT_VARS, MAX_VALUE_BYTES)?;
+        let set = |var: &'static str| -> Result<Option<&'static str>, ConfigError> {
+            env.first(&[var], MAX_VALUE_BYTES)
+        };
+        let sources = Sources {
+            license_key: Source::of(keys.license_var, false),
+            api_key: Source::of(keys.api_var, false),
+            auth_endpoint: Source::of(auth_var, true),
+            beacon_url: Source::of(set(ENV_BEACON_URL)?, true),
+            wire: Source::of(set(ENV_WIRE)?, true),
+            interval: Source::of(set(ENV_INTERVAL)?, true),
+            timeout: Source::of(set(ENV_TIMEOUT)?, true),
+            offline: Source::of(set(ENV_OFFLINE)?, true),
+            spool_dir: Source::of(set(ENV_SPOOL_DIR)?, false),
+            ca_cert: Source::of(set(ENV_CA_CERT)?, false),
+            checkpoint_interval: Source::of(set(ENV_CHECKPOINT)?, true),
+        };
         Ok(Config {
-            license_key,
-            api_key,
-            auth_endpoint: env.url(ENV_AUTH_ENDPOINT, DEFAULT_AUTH_ENDPOINT)?,
+            license_key: keys.license_key,
+            api_key: keys.api_key,
+            auth_endpoint: env.url(auth_var.unwrap_or(ENV_AUTH_ENDPOINT), DEFAULT_AUTH_ENDPOINT)?,
             beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
+            wire: env.dialect(ENV_WIRE)?.unwrap_or_default(),
             interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
             timeout: env.seconds(ENV_TIMEOUT, 30, 1, 600)?,
             offline: env.boolean(ENV_OFFLINE)?.unwrap_or(false),
@@ -324,6 +479,7 @@ impl Config {
                 .map(|p| load_ca_cert(ENV_CA_CERT, Path::new(&p)))
                 .transpose()?,
             checkpoint_interval: env.seconds(ENV_CHECKPOINT, 5, 1, 3600)?,
+            sources,
         })
     }
 
@@ -339,40 +495,88 @@ impl Config {
         })
     }
 
-    /// True if nothing may be sent: `BEACON_OFFLINE` is true, or the license
-    /// key is an offline (air-gapped) license, i.e. lacks the `lcl_` prefix.
+    /// True if nothing may be sent at all: `BEACON_OFFLINE` is true, or the
+    /// license key is an offline (air-gapped) license, i.e. lacks the `lcl_`
+    /// prefix, and no API key is set. (With an API key, an offline license
+    /// is simply never sent, and the API key still reports.)
     pub fn is_offline(&self) -> bool {
-        self.offline
-            || self
-                .license_key
-                .as_ref()
-                .is_some_and(|k| !k.is_online_license())
+        self.offline || (self.has_offline_license() && self.api_key.is_none())
     }
 
-    /// Where reports will go: the license key to the Beacon, the API key to
-    /// the auth endpoint, in that order. Empty when [offline](Self::is_offline)
-    /// or when no credential is set.
+    /// True if a license key is set that lacks the `lcl_` prefix: it never
+    /// leaves the process, whatever else is set.
+    pub fn has_offline_license(&self) -> bool {
+        self.license_key
+            .as_ref()
+            .is_some_and(|k| !k.is_online_license())
+    }
+
+    /// Where reports will go: an online (`lcl_`) license key to the Beacon,
+    /// the API key to the auth endpoint, in that order. Empty when
+    /// [offline](Self::is_offline) or when no credential is set. An offline
+    /// license is never among them.
     pub fn credentials(&self) -> Vec<Destination> {
         if self.is_offline() {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        if let Some(k) = &self.license_key {
-            out.push(Destination {
-                credential: Credential::License(k.clone()),
-                verify_url: join(&self.beacon_url, "v1/beacon/verify"),
-                submit_url: join(&self.beacon_url, "v1/metadata/submit"),
-            });
-        }
-        if let Some(k) = &self.api_key {
-            out.push(Destination {
-                credential: Credential::ApiKey(k.clone()),
-                verify_url: join(&self.auth_endpoint, "auth"),
-                submit_url: join(&self.auth_endpoint, "v1/metadata/submit"),
-            });
-        }
-        out
+        let license = self
+            .license_key
+            .iter()
+            .filter(|k| k.is_online_license())
+            .map(|k| Credential::License(k.clone()));
+        let api_key = self.api_key.iter().map(|k| Credential::ApiKey(k.clone()));
+        license
+            .chain(api_key)
+            .map(|c| self.destination(c))
+            .collect()
     }
+
+    /// Where `credential` would be verified and report to under this
+    /// configuration (whether or not it is [sent](Self::credentials)).
+    pub fn destination(&self, credential: Credential) -> Destination {
+        let (verify_url, submit_url) = match &credential {
+            Credential::License(_) => (
+                join(&self.beacon_url, "v1/beacon/verify"),
+                self.license_report_url(self.wire),
+            ),
+            Credential::ApiKey(_) => (join(&self.auth_endpoint, "auth"), self.api_key_report_url()),
+        };
+        Destination {
+            credential,
+            dialect: self.wire,
+            verify_url,
+            submit_url,
+        }
+    }
+
+    /// Where a license's reports go in `dialect`:
+    /// `{beacon}/v1/metadata/submit` (published) or
+    /// `{beacon}/v1/beacon/metadata/submit` (langgraph-api).
+    pub fn license_report_url(&self, dialect: Dialect) -> Url {
+        join(&self.beacon_url, &dialect.license_report_path().join("/"))
+    }
+
+    /// Where an API key's reports go, in both dialects:
+    /// `{auth}/v1/metadata/submit`, or `{auth}/metadata/submit` when the
+    /// auth endpoint's path already contains `/api/v1` (a self-hosted
+    /// control plane). The rule is the reference reporter's, which applies
+    /// it to the auth endpoint whatever the license destination does, so it
+    /// holds in both dialects.
+    pub fn api_key_report_url(&self) -> Url {
+        if self.auth_endpoint.path().contains("/api/v1") {
+            join(&self.auth_endpoint, "metadata/submit")
+        } else {
+            join(&self.auth_endpoint, "v1/metadata/submit")
+        }
+    }
+}
+
+/// The credentials read, and the variables they came from.
+struct Keys {
+    license_key: Option<Secret>,
+    license_var: Option<&'static str>,
+    api_key: Option<Secret>,
+    api_var: Option<&'static str>,
 }
 
 /// `path` under `base`, keeping every segment of `base`'s path
@@ -538,6 +742,31 @@ impl<F: Fn(&str) -> Option<OsString>> Env<'_, F> {
             });
         }
         Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+
+    /// The first of `vars` that is set (non-empty), checking each one read
+    /// on the way (not UTF-8 or longer than `max` is an error).
+    fn first(
+        &self,
+        vars: &[&'static str],
+        max: usize,
+    ) -> Result<Option<&'static str>, ConfigError> {
+        for var in vars {
+            if self.raw(var, max)?.is_some() {
+                return Ok(Some(var));
+            }
+        }
+        Ok(None)
+    }
+
+    fn dialect(&self, var: &'static str) -> Result<Option<Dialect>, ConfigError> {
+        let Some(s) = self.text(var)? else {
+            return Ok(None);
+        };
+        s.parse().map(Some).map_err(|_| ConfigError::BadDialect {
+            var,
+            value: shown(&s),
+        })
     }
 
     fn text(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
@@ -971,9 +1200,194 @@ mod tests {
         );
         assert!(!load(&[(ENV_LICENSE_KEY, LICENSE)]).unwrap().is_offline());
         assert!(!load(&[(ENV_API_KEY, API_KEY)]).unwrap().is_offline());
+        // The platform's rule: an offline license turns reporting off only
+        // when no API key is set; with one, the API key reports alone and
+        // the license is never sent.
         let c = load(&[(ENV_LICENSE_KEY, OFFLINE_LICENSE), (ENV_API_KEY, API_KEY)]).unwrap();
+        assert!(!c.is_offline());
+        assert!(c.has_offline_license());
+        let d = c.credentials();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].credential, Credential::ApiKey(Secret::new(API_KEY)));
+        // BEACON_OFFLINE wins over everything.
+        let c = load(&[
+            (ENV_OFFLINE, "true"),
+            (ENV_LICENSE_KEY, LICENSE),
+            (ENV_API_KEY, API_KEY),
+        ])
+        .unwrap();
         assert!(c.is_offline());
         assert!(c.credentials().is_empty(), "offline sends nothing at all");
+        // No credential: not offline, but nothing to send.
+        let c = load(&[]).unwrap();
+        assert!(!c.is_offline() && c.credentials().is_empty());
+    }
+
+    #[test]
+    fn api_key_and_auth_endpoint_follow_the_platform_precedence() {
+        const CP: &str = "lsv2_pt_controlplane0123456789";
+        const LEGACY: &str = "lsv2_pt_legacykey0123456789ab";
+        let pick = |pairs: &[(&str, &str)]| {
+            let c = load(pairs).unwrap();
+            (c.api_key.map(|k| k.expose().to_owned()), c.sources.api_key)
+        };
+        let all = [
+            (ENV_CONTROL_PLANE_API_KEY, CP),
+            (ENV_API_KEY, API_KEY),
+            (ENV_LEGACY_API_KEY, LEGACY),
+        ];
+        assert_eq!(
+            pick(&all),
+            (Some(CP.to_owned()), Source::Var(ENV_CONTROL_PLANE_API_KEY))
+        );
+        assert_eq!(
+            pick(&all[1..]),
+            (Some(API_KEY.to_owned()), Source::Var(ENV_API_KEY))
+        );
+        assert_eq!(
+            pick(&all[2..]),
+            (Some(LEGACY.to_owned()), Source::Var(ENV_LEGACY_API_KEY))
+        );
+        // Empty counts as unset: the next one is read.
+        assert_eq!(
+            pick(&[
+                (ENV_CONTROL_PLANE_API_KEY, " "),
+                (ENV_LEGACY_API_KEY, LEGACY)
+            ]),
+            (Some(LEGACY.to_owned()), Source::Var(ENV_LEGACY_API_KEY))
+        );
+        assert_eq!(pick(&[]), (None, Source::Unset));
+        // A shadowed variable is not read at all, so it cannot fail.
+        assert!(load(&[(ENV_CONTROL_PLANE_API_KEY, CP), (ENV_API_KEY, "bad key")]).is_ok());
+        let err = load(&[
+            (ENV_CONTROL_PLANE_API_KEY, "bad key"),
+            (ENV_API_KEY, API_KEY),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var(), ENV_CONTROL_PLANE_API_KEY);
+
+        let auth = |pairs: &[(&str, &str)]| {
+            let c = load(pairs).unwrap();
+            (c.auth_endpoint.to_string(), c.sources.auth_endpoint)
+        };
+        let all = [
+            (ENV_AUTH_ENDPOINT, "https://a.example.com"),
+            (ENV_LEGACY_ENDPOINT, "https://b.example.com"),
+            (ENV_ENDPOINT, "https://c.example.com"),
+        ];
+        assert_eq!(
+            auth(&all),
+            (
+                "https://a.example.com/".to_owned(),
+                Source::Var(ENV_AUTH_ENDPOINT)
+            )
+        );
+        assert_eq!(
+            auth(&all[1..]),
+            (
+                "https://b.example.com/".to_owned(),
+                Source::Var(ENV_LEGACY_ENDPOINT)
+            )
+        );
+        assert_eq!(
+            auth(&all[2..]),
+            (
+                "https://c.example.com/".to_owned(),
+                Source::Var(ENV_ENDPOINT)
+            )
+        );
+        assert_eq!(
+            auth(&[]),
+            (
+                "https://api.smith.langchain.com/".to_owned(),
+                Source::Default
+            )
+        );
+        // An error names the variable the value came from.
+        let err = load(&[(ENV_LEGACY_ENDPOINT, "http://evil.example.com")]).unwrap_err();
+        assert_eq!(err.var(), ENV_LEGACY_ENDPOINT);
+    }
+
+    #[test]
+    fn every_value_records_its_source() {
+        let c = load(&[(ENV_LICENSE_KEY, LICENSE), (ENV_WIRE, "langgraph-api")]).unwrap();
+        assert_eq!(c.sources.license_key, Source::Var(ENV_LICENSE_KEY));
+        assert_eq!(c.sources.wire, Source::Var(ENV_WIRE));
+        assert_eq!(c.sources.beacon_url, Source::Default);
+        assert_eq!(c.sources.spool_dir, Source::Unset);
+        assert_eq!(c.sources.ca_cert, Source::Unset);
+        assert_eq!(c.sources.interval, Source::Default);
+        assert_eq!(c.wire, Dialect::LanggraphApi);
+        assert_eq!(load(&[]).unwrap().wire, Dialect::Published);
+    }
+
+    #[test]
+    fn a_bad_dialect_names_both_choices() {
+        let err = load(&[(ENV_WIRE, "beacon-v2")]).unwrap_err();
+        assert_eq!(err.var(), ENV_WIRE);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"beacon-v2\"")
+                && msg.contains("published")
+                && msg.contains("langgraph-api"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_dialect_sets_the_license_path_and_the_api_v1_rule_the_api_key_path() {
+        for (wire, license_url) in [
+            (
+                "published",
+                "https://beacon.example.com/x/v1/metadata/submit",
+            ),
+            (
+                "langgraph-api",
+                "https://beacon.example.com/x/v1/beacon/metadata/submit",
+            ),
+        ] {
+            for (auth, api_url) in [
+                (
+                    "https://api.example.com",
+                    "https://api.example.com/v1/metadata/submit",
+                ),
+                (
+                    "https://cp.example.com/api/v1",
+                    "https://cp.example.com/api/v1/metadata/submit",
+                ),
+                (
+                    "https://cp.example.com/api/v1/",
+                    "https://cp.example.com/api/v1/metadata/submit",
+                ),
+                (
+                    "https://cp.example.com/ls/api/v1",
+                    "https://cp.example.com/ls/api/v1/metadata/submit",
+                ),
+                (
+                    "https://cp.example.com/api",
+                    "https://cp.example.com/api/v1/metadata/submit",
+                ),
+            ] {
+                let c = load(&[
+                    (ENV_LICENSE_KEY, LICENSE),
+                    (ENV_API_KEY, API_KEY),
+                    (ENV_BEACON_URL, "https://beacon.example.com/x"),
+                    (ENV_AUTH_ENDPOINT, auth),
+                    (ENV_WIRE, wire),
+                ])
+                .unwrap();
+                let d = c.credentials();
+                assert_eq!(d[0].submit_url.as_str(), license_url, "{wire}");
+                assert_eq!(d[1].submit_url.as_str(), api_url, "{wire} {auth}");
+                assert!(d.iter().all(|d| d.dialect == c.wire));
+                // Verification paths do not depend on the dialect.
+                assert_eq!(
+                    d[0].verify_url.as_str(),
+                    "https://beacon.example.com/x/v1/beacon/verify"
+                );
+                assert!(d[0].no_report_path_hint().contains(ENV_WIRE));
+            }
+        }
     }
 
     #[test]

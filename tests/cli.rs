@@ -10,7 +10,7 @@ use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{
     Checkpoint, Destination, EXPORT_FORMAT, Spool, SpoolExport, SpoolLimits, SpooledWindow,
 };
-use beacon_meter::wire::ReportBody;
+use beacon_meter::wire::{Dialect, ReportBody};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -255,7 +255,8 @@ fn sink_runs_until_interrupted_and_prints_totals() {
         };
         let outcome = http
             .submit(
-                &base,
+                &base.join("v1/metadata/submit").unwrap(),
+                Dialect::Published,
                 &Credential::License(Secret::new(LICENSE)),
                 &body,
                 Uuid::new_v4(),

@@ -11,7 +11,7 @@ use beacon_meter::client::{
     LicenseSettings, LicenseVerifier, SubmitOutcome, Verification,
 };
 use beacon_meter::secret::Secret;
-use beacon_meter::wire::{Credential, ReportBody, encode_report};
+use beacon_meter::wire::{Credential, Dialect, ReportBody, encode_report, encode_report_in};
 use chrono::{TimeZone, Utc};
 use jwt::{Es256, b64, signing_input};
 use reqwest::Url;
@@ -316,6 +316,11 @@ fn body() -> ReportBody {
     }
 }
 
+/// The published report URL under `base` (what the configuration builds).
+fn report_url(base: &Url) -> Url {
+    base.join("v1/metadata/submit").unwrap()
+}
+
 fn license() -> Credential {
     Credential::License(Secret::new(LICENSE))
 }
@@ -401,7 +406,13 @@ async fn nothing_connects_on_construction() {
 async fn insecure_urls_are_refused() {
     let plain = Url::parse("http://beacon.example.com").unwrap();
     let outcome = client()
-        .submit(&plain, &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&plain),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await;
     assert!(
         matches!(outcome, Err(ClientError::InsecureUrl { .. })),
@@ -462,7 +473,13 @@ async fn submit_posts_the_exact_report() {
     let server = TestServer::always(reply(204, "")).await;
     let key = uuid::Uuid::new_v4();
     let outcome = client()
-        .submit(&server.url(), &license(), &body(), key)
+        .submit(
+            &report_url(&server.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            key,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });
@@ -471,7 +488,13 @@ async fn submit_posts_the_exact_report() {
     let prefixed = server.url().join("/prefix/").unwrap();
     let key2 = uuid::Uuid::new_v4();
     let outcome = client()
-        .submit(&prefixed, &api, &body(), key2)
+        .submit(
+            &report_url(&prefixed),
+            Dialect::Published,
+            &api,
+            &body(),
+            key2,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });
@@ -499,6 +522,37 @@ async fn submit_posts_the_exact_report() {
 }
 
 #[tokio::test]
+async fn submit_in_the_langgraph_api_dialect_names_the_field_license_key() {
+    let server = TestServer::always(reply(204, "")).await;
+    let url = server.url().join("v1/beacon/metadata/submit").unwrap();
+    let key = uuid::Uuid::new_v4();
+    let api = Credential::ApiKey(Secret::new(API_KEY));
+    for credential in [license(), api] {
+        let outcome = client()
+            .submit(&url, Dialect::LanggraphApi, &credential, &body(), key)
+            .await
+            .unwrap();
+        assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });
+    }
+    let requests = server.requests();
+    let r = &requests[0];
+    assert_eq!(r.path, "/v1/beacon/metadata/submit");
+    assert_eq!(
+        r.body,
+        encode_report_in(Dialect::LanggraphApi, &license(), &body())
+    );
+    assert_eq!(r.json()["license_key"], LICENSE);
+    assert!(r.json().get("license").is_none());
+    assert_eq!(r.json()["from_timestamp"], "2025-01-06T09:00:00Z");
+    // The API key's field is the same in both dialects.
+    assert_eq!(requests[1].json()["api_key"], API_KEY);
+    assert_eq!(
+        requests[1].header("idempotency-key"),
+        Some(key.to_string().as_str())
+    );
+}
+
+#[tokio::test]
 async fn submit_maps_statuses_to_outcomes() {
     let echo = format!(r#"{{"detail":"bad report for {LICENSE}"}}"#);
     let in_two_minutes = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
@@ -518,17 +572,39 @@ async fn submit_maps_statuses_to_outcomes() {
         (reply(500, "boom"), "retry 500"),
         (reply(502, ""), "retry 502"),
         (reply(304, ""), "retry 304"),
+        (reply(404, echo.clone()), "no path 404"),
+        (reply(405, ""), "no path 405"),
     ];
     for (answer, case) in cases {
         let server = TestServer::always(answer).await;
         let outcome = client()
-            .submit(&server.url(), &license(), &body(), uuid::Uuid::new_v4())
+            .submit(
+                &report_url(&server.url()),
+                Dialect::Published,
+                &license(),
+                &body(),
+                uuid::Uuid::new_v4(),
+            )
             .await
             .unwrap();
         assert_secret_free(&format!("{outcome:?}"));
         match (case, &outcome) {
             ("accepted 200", SubmitOutcome::Accepted { status: 200 })
             | ("accepted 202", SubmitOutcome::Accepted { status: 202 }) => {}
+            (
+                "no path 404" | "no path 405",
+                SubmitOutcome::NoReportPath {
+                    status,
+                    url,
+                    message,
+                },
+            ) => {
+                assert_eq!(case, format!("no path {status}"));
+                assert_eq!(*url, report_url(&server.url()).to_string());
+                if *status == 404 {
+                    assert_eq!(message, "bad report for lcl_…CRET");
+                }
+            }
             (
                 "credential 401",
                 SubmitOutcome::CredentialRejected {
@@ -621,7 +697,8 @@ async fn submit_network_failures_are_retries_with_the_right_doubt() {
     // Nothing listening: the request never left, not in doubt.
     let outcome = client()
         .submit(
-            &closed_port_url().await,
+            &report_url(&closed_port_url().await),
+            Dialect::Published,
             &license(),
             &body(),
             uuid::Uuid::new_v4(),
@@ -647,7 +724,13 @@ async fn submit_network_failures_are_retries_with_the_right_doubt() {
     let started = Instant::now();
     let outcome = HttpClient::new(fast_timeout())
         .unwrap()
-        .submit(&server.url(), &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&server.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -664,7 +747,13 @@ async fn submit_network_failures_are_retries_with_the_right_doubt() {
     // The server reads the request and hangs up: in doubt.
     let server = TestServer::always(Reply::Close).await;
     let outcome = client()
-        .submit(&server.url(), &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&server.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     assert!(
@@ -679,7 +768,13 @@ async fn submit_reads_at_most_max_body_of_an_endless_answer() {
     let server = TestServer::always(Reply::Endless { status: 400 }).await;
     let started = Instant::now();
     let outcome = client()
-        .submit(&server.url(), &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&server.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     // Cut at the cap, well before the 3 s timeout.
@@ -716,7 +811,13 @@ async fn submit_follows_same_origin_redirects_only() {
     .await;
     let key = uuid::Uuid::new_v4();
     let outcome = client()
-        .submit(&server.url(), &license(), &body(), key)
+        .submit(
+            &report_url(&server.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            key,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });
@@ -733,7 +834,13 @@ async fn submit_follows_same_origin_redirects_only() {
     // A redirect loop: 3 redirects followed, the 4th refused.
     let looping = TestServer::always(reply_with(307, &[("location", "/again")], "")).await;
     let outcome = client()
-        .submit(&looping.url(), &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&looping.url()),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     match &outcome {
@@ -755,7 +862,8 @@ async fn submit_follows_same_origin_redirects_only() {
     let redirecting = TestServer::always(reply_with(307, &[("location", &target)], "")).await;
     let outcome = client()
         .submit(
-            &redirecting.url(),
+            &report_url(&redirecting.url()),
+            Dialect::Published,
             &license(),
             &body(),
             uuid::Uuid::new_v4(),
@@ -1364,13 +1472,25 @@ async fn no_secret_reaches_debug_or_error_text() {
         .await;
         let http = client();
         let outcome = http
-            .submit(&server.url(), &license(), &body(), uuid::Uuid::new_v4())
+            .submit(
+                &report_url(&server.url()),
+                Dialect::Published,
+                &license(),
+                &body(),
+                uuid::Uuid::new_v4(),
+            )
             .await
             .unwrap();
         shown.push(format!("{outcome:?}"));
         let api = Credential::ApiKey(Secret::new(API_KEY));
         let outcome = http
-            .submit(&server.url(), &api, &body(), uuid::Uuid::new_v4())
+            .submit(
+                &report_url(&server.url()),
+                Dialect::Published,
+                &api,
+                &body(),
+                uuid::Uuid::new_v4(),
+            )
             .await
             .unwrap();
         shown.push(format!("{outcome:?}"));
@@ -1400,7 +1520,13 @@ async fn no_secret_reaches_debug_or_error_text() {
         .await;
         for credential in [license(), Credential::ApiKey(Secret::new(API_KEY))] {
             let outcome = small
-                .submit(&server.url(), &credential, &body(), uuid::Uuid::new_v4())
+                .submit(
+                    &report_url(&server.url()),
+                    Dialect::Published,
+                    &credential,
+                    &body(),
+                    uuid::Uuid::new_v4(),
+                )
                 .await
                 .unwrap();
             let text = format!("{outcome:?}");
@@ -1458,7 +1584,13 @@ async fn https_with_an_extra_ca_root() {
 
     // The test CA is not a built-in root: the handshake fails, nothing sent.
     let outcome = client()
-        .submit(&url, &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&url),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     assert!(
@@ -1479,7 +1611,13 @@ async fn https_with_an_extra_ca_root() {
     })
     .unwrap();
     let outcome = trusting
-        .submit(&url, &license(), &body(), uuid::Uuid::new_v4())
+        .submit(
+            &report_url(&url),
+            Dialect::Published,
+            &license(),
+            &body(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });

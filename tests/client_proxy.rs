@@ -6,7 +6,7 @@
 
 use beacon_meter::client::{ClientSettings, HttpClient, SubmitOutcome};
 use beacon_meter::secret::Secret;
-use beacon_meter::wire::{Credential, ReportBody};
+use beacon_meter::wire::{Credential, Dialect, ReportBody};
 use chrono::{TimeZone, Utc};
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -47,6 +47,11 @@ async fn recording_server(
         }
     });
     (port, lines, task)
+}
+
+/// The published report URL under `base` (what the configuration builds).
+fn report_url(base: &Url) -> Url {
+    base.join("v1/metadata/submit").unwrap()
 }
 
 fn body() -> ReportBody {
@@ -100,7 +105,13 @@ fn proxies_come_from_the_environment() {
         // (The name is never resolved here: only the proxy would.)
         let far = Url::parse("https://beacon.example.com").unwrap();
         let outcome = client
-            .submit(&far, &credential, &body(), key)
+            .submit(
+                &report_url(&far),
+                Dialect::Published,
+                &credential,
+                &body(),
+                key,
+            )
             .await
             .unwrap();
         assert!(
@@ -117,7 +128,13 @@ fn proxies_come_from_the_environment() {
         // Loopback http by name: through HTTP_PROXY.
         let by_name = Url::parse(&format!("http://localhost:{direct_port}")).unwrap();
         let outcome = client
-            .submit(&by_name, &credential, &body(), key)
+            .submit(
+                &report_url(&by_name),
+                Dialect::Published,
+                &credential,
+                &body(),
+                key,
+            )
             .await
             .unwrap();
         assert!(
@@ -128,7 +145,13 @@ fn proxies_come_from_the_environment() {
         // Listed in NO_PROXY: direct.
         let by_ip = Url::parse(&format!("http://127.0.0.1:{direct_port}")).unwrap();
         let outcome = client
-            .submit(&by_ip, &credential, &body(), key)
+            .submit(
+                &report_url(&by_ip),
+                Dialect::Published,
+                &credential,
+                &body(),
+                key,
+            )
             .await
             .unwrap();
         assert_eq!(outcome, SubmitOutcome::Accepted { status: 204 });

@@ -19,7 +19,7 @@ use beacon_meter::client::{
     SubmitOutcome, Verification,
 };
 use beacon_meter::secret::Secret;
-use beacon_meter::wire::{Credential, ReportBody};
+use beacon_meter::wire::{Credential, Dialect, ReportBody};
 use chrono::{TimeZone, Utc};
 use jwt::{Es256, b64};
 use proptest::prelude::*;
@@ -600,6 +600,7 @@ fn submit_class(status: u16) -> &'static str {
     match status {
         200..=299 => "accepted",
         401 | 403 => "credential",
+        404 | 405 => "no path",
         408 | 429 => "retry",
         400..=499 => "payload",
         _ => "retry",
@@ -612,6 +613,7 @@ fn submit_kind(o: &SubmitOutcome) -> &'static str {
         SubmitOutcome::Retry { .. } => "retry",
         SubmitOutcome::CredentialRejected { .. } => "credential",
         SubmitOutcome::PayloadRejected { .. } => "payload",
+        SubmitOutcome::NoReportPath { .. } => "no path",
     }
 }
 
@@ -631,6 +633,7 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
             server.set(reply.clone());
             let http = client(max_body);
             let base = server.url();
+            let submit_url = base.join("v1/metadata/submit").unwrap();
             rt.block_on(async {
                 let license = Credential::License(Secret::new(LICENSE));
                 let api = Credential::ApiKey(Secret::new(API_KEY));
@@ -645,8 +648,14 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
                 let body = report();
                 let id = uuid::Uuid::new_v4();
                 let (s1, s2, l, a) = tokio::join!(
-                    in_time("submit (license)", http.submit(&base, &license, &body, id)),
-                    in_time("submit (API key)", http.submit(&base, &api, &body, id)),
+                    in_time(
+                        "submit (license)",
+                        http.submit(&submit_url, Dialect::Published, &license, &body, id)
+                    ),
+                    in_time(
+                        "submit (API key)",
+                        http.submit(&submit_url, Dialect::Published, &api, &body, id)
+                    ),
                     in_time("LicenseVerifier::verify", lv.verify()),
                     in_time("ApiKeyVerifier::verify", av.verify()),
                 );
@@ -673,7 +682,8 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
                         prop_assert_eq!(submit_kind(s), want, "HTTP {} gave {:?}", status, s);
                         if let SubmitOutcome::Accepted { status: got }
                         | SubmitOutcome::CredentialRejected { status: got, .. }
-                        | SubmitOutcome::PayloadRejected { status: got, .. } = s
+                        | SubmitOutcome::PayloadRejected { status: got, .. }
+                        | SubmitOutcome::NoReportPath { status: got, .. } = s
                         {
                             prop_assert_eq!(*got, status);
                         }

@@ -32,7 +32,7 @@ use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Faults, Sink, SinkConfig};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow};
-use beacon_meter::wire::{Credential, LogBuffer, LogBufferLayer, ReportBody, Tags};
+use beacon_meter::wire::{Credential, Dialect, LogBuffer, LogBufferLayer, ReportBody, Tags};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -628,7 +628,13 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     let license = Credential::License(Secret::new(LICENSE));
     let api = Credential::ApiKey(Secret::new(API_KEY));
     let e = http
-        .submit(&insecure, &license, &report(), uuid::Uuid::new_v4())
+        .submit(
+            &insecure,
+            Dialect::Published,
+            &license,
+            &report(),
+            uuid::Uuid::new_v4(),
+        )
         .await
         .unwrap_err();
     push(format!("{e:?}"), e.to_string());
@@ -664,12 +670,17 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
         };
         for url in urls {
             let base = reqwest::Url::parse(url).unwrap();
-            for credential in [&license, &api] {
-                let o = http
-                    .submit(&base, credential, &report(), uuid::Uuid::new_v4())
-                    .await
-                    .unwrap();
-                push(format!("{o:?}"), String::new());
+            // Both dialects' paths: a server that knows only one answers
+            // the other with 404, whose outcome quotes the URL and answer.
+            for dialect in Dialect::ALL {
+                let url = base.join(&dialect.license_report_path().join("/")).unwrap();
+                for credential in [&license, &api] {
+                    let o = http
+                        .submit(&url, dialect, credential, &report(), uuid::Uuid::new_v4())
+                        .await
+                        .unwrap();
+                    push(format!("{o:?}"), String::new());
+                }
             }
             let v = LicenseVerifier::new(
                 http.clone(),
@@ -965,7 +976,8 @@ fn the_command_line_never_prints_a_key() {
                 let _ = v.verify().await;
                 let o = http
                     .submit(
-                        &base,
+                        &base.join("v1/metadata/submit").unwrap(),
+                        Dialect::Published,
                         &Credential::License(Secret::new(license)),
                         &report(),
                         uuid::Uuid::new_v4(),
@@ -979,7 +991,8 @@ fn the_command_line_never_prints_a_key() {
                 let _ = a.verify().await;
                 let _ = http
                     .submit(
-                        &base,
+                        &base.join("v1/metadata/submit").unwrap(),
+                        Dialect::Published,
                         &Credential::ApiKey(Secret::new(key)),
                         &report(),
                         uuid::Uuid::new_v4(),

@@ -1,8 +1,10 @@
 //! `beacon-meter preview`: the next usage report(s) this configuration would
 //! send, exactly as they would be POSTed but with the credential redacted.
 //!
-//! * One report per credential: the license key's goes to the Beacon, the
-//!   API key's to the auth endpoint ([`Destination`]).
+//! * One report per destination ([`Config::credentials`]): an online
+//!   license key's goes to the Beacon, the API key's to the auth endpoint,
+//!   each in the wire dialect of `BEACON_WIRE`, shown with its exact URL and
+//!   body. An offline license is never sent, and is said so.
 //! * Counts: the running reporter's open window, from `checkpoint.json` in
 //!   the spool, read without taking the lock; without a checkpoint, a window
 //!   from the last interval boundary to now with zero runs and nodes.
@@ -16,12 +18,13 @@
 use super::args::PreviewArgs;
 use super::exit;
 use super::term::Term;
-use crate::config::{Config, ConfigError, ENV_API_KEY, ENV_LICENSE_KEY, ENV_OFFLINE};
+use crate::config::{Config, ConfigError, ENV_LICENSE_KEY, ENV_OFFLINE, ENV_WIRE};
 use crate::meter::{NODES, RUNS};
 use crate::secret::Secret;
 use crate::spool::{Checkpoint, Destination, FORMAT_VERSION, Spool, SpoolError};
 use crate::wire::{
-    Credential, Plan, ReportBody, TagError, Tags, UsageReport, WindowClock, format_timestamp,
+    Credential, Dialect, Plan, ReportBody, TagError, Tags, UsageReport, WindowClock,
+    encode_report_in, format_timestamp,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::Url;
@@ -87,6 +90,8 @@ pub struct Preview {
     pub destination: Destination,
     /// The URL it would be POSTed to.
     pub submit_url: Url,
+    /// The wire dialect it would be sent in.
+    pub dialect: Dialect,
     /// The report, with the credential field holding the redacted key.
     pub report: UsageReport,
     /// The key, redacted (as in the report).
@@ -98,13 +103,23 @@ pub struct Preview {
     pub closes_at: DateTime<Utc>,
 }
 
+impl Preview {
+    /// The report exactly as it would travel (in its dialect), redacted.
+    pub fn wire_json(&self) -> serde_json::Value {
+        let bytes = encode_report_in(self.dialect, &self.report.credential, &self.report.body);
+        serde_json::from_slice(&bytes).expect("a report encodes as a JSON object")
+    }
+}
+
 /// Everything `preview` shows.
 #[derive(Debug, Clone)]
 pub struct Previews {
-    /// One per credential, license first.
+    /// One per destination, license first.
     pub reports: Vec<Preview>,
     /// Why nothing would be sent, if the deployment is offline.
     pub offline: Option<String>,
+    /// Why the license is not sent although the API key is, if so.
+    pub withheld: Option<String>,
     /// The spool directory the checkpoint was looked for in.
     pub spool_dir: PathBuf,
 }
@@ -116,7 +131,8 @@ pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> Result<(), Pr
     let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
     let previews = build(&config, &tags, &spool_dir, Utc::now());
     if args.json {
-        let reports: Vec<&UsageReport> = previews.reports.iter().map(|p| &p.report).collect();
+        let reports: Vec<serde_json::Value> =
+            previews.reports.iter().map(Preview::wire_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
     } else {
         render(&previews, &config, term, Utc::now(), out)?;
@@ -132,28 +148,34 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     let checkpoint = read_checkpoint(spool_dir);
     let now = truncate_ms(now);
 
+    // Offline, every credential's report is shown as it would look (the
+    // spool keeps them for export); online, those that are sent.
+    let destinations = if config.is_offline() {
+        let license = config
+            .license_key
+            .iter()
+            .map(|k| Credential::License(k.clone()));
+        let api_key = config.api_key.iter().map(|k| Credential::ApiKey(k.clone()));
+        license
+            .chain(api_key)
+            .map(|c| config.destination(c))
+            .collect()
+    } else {
+        config.credentials()
+    };
     // The report carries the redacted form in place of the key.
-    let mut wanted = Vec::new();
-    if let Some(k) = &config.license_key {
-        wanted.push((
-            Destination::Beacon,
-            k.redacted(),
-            Credential::License(Secret::new(k.redacted())),
-            join(&config.beacon_url, "v1/metadata/submit"),
-        ));
-    }
-    if let Some(k) = &config.api_key {
-        wanted.push((
-            Destination::Auth,
-            k.redacted(),
-            Credential::ApiKey(Secret::new(k.redacted())),
-            join(&config.auth_endpoint, "v1/metadata/submit"),
-        ));
-    }
+    let wanted = destinations.into_iter().map(|d| {
+        let key = d.credential.secret().redacted();
+        let (destination, credential) = match &d.credential {
+            Credential::License(_) => (Destination::Beacon, Credential::License(Secret::new(&key))),
+            Credential::ApiKey(_) => (Destination::Auth, Credential::ApiKey(Secret::new(&key))),
+        };
+        (destination, key, credential, d.submit_url, d.dialect)
+    });
 
     let reports = wanted
         .into_iter()
-        .map(|(destination, key, credential, submit_url)| {
+        .map(|(destination, key, credential, submit_url, dialect)| {
             let open = match &checkpoint {
                 Ok(cp) => cp.windows.iter().find(|w| w.destination == destination),
                 Err(_) => None,
@@ -189,6 +211,7 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
                 destination,
                 key,
                 submit_url,
+                dialect,
                 report: UsageReport {
                     credential,
                     body: ReportBody {
@@ -208,6 +231,7 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     Previews {
         reports,
         offline: offline_reason(config),
+        withheld: withheld_license(config),
         spool_dir: spool_dir.to_path_buf(),
     }
 }
@@ -216,17 +240,24 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
 pub(crate) fn offline_reason(config: &Config) -> Option<String> {
     if config.offline {
         Some(format!("{ENV_OFFLINE} is true"))
-    } else if config
-        .license_key
-        .as_ref()
-        .is_some_and(|k| !k.is_online_license())
-    {
+    } else if config.is_offline() {
         Some(format!(
-            "{ENV_LICENSE_KEY} is an offline (air-gapped) license: it does not start with lcl_"
+            "{ENV_LICENSE_KEY} is an offline (air-gapped) license: it does not start with lcl_, \
+             and no API key is set"
         ))
     } else {
         None
     }
+}
+
+/// Why the license is not sent while the API key reports, if that is so.
+pub(crate) fn withheld_license(config: &Config) -> Option<String> {
+    (!config.is_offline() && config.has_offline_license()).then(|| {
+        format!(
+            "{ENV_LICENSE_KEY} is an offline (air-gapped) license (no lcl_ prefix): it is never \
+             sent anywhere; reports go to the API-key destination only"
+        )
+    })
 }
 
 /// The checkpoint, or why there is none to read. Never takes the lock and
@@ -276,9 +307,13 @@ fn render(
         writeln!(
             out,
             "No credential is set, so no report would be sent: set {ENV_LICENSE_KEY} (enterprise \
-             license) or {ENV_API_KEY} (LangSmith API key)."
+             license) or {} (LangSmith API key).",
+            crate::config::API_KEY_VARS.join(" / ")
         )?;
         return Ok(());
+    }
+    if let Some(why) = &p.withheld {
+        writeln!(out, "{} {why}.\n", term.warn("Note:"))?;
     }
     if let Some(why) = &p.offline {
         writeln!(
@@ -319,13 +354,19 @@ fn render(
             format_timestamp(&r.report.body.from_timestamp),
             format_timestamp(&r.closes_at)
         )?;
+        writeln!(
+            out,
+            "  wire dialect: {} ({ENV_WIRE}; the credential travels in \"{}\")",
+            r.dialect,
+            r.report.credential.field_in(r.dialect)
+        )?;
         writeln!(out, "  counts: {}", counts_text(&r.counts, p, config, now))?;
         writeln!(
             out,
             "  tags: from this environment; tags the application sets itself (versions, \
              user_app flags) show their defaults"
         )?;
-        let json = serde_json::to_string_pretty(&r.report).map_err(io::Error::other)?;
+        let json = serde_json::to_string_pretty(&r.wire_json()).map_err(io::Error::other)?;
         writeln!(out, "{json}")?;
         if i + 1 < total {
             writeln!(out)?;
@@ -373,17 +414,6 @@ fn counts_text(c: &Counts, p: &Previews, config: &Config, now: DateTime<Utc>) ->
     }
 }
 
-/// `path` under `base`, keeping every segment of `base`'s path (as the
-/// library does).
-fn join(base: &Url, path: &str) -> Url {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let p = format!("{}/", base.path());
-        base.set_path(&p);
-    }
-    base.join(path).unwrap_or(base)
-}
-
 /// The last UTC multiple of the report interval at or before `now`.
 fn boundary_at_or_before(config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
     let interval = i64::try_from(config.interval.as_millis())
@@ -400,6 +430,7 @@ fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ENV_API_KEY;
     use crate::spool::{SpoolLimits, SpooledWindow};
     use chrono::TimeZone;
     use std::collections::BTreeMap;
@@ -438,6 +469,8 @@ mod tests {
             BTreeMap::from([(RUNS.to_owned(), 0), (NODES.to_owned(), 0)])
         );
         assert_eq!(r.report.body.tags["langgraph.platform.plan"], "enterprise");
+        assert_eq!(r.dialect, Dialect::Published);
+        assert_eq!(r.wire_json()["license"], "lcl_…9f2a");
         let json = String::from_utf8(r.report.encode()).unwrap();
         assert!(json.starts_with(r#"{"license":"lcl_…9f2a","#), "{json}");
         assert!(!json.contains(LICENSE));
@@ -514,6 +547,70 @@ mod tests {
             p.reports[0].report.body.tags["langgraph.platform.plan"],
             "developer"
         );
+    }
+
+    #[test]
+    fn the_langgraph_api_dialect_changes_the_license_path_and_field_only() {
+        let c = config(&[
+            (ENV_LICENSE_KEY, LICENSE),
+            (ENV_API_KEY, API_KEY),
+            (ENV_WIRE, "langgraph-api"),
+            ("LANGSMITH_AUTH_ENDPOINT", "https://cp.example.com/api/v1"),
+        ]);
+        let p = build(
+            &c,
+            &Tags::new(),
+            Path::new("/nonexistent/spool"),
+            Utc::now(),
+        );
+        let (license, auth) = (&p.reports[0], &p.reports[1]);
+        assert_eq!(
+            license.submit_url.as_str(),
+            "https://beacon.langchain.com/v1/beacon/metadata/submit"
+        );
+        let body = license.wire_json();
+        assert_eq!(body["license_key"], "lcl_…9f2a");
+        assert!(body.get("license").is_none(), "{body}");
+        assert_eq!(
+            auth.submit_url.as_str(),
+            "https://cp.example.com/api/v1/metadata/submit"
+        );
+        assert_eq!(auth.wire_json()["api_key"], "lsv2…f_77");
+        let mut out = Vec::new();
+        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("wire dialect: langgraph-api (BEACON_WIRE; the credential travels in \"license_key\")"),
+            "{text}"
+        );
+        assert!(text.contains("\"license_key\": \"lcl_…9f2a\""), "{text}");
+        assert!(!text.contains(LICENSE) && !text.contains(API_KEY));
+    }
+
+    #[test]
+    fn an_offline_license_beside_an_api_key_is_never_previewed_as_sent() {
+        let c = config(&[
+            (ENV_LICENSE_KEY, "offline-0123456789abcdef"),
+            (ENV_API_KEY, API_KEY),
+        ]);
+        let p = build(
+            &c,
+            &Tags::new(),
+            Path::new("/nonexistent/spool"),
+            Utc::now(),
+        );
+        assert_eq!(p.offline, None);
+        assert_eq!(p.reports.len(), 1);
+        assert_eq!(p.reports[0].destination, Destination::Auth);
+        assert!(
+            p.withheld.as_deref().unwrap().contains("never sent"),
+            "{p:?}"
+        );
+        let mut out = Vec::new();
+        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("offline-0123456789abcdef"), "{text}");
+        assert!(!text.contains("\"license"), "{text}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `POST {base}/v1/metadata/submit`: one usage report, one outcome.
+//! `POST` of one usage report to its destination's report URL, in either
+//! wire dialect: one report, one outcome.
 
-use super::http::{ClientError, HttpClient, answer_text, endpoint, scrub};
-use crate::wire::{Credential, ReportBody, encode_report};
+use super::http::{ClientError, HttpClient, answer_text, display_url, scrub};
+use crate::wire::{Credential, Dialect, ReportBody, encode_report_in};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
@@ -44,6 +45,18 @@ pub enum SubmitOutcome {
         /// The server's answer, one line, scrubbed.
         message: String,
     },
+    /// `404` or `405`: nothing takes reports at this URL, so the server did
+    /// not judge the report at all. The usual cause is the wrong wire
+    /// dialect (`BEACON_WIRE`) or a wrong base URL; retrying the same URL
+    /// will not help, but the report is not at fault and must be kept.
+    NoReportPath {
+        /// The HTTP status.
+        status: u16,
+        /// The URL that answered, safe to show.
+        url: String,
+        /// The server's answer, one line, scrubbed.
+        message: String,
+    },
     /// Any other `4xx`: the server refused this report.
     PayloadRejected {
         /// The HTTP status.
@@ -54,22 +67,23 @@ pub enum SubmitOutcome {
 }
 
 impl HttpClient {
-    /// Posts one usage report to `{base}/v1/metadata/submit` with
-    /// `Content-Type: application/json`, `Idempotency-Key: <uuid>` and the
-    /// body [`encode_report`]`(credential, body)`.
+    /// Posts one usage report to `url` with `Content-Type:
+    /// application/json`, `Idempotency-Key: <uuid>` and the body
+    /// [`encode_report_in`]`(dialect, credential, body)`.
     ///
-    /// `base` is the Beacon for a license and the auth endpoint for an API
-    /// key (see the protocol). Only a URL this client refuses to use gives an
-    /// error ([`ClientError::InsecureUrl`], [`ClientError::InvalidBaseUrl`]);
+    /// `url` is the destination's whole report URL
+    /// ([`crate::config::Destination::submit_url`]). Only a URL this client
+    /// refuses to use gives an error ([`ClientError::InsecureUrl`]);
     /// everything the network or the server does is a [`SubmitOutcome`].
     pub async fn submit(
         &self,
-        base: &Url,
+        url: &Url,
+        dialect: Dialect,
         credential: &Credential,
         body: &ReportBody,
         idempotency_key: uuid::Uuid,
     ) -> Result<SubmitOutcome, ClientError> {
-        let url = endpoint(base, &["v1", "metadata", "submit"])?;
+        let url = url.clone();
         let secret = credential.secret();
         let request = self
             .post(&url)?
@@ -78,7 +92,7 @@ impl HttpClient {
                 "Idempotency-Key",
                 idempotency_key.hyphenated().to_string().as_str(),
             )
-            .body(encode_report(credential, body));
+            .body(encode_report_in(dialect, credential, body));
 
         let response = match self.send(&url, request).await {
             Ok(r) => r,
@@ -119,11 +133,16 @@ impl HttpClient {
                 status: code,
                 message: answer_text(&answer, secret, MESSAGE_CHARS),
             },
+            404 | 405 => SubmitOutcome::NoReportPath {
+                status: code,
+                url: display_url(&url),
+                message: answer_text(&answer, secret, MESSAGE_CHARS),
+            },
             408 | 429 => SubmitOutcome::Retry {
                 reason: format!(
                     "{url} answered HTTP {status}: {}",
                     answer_text(&answer, secret, MESSAGE_CHARS),
-                    url = super::http::display_url(&url),
+                    url = display_url(&url),
                 ),
                 retry_after,
                 in_doubt: false,
@@ -136,7 +155,7 @@ impl HttpClient {
                 reason: format!(
                     "{url} answered HTTP {status}: {}",
                     answer_text(&answer, secret, MESSAGE_CHARS),
-                    url = super::http::display_url(&url),
+                    url = display_url(&url),
                 ),
                 retry_after,
                 in_doubt: status.is_server_error() && code != 503,

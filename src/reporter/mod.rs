@@ -86,7 +86,6 @@ use crate::meter::Meter;
 use crate::spool::{Destination, Spool, SpoolError, SpoolLimits};
 use crate::wire::{Clock, ClockError, Credential, LogBuffer, SystemClock, Tags, WindowClock};
 use parking_lot::Mutex;
-use reqwest::Url;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +99,10 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest backoff (default 5 min). Also caps a server's `Retry-After`.
     pub cap: Duration,
-    /// Wait after `401`/`403`, when the credential was refused (default
-    /// 15 min). The windows stay spooled; [`Reporter::retry_now`] cuts it.
+    /// Wait after `401`/`403`, when the credential was refused, and after
+    /// `404`/`405`, when nothing takes reports at the URL (wrong
+    /// `BEACON_WIRE` or base URL); default 15 min. The windows stay
+    /// spooled; [`Reporter::retry_now`] cuts it.
     pub credential_backoff: Duration,
 }
 
@@ -183,8 +184,8 @@ pub enum ReporterError {
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) dest: Destination,
-    /// `None` offline: spool only.
-    pub(crate) send: Option<(Url, Credential)>,
+    /// Where and how its windows are sent; `None` offline: spool only.
+    pub(crate) send: Option<crate::config::Destination>,
 }
 
 /// Lifecycle, watched by every task.
@@ -321,7 +322,16 @@ impl Reporter {
                 ca_cert_pem: config.ca_cert.as_ref().map(|c| c.pem.clone()),
                 ..ClientSettings::default()
             })?;
-            if let Some(key) = &config.license_key {
+            // Only a license that is sent is verified: an offline license
+            // (reporting by API key alone) never leaves the process.
+            let sent_license = routes.iter().find_map(|r| match &r.send {
+                Some(d) => match &d.credential {
+                    Credential::License(key) => Some(key),
+                    Credential::ApiKey(_) => None,
+                },
+                None => None,
+            });
+            if let Some(key) = sent_license {
                 let v = LicenseVerifier::new(
                     http.clone(),
                     &config.beacon_url,
@@ -465,15 +475,12 @@ pub(crate) fn routes(config: &Config) -> Vec<Route> {
     if !online.is_empty() {
         return online
             .into_iter()
-            .map(|d| {
-                let (dest, base) = match &d.credential {
-                    Credential::License(_) => (Destination::Beacon, config.beacon_url.clone()),
-                    Credential::ApiKey(_) => (Destination::Auth, config.auth_endpoint.clone()),
-                };
-                Route {
-                    dest,
-                    send: Some((base, d.credential)),
-                }
+            .map(|d| Route {
+                dest: match &d.credential {
+                    Credential::License(_) => Destination::Beacon,
+                    Credential::ApiKey(_) => Destination::Auth,
+                },
+                send: Some(d),
             })
             .collect();
     }

@@ -3,7 +3,7 @@
 use super::{Phase, RetryPolicy, Route, Shared};
 use crate::client::{HttpClient, SubmitOutcome};
 use crate::spool::{Destination, SpooledWindow};
-use crate::wire::{Credential, encode_report};
+use crate::wire::{Credential, Dialect, encode_report_in};
 use chrono::Utc;
 use reqwest::Url;
 use std::sync::Arc;
@@ -23,7 +23,10 @@ pub(crate) struct Sender {
     shared: Arc<Shared>,
     dest: Destination,
     url: Url,
+    dialect: Dialect,
     credential: Credential,
+    /// What to do when [`SubmitOutcome::NoReportPath`] comes back.
+    no_path_hint: String,
     http: HttpClient,
     retry: RetryPolicy,
     /// Consecutive failures (drives the backoff).
@@ -55,15 +58,18 @@ impl Sender {
         http: HttpClient,
         retry: RetryPolicy,
     ) -> Self {
-        let (url, credential) = route.send.expect("senders exist only for online routes");
+        let target = route.send.expect("senders exist only for online routes");
+        let no_path_hint = target.no_report_path_hint();
         Sender {
             phase: shared.phase.subscribe(),
             windows: shared.new_window.subscribe(),
             retry_now: shared.retry_now.subscribe(),
             shared,
             dest: route.dest,
-            url,
-            credential,
+            url: target.submit_url,
+            dialect: target.dialect,
+            credential: target.credential,
+            no_path_hint,
             http,
             retry,
             failures: 0,
@@ -112,7 +118,7 @@ impl Sender {
             // one from before is answered by this attempt.
             retry_now.mark_unchanged();
             let outcome = tokio::select! {
-                o = self.http.submit(&self.url, &self.credential, &next.report, next.id) => o,
+                o = self.http.submit(&self.url, self.dialect, &self.credential, &next.report, next.id) => o,
                 _ = stopped(&mut phase) => {
                     // Interrupted mid-request at the shutdown deadline: the
                     // server may have taken it. It stays pending (and, being
@@ -138,7 +144,8 @@ impl Sender {
         let id = w.id;
         match outcome {
             Ok(SubmitOutcome::Accepted { status }) => {
-                let bytes = encode_report(&self.credential, &w.report).len() as u64;
+                let bytes =
+                    encode_report_in(self.dialect, &self.credential, &w.report).len() as u64;
                 self.failures = 0;
                 if let Err(e) = self.shared.spool(move |s| s.remove(dest, id)).await {
                     tracing::error!(destination = %dest, %id, error = %e, "delivered, but could not remove the window from the spool; it is not sent again, its removal is retried (after a restart it is resent with the same key and deduplicated)");
@@ -203,6 +210,33 @@ impl Sender {
                 w.attempts = w.attempts.saturating_add(1);
                 let reason = format!("credential refused (HTTP {status}): {message}");
                 self.record_failure(w, reason, true).await;
+                Next::Wait(self.retry.credential_backoff)
+            }
+            Ok(SubmitOutcome::NoReportPath {
+                status,
+                url,
+                message,
+            }) => {
+                // Not the window's fault: the URL is wrong for every window,
+                // so they all stay, on hold like a refused credential.
+                self.failures = self.failures.saturating_add(1);
+                tracing::error!(
+                    destination = %dest,
+                    status,
+                    %url,
+                    dialect = %self.dialect,
+                    %message,
+                    retry_in = ?self.retry.credential_backoff,
+                    "NOTHING TAKES REPORTS AT {url} (HTTP {status}): usage stays spooled and \
+                     nothing is lost; {}",
+                    self.no_path_hint
+                );
+                w.attempts = w.attempts.saturating_add(1);
+                let reason = format!(
+                    "no report path at {url} (HTTP {status}): {message}; {}",
+                    self.no_path_hint
+                );
+                self.record_failure(w, reason, false).await;
                 Next::Wait(self.retry.credential_backoff)
             }
             Ok(SubmitOutcome::PayloadRejected { status, answer }) => {

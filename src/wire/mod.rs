@@ -7,21 +7,27 @@
 //!   plus credential) and [`encode_report`], the pure serializer.
 //! * [`VerifyRequest`], [`VerifyResponse`], [`AuthResponse`]: the
 //!   verification bodies.
+//! * [`Dialect`]: published or `langgraph-api`, the license destination's
+//!   path and credential field; [`encode_report_in`] writes either.
 //! * [`clock`]: aligned, tiling report windows and an injectable [`Clock`].
 //! * [`tags`]: the report's tags.
 //! * [`logs`]: the report's operational log records and the size guard.
 
 pub mod clock;
+mod dialect;
 pub mod logs;
 mod messages;
 mod report;
 pub mod tags;
 
 pub use clock::{Clock, ClockError, DEFAULT_INTERVAL, ManualClock, SystemClock, WindowClock};
+pub use dialect::{Dialect, UnknownDialect};
 pub use logs::{
     DEFAULT_MAX_REPORT_BYTES, LogBuffer, LogBufferLayer, LogLevel, LogRecord, ReportTooLarge,
     fit_report,
 };
 pub use messages::{AuthResponse, OrgConfig, TokenError, VerifyRequest, VerifyResponse};
-pub use report::{Credential, ReportBody, UsageReport, encode_report, format_timestamp};
+pub use report::{
+    Credential, ReportBody, UsageReport, encode_report, encode_report_in, format_timestamp,
+};
 pub use tags::{EvaluatedTags, Plan, TagError, Tags, UserAppFlags};

@@ -1,5 +1,6 @@
 //! The usage report body (`POST /v1/metadata/submit`).
 
+use super::Dialect;
 use crate::secret::Secret;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,10 +24,15 @@ impl Credential {
         }
     }
 
-    /// The JSON field the credential travels in.
+    /// The JSON field the credential travels in, in the published format.
     pub fn field(&self) -> &'static str {
+        self.field_in(Dialect::Published)
+    }
+
+    /// The JSON field the credential travels in, in `dialect`.
+    pub fn field_in(&self, dialect: Dialect) -> &'static str {
         match self {
-            Credential::License(_) => "license",
+            Credential::License(_) => dialect.license_field(),
             Credential::ApiKey(_) => "api_key",
         }
     }
@@ -106,16 +112,7 @@ impl UsageReport {
 
 impl Serialize for UsageReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (license, api_key) = match &self.credential {
-            Credential::License(k) => (Some(k.expose()), None),
-            Credential::ApiKey(k) => (None, Some(k.expose())),
-        };
-        WireOut {
-            license,
-            api_key,
-            body: &self.body,
-        }
-        .serialize(s)
+        WireOut::new(Dialect::Published, &self.credential, &self.body).serialize(s)
     }
 }
 
@@ -177,24 +174,45 @@ struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     license: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    license_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<&'a str>,
     #[serde(flatten)]
     body: &'a ReportBody,
 }
 
-/// The exact bytes of a usage report: `body` plus the credential field.
-/// A pure function: the same inputs always give the same bytes.
+impl<'a> WireOut<'a> {
+    /// `body` with the credential in the field `dialect` gives it.
+    fn new(dialect: Dialect, credential: &'a Credential, body: &'a ReportBody) -> WireOut<'a> {
+        let mut out = WireOut {
+            license: None,
+            license_key: None,
+            api_key: None,
+            body,
+        };
+        let key = Some(credential.secret().expose());
+        match (credential, dialect) {
+            (Credential::License(_), Dialect::Published) => out.license = key,
+            (Credential::License(_), Dialect::LanggraphApi) => out.license_key = key,
+            (Credential::ApiKey(_), _) => out.api_key = key,
+        }
+        out
+    }
+}
+
+/// The exact bytes of a usage report in the published format: `body` plus
+/// the credential field. A pure function: the same inputs always give the
+/// same bytes.
 pub fn encode_report(credential: &Credential, body: &ReportBody) -> Vec<u8> {
-    let (license, api_key) = match credential {
-        Credential::License(s) => (Some(s.expose()), None),
-        Credential::ApiKey(s) => (None, Some(s.expose())),
-    };
-    serde_json::to_vec(&WireOut {
-        license,
-        api_key,
-        body,
-    })
-    .expect("a report of strings, integers and JSON objects always serializes")
+    encode_report_in(Dialect::Published, credential, body)
+}
+
+/// The exact bytes of a usage report in `dialect`: `body` plus the
+/// credential field ([`Dialect::license_field`] for a license, `api_key`
+/// in both). A pure function.
+pub fn encode_report_in(dialect: Dialect, credential: &Credential, body: &ReportBody) -> Vec<u8> {
+    serde_json::to_vec(&WireOut::new(dialect, credential, body))
+        .expect("a report of strings, integers and JSON objects always serializes")
 }
 
 /// RFC 3339 in UTC with a `Z` suffix; fractional seconds only when present
@@ -269,6 +287,30 @@ mod tests {
             assert!(text.starts_with(&format!(r#"{{"{}":"{KEY}","#, credential.field())));
             assert!(text.contains(r#""to_timestamp":"2025-01-06T09:05:00.250Z""#));
             assert!(!format!("{report:?}").contains(KEY));
+        }
+    }
+
+    #[test]
+    fn each_dialect_names_the_license_field_and_nothing_else_changes() {
+        for credential in [
+            Credential::License(Secret::new(KEY)),
+            Credential::ApiKey(Secret::new(KEY)),
+        ] {
+            for dialect in Dialect::ALL {
+                let bytes = encode_report_in(dialect, &credential, &body());
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let obj = json.as_object().unwrap();
+                assert_eq!(obj[credential.field_in(dialect)], KEY, "{dialect}");
+                assert_eq!(obj.len(), 6, "one credential field plus the body: {obj:?}");
+                let mut published = obj.clone();
+                let v = published.remove(credential.field_in(dialect)).unwrap();
+                published.insert(credential.field().to_owned(), v);
+                let expected: serde_json::Value =
+                    serde_json::from_slice(&encode_report(&credential, &body())).unwrap();
+                assert_eq!(serde_json::Value::Object(published), expected);
+                // Timestamps stay in the Z form in both dialects.
+                assert_eq!(obj["from_timestamp"], "2025-01-06T09:00:00Z");
+            }
         }
     }
 
