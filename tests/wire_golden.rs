@@ -11,8 +11,8 @@
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{
-    AuthResponse, Credential, Plan, ReportBody, Tags, UsageReport, UserAppFlags, VerifyRequest,
-    VerifyResponse, encode_report, format_timestamp,
+    AuthResponse, Credential, Dialect, Plan, ReportBody, Tags, UsageReport, UserAppFlags,
+    VerifyRequest, VerifyResponse, encode_report, encode_report_in, format_timestamp,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -214,16 +214,12 @@ fn auth_response_accepts_extra_org_details() {
     );
 }
 
-/// The reference reporter's example with its two wire differences undone:
-/// `license_key` renamed to `license`, and each offset timestamp rewritten
-/// in the `Z` form of the same instant.
-fn langgraph_api_report_as_published() -> Value {
+/// The reference reporter's example with each offset timestamp rewritten
+/// in the `Z` form of the same instant (how beacon-meter writes times in
+/// both dialects).
+fn langgraph_api_report_with_z_times() -> Value {
     let mut v = example("usage_report.langgraph-api.json");
     let obj = v.as_object_mut().unwrap();
-    let key = obj
-        .remove("license_key")
-        .expect("the langgraph-api example carries license_key");
-    obj.insert("license".into(), key);
     for field in ["from_timestamp", "to_timestamp"] {
         let text = obj[field].as_str().unwrap();
         assert!(
@@ -240,7 +236,14 @@ fn langgraph_api_report_as_published() -> Value {
 
 #[test]
 fn langgraph_api_report_differs_from_the_published_one_only_as_documented() {
-    let published = langgraph_api_report_as_published();
+    let langgraph = langgraph_api_report_with_z_times();
+    // With `license_key` renamed, it is a published report.
+    let mut published = langgraph.clone();
+    let obj = published.as_object_mut().unwrap();
+    let key = obj
+        .remove("license_key")
+        .expect("the langgraph-api example carries license_key");
+    obj.insert("license".into(), key);
     let report = UsageReport::parse(published.to_string().as_bytes())
         .expect("once license_key and the offsets are undone, it is a published report");
     assert_eq!(
@@ -263,6 +266,9 @@ fn langgraph_api_report_differs_from_the_published_one_only_as_documented() {
         serde_json::from_slice::<Value>(&report.encode()).unwrap(),
         published
     );
+    // Written back in the langgraph-api dialect, it is the example again.
+    let bytes = encode_report_in(Dialect::LanggraphApi, &report.credential, &report.body);
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), langgraph);
 }
 
 /// The tags the reference reporter sends in the example: the published
@@ -314,9 +320,13 @@ fn typed_report_with_the_reference_extras_matches_the_langgraph_api_example() {
         reference_tags(),
         Vec::new(),
     );
-    let bytes = encode_report(&Credential::License(Secret::new("<LICENSE_KEY>")), &body);
+    let bytes = encode_report_in(
+        Dialect::LanggraphApi,
+        &Credential::License(Secret::new("<LICENSE_KEY>")),
+        &body,
+    );
     assert_eq!(
         serde_json::from_slice::<Value>(&bytes).unwrap(),
-        langgraph_api_report_as_published()
+        langgraph_api_report_with_z_times()
     );
 }
