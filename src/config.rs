@@ -519,10 +519,21 @@ impl Config {
         if self.is_offline() {
             return Vec::new();
         }
+        let mut all = self.every_destination();
+        all.retain(|d| match &d.credential {
+            Credential::License(k) => k.is_online_license(),
+            Credential::ApiKey(_) => true,
+        });
+        all
+    }
+
+    /// The destination of every credential set, license first, whether or
+    /// not it is [sent](Self::credentials): what an offline deployment's
+    /// reports would look like.
+    pub fn every_destination(&self) -> Vec<Destination> {
         let license = self
             .license_key
             .iter()
-            .filter(|k| k.is_online_license())
             .map(|k| Credential::License(k.clone()));
         let api_key = self.api_key.iter().map(|k| Credential::ApiKey(k.clone()));
         license

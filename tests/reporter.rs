@@ -248,6 +248,63 @@ async fn refused_credential_keeps_windows_until_fixed_and_retry_now() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_report_path_keeps_windows_until_the_switch() {
+    // 404 on the report path (a wrong BEACON_WIRE or base URL): every
+    // window would be refused alike, so none may go to rejected/.
+    let sink = start_sink(SinkConfig {
+        faults: Faults {
+            forced_status: Some(404),
+            ..Faults::none()
+        },
+        ..SinkConfig::ephemeral()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let v = vars(sink.base_url().as_str(), dir.path());
+    let meter = Meter::new();
+    let reporter = spawn(meter.clone(), || {
+        let mut o = options(&v);
+        o.retry.credential_backoff = Duration::from_secs(60);
+        o
+    })
+    .await;
+    let recorder = Recorder::start(&meter, 3);
+    let held = eventually(secs(6.0), || {
+        let d = dest(&reporter.stats(), Destination::Beacon);
+        d.pending >= 2 && d.last_error.is_some()
+    })
+    .await;
+    assert!(held, "stats: {:?}", reporter.stats());
+    let during = reporter.stats();
+    let d = dest(&during, Destination::Beacon);
+    assert_eq!(
+        (d.sent, d.rejected, during.rejected),
+        (0, 0, 0),
+        "{during:?}"
+    );
+    let error = d.last_error.clone().unwrap_or_default();
+    let url = format!("{}v1/metadata/submit", sink.base_url());
+    assert!(
+        error.contains("404") && error.contains("BEACON_WIRE") && error.contains(&url),
+        "the error must name the status, the URL and the dialect setting: {error}"
+    );
+    assert!(!format!("{during:?}").contains(LICENSE));
+    assert_eq!(sink.summary().reports, 0);
+    let recorded = recorder.stop();
+
+    // The switch: the path is there now.
+    sink.set_forced_status(None);
+    reporter.retry_now();
+    await_delivery(&sink, recorded, secs(5.0)).await;
+    let stats = reporter.shutdown(secs(5.0)).await;
+    assert_eq!((stats.pending(), stats.rejected), (0, 0), "{stats:?}");
+    assert!(files(dir.path(), Destination::Beacon, "rejected", ".json").is_empty());
+    assert_delivered_exactly(&sink, recorded);
+    let (credential, spans) = only_spans(&sink);
+    assert_tiles(&credential, &spans);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_now_during_an_attempt_is_not_lost() {
     // `retry_now` called the moment the refusal shows in the stats, while
     // the sender is still recording the failed attempt in the spool (not
@@ -760,6 +817,96 @@ async fn offline_run(extra: &[(&'static str, &str)]) {
         "an offline reporter opened a connection"
     );
     guard.abort();
+}
+
+/// Every request a loopback server saw (method, URI, headers, body), and
+/// its URL. It answers `POST …/auth` with an organization, a report path
+/// with `204`, anything else with `404`.
+async fn recording_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::StatusCode;
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let log = log.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let mut text = format!("{} {}\n", parts.method, parts.uri);
+            for (k, v) in &parts.headers {
+                text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+            }
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            log.lock().unwrap().push(text);
+            let path = parts.uri.path();
+            if path.ends_with("/auth") {
+                (
+                    StatusCode::OK,
+                    r#"{"org_config":{"org_id":"3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1"}}"#,
+                )
+            } else if path.ends_with("/metadata/submit") {
+                (StatusCode::NO_CONTENT, "")
+            } else {
+                (StatusCode::NOT_FOUND, "")
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_license_with_an_api_key_reports_by_api_key_only_and_never_sends_the_license() {
+    // The platform's rule. Both endpoints point at one recording server,
+    // so a license sent anywhere (verification, a report) would be seen.
+    let (url, seen) = recording_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = vars(&url, dir.path());
+    set(&mut v, "LANGGRAPH_CLOUD_LICENSE_KEY", OFFLINE_LICENSE);
+    set(&mut v, "LANGCHAIN_API_KEY", API_KEY); // the legacy name works too
+    set(&mut v, "LANGSMITH_AUTH_ENDPOINT", url.clone());
+    set(&mut v, "BEACON_WIRE", "langgraph-api");
+    let meter = Meter::new();
+    let reporter = spawn(meter.clone(), || options(&v)).await;
+    assert!(!reporter.stats().offline);
+    let recorder = Recorder::start(&meter, 2);
+    let sent = eventually(secs(6.0), || reporter.stats().windows_sent >= 2).await;
+    assert!(sent, "{:?}", reporter.stats());
+    recorder.stop();
+    let stats = reporter.shutdown(secs(5.0)).await;
+    assert_eq!(stats.pending(), 0, "{stats:?}");
+    assert!(
+        stats
+            .destinations
+            .iter()
+            .all(|d| d.destination == Destination::Auth)
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    let reports: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.starts_with("POST /v1/metadata/submit"))
+        .collect();
+    assert!(reports.len() >= 2, "{seen:#?}");
+    for r in &seen {
+        assert!(
+            !r.contains(OFFLINE_LICENSE) && !r.contains("offline_reporter_test"),
+            "the offline license left the process: {r}"
+        );
+        assert!(
+            r.starts_with("POST /auth\n") || r.starts_with("POST /v1/metadata/submit\n"),
+            "a request to somewhere other than the API-key destination: {r}"
+        );
+        assert!(!r.contains("\"license"), "a license field was sent: {r}");
+    }
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.contains(&format!("\"api_key\":\"{API_KEY}\"")))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

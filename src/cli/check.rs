@@ -18,6 +18,10 @@
 //! and every probe is skipped. The exit status is one of [`exit`]'s:
 //! 0 all good, 2 configuration error, 3 unreachable, 4 credential rejected.
 
+mod paths;
+
+pub use paths::{PathFinding, PathProbe, ReportPath};
+
 use super::args::CheckArgs;
 use super::exit;
 use super::preview::offline_reason;
@@ -27,8 +31,8 @@ use crate::client::{
     Verification,
 };
 use crate::config::{
-    Config, ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_BEACON_URL, ENV_CA_CERT, ENV_CHECKPOINT,
-    ENV_INTERVAL, ENV_LICENSE_KEY, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT,
+    API_KEY_VARS, AUTH_ENDPOINT_VARS, Config, ENV_BEACON_URL, ENV_CA_CERT, ENV_CHECKPOINT,
+    ENV_INTERVAL, ENV_LICENSE_KEY, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT, ENV_WIRE, Source,
 };
 use crate::secret::Secret;
 use crate::spool::Spool;
@@ -91,10 +95,13 @@ pub enum Origin {
     Unset,
 }
 
-/// One configuration variable.
+/// One configuration value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
-    /// The environment variable.
+    /// The setting, named as in [`Config`] (`api_key`, `wire`, ...).
+    pub setting: &'static str,
+    /// The environment variable the value came from; when none is set,
+    /// the setting's first variable.
     pub variable: &'static str,
     /// The effective value (secrets redacted), `None` if unset.
     pub value: Option<String>,
@@ -239,6 +246,8 @@ pub struct CheckReport {
     pub hosts: Vec<HostCheck>,
     /// The verification of each credential.
     pub credentials: Vec<CredentialCheck>,
+    /// Each destination's report URL and body, and a probe of its path.
+    pub report_paths: Vec<ReportPath>,
 }
 
 /// Runs the check on the process environment, prints it (text or JSON) and
@@ -274,6 +283,7 @@ pub async fn check_env(spinner: &Spinner) -> CheckReport {
         egress: Vec::new(),
         hosts: Vec::new(),
         credentials: Vec::new(),
+        report_paths: Vec::new(),
     };
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -281,13 +291,12 @@ pub async fn check_env(spinner: &Spinner) -> CheckReport {
             return config_failure(report, Some(e.var().to_owned()), e.to_string());
         }
     };
-    report.settings = settings(&config, |var| {
-        std::env::var_os(var).is_some_and(|v| !v.to_string_lossy().trim().is_empty())
-    });
-    match Tags::from_env() {
+    report.settings = settings(&config);
+    let tags = match Tags::from_env() {
         Ok(tags) => {
             let plan = Plan::for_license(config.license_key.is_some());
-            report.tags = tags.plan(plan).evaluate().tags;
+            report.tags = tags.clone().plan(plan).evaluate().tags;
+            tags
         }
         Err(e) => {
             let var = match &e {
@@ -297,8 +306,8 @@ pub async fn check_env(spinner: &Spinner) -> CheckReport {
             };
             return config_failure(report, var, e.to_string());
         }
-    }
-    check_config(report, &config, spinner).await
+    };
+    check_config(report, &config, &tags, spinner).await
 }
 
 fn config_failure(
@@ -315,7 +324,12 @@ fn config_failure(
 
 /// The checks that follow a readable configuration: offline, egress,
 /// probes, verifications.
-async fn check_config(mut report: CheckReport, config: &Config, spinner: &Spinner) -> CheckReport {
+async fn check_config(
+    mut report: CheckReport,
+    config: &Config,
+    tags: &Tags,
+    spinner: &Spinner,
+) -> CheckReport {
     if let Some(why) = offline_reason(config) {
         report.offline = Some(why);
         return finish(report);
@@ -324,8 +338,9 @@ async fn check_config(mut report: CheckReport, config: &Config, spinner: &Spinne
     if destinations.is_empty() {
         report.problems.push(format!(
             "no credential is set, so nothing would be reported: set {ENV_LICENSE_KEY} (enterprise \
-             license) or {ENV_API_KEY} (LangSmith API key), or {ENV_OFFLINE}=true for an \
-             air-gapped deployment"
+             license) or one of {} (LangSmith API key), or {ENV_OFFLINE}=true for an \
+             air-gapped deployment",
+            API_KEY_VARS.join(", ")
         ));
         report.verdict = Verdict::ConfigError;
         report.exit_code = exit::CONFIG;
@@ -342,7 +357,14 @@ async fn check_config(mut report: CheckReport, config: &Config, spinner: &Spinne
             ),
             Credential::ApiKey(_) => (
                 &config.auth_endpoint,
-                format!("API-key verification and usage reports ({ENV_AUTH_ENDPOINT})"),
+                format!(
+                    "API-key verification and usage reports ({})",
+                    config
+                        .sources
+                        .auth_endpoint
+                        .var()
+                        .unwrap_or("the default auth endpoint")
+                ),
             ),
         };
         let scheme = base.scheme().to_owned();
@@ -400,12 +422,20 @@ async fn check_config(mut report: CheckReport, config: &Config, spinner: &Spinne
         report.hosts.push(host);
     }
 
+    spinner.set("probing the report paths".to_owned());
+    let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
+    let previews = super::preview::build(config, tags, &spool_dir, Utc::now());
+    report.report_paths =
+        paths::report_paths(config, &previews.reports, probe_client.as_ref(), |url| {
+            reachable(&report.hosts, url)
+        })
+        .await;
+    report
+        .problems
+        .extend(report.report_paths.iter().filter_map(|p| p.problem.clone()));
+
     for d in &destinations {
-        let host_reachable = report.hosts.iter().any(|h| {
-            h.reachable && Some(h.host.as_str()) == d.verify_url.host_str() && {
-                Some(h.port) == d.verify_url.port_or_known_default()
-            }
-        });
+        let host_reachable = reachable(&report.hosts, &d.verify_url);
         let check = verify_credential(d, config, &http, host_reachable, spinner).await;
         if matches!(
             check.outcome,
@@ -421,7 +451,17 @@ async fn check_config(mut report: CheckReport, config: &Config, spinner: &Spinne
     finish(report)
 }
 
-/// Sets the verdict from what was found.
+/// True if `url`'s host (and port) answered.
+fn reachable(hosts: &[HostCheck], url: &Url) -> bool {
+    hosts.iter().any(|h| {
+        h.reachable
+            && Some(h.host.as_str()) == url.host_str()
+            && Some(h.port) == url.port_or_known_default()
+    })
+}
+
+/// Sets the verdict from what was found. A report path that is not there
+/// counts as unreachable: the host does not answer like a Beacon there.
 fn finish(mut report: CheckReport) -> CheckReport {
     let outcomes: Vec<CredentialOutcome> = report.credentials.iter().map(|c| c.outcome).collect();
     report.verdict =
@@ -430,6 +470,7 @@ fn finish(mut report: CheckReport) -> CheckReport {
         } else if outcomes.contains(&CredentialOutcome::Rejected) {
             Verdict::CredentialRejected
         } else if report.hosts.iter().any(|h| !h.reachable)
+            || report.report_paths.iter().any(|p| p.problem.is_some())
             || outcomes.iter().any(|o| {
                 matches!(
                     o,
@@ -447,72 +488,126 @@ fn finish(mut report: CheckReport) -> CheckReport {
     report
 }
 
-/// The effective configuration; `is_set(var)` says whether a variable is
-/// set in the environment.
-pub fn settings(config: &Config, is_set: impl Fn(&str) -> bool) -> Vec<Setting> {
-    let origin = |var: &str, has_default: bool| {
-        if is_set(var) {
-            Origin::Environment
-        } else if has_default {
-            Origin::Default
-        } else {
-            Origin::Unset
-        }
-    };
-    let secret = |var: &'static str, key: &Option<Secret>, note: Option<String>| Setting {
-        variable: var,
-        value: key.as_ref().map(Secret::redacted),
-        origin: origin(var, false),
-        note,
-    };
-    let plain = |var: &'static str, value: String| Setting {
-        variable: var,
-        value: Some(value),
-        origin: origin(var, true),
-        note: None,
-    };
+/// The effective configuration, each value with the variable it came from
+/// ([`Config::sources`]); secrets redacted.
+pub fn settings(config: &Config) -> Vec<Setting> {
+    let src = &config.sources;
+    // `vars`: the setting's variables, first set wins.
+    let row =
+        |setting: &'static str, vars: &[&'static str], from: Source, value: Option<String>| {
+            let (variable, origin) = match from {
+                Source::Var(v) => (v, Origin::Environment),
+                Source::Default => (vars[0], Origin::Default),
+                Source::Unset => (vars[0], Origin::Unset),
+            };
+            let note = (vars.len() > 1).then(|| match from {
+                Source::Var(v) => {
+                    let before: Vec<&str> = vars.iter().take_while(|x| **x != v).copied().collect();
+                    if before.is_empty() {
+                        format!("first of {}", vars.join(", "))
+                    } else {
+                        format!("{} unset, so read from {v}", before.join(" and "))
+                    }
+                }
+                Source::Default | Source::Unset => {
+                    format!("none of {} is set", vars.join(", "))
+                }
+            });
+            Setting {
+                setting,
+                variable,
+                value,
+                origin,
+                note,
+            }
+        };
     let license_note = config.license_key.as_ref().map(|k| {
         if k.is_online_license() {
             "online license".to_owned()
+        } else if config.api_key.is_some() {
+            "offline (air-gapped) license: never sent; the API key reports alone".to_owned()
         } else {
             "offline (air-gapped) license: nothing is sent".to_owned()
         }
     });
-    let spool = match &config.spool_dir {
-        Some(d) => Setting {
-            variable: ENV_SPOOL_DIR,
-            value: Some(d.display().to_string()),
-            origin: Origin::Environment,
-            note: None,
-        },
-        None => Setting {
-            variable: ENV_SPOOL_DIR,
-            value: Some(Spool::default_dir().display().to_string()),
-            origin: Origin::Default,
-            note: None,
-        },
-    };
+    let mut license = row(
+        "license_key",
+        &[ENV_LICENSE_KEY],
+        src.license_key,
+        config.license_key.as_ref().map(Secret::redacted),
+    );
+    license.note = license_note;
+    let spool = config
+        .spool_dir
+        .clone()
+        .unwrap_or_else(Spool::default_dir)
+        .display()
+        .to_string();
+    let mut spool = row("spool_dir", &[ENV_SPOOL_DIR], src.spool_dir, Some(spool));
+    if spool.origin == Origin::Unset {
+        spool.origin = Origin::Default;
+    }
+    let secs = |d: Duration| Some(d.as_secs().to_string());
+    let mut wire = row(
+        "wire",
+        &[ENV_WIRE],
+        src.wire,
+        Some(config.wire.name().to_owned()),
+    );
+    wire.note = Some(format!(
+        "license reports go to {{beacon}}/{} with \"{}\"",
+        config.wire.license_report_path().join("/"),
+        config.wire.license_field()
+    ));
     vec![
-        secret(ENV_LICENSE_KEY, &config.license_key, license_note),
-        secret(ENV_API_KEY, &config.api_key, None),
-        plain(ENV_BEACON_URL, config.beacon_url.to_string()),
-        plain(ENV_AUTH_ENDPOINT, config.auth_endpoint.to_string()),
-        plain(ENV_INTERVAL, config.interval.as_secs().to_string()),
-        plain(ENV_TIMEOUT, config.timeout.as_secs().to_string()),
-        plain(ENV_OFFLINE, config.offline.to_string()),
+        license,
+        row(
+            "api_key",
+            &API_KEY_VARS,
+            src.api_key,
+            config.api_key.as_ref().map(Secret::redacted),
+        ),
+        row(
+            "beacon_url",
+            &[ENV_BEACON_URL],
+            src.beacon_url,
+            Some(config.beacon_url.to_string()),
+        ),
+        row(
+            "auth_endpoint",
+            &AUTH_ENDPOINT_VARS,
+            src.auth_endpoint,
+            Some(config.auth_endpoint.to_string()),
+        ),
+        wire,
+        row(
+            "interval",
+            &[ENV_INTERVAL],
+            src.interval,
+            secs(config.interval),
+        ),
+        row("timeout", &[ENV_TIMEOUT], src.timeout, secs(config.timeout)),
+        row(
+            "offline",
+            &[ENV_OFFLINE],
+            src.offline,
+            Some(config.offline.to_string()),
+        ),
         spool,
-        Setting {
-            variable: ENV_CA_CERT,
-            value: config
+        row(
+            "ca_cert",
+            &[ENV_CA_CERT],
+            src.ca_cert,
+            config
                 .ca_cert
                 .as_ref()
                 .map(|c| c.path.display().to_string()),
-            origin: origin(ENV_CA_CERT, false),
-            note: None,
-        },
-        plain(
-            ENV_CHECKPOINT,
-            config.checkpoint_interval.as_secs().to_string(),
+        ),
+        row(
+            "checkpoint_interval",
+            &[ENV_CHECKPOINT],
+            src.checkpoint_interval,
+            secs(config.checkpoint_interval),
         ),
     ]
 }
@@ -954,7 +1049,10 @@ async fn verify_credential(
 ) -> CredentialCheck {
     let (kind, variable) = match d.credential {
         Credential::License(_) => ("license", ENV_LICENSE_KEY),
-        Credential::ApiKey(_) => ("api_key", ENV_API_KEY),
+        Credential::ApiKey(_) => (
+            "api_key",
+            config.sources.api_key.var().unwrap_or(API_KEY_VARS[0]),
+        ),
     };
     let mut check = CredentialCheck {
         kind,
@@ -1150,6 +1248,8 @@ fn render(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
         }
     }
 
+    render_report_paths(r, term, out)?;
+
     if !r.credentials.is_empty() {
         writeln!(out, "\n{}", term.bold("Credentials"))?;
         for c in &r.credentials {
@@ -1174,6 +1274,48 @@ fn render(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     result_line(r, term, out)
+}
+
+fn render_report_paths(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
+    for p in &r.report_paths {
+        let label = if p.kind == "license" {
+            "license"
+        } else {
+            "API key"
+        };
+        writeln!(
+            out,
+            "\n{}",
+            term.bold(&format!(
+                "Reports by {label}: POST {} ({} dialect, {ENV_WIRE})",
+                p.url, p.dialect
+            ))
+        )?;
+        for probe in &p.probes {
+            let outcome = match probe.finding {
+                PathFinding::Exists => Outcome::Ok,
+                PathFinding::Missing | PathFinding::Failed => Outcome::Failed,
+                PathFinding::Other | PathFinding::Skipped => Outcome::Skipped,
+            };
+            let whose = probe
+                .dialect
+                .map(|d| format!(" ({d} path)"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {}  GET {}{whose}: {}",
+                mark(outcome, term),
+                probe.url,
+                probe.detail
+            )?;
+        }
+        let body = serde_json::to_string_pretty(&p.body).map_err(io::Error::other)?;
+        writeln!(out, "  body of the next report (credential redacted):")?;
+        for line in body.lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    Ok(())
 }
 
 fn result_line(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
@@ -1264,6 +1406,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ENV_API_KEY, ENV_AUTH_ENDPOINT};
 
     const LICENSE: &str = "lcl_0123456789abcdef9f2a";
     const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
@@ -1284,6 +1427,7 @@ mod tests {
             egress: vec![],
             hosts: vec![],
             credentials: vec![],
+            report_paths: vec![],
         }
     }
 
@@ -1292,25 +1436,83 @@ mod tests {
         let c = config(&[
             (ENV_LICENSE_KEY, LICENSE),
             (ENV_BEACON_URL, "http://127.0.0.1:9/"),
+            ("LANGCHAIN_API_KEY", API_KEY),
+            ("LANGSMITH_ENDPOINT", "https://eu.api.smith.langchain.com"),
         ]);
-        let s = settings(&c, |v| v == ENV_LICENSE_KEY || v == ENV_BEACON_URL);
+        let s = settings(&c);
         let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
-        assert!(!shown.contains(LICENSE), "{shown}");
-        let get = |v: &str| s.iter().find(|x| x.variable == v).unwrap().clone();
-        assert_eq!(get(ENV_LICENSE_KEY).value.as_deref(), Some("lcl_…9f2a"));
-        assert_eq!(get(ENV_LICENSE_KEY).note.as_deref(), Some("online license"));
-        assert_eq!(get(ENV_BEACON_URL).origin, Origin::Environment);
-        assert_eq!(get(ENV_AUTH_ENDPOINT).origin, Origin::Default);
-        assert_eq!(get(ENV_API_KEY).origin, Origin::Unset);
-        assert_eq!(get(ENV_API_KEY).value, None);
-        assert_eq!(get(ENV_INTERVAL).value.as_deref(), Some("300"));
-        assert_eq!(s.len(), 10);
+        assert!(
+            !shown.contains(LICENSE) && !shown.contains(API_KEY),
+            "{shown}"
+        );
+        let get = |v: &str| s.iter().find(|x| x.setting == v).unwrap().clone();
+        assert_eq!(get("license_key").value.as_deref(), Some("lcl_…9f2a"));
+        assert_eq!(get("license_key").note.as_deref(), Some("online license"));
+        assert_eq!(get("beacon_url").origin, Origin::Environment);
+        assert_eq!(get("beacon_url").variable, ENV_BEACON_URL);
+        // The API key and the auth endpoint name the variable they came from.
+        let api = get("api_key");
+        assert_eq!(
+            (api.variable, api.origin),
+            ("LANGCHAIN_API_KEY", Origin::Environment)
+        );
+        assert!(
+            api.note.as_deref().unwrap().contains(
+                "LANGSMITH_CONTROL_PLANE_API_KEY and LANGSMITH_API_KEY unset, so read from \
+                 LANGCHAIN_API_KEY"
+            ),
+            "{api:?}"
+        );
+        let auth = get("auth_endpoint");
+        assert_eq!(auth.variable, "LANGSMITH_ENDPOINT");
+        assert_eq!(
+            auth.value.as_deref(),
+            Some("https://eu.api.smith.langchain.com/")
+        );
+        assert_eq!(get("wire").value.as_deref(), Some("published"));
+        assert_eq!(get("wire").origin, Origin::Default);
+        assert_eq!(get("ca_cert").origin, Origin::Unset);
+        assert_eq!(get("interval").value.as_deref(), Some("300"));
+        assert_eq!(s.len(), 11);
+
+        let unset = settings(&config(&[]));
+        let api = unset.iter().find(|x| x.setting == "api_key").unwrap();
+        assert_eq!((api.variable, api.origin), (API_KEY_VARS[0], Origin::Unset));
+        assert!(
+            api.note.as_deref().unwrap().starts_with("none of"),
+            "{api:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_offline_license_beside_an_api_key_is_neither_verified_nor_probed() {
+        // Nothing listens here: only the API key's host is probed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let c = config(&[
+            (ENV_LICENSE_KEY, "offline-0123456789abcdef"),
+            ("LANGSMITH_API_KEY", API_KEY),
+            (
+                "LANGSMITH_AUTH_ENDPOINT",
+                &format!("http://127.0.0.1:{port}"),
+            ),
+            (ENV_TIMEOUT, "2"),
+        ]);
+        let r = check_config(empty_report(), &c, &Tags::new(), &Spinner::none()).await;
+        assert_eq!(r.offline, None);
+        assert_eq!(r.egress.len(), 1);
+        assert!(r.egress[0].purpose[0].contains("API-key"), "{:?}", r.egress);
+        assert_eq!(r.credentials.len(), 1);
+        assert_eq!(r.credentials[0].kind, "api_key");
+        assert!(r.report_paths.iter().all(|p| p.kind == "api_key"));
     }
 
     #[tokio::test]
     async fn offline_checks_nothing_and_passes() {
         let c = config(&[(ENV_LICENSE_KEY, "offline-0123456789abcdef")]);
-        let r = check_config(empty_report(), &c, &Spinner::none()).await;
+        let r = check_config(empty_report(), &c, &Tags::new(), &Spinner::none()).await;
         assert_eq!(r.verdict, Verdict::Ok);
         assert!(r.offline.as_deref().unwrap().contains("offline"));
         assert!(r.egress.is_empty() && r.hosts.is_empty() && r.credentials.is_empty());
@@ -1318,7 +1520,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_credential_is_a_configuration_error() {
-        let r = check_config(empty_report(), &config(&[]), &Spinner::none()).await;
+        let r = check_config(empty_report(), &config(&[]), &Tags::new(), &Spinner::none()).await;
         assert_eq!(r.exit_code, exit::CONFIG);
         assert!(r.problems[0].contains(ENV_LICENSE_KEY), "{:?}", r.problems);
     }
@@ -1338,7 +1540,7 @@ mod tests {
             (ENV_AUTH_ENDPOINT, &url),
             (ENV_TIMEOUT, "2"),
         ]);
-        let r = check_config(empty_report(), &c, &Spinner::none()).await;
+        let r = check_config(empty_report(), &c, &Tags::new(), &Spinner::none()).await;
         assert_eq!(r.egress.len(), 1, "{:?}", r.egress);
         assert_eq!(r.egress[0].purpose.len(), 2);
         assert_eq!(r.hosts.len(), 1);

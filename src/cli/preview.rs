@@ -151,15 +151,7 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     // Offline, every credential's report is shown as it would look (the
     // spool keeps them for export); online, those that are sent.
     let destinations = if config.is_offline() {
-        let license = config
-            .license_key
-            .iter()
-            .map(|k| Credential::License(k.clone()));
-        let api_key = config.api_key.iter().map(|k| Credential::ApiKey(k.clone()));
-        license
-            .chain(api_key)
-            .map(|c| config.destination(c))
-            .collect()
+        config.every_destination()
     } else {
         config.credentials()
     };

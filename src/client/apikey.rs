@@ -30,7 +30,9 @@ pub enum ApiKeyError {
     /// `401` or `403`: the auth service refused the key.
     #[error(
         "the auth service rejected the API key (HTTP {status}): {message}; check the API key \
-         (LANGSMITH_API_KEY) and the auth endpoint (LANGSMITH_AUTH_ENDPOINT)"
+         (LANGSMITH_CONTROL_PLANE_API_KEY, else LANGSMITH_API_KEY, else LANGCHAIN_API_KEY) and \
+         the auth endpoint (LANGSMITH_AUTH_ENDPOINT, else LANGCHAIN_ENDPOINT, else \
+         LANGSMITH_ENDPOINT)"
     )]
     Rejected {
         /// The HTTP status.
@@ -48,7 +50,7 @@ pub enum ApiKeyError {
     /// Any other status (another `4xx`, an unfollowed `3xx`).
     #[error(
         "the auth service answered the API key check with HTTP {status}: {message}; check the \
-         auth endpoint (LANGSMITH_AUTH_ENDPOINT)"
+         auth endpoint (LANGSMITH_AUTH_ENDPOINT, else LANGCHAIN_ENDPOINT, else LANGSMITH_ENDPOINT)"
     )]
     UnexpectedStatus {
         /// The HTTP status.
@@ -66,7 +68,7 @@ pub enum ApiKeyError {
     /// The key cannot travel in an HTTP header.
     #[error(
         "the API key contains characters not allowed in an HTTP header; check the API key \
-         (LANGSMITH_API_KEY)"
+         (LANGSMITH_CONTROL_PLANE_API_KEY, else LANGSMITH_API_KEY, else LANGCHAIN_API_KEY)"
     )]
     InvalidKey,
 }

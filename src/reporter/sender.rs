@@ -205,7 +205,8 @@ impl Sender {
                     %message,
                     retry_in = ?self.retry.credential_backoff,
                     "THE SERVER REFUSED THE CREDENTIAL: usage stays spooled and nothing is lost; \
-                     fix the key (LANGGRAPH_CLOUD_LICENSE_KEY / LANGSMITH_API_KEY) and restart"
+                     fix the key (LANGGRAPH_CLOUD_LICENSE_KEY, or the API key in \
+                     LANGSMITH_CONTROL_PLANE_API_KEY / LANGSMITH_API_KEY / LANGCHAIN_API_KEY) and restart"
                 );
                 w.attempts = w.attempts.saturating_add(1);
                 let reason = format!("credential refused (HTTP {status}): {message}");
