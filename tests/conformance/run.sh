@@ -23,6 +23,7 @@ fail() {
 }
 
 [ -n "$python" ] || fail "no python3.11 or python3 on PATH (set PYTHON=/path/to/python3.11)"
+command -v "$python" >/dev/null || fail "PYTHON=$python is not an executable (set PYTHON=/path/to/python3.11)"
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || fail "$python is $("$python" --version 2>&1); langgraph-api 0.16.7 needs Python 3.11 or later (set PYTHON)"
 
