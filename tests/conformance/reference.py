@@ -144,11 +144,11 @@ async def drive_reference(sink: str) -> dict:
     for _ in range(SINGLE_NODES):
         meta.incr_nodes(None)
 
-    # Every count recorded so far is taken by the reporter's next iteration;
-    # wait until each destination it posts to got two more completed posts
-    # (the second one is the last of its iteration, so no counts are in
-    # flight when the loop is then cancelled in its sleep), or until
-    # the loop ends by itself, as it does when air-gapped).
+    # Every count recorded so far is taken by the reporter's next iteration.
+    # Wait until each destination it posts to got two more completed posts
+    # (the second is the last post of its iteration, so no counts are in
+    # flight when the loop is then cancelled in its sleep), or until the
+    # loop ends by itself, as it does when air-gapped.
     calls_before = len(calls_in_order)
     started = time.monotonic()
     while not loop_task.done():
