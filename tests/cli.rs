@@ -5,6 +5,8 @@
 //! Every command runs with a cleared environment plus exactly the variables
 //! the test sets, so nothing from the machine (proxies, keys) leaks in.
 
+mod common;
+
 use assert_cmd::Command;
 use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{
@@ -335,7 +337,7 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
         .env("BEACON_URL", &url)
         .env("LANGSMITH_AUTH_ENDPOINT", &url)
         .env("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE)
-        .env("LANGSMITH_API_KEY", API_KEY)
+        .env("LANGCHAIN_API_KEY", API_KEY) // the legacy name, still read
         .env("BEACON_TIMEOUT_SECS", "5")
         .assert()
         .code(0)
@@ -356,8 +358,35 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
         "{stdout}"
     );
     assert!(stdout.contains("Result: all good"), "{stdout}");
+    // Which variable each value came from.
+    assert!(
+        stdout.contains("LANGCHAIN_API_KEY") && stdout.contains("so read from LANGCHAIN_API_KEY"),
+        "{stdout}"
+    );
+    // The dialect, the exact report URLs and bodies, and the path probes.
+    assert!(
+        stdout.contains(&format!(
+            "Reports by license: POST {url}/v1/metadata/submit (published dialect"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Reports by API key: POST {url}/v1/metadata/submit"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"license\": \"lcl_…9f2a\""), "{stdout}");
+    assert!(
+        stdout.contains("HTTP 405 to GET: the path exists"),
+        "{stdout}"
+    );
     let summary = sink.summary();
     assert_eq!((summary.verifications, summary.auths), (1, 1));
+    assert_eq!(
+        summary.reports, 0,
+        "a path probe must not count as a report"
+    );
 
     // The same as JSON.
     let out = bin()
@@ -487,10 +516,14 @@ fn check_offline_makes_no_connection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    // BEACON_OFFLINE wins over any credential; an offline license is
+    // offline only without an API key (the platform's rule: with one, the
+    // API key reports alone).
     for env in [
         &[
             ("BEACON_OFFLINE", "true"),
             ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
+            ("LANGSMITH_API_KEY", API_KEY),
         ][..],
         &[(
             "LANGGRAPH_CLOUD_LICENSE_KEY",
@@ -500,8 +533,7 @@ fn check_offline_makes_no_connection() {
         let mut cmd = bin();
         cmd.arg("check")
             .env("BEACON_URL", &url)
-            .env("LANGSMITH_AUTH_ENDPOINT", &url)
-            .env("LANGSMITH_API_KEY", API_KEY);
+            .env("LANGSMITH_AUTH_ENDPOINT", &url);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -514,6 +546,48 @@ fn check_offline_makes_no_connection() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             other => panic!("an offline check connected: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn check_with_an_offline_license_and_an_api_key_never_sends_the_license() {
+    // The platform's rule: the API key is checked and its report path
+    // probed; the offline license goes nowhere. Both endpoints point at one
+    // server that records every request.
+    let rt = runtime();
+    let (url, seen) = rt.block_on(common::recording_server());
+    let offline = "offline-license-0123456789abcdef";
+    let out = bin()
+        .arg("check")
+        .env("BEACON_URL", &url)
+        .env("LANGSMITH_AUTH_ENDPOINT", &url)
+        .env("LANGGRAPH_CLOUD_LICENSE_KEY", offline)
+        .env("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY)
+        .env("BEACON_TIMEOUT_SECS", "5")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("never sent"), "{stdout}");
+    assert!(
+        stdout.contains("LANGSMITH_CONTROL_PLANE_API_KEY"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Result: all good"), "{stdout}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|r| r.starts_with("POST /auth\n")),
+        "{seen:#?}"
+    );
+    for r in &seen {
+        assert!(!r.contains(offline), "the offline license was sent: {r}");
+        assert!(
+            r.starts_with("POST /auth\n")
+                || r.starts_with("GET /v1/metadata/submit\n")
+                || r.starts_with("GET /\n"),
+            "a request beyond the API-key destination: {r}"
+        );
     }
 }
 

@@ -9,7 +9,8 @@
 
 use beacon_meter::config::{
     Config, ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_BEACON_URL, ENV_CA_CERT, ENV_CHECKPOINT,
-    ENV_INTERVAL, ENV_LICENSE_KEY, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT, MAX_SECRET_BYTES,
+    ENV_CONTROL_PLANE_API_KEY, ENV_ENDPOINT, ENV_INTERVAL, ENV_LEGACY_API_KEY, ENV_LEGACY_ENDPOINT,
+    ENV_LICENSE_KEY, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT, ENV_WIRE, MAX_SECRET_BYTES,
     MAX_VALUE_BYTES,
 };
 use beacon_meter::wire::Tags;
@@ -37,6 +38,16 @@ const VARS: [&str; 10] = [
     ENV_SPOOL_DIR,
     ENV_CA_CERT,
     ENV_CHECKPOINT,
+];
+
+/// The variables read only when those before them in a precedence list are
+/// unset, and the dialect.
+const MORE_VARS: [&str; 5] = [
+    ENV_CONTROL_PLANE_API_KEY,
+    ENV_LEGACY_API_KEY,
+    ENV_LEGACY_ENDPOINT,
+    ENV_ENDPOINT,
+    ENV_WIRE,
 ];
 
 /// Files the CA-certificate variable may point at.
@@ -266,7 +277,7 @@ fn env(files: &Files) -> impl Strategy<Value = HashMap<&'static str, OsString>> 
         2 => common(),
         1 => Just(os("/tmp/beacon spool/ü")),
     ];
-    (
+    let first = (
         secret(LICENSE),
         secret(API_KEY),
         url(),
@@ -282,8 +293,31 @@ fn env(files: &Files) -> impl Strategy<Value = HashMap<&'static str, OsString>> 
             VARS.iter()
                 .zip([l, a, au, b, i, t, o, s, c, cp])
                 .filter_map(|(k, v)| v.map(|v| (*k, v)))
-                .collect()
-        })
+                .collect::<HashMap<_, _>>()
+        });
+    let more = (secret(API_KEY), secret(API_KEY), url(), url(), dialect()).prop_map(
+        |(cp, legacy, le, e, w)| {
+            MORE_VARS
+                .iter()
+                .zip([cp, legacy, le, e, w])
+                .filter_map(|(k, v)| v.map(|v| (*k, v)))
+                .collect::<HashMap<_, _>>()
+        },
+    );
+    (first, more).prop_map(|(mut a, b)| {
+        a.extend(b);
+        a
+    })
+}
+
+/// The wire-dialect variable: a good name in any case, or anything.
+fn dialect() -> BoxedStrategy<Option<OsString>> {
+    prop_oneof![
+        2 => common(),
+        1 => prop::sample::select(vec!["published", "langgraph-api", " LangGraph_API ", "PUBLISHED"])
+            .prop_map(os),
+    ]
+    .boxed()
 }
 
 /// The secret fragments that must not be shown: 8 characters of either
@@ -447,6 +481,11 @@ fn a_single_bad_variable_is_the_one_named() {
         (ENV_SPOOL_DIR, common()),
         (ENV_CA_CERT, ca_cert(files.paths.clone())),
         (ENV_CHECKPOINT, seconds()),
+        (ENV_CONTROL_PLANE_API_KEY, secret(API_KEY)),
+        (ENV_LEGACY_API_KEY, secret(API_KEY)),
+        (ENV_LEGACY_ENDPOINT, url()),
+        (ENV_ENDPOINT, url()),
+        (ENV_WIRE, dialect()),
     ];
     for (var, strategy) in per_var {
         let mut runner = TestRunner::new(ProptestConfig {

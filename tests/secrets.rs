@@ -576,6 +576,27 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             ("BEACON_OFFLINE", "maybe".into()),
             ("BEACON_CA_CERT", "/nonexistent/ca.pem".into()),
         ],
+        // The platform's other names, bad or carrying a key elsewhere.
+        vec![("LANGSMITH_CONTROL_PLANE_API_KEY", format!("{API_KEY} x"))],
+        vec![("LANGCHAIN_API_KEY", format!("\t{API_KEY}\u{0}"))],
+        vec![
+            ("LANGCHAIN_API_KEY", API_KEY.into()),
+            (
+                "LANGCHAIN_ENDPOINT",
+                format!("https://user:{API_KEY}@h.example"),
+            ),
+        ],
+        vec![
+            ("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY.into()),
+            (
+                "LANGSMITH_ENDPOINT",
+                format!("http://{API_KEY}.example.com"),
+            ),
+        ],
+        vec![
+            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
+            ("BEACON_WIRE", LICENSE.into()),
+        ],
     ];
     let mut config_errors = 0;
     for env in bad_envs {
@@ -586,7 +607,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             push(format!("{e:?}"), e.to_string());
         }
     }
-    assert!(config_errors >= 6, "{config_errors}");
+    assert!(config_errors >= 11, "{config_errors}");
     let good = reporter_config("http://127.0.0.1:1/", &tmp.path().join("s"));
     push(format!("{good:?}"), format!("{:?}", good.credentials()));
 
@@ -799,8 +820,13 @@ fn cli(envs: &[(&str, String)]) -> std::process::Command {
     let mut c = std::process::Command::new(BIN);
     for var in [
         "LANGGRAPH_CLOUD_LICENSE_KEY",
+        "LANGSMITH_CONTROL_PLANE_API_KEY",
         "LANGSMITH_API_KEY",
+        "LANGCHAIN_API_KEY",
         "LANGSMITH_AUTH_ENDPOINT",
+        "LANGCHAIN_ENDPOINT",
+        "LANGSMITH_ENDPOINT",
+        "BEACON_WIRE",
         "BEACON_URL",
         "BEACON_SPOOL_DIR",
         "BEACON_OFFLINE",
@@ -1046,17 +1072,31 @@ fn the_command_line_never_prints_a_key() {
     let accepting = rt.block_on(Sink::start(accepting_sink())).unwrap();
     let refusing = rt.block_on(Sink::start(SinkConfig::ephemeral())).unwrap();
     for (name, sink) in [("accepting", &accepting), ("refusing", &refusing)] {
-        let env = sink_env(sink.base_url().as_str(), &spool);
-        for args in [
-            &["-vvv", "check"][..],
-            &["-vvv", "check", "--json"],
-            &["-vvv", "preview"],
-            &["-vvv", "preview", "--json"],
+        let url = sink.base_url().to_string();
+        // The platform's names for the API key and the auth endpoint, and
+        // the other dialect.
+        let platform_env: Vec<(&str, String)> = vec![
+            ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into()),
+            ("LANGSMITH_CONTROL_PLANE_API_KEY", API_KEY.into()),
+            ("LANGCHAIN_API_KEY", format!("{API_KEY}x")),
+            ("LANGCHAIN_ENDPOINT", url.clone()),
+            ("BEACON_URL", url.clone()),
+            ("BEACON_WIRE", "langgraph-api".into()),
+            ("BEACON_TIMEOUT_SECS", "5".into()),
+            ("BEACON_SPOOL_DIR", spool.display().to_string()),
+        ];
+        for (env, args) in [
+            (sink_env(&url, &spool), &["-vvv", "check"][..]),
+            (sink_env(&url, &spool), &["-vvv", "check", "--json"]),
+            (sink_env(&url, &spool), &["-vvv", "preview"]),
+            (sink_env(&url, &spool), &["-vvv", "preview", "--json"]),
+            (platform_env.clone(), &["-vvv", "check"]),
+            (platform_env.clone(), &["-vvv", "preview", "--json"]),
         ] {
             let mut c = cli(&env);
             c.args(args);
             record(
-                &format!("{args:?} ({name})"),
+                &format!("{args:?} ({name}, {} variables)", env.len()),
                 run_cli(&format!("{args:?}"), c, Duration::from_secs(60)),
             );
         }

@@ -3,7 +3,8 @@
 //! Reads the environment exactly as the library does ([`Config::from_env`],
 //! [`Tags::from_env`]) and reports, in order:
 //!
-//! 1. the effective configuration, secrets redacted;
+//! 1. the effective configuration, secrets redacted, each value with the
+//!    variable it came from (several variables may set one value);
 //! 2. the egress allowlist the configuration needs (scheme, host, port),
 //!    for the firewall team; none when offline;
 //! 3. for each host: DNS resolution, TCP connect, TLS handshake (and which
@@ -11,8 +12,12 @@
 //!    `BEACON_CA_CERT`, found by handshaking with each alone), and whether
 //!    it answers HTTP at all (any status counts; this request goes through
 //!    the `*_PROXY` proxy when one applies, as the library's requests do);
-//! 4. the license verification (token expiry) and the API-key verification
-//!    (organization id).
+//! 4. for each destination, the wire dialect and the exact URL and body of
+//!    its reports, and a `GET` probe of the report path (and, for a
+//!    license, of the other dialect's), see [`ReportPath`];
+//! 5. the license verification (token expiry) and the API-key verification
+//!    (organization id). An offline license beside an API key is never
+//!    sent, so never verified.
 //!
 //! An offline deployment makes no network call of any kind: it is said so
 //! and every probe is skipped. The exit status is one of [`exit`]'s:
@@ -347,45 +352,7 @@ async fn check_config(
         return report;
     }
 
-    // Which hosts, for what.
-    let mut targets: Vec<(Url, Egress)> = Vec::new();
-    for d in &destinations {
-        let (base, purpose) = match d.credential {
-            Credential::License(_) => (
-                &config.beacon_url,
-                format!("license verification and usage reports ({ENV_BEACON_URL})"),
-            ),
-            Credential::ApiKey(_) => (
-                &config.auth_endpoint,
-                format!(
-                    "API-key verification and usage reports ({})",
-                    config
-                        .sources
-                        .auth_endpoint
-                        .var()
-                        .unwrap_or("the default auth endpoint")
-                ),
-            ),
-        };
-        let scheme = base.scheme().to_owned();
-        let host = base.host_str().unwrap_or_default().to_owned();
-        let port = base.port_or_known_default().unwrap_or(443);
-        match targets
-            .iter_mut()
-            .find(|(_, e)| e.scheme == scheme && e.host == host && e.port == port)
-        {
-            Some((_, e)) => e.purpose.push(purpose),
-            None => targets.push((
-                base.clone(),
-                Egress {
-                    scheme,
-                    host,
-                    port,
-                    purpose: vec![purpose],
-                },
-            )),
-        }
-    }
+    let targets = egress_targets(config, &destinations);
     report.egress = targets.iter().map(|(_, e)| e.clone()).collect();
 
     let tls = TlsRoots::new(config);
@@ -451,6 +418,53 @@ async fn check_config(
     finish(report)
 }
 
+/// Which hosts `destinations` need, for what: one entry per scheme, host
+/// and port, with every purpose.
+fn egress_targets(
+    config: &Config,
+    destinations: &[crate::config::Destination],
+) -> Vec<(Url, Egress)> {
+    let mut targets: Vec<(Url, Egress)> = Vec::new();
+    for d in destinations {
+        let (base, purpose) = match d.credential {
+            Credential::License(_) => (
+                &config.beacon_url,
+                format!("license verification and usage reports ({ENV_BEACON_URL})"),
+            ),
+            Credential::ApiKey(_) => (
+                &config.auth_endpoint,
+                format!(
+                    "API-key verification and usage reports ({})",
+                    config
+                        .sources
+                        .auth_endpoint
+                        .var()
+                        .unwrap_or("the default auth endpoint")
+                ),
+            ),
+        };
+        let scheme = base.scheme().to_owned();
+        let host = base.host_str().unwrap_or_default().to_owned();
+        let port = base.port_or_known_default().unwrap_or(443);
+        match targets
+            .iter_mut()
+            .find(|(_, e)| e.scheme == scheme && e.host == host && e.port == port)
+        {
+            Some((_, e)) => e.purpose.push(purpose),
+            None => targets.push((
+                base.clone(),
+                Egress {
+                    scheme,
+                    host,
+                    port,
+                    purpose: vec![purpose],
+                },
+            )),
+        }
+    }
+    targets
+}
+
 /// True if `url`'s host (and port) answered.
 fn reachable(hosts: &[HostCheck], url: &Url) -> bool {
     hosts.iter().any(|h| {
@@ -492,35 +506,7 @@ fn finish(mut report: CheckReport) -> CheckReport {
 /// ([`Config::sources`]); secrets redacted.
 pub fn settings(config: &Config) -> Vec<Setting> {
     let src = &config.sources;
-    // `vars`: the setting's variables, first set wins.
-    let row =
-        |setting: &'static str, vars: &[&'static str], from: Source, value: Option<String>| {
-            let (variable, origin) = match from {
-                Source::Var(v) => (v, Origin::Environment),
-                Source::Default => (vars[0], Origin::Default),
-                Source::Unset => (vars[0], Origin::Unset),
-            };
-            let note = (vars.len() > 1).then(|| match from {
-                Source::Var(v) => {
-                    let before: Vec<&str> = vars.iter().take_while(|x| **x != v).copied().collect();
-                    if before.is_empty() {
-                        format!("first of {}", vars.join(", "))
-                    } else {
-                        format!("{} unset, so read from {v}", before.join(" and "))
-                    }
-                }
-                Source::Default | Source::Unset => {
-                    format!("none of {} is set", vars.join(", "))
-                }
-            });
-            Setting {
-                setting,
-                variable,
-                value,
-                origin,
-                note,
-            }
-        };
+    let row = setting_row;
     let license_note = config.license_key.as_ref().map(|k| {
         if k.is_online_license() {
             "online license".to_owned()
@@ -610,6 +596,39 @@ pub fn settings(config: &Config) -> Vec<Setting> {
             secs(config.checkpoint_interval),
         ),
     ]
+}
+
+/// One row of [`settings`]: `setting`, whose variables are `vars` (first
+/// set wins), came `from` there and has `value`.
+fn setting_row(
+    setting: &'static str,
+    vars: &[&'static str],
+    from: Source,
+    value: Option<String>,
+) -> Setting {
+    let (variable, origin) = match from {
+        Source::Var(v) => (v, Origin::Environment),
+        Source::Default => (vars[0], Origin::Default),
+        Source::Unset => (vars[0], Origin::Unset),
+    };
+    let note = (vars.len() > 1).then(|| match from {
+        Source::Var(v) => {
+            let before: Vec<&str> = vars.iter().take_while(|x| **x != v).copied().collect();
+            if before.is_empty() {
+                format!("first of {}", vars.join(", "))
+            } else {
+                format!("{} unset, so read from {v}", before.join(" and "))
+            }
+        }
+        Source::Default | Source::Unset => format!("none of {} is set", vars.join(", ")),
+    });
+    Setting {
+        setting,
+        variable,
+        value,
+        origin,
+        note,
+    }
 }
 
 // ---- TLS roots -------------------------------------------------------------
@@ -1278,18 +1297,15 @@ fn render(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
 
 fn render_report_paths(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<()> {
     for p in &r.report_paths {
-        let label = if p.kind == "license" {
-            "license"
+        let (label, dialect) = if p.kind == "license" {
+            ("license", format!("{} dialect, {ENV_WIRE}", p.dialect))
         } else {
-            "API key"
+            ("API key", "the same in both dialects".to_owned())
         };
         writeln!(
             out,
             "\n{}",
-            term.bold(&format!(
-                "Reports by {label}: POST {} ({} dialect, {ENV_WIRE})",
-                p.url, p.dialect
-            ))
+            term.bold(&format!("Reports by {label}: POST {} ({dialect})", p.url))
         )?;
         for probe in &p.probes {
             let outcome = match probe.finding {
