@@ -1493,3 +1493,83 @@ mod garbage {
         rt.block_on(sink.shutdown());
     }
 }
+
+#[tokio::test]
+async fn the_database_keeps_reports_and_dedup_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sink.db");
+    let with_db = || SinkConfig {
+        db: Some(db.clone()),
+        ..config()
+    };
+    let c = client();
+    let key = Uuid::new_v4();
+    let sink = start(with_db()).await;
+    assert_eq!(status_of(&c, &sink, &report(3, 9), Some(key)).await, 204);
+    assert_eq!(status_of(&c, &sink, &report(1, 1), None).await, 204);
+    post_to(
+        &c,
+        &sink,
+        "v1/beacon/metadata/submit",
+        &langgraph_report(5, 6),
+    )
+    .await;
+    sink.shutdown().await;
+
+    // A new sink on the same file: the retry is a duplicate, a new body
+    // under the old key a conflict, and the totals are still there.
+    let sink = start(with_db()).await;
+    assert_eq!(status_of(&c, &sink, &report(3, 9), Some(key)).await, 204);
+    assert_eq!(status_of(&c, &sink, &report(4, 9), Some(key)).await, 422);
+    let summary = sink.summary();
+    assert_eq!(summary.reports, 3);
+    assert_eq!(summary.duplicates, 1);
+    assert_eq!(summary.without_idempotency_key, 2);
+    assert_eq!(summary.measures["langgraph.platform.runs"], 9);
+    assert_eq!(summary.measures["langgraph.platform.nodes"], 16);
+    assert_eq!(summary.by_dialect["langgraph-api"], 1);
+
+    // Pages of /v1/reports.
+    let page = |q: &'static str| {
+        let c = c.clone();
+        let u = url(&sink, &format!("v1/reports{q}"));
+        async move { json_of(c.get(u).send().await.unwrap()).await }
+    };
+    assert_eq!(page("").await, Value::Array(sink.reports()));
+    assert_eq!(
+        page("?offset=1&limit=1").await[0]["measures"]["langgraph.platform.runs"],
+        1
+    );
+    assert_eq!(page("?offset=3").await, json!([]));
+    let r = c
+        .get(url(&sink, "v1/reports?limit=-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(sink.reports_page(2, 5).unwrap().len(), 1);
+    sink.shutdown().await;
+
+    // Usage, read from the file.
+    use beacon_meter::sink::{Period, usage};
+    let rows = usage(&db, Period::Day, None).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].period.as_str(),
+            rows[0].host.as_str(),
+            rows[0].reports
+        ),
+        ("2025-01-06", "host-1", 2)
+    );
+    assert_eq!(rows[0].measures["langgraph.platform.runs"], 4);
+    assert_eq!(rows[0].destination, "license");
+    assert_eq!(rows[1].period, "2026-11-30");
+    assert_eq!(rows[1].measures["langgraph.platform.py_graphs"], 2);
+    let since = "2026-01-01T00:00:00Z".parse().unwrap();
+    let hours = usage(&db, Period::Hour, Some(since)).unwrap();
+    assert_eq!(hours.len(), 1);
+    assert_eq!(hours[0].period, "2026-11-30T02");
+    let missing = usage(&dir.path().join("none.db"), Period::Day, None).unwrap_err();
+    assert!(missing.to_string().contains("none.db"), "{missing}");
+}

@@ -62,6 +62,15 @@ Examples:
       and append every accepted report to reports.jsonl
   beacon-meter sink --failure-rate 0.3 --accept-then-drop-rate 0.1 --seed 7
       answer 30% of reports 503 and drop 10% of answers after accepting
+  beacon-meter sink --db beacon.db
+      keep accepted reports and idempotency keys in beacon.db (SQLite), so
+      that a restarted sink still counts every report once
+  beacon-meter sink --bind 0.0.0.0:8443 --db beacon.db --tls-cert cert.pem \\
+      --tls-key key.pem --admin-token-file admin.token
+      serve HTTPS to other hosts; /v1/summary and /v1/reports need
+      `Authorization: Bearer <token>`
+  beacon-meter sink usage --db beacon.db --by hour --since 2026-11-30
+      totals per hour, host, tenant and destination, read from beacon.db
 
 The first line of output is `Listening on http://ADDR` (with --json, a JSON
 object with \"url\"). Stop with Ctrl-C (or SIGTERM): requests in flight get
@@ -142,8 +151,8 @@ pub enum Command {
     #[command(after_help = DEMO_AFTER_HELP)]
     Demo(DemoArgs),
     /// Run a local Beacon (verify, auth and report endpoints) until Ctrl-C.
-    #[command(after_help = SINK_AFTER_HELP)]
-    Sink(SinkArgs),
+    #[command(after_help = SINK_AFTER_HELP, args_conflicts_with_subcommands = true)]
+    Sink(Box<SinkArgs>),
     /// Check this deployment's configuration, network path and credentials.
     #[command(after_help = CHECK_AFTER_HELP)]
     Check(CheckArgs),
@@ -218,10 +227,33 @@ pub struct SinkArgs {
     #[arg(long, value_name = "UUID", default_value_t = DEFAULT_ORG_ID)]
     pub org_id: Uuid,
 
-    /// Append every accepted report to this file, one JSON line each
+    /// Read a sink database instead of serving (`sink usage`).
+    #[command(subcommand)]
+    pub action: Option<SinkAction>,
+
+    /// Keep accepted reports, idempotency keys and totals in this SQLite
+    /// file (created if missing). Default: in memory, lost at exit.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Also export every accepted report to this file, one JSON line each
     /// (credential redacted).
     #[arg(long, value_name = "PATH")]
     pub jsonl: Option<PathBuf>,
+
+    /// A file holding the bearer token that GET /v1/summary and
+    /// /v1/reports require. Without it, they answer 401 unless the sink
+    /// listens on loopback only.
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Share of reports answered 503 Service Unavailable (0 to 1).
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
@@ -343,6 +375,45 @@ fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
 }
 
 /// A share between 0 and 1.
+/// What `beacon-meter sink` does instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum SinkAction {
+    /// Print usage totals per period, host, tenant and destination from a
+    /// sink database.
+    Usage(UsageArgs),
+}
+
+/// `beacon-meter sink usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The sink database (as given to `sink --db`).
+    #[arg(long, value_name = "PATH")]
+    pub db: PathBuf,
+
+    /// One row per hour or per day (UTC) in which report windows start.
+    #[arg(long, value_name = "PERIOD", default_value = "day", value_parser = ["hour", "day"])]
+    pub by: String,
+
+    /// Only reports whose window starts at or after this instant: RFC 3339
+    /// (2026-11-30T09:00:00Z) or a date (2026-11-30, midnight UTC).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Machine output: a JSON array of rows.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let value = value.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| "expected RFC 3339 like 2026-11-30T09:00:00Z or a date like 2026-11-30".into())
+}
+
 fn parse_rate(value: &str) -> Result<f64, String> {
     let rate: f64 = value
         .trim()

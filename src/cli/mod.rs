@@ -84,7 +84,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sink(args) => {
-            runtime()?.block_on(sink::run(&args, term, &mut out))?;
+            match &args.action {
+                Some(args::SinkAction::Usage(usage)) => sink::usage(usage, term, &mut out)?,
+                None => drop(runtime()?.block_on(sink::run(&args, term, &mut out))?),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {

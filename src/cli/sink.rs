@@ -5,11 +5,14 @@
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
 
-use super::args::SinkArgs;
+use super::args::{SinkArgs, UsageArgs};
 use super::exit;
 use super::term::Term;
 use crate::secret::Secret;
-use crate::sink::{Faults, Sink, SinkConfig, SinkError, SinkHandle, Summary};
+use crate::sink::{
+    Faults, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError, Summary, TlsFiles,
+    UsageRow,
+};
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,6 +31,17 @@ pub enum SinkCommandError {
         flag: &'static str,
         /// Which occurrence of the flag, from 1.
         index: usize,
+    },
+    /// The `--admin-token-file` could not be used.
+    #[error(
+        "the admin token file {}: {reason}; put a long random string in it (e.g. `openssl rand -hex 32`)",
+        path.display()
+    )]
+    AdminToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (never the token).
+        reason: String,
     },
     /// The listening address could not be bound.
     #[error(
@@ -49,6 +63,9 @@ pub enum SinkCommandError {
         "could not listen for Ctrl-C and SIGTERM: {0}; run the sink in a normal terminal or under a process manager"
     )]
     Signal(#[source] io::Error),
+    /// `sink usage` could not read the database.
+    #[error(transparent)]
+    Usage(#[from] StoreError),
     /// Writing to stdout failed.
     #[error("could not write the output: {0}")]
     Output(#[from] io::Error),
@@ -68,7 +85,10 @@ impl SinkCommandError {
     pub fn exit_status(&self) -> u8 {
         match self {
             SinkCommandError::BadKey { .. }
-            | SinkCommandError::Start(SinkError::InvalidConfig(_)) => exit::CONFIG,
+            | SinkCommandError::AdminToken { .. }
+            | SinkCommandError::Start(SinkError::InvalidConfig(_) | SinkError::Tls(_)) => {
+                exit::CONFIG
+            }
             _ => exit::FAILURE,
         }
     }
@@ -89,6 +109,16 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
             })
             .collect::<Result<Vec<String>, _>>()
     };
+    let admin_token = args
+        .admin_token_file
+        .as_deref()
+        .map(admin_token)
+        .transpose()?;
+    let tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| TlsFiles { cert, key });
     let licenses = keys("--license", &args.licenses)?;
     let api_keys = keys("--api-key", &args.api_keys)?;
     Ok(SinkConfig {
@@ -97,7 +127,10 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
         licenses: (!licenses.is_empty()).then_some(licenses),
         api_keys,
         org_id: args.org_id,
+        db: args.db.clone(),
         jsonl: args.jsonl.clone(),
+        admin_token,
+        tls,
         faults: Faults {
             failure_rate: args.failure_rate,
             drop_rate: args.drop_rate,
@@ -109,6 +142,23 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
         },
         ..SinkConfig::default()
     })
+}
+
+/// The token in `path`, surrounding whitespace removed.
+fn admin_token(path: &std::path::Path) -> Result<Secret, SinkCommandError> {
+    let failed = |reason: String| SinkCommandError::AdminToken {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| failed(format!("cannot be read ({e})")))?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(failed(
+            "must hold one token of at least 16 characters, without spaces".into(),
+        ));
+    }
+    Ok(Secret::new(token))
 }
 
 /// Runs the sink until Ctrl-C or SIGTERM and returns its totals (also
@@ -124,8 +174,13 @@ pub async fn run(
     let mut signals = Signals::install().map_err(SinkCommandError::Signal)?;
     let handle = Sink::start(config).await?;
     let addr = handle.addr();
-    let url = format!("http://{addr}");
-    let client_url = format!("http://{}", client_addr(addr));
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}");
+    let client_url = format!("{scheme}://{}", client_addr(addr));
 
     if args.json {
         writeln!(
@@ -139,18 +194,7 @@ pub async fn run(
     }
     out.flush()?;
     if !addr.ip().is_loopback() {
-        eprintln!(
-            "{} the sink listens on {addr}, not only on loopback: anyone who can reach it can \
-             submit reports and get tokens{}. It speaks plain HTTP, which beacon-meter clients \
-             accept only to loopback addresses; for other hosts put a TLS-terminating proxy in \
-             front. Use --bind 127.0.0.1:PORT to keep it local.",
-            term.warn("warning:"),
-            if args.licenses.is_empty() {
-                " for any lcl_ license"
-            } else {
-                ""
-            }
-        );
+        warn_exposed(args, term, addr);
     }
 
     let signal = wait(&handle, &mut signals, term, args.json).await;
@@ -175,6 +219,34 @@ pub async fn run(
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// What a sink listening beyond loopback exposes, on stderr.
+fn warn_exposed(args: &SinkArgs, term: Term, addr: SocketAddr) {
+    let anyone = if args.licenses.is_empty() {
+        " for any lcl_ license"
+    } else {
+        ""
+    };
+    eprintln!(
+        "{} the sink listens on {addr}, not only on loopback: anyone who can reach it can \
+         submit reports and get tokens{anyone}. Use --bind 127.0.0.1:PORT to keep it local.",
+        term.warn("warning:"),
+    );
+    if args.tls_cert.is_none() {
+        eprintln!(
+            "{} it speaks plain HTTP, which beacon-meter clients accept only to loopback \
+             addresses; pass --tls-cert and --tls-key to serve HTTPS.",
+            term.warn("warning:"),
+        );
+    }
+    if args.admin_token_file.is_none() {
+        eprintln!(
+            "{} GET /v1/summary and /v1/reports answer 401 (they would reveal every tenant's \
+             usage); pass --admin-token-file to read them over the network.",
+            term.warn("note:"),
+        );
+    }
 }
 
 /// The address a client on this machine uses: loopback of the same family
@@ -219,8 +291,21 @@ fn print_banner(
     };
     writeln!(out, "API keys accepted: {keys} (org id {})", args.org_id)?;
     writeln!(out, "Token lifetime: {} s", args.token_lifetime)?;
+    if args.admin_token_file.is_some() {
+        writeln!(
+            out,
+            "GET /v1/summary and /v1/reports need Authorization: Bearer <admin token>"
+        )?;
+    }
+    match &args.db {
+        Some(path) => writeln!(out, "Accepted reports stored in {}", path.display())?,
+        None => writeln!(
+            out,
+            "Accepted reports kept in memory only (add --db PATH to keep them)"
+        )?,
+    }
     if let Some(path) = &args.jsonl {
-        writeln!(out, "Accepted reports appended to {}", path.display())?;
+        writeln!(out, "Accepted reports exported to {}", path.display())?;
     }
     let mut faults = Vec::new();
     if let Some(s) = args.force_status {
@@ -321,6 +406,72 @@ fn print_summary(term: Term, out: &mut dyn Write, s: &Summary) -> io::Result<()>
     Ok(())
 }
 
+/// `beacon-meter sink usage`: the totals of a sink database, as a table or
+/// (`--json`) a JSON array of [`UsageRow`]s.
+pub fn usage(args: &UsageArgs, term: Term, out: &mut dyn Write) -> Result<(), SinkCommandError> {
+    let by = if args.by == "hour" {
+        Period::Hour
+    } else {
+        Period::Day
+    };
+    let rows = crate::sink::usage(&args.db, by, args.since)?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(io::Error::other)?
+        )?;
+    } else {
+        print_usage(term, out, &rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result<()> {
+    if rows.is_empty() {
+        return writeln!(out, "No reports in this period.");
+    }
+    let get = |r: &UsageRow, k: &str| r.measures.get(k).copied().unwrap_or(0);
+    let header = format!(
+        "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+        "period", "host", "tenant", "destination", "reports", "runs", "nodes"
+    );
+    writeln!(out, "{}", term.bold(&header))?;
+    for r in rows {
+        let shown = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        writeln!(
+            out,
+            "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+            r.period,
+            shown(&r.host),
+            shown(&r.tenant),
+            r.destination,
+            r.reports,
+            get(r, crate::meter::RUNS),
+            get(r, crate::meter::NODES)
+        )?;
+    }
+    let total = |f: &dyn Fn(&UsageRow) -> u64| rows.iter().map(f).fold(0u64, u64::saturating_add);
+    writeln!(
+        out,
+        "{:<13} {:<12} {:<36} {:<11} {:>8} {:>12} {:>12}",
+        "total",
+        "",
+        "",
+        "",
+        total(&|r| r.reports),
+        total(&|r| get(r, crate::meter::RUNS)),
+        total(&|r| get(r, crate::meter::NODES))
+    )
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM, registered at once.
 struct Signals {
     #[cfg(unix)]
@@ -371,7 +522,7 @@ mod tests {
         let mut argv = vec!["beacon-meter", "sink"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Sink(a) => a,
+            Command::Sink(a) => *a,
             _ => unreachable!(),
         }
     }
@@ -406,6 +557,35 @@ mod tests {
         assert_eq!(c.faults.latency, Duration::from_millis(15));
         assert_eq!(c.faults.seed, 9);
         assert_eq!(sink_config(&args(&[])).unwrap().licenses, None);
+    }
+
+    #[test]
+    fn storage_tls_and_admin_flags_map_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("bm-sink-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "  0123456789abcdef-admin\n").unwrap();
+        let t = token.to_str().unwrap();
+        let c = sink_config(&args(&[
+            "--db",
+            "x.db",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--admin-token-file",
+            t,
+        ]))
+        .unwrap();
+        assert_eq!(c.db.as_deref(), Some(std::path::Path::new("x.db")));
+        assert_eq!(c.tls.unwrap().key, std::path::PathBuf::from("k.pem"));
+        assert_eq!(c.admin_token.unwrap().expose(), "0123456789abcdef-admin");
+        std::fs::write(&token, "short-secret\n").unwrap();
+        let err = sink_config(&args(&["--admin-token-file", t])).unwrap_err();
+        assert_eq!(err.exit_status(), exit::CONFIG);
+        assert!(!err.to_string().contains("short-secret"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Cli::try_parse_from(["beacon-meter", "sink", "--tls-cert", "c.pem"]).is_err());
     }
 
     #[test]

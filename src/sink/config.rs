@@ -35,10 +35,23 @@ pub struct SinkConfig {
     pub api_keys: Vec<String>,
     /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
     pub org_id: Uuid,
-    /// If set, every accepted report is appended to this file as one JSON
-    /// line (with its credential redacted), flushed line by line. The file
-    /// is created if missing and never truncated.
+    /// The SQLite database the sink stores accepted reports, idempotency
+    /// keys and totals in (created if missing; reopened, a restarted sink
+    /// keeps deduplicating against everything in it). `None` (the default):
+    /// a database in memory, gone when the sink stops.
+    pub db: Option<PathBuf>,
+    /// If set, every accepted report is also exported to this file as one
+    /// JSON line (the stored record), flushed line by line. The file is
+    /// created if missing and never truncated.
     pub jsonl: Option<PathBuf>,
+    /// The bearer token `GET /v1/summary` and `GET /v1/reports` require
+    /// (`Authorization: Bearer <token>`). `None` (the default): they are
+    /// open when [`SinkConfig::bind`] is a loopback address, and answer
+    /// `401` otherwise (they reveal every tenant's usage).
+    pub admin_token: Option<Secret>,
+    /// Serve HTTPS with this certificate chain and key; `None` (the
+    /// default): plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
     pub faults: Faults,
     /// Largest request body accepted, in bytes; a larger one is answered
@@ -61,7 +74,10 @@ impl Default for SinkConfig {
             licenses: None,
             api_keys: Vec::new(),
             org_id: DEFAULT_ORG_ID,
+            db: None,
             jsonl: None,
+            admin_token: None,
+            tls: None,
             faults: Faults::default(),
             max_body: 256 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -92,6 +108,15 @@ impl SinkConfig {
             return Err(SinkError::InvalidConfig(
                 "request_timeout is 0, so every request would time out; use a positive duration"
                     .into(),
+            ));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(SinkError::InvalidConfig(
+                "admin_token is empty; use a long random string, or none".into(),
             ));
         }
         self.faults.validate()
@@ -125,13 +150,25 @@ impl fmt::Debug for SinkConfig {
             .field("licenses", &self.licenses.as_deref().map(redacted_list))
             .field("api_keys", &redacted_list(&self.api_keys))
             .field("org_id", &self.org_id)
+            .field("db", &self.db)
             .field("jsonl", &self.jsonl)
+            .field("admin_token", &self.admin_token)
+            .field("tls", &self.tls)
             .field("faults", &self.faults)
             .field("max_body", &self.max_body)
             .field("request_timeout", &self.request_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
+}
+
+/// The PEM files of an HTTPS sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (PEM, `CERTIFICATE` blocks).
+    pub cert: PathBuf,
+    /// The private key of the leaf (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Faults injected into `POST /v1/metadata/submit` (the other endpoints only

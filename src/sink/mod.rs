@@ -53,7 +53,13 @@
 //!   not written with `Z`; else `published`. It is counted in
 //!   [`Summary::by_dialect`] and stored in the record's `"dialect"` field.
 //! * `GET /v1/summary`: the [`Summary`].
-//! * `GET /v1/reports`: the accepted reports, in arrival order.
+//! * `GET /v1/reports?offset=N&limit=M`: stored records, in arrival order,
+//!   at most [`MAX_PAGE`] per request.
+//!
+//!   Both read endpoints reveal every tenant's usage. With
+//!   [`SinkConfig::admin_token`] set they need `Authorization: Bearer
+//!   <token>` (compared in constant time); without one they are open only
+//!   on a loopback [`SinkConfig::bind`]. Otherwise: `401`.
 //!
 //! Every refusal is `{"detail": "<reason naming the field>"}`; no answer,
 //! log line, stored report or recorded request contains a credential in
@@ -70,10 +76,16 @@ mod jwt;
 mod routes;
 mod server;
 mod state;
+mod store;
+mod tls;
+mod usage;
 mod validate;
 
-pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig};
+pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig, TlsFiles};
+pub use routes::MAX_PAGE;
 pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
+pub use store::{HOST_TAG, StoreError, TENANT_TAG};
+pub use usage::{Period, UsageRow, usage};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -83,6 +95,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use state::Shared;
+use store::Store;
 
 /// Why a sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +118,12 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The TLS certificate or key could not be used.
+    #[error("{0}")]
+    Tls(String),
     /// A configuration value the sink cannot work with.
     #[error("invalid sink configuration: {0}")]
     InvalidConfig(String),
@@ -136,6 +155,8 @@ impl Sink {
             ),
             None => None,
         };
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let store = Store::open(config.db.as_deref(), jsonl)?;
         let key = jwt::new_key().map_err(|_| SinkError::Random)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -147,12 +168,14 @@ impl Sink {
             addr: config.bind,
             source,
         })?;
-        let shared = Arc::new(Shared::new(config, key, jsonl));
+        let shared = Arc::new(Shared::new(config, key, store));
         let (shutdown, watching) = watch::channel(false);
-        let task = tokio::spawn(server::serve(listener, shared.clone(), watching));
-        tracing::info!(%addr, "Beacon sink listening");
+        let https = tls.is_some();
+        let task = tokio::spawn(server::serve(listener, tls, shared.clone(), watching));
+        tracing::info!(%addr, https, "Beacon sink listening");
         Ok(SinkHandle {
             addr,
+            https,
             shared,
             shutdown,
             task,
@@ -164,6 +187,7 @@ impl Sink {
 /// [`SinkHandle::shutdown`] stops it and waits.
 pub struct SinkHandle {
     addr: SocketAddr,
+    https: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -184,11 +208,12 @@ impl SinkHandle {
         self.addr
     }
 
-    /// `http://<addr>/`: the base URL for both the Beacon and the auth
-    /// endpoint.
+    /// `http://<addr>/` (`https://` with [`SinkConfig::tls`]): the base URL
+    /// for both the Beacon and the auth endpoint.
     pub fn base_url(&self) -> reqwest::Url {
-        reqwest::Url::parse(&format!("http://{}/", self.addr))
-            .expect("a socket address always makes a valid http URL")
+        let scheme = if self.https { "https" } else { "http" };
+        reqwest::Url::parse(&format!("{scheme}://{}/", self.addr))
+            .expect("a socket address always makes a valid URL")
     }
 
     /// The totals, as served by `GET /v1/summary`.
@@ -196,10 +221,32 @@ impl SinkHandle {
         self.shared.summary()
     }
 
-    /// The accepted reports, deduplicated, in arrival order, with their
-    /// credential field redacted.
+    /// Every stored report (deduplicated, in arrival order, as records:
+    /// credential redacted, timestamps in UTC, with their dialect). This
+    /// reads them all into memory: for a large database use
+    /// [`SinkHandle::reports_page`]. Blocks while a report is committed.
     pub fn reports(&self) -> Vec<serde_json::Value> {
-        self.shared.reports()
+        let mut all = Vec::new();
+        loop {
+            match self.shared.reports(all.len() as u64, MAX_PAGE) {
+                Ok(page) if page.is_empty() => return all,
+                Ok(page) => all.extend(page),
+                Err(e) => {
+                    tracing::error!(error = %e, "sink could not read its reports");
+                    return all;
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` stored records after skipping `offset`, in arrival
+    /// order: what `GET /v1/reports?offset=..&limit=..` serves.
+    pub fn reports_page(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.shared.reports(offset, limit)
     }
 
     /// Replaces the faults (and reseeds their generator with

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::jwt;
-use super::state::{Accepted, Shared};
+use super::state::Shared;
+use super::store::Stored;
 use super::validate::{self, CredentialField, Dialect, Invalid};
 
 /// Marks a response that must not be sent: the connection is closed
@@ -308,25 +309,28 @@ async fn submit(
         }
     };
     let dialect = report.dialect(path_dialect);
-    match shared.accept(key, report, dialect) {
-        Accepted::New if shared.chance(|f| f.accept_then_drop_rate) => {
+    // The commit waits for an fsync: off the async workers.
+    let storing = shared.clone();
+    let stored = tokio::task::spawn_blocking(move || storing.accept(key, &report, dialect))
+        .await
+        .unwrap_or_else(|e| Stored::Failed(format!("the storing task failed: {e}")));
+    match stored {
+        Stored::New if shared.chance(|f| f.accept_then_drop_rate) => {
             shared.count_fault();
             dropped()
         }
-        Accepted::New | Accepted::Duplicate => StatusCode::NO_CONTENT.into_response(),
+        Stored::New | Stored::Duplicate => StatusCode::NO_CONTENT.into_response(),
         // `accept` counted the reject.
-        Accepted::Conflict => detail(
+        Stored::Conflict => detail(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Idempotency-Key was already used for a different report body; \
              a retry must resend the same body, a new report needs a new key",
         ),
-        Accepted::Storage(e) => {
-            tracing::error!(error = %e, "sink could not append a report to its JSONL file");
-            detail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the sink could not append the report to its JSONL file: {e}"),
-            )
-        }
+        // Logged by the store; nothing was stored, so a retry is safe.
+        Stored::Failed(e) => detail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the sink could not store the report ({e}); retry later"),
+        ),
     }
 }
 
@@ -401,12 +405,75 @@ fn check(
     Ok((key, report))
 }
 
+/// `None` if the request may read the summary and reports, else the `401`.
+fn refused_read(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if shared.may_read(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        return None;
+    }
+    let why = if shared.config.admin_token.is_some() {
+        "this endpoint needs `Authorization: Bearer <admin token>` with the sink's admin token"
+    } else {
+        "this sink listens beyond loopback and has no admin token, so its summary and reports \
+         are not served; start it with --admin-token-file"
+    };
+    let mut response = detail(StatusCode::UNAUTHORIZED, why);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
+}
+
 /// `GET /v1/summary`.
-async fn summary(State(shared): State<Arc<Shared>>) -> Response {
+async fn summary(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refused_read(&shared, &headers) {
+        return refused;
+    }
     axum::Json(shared.summary()).into_response()
 }
 
-/// `GET /v1/reports`: the accepted reports, credentials redacted.
-async fn reports(State(shared): State<Arc<Shared>>) -> Response {
-    axum::Json(Value::Array(shared.reports())).into_response()
+/// The query of `GET /v1/reports`.
+#[derive(Debug, serde::Deserialize)]
+struct Page {
+    /// Records to skip. Default 0.
+    #[serde(default)]
+    offset: u64,
+    /// Records to return, at most [`MAX_PAGE`]. Default [`MAX_PAGE`].
+    #[serde(default = "max_page")]
+    limit: u64,
+}
+
+/// The most records one `GET /v1/reports` returns.
+pub const MAX_PAGE: u64 = 1000;
+
+fn max_page() -> u64 {
+    MAX_PAGE
+}
+
+/// `GET /v1/reports?offset=N&limit=M`: stored records in arrival order,
+/// credentials redacted, at most [`MAX_PAGE`] at a time.
+async fn reports(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(refused) = refused_read(&shared, &headers) {
+        return refused;
+    }
+    let Ok(axum::extract::Query(page)) = query else {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "the query must be offset=N&limit=M with non-negative integers",
+        );
+    };
+    let limit = page.limit.min(MAX_PAGE);
+    let reading = shared.clone();
+    match tokio::task::spawn_blocking(move || reading.reports(page.offset, limit)).await {
+        Ok(Ok(records)) => axum::Json(Value::Array(records)).into_response(),
+        Ok(Err(e)) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }

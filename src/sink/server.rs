@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::routes::{DropConnection, detail, router};
 use super::state::{RecordedRequest, Shared, redact_headers};
@@ -30,6 +31,7 @@ struct ConnectionDropped;
 /// then lets open connections finish for up to `grace` and closes the rest.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -40,8 +42,9 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(
+                    connections.spawn(connection(
                         stream,
+                        tls.clone(),
                         service.clone(),
                         shared.clone(),
                         shutdown.clone(),
@@ -69,13 +72,35 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_connection(
+/// One accepted connection: the TLS handshake first if the sink serves
+/// HTTPS (bounded by the request timeout), then HTTP.
+async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    service: TowerToHyperService<Router>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve_connection(stream, service, shared, shutdown).await;
+    };
+    let limit = shared.config.request_timeout;
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, service, shared, shutdown).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "sink TLS handshake failed"),
+        Err(_) => tracing::debug!("sink TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
     service: TowerToHyperService<Router>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let header_timeout = shared.config.request_timeout;
     let service = service_fn(move |request| handle(service.clone(), shared.clone(), request));
     let connection = http1::Builder::new()

@@ -1,15 +1,15 @@
-//! What a running sink remembers: accepted reports, idempotency keys,
-//! totals, recorded requests and the current faults.
+//! What a running sink remembers: its store (accepted reports, idempotency
+//! keys, totals), this run's counters, recorded requests and the current
+//! faults.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
-use std::io::Write;
+use std::collections::{BTreeMap, VecDeque};
 use uuid::Uuid;
 
 use super::config::{Faults, SinkConfig, XorShift};
+use super::store::{Store, StoreError, Stored};
 use super::validate::{Dialect, ValidReport};
 use crate::secret::Secret;
 
@@ -19,6 +19,12 @@ pub const MAX_RECORDED_REQUESTS: usize = 10_000;
 
 /// Totals over everything a sink accepted: the body of `GET /v1/summary`
 /// and the value of [`super::SinkHandle::summary`].
+///
+/// `measures`, `reports`, `without_idempotency_key`, `by_credential` and
+/// `by_dialect` are read from the sink's database, so they cover every
+/// report it holds, across restarts. The other counters (`duplicates`,
+/// `rejects`, `faults_injected`, `verifications`, `auths`) count since
+/// this sink started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Summary {
@@ -110,51 +116,57 @@ pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> Vec<(String, St
         .collect()
 }
 
-/// What became of a valid report.
-#[derive(Debug)]
-pub(crate) enum Accepted {
-    /// New: stored and counted.
-    New,
-    /// Same idempotency key, same body as an accepted report.
-    Duplicate,
-    /// Same idempotency key as an accepted report, different body.
-    Conflict,
-    /// Could not be appended to the JSONL file; nothing was counted.
-    Storage(std::io::Error),
-}
-
 /// The state shared by a sink's connections and its handle.
 pub(crate) struct Shared {
     pub(crate) config: SinkConfig,
     pub(crate) key: ring::hmac::Key,
+    /// The HMAC (under `key`) of the admin token, if one is configured:
+    /// a presented token is checked with `hmac::verify`, which compares in
+    /// constant time, whatever the lengths.
+    admin_tag: Option<ring::hmac::Tag>,
+    store: Store,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     faults: Faults,
     rng: XorShift,
-    reports: Vec<Value>,
-    seen: HashMap<Uuid, Value>,
-    summary: Summary,
+    /// The counters kept since this sink started (duplicates, rejects,
+    /// faults, verifications, auths); the rest of the [`Summary`] is read
+    /// from the store.
+    counters: Summary,
     requests: VecDeque<RecordedRequest>,
-    jsonl: Option<File>,
 }
 
 impl Shared {
-    pub(crate) fn new(config: SinkConfig, key: ring::hmac::Key, jsonl: Option<File>) -> Self {
+    pub(crate) fn new(config: SinkConfig, key: ring::hmac::Key, store: Store) -> Self {
         let faults = config.faults.clone();
+        let admin_tag = config
+            .admin_token
+            .as_ref()
+            .map(|t| ring::hmac::sign(&key, t.expose().as_bytes()));
         Shared {
+            admin_tag,
             inner: Mutex::new(Inner {
                 rng: XorShift::new(faults.seed),
                 faults,
-                reports: Vec::new(),
-                seen: HashMap::new(),
-                summary: Summary::default(),
+                counters: Summary::default(),
                 requests: VecDeque::new(),
-                jsonl,
             }),
+            store,
             config,
             key,
+        }
+    }
+
+    /// Whether a request with this `Authorization` header value may read
+    /// the summary and the reports (see the [`super`] module docs).
+    pub(crate) fn may_read(&self, authorization: Option<&[u8]>) -> bool {
+        match &self.admin_tag {
+            None => self.config.bind.ip().is_loopback(),
+            Some(tag) => authorization
+                .and_then(|v| v.strip_prefix(b"Bearer "))
+                .is_some_and(|token| ring::hmac::verify(&self.key, token, tag.as_ref()).is_ok()),
         }
     }
 
@@ -181,12 +193,26 @@ impl Shared {
         inner.rng.chance(rate)
     }
 
+    /// The store's totals with this run's counters. If the store cannot be
+    /// read (logged), its part is left at zero.
     pub(crate) fn summary(&self) -> Summary {
-        self.inner.lock().summary.clone()
+        let mut summary = self.inner.lock().counters.clone();
+        match self.store.totals() {
+            Ok(t) => {
+                summary.reports = t.reports;
+                summary.without_idempotency_key = t.without_idempotency_key;
+                summary.measures = t.measures;
+                summary.by_credential = t.by_credential;
+                summary.by_dialect = t.by_dialect;
+            }
+            Err(e) => tracing::error!(error = %e, "sink could not read its totals"),
+        }
+        summary
     }
 
-    pub(crate) fn reports(&self) -> Vec<Value> {
-        self.inner.lock().reports.clone()
+    /// Up to `limit` stored records from `offset` on, in arrival order.
+    pub(crate) fn reports(&self, offset: u64, limit: u64) -> Result<Vec<Value>, StoreError> {
+        self.store.records(offset, limit)
     }
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
@@ -202,74 +228,36 @@ impl Shared {
     }
 
     pub(crate) fn count_reject(&self) {
-        self.inner.lock().summary.rejects += 1;
+        self.inner.lock().counters.rejects += 1;
     }
 
     pub(crate) fn count_fault(&self) {
-        self.inner.lock().summary.faults_injected += 1;
+        self.inner.lock().counters.faults_injected += 1;
     }
 
     pub(crate) fn count_verification(&self) {
-        self.inner.lock().summary.verifications += 1;
+        self.inner.lock().counters.verifications += 1;
     }
 
     pub(crate) fn count_auth(&self) {
-        self.inner.lock().summary.auths += 1;
+        self.inner.lock().counters.auths += 1;
     }
 
-    /// Deduplicates, stores and counts a valid report. A conflict counts as
-    /// a reject. The JSONL line is written (and flushed) before anything is
-    /// counted, so the file never misses an accepted report.
+    /// Deduplicates, stores and counts a valid report (blocking: it waits
+    /// for the commit). A conflict counts as a reject, a duplicate as a
+    /// duplicate.
     pub(crate) fn accept(
         &self,
         key: Option<Uuid>,
-        report: ValidReport,
+        report: &ValidReport,
         dialect: Dialect,
-    ) -> Accepted {
-        let mut inner = self.inner.lock();
-        let inner = &mut *inner;
-        if let Some(key) = key
-            && let Some(previous) = inner.seen.get(&key)
-        {
-            return if *previous == report.value {
-                inner.summary.duplicates += 1;
-                Accepted::Duplicate
-            } else {
-                inner.summary.rejects += 1;
-                Accepted::Conflict
-            };
+    ) -> Stored {
+        let stored = self.store.accept(key, report, dialect);
+        match stored {
+            Stored::Duplicate => self.inner.lock().counters.duplicates += 1,
+            Stored::Conflict => self.count_reject(),
+            Stored::New | Stored::Failed(_) => {}
         }
-        let stored = report.record(dialect);
-        if let Some(file) = &mut inner.jsonl {
-            let mut line = stored.to_string();
-            line.push('\n');
-            if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.flush()) {
-                return Accepted::Storage(e);
-            }
-        }
-        let summary = &mut inner.summary;
-        summary.reports += 1;
-        for (name, value) in &report.measures {
-            let total = summary.measures.entry(name.clone()).or_default();
-            *total = total.saturating_add(*value);
-        }
-        let credential = format!(
-            "{}:{}",
-            report.credential_field.destination(),
-            Secret::new(report.credential.as_str()).redacted()
-        );
-        *summary.by_credential.entry(credential).or_default() += 1;
-        *summary
-            .by_dialect
-            .entry(dialect.name().to_owned())
-            .or_default() += 1;
-        match key {
-            Some(key) => {
-                inner.seen.insert(key, report.value);
-            }
-            None => summary.without_idempotency_key += 1,
-        }
-        inner.reports.push(stored);
-        Accepted::New
+        stored
     }
 }

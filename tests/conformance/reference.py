@@ -203,6 +203,16 @@ def get_json(url: str):
         return json.load(response)
 
 
+def all_reports(sink: str) -> list:
+    """Every stored report, page by page (`GET /v1/reports?offset=&limit=`)."""
+    out: list = []
+    while True:
+        page = get_json(f"{sink}/v1/reports?offset={len(out)}&limit=1000")
+        out += page
+        if not page:
+            return out
+
+
 def run_reporter(scenario: str, sink: str) -> dict:
     license_key, api_key, _ = SCENARIOS[scenario]
     env = {k: v for k, v in os.environ.items()
@@ -343,7 +353,7 @@ def orchestrate(binary: str) -> int:
         sink, url = start_sink(binary)
         try:
             sent = run_reporter(scenario, url)
-            stored = get_json(f"{url}/v1/reports")
+            stored = all_reports(url)
             summary = get_json(f"{url}/v1/summary")
         finally:
             stop_sink(sink)
