@@ -1,89 +1,57 @@
-//! Golden tests: every JSON example in the protocol spec parses into the
-//! crate's types, and the crate builds the same JSON from typed values.
+//! Golden tests: every JSON example of the protocol (`docs/protocol.md`)
+//! parses into the crate's types, and the crate builds the same JSON from
+//! typed values.
 //!
-//! The spec is read at test time from
-//! `$CARGO_MANIFEST_DIR/../shared/spec/beacon-protocol.md` (a clone with
-//! `shared/` beside it, as in CI), else from the path in `BEACON_SPEC`.
-//! If neither exists the tests fail: they never pass without the spec.
-//!
-//! ```sh
-//! BEACON_SPEC=/work/shared/spec/beacon-protocol.md cargo test --test wire_golden
-//! ```
+//! The examples live in `tests/fixtures/protocol/` and are compiled in with
+//! `include_str!`, so the tests read nothing outside the repository;
+//! [`the_fixture_directory_holds_exactly_the_known_examples`] makes sure a
+//! new example cannot go untested.
 #![cfg(feature = "shell")]
 
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{
-    AuthResponse, Credential, Plan, ReportBody, Tags, UsageReport, UserAppFlags, VerifyRequest,
-    VerifyResponse, encode_report,
+    AuthResponse, Credential, Dialect, Plan, ReportBody, Tags, UsageReport, UserAppFlags,
+    VerifyRequest, VerifyResponse, encode_report, encode_report_in, format_timestamp,
 };
 use serde_json::Value;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
-/// The spec's text, or a panic saying where it was looked for.
-fn spec() -> String {
-    let beside =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/beacon-protocol.md");
-    let from_env = std::env::var_os("BEACON_SPEC").map(PathBuf::from);
-    let mut tried = vec![beside.clone()];
-    let mut candidates = vec![beside];
-    if let Some(p) = from_env {
-        tried.push(p.clone());
-        candidates.push(p);
-    }
-    for p in &candidates {
-        if let Ok(text) = std::fs::read_to_string(p) {
-            return text;
-        }
-    }
-    panic!(
-        "the protocol spec was not found (tried {tried:?}); the golden tests need it. \
-         Clone the repository with `shared/` beside it, or set BEACON_SPEC to the path of \
-         beacon-protocol.md, e.g. BEACON_SPEC=/work/shared/spec/beacon-protocol.md"
-    );
+/// Every example: its file name under `tests/fixtures/protocol/` and text.
+const EXAMPLES: [(&str, &str); 5] = [
+    (
+        "verify_request.json",
+        include_str!("fixtures/protocol/verify_request.json"),
+    ),
+    (
+        "verify_response.json",
+        include_str!("fixtures/protocol/verify_response.json"),
+    ),
+    (
+        "auth_response.json",
+        include_str!("fixtures/protocol/auth_response.json"),
+    ),
+    (
+        "usage_report.published.json",
+        include_str!("fixtures/protocol/usage_report.published.json"),
+    ),
+    (
+        "usage_report.langgraph-api.json",
+        include_str!("fixtures/protocol/usage_report.langgraph-api.json"),
+    ),
+];
+
+/// The example in `file`, as JSON.
+fn example(file: &str) -> Value {
+    let (_, text) = EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .unwrap_or_else(|| panic!("no example {file:?} in EXAMPLES"));
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("tests/fixtures/protocol/{file} is not JSON ({e}):\n{text}"))
 }
 
-/// One ```json block of the spec and the `## ` section it sits in.
-struct Example {
-    section: String,
-    json: String,
-}
-
-fn examples(spec: &str) -> Vec<Example> {
-    let mut out = Vec::new();
-    let mut section = String::new();
-    let mut block: Option<String> = None;
-    for line in spec.lines() {
-        match &mut block {
-            Some(b) if line.trim_start().starts_with("```") => {
-                out.push(Example {
-                    section: section.clone(),
-                    json: std::mem::take(b),
-                });
-                block = None;
-            }
-            Some(b) => {
-                b.push_str(line);
-                b.push('\n');
-            }
-            None if line.trim_start().starts_with("```json") => block = Some(String::new()),
-            None if line.starts_with("## ") => section = line[3..].trim().to_owned(),
-            None => {}
-        }
-    }
-    assert!(
-        block.is_none(),
-        "the spec has an unterminated ```json block"
-    );
-    out
-}
-
-fn value(json: &str) -> Value {
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("spec example is not JSON ({e}):\n{json}"))
-}
-
-/// The spec's examples by kind, checking there are exactly the four the
-/// protocol has (so a new example cannot go untested).
+/// The protocol's examples by kind.
 struct Golden {
     verify_request: Value,
     verify_response: Value,
@@ -92,34 +60,34 @@ struct Golden {
 }
 
 fn golden() -> Golden {
-    let spec = spec();
-    let ex = examples(&spec);
-    let sections: Vec<&str> = ex.iter().map(|e| e.section.as_str()).collect();
-    assert_eq!(
-        ex.len(),
-        4,
-        "expected 4 JSON examples in the spec (verify request/response, auth response, usage \
-         report), found {} in sections {sections:?}: update this test",
-        ex.len()
-    );
-    let pick = |prefix: &str, nth: usize| -> Value {
-        let e = ex
-            .iter()
-            .filter(|e| e.section.starts_with(prefix))
-            .nth(nth)
-            .unwrap_or_else(|| panic!("no JSON example #{nth} in spec section {prefix:?}"));
-        value(&e.json)
-    };
     Golden {
-        verify_request: pick("1.", 0),
-        verify_response: pick("1.", 1),
-        auth_response: pick("2.", 0),
-        usage_report: pick("3.", 0),
+        verify_request: example("verify_request.json"),
+        verify_response: example("verify_response.json"),
+        auth_response: example("auth_response.json"),
+        usage_report: example("usage_report.published.json"),
     }
 }
 
 #[test]
-fn every_spec_example_parses_and_round_trips() {
+fn the_fixture_directory_holds_exactly_the_known_examples() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/protocol");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    on_disk.sort();
+    let mut known: Vec<String> = EXAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+    known.sort();
+    assert_eq!(
+        on_disk, known,
+        "tests/fixtures/protocol/ and EXAMPLES differ: add the new example to EXAMPLES and \
+         give it a test"
+    );
+}
+
+#[test]
+fn every_example_parses_and_round_trips() {
     let g = golden();
 
     let req: VerifyRequest = serde_json::from_value(g.verify_request.clone()).unwrap();
@@ -150,7 +118,7 @@ fn every_spec_example_parses_and_round_trips() {
     assert_eq!(UsageReport::parse(&bytes).unwrap(), report);
 }
 
-/// The spec's usage report, built from typed values: a meter that saw 150
+/// The published usage report, built from typed values: a meter that saw 150
 /// runs of 3 nodes, the tags builder, and the pure serializer.
 fn typed_report_body() -> ReportBody {
     let meter = Meter::new();
@@ -187,7 +155,7 @@ fn typed_report_body() -> ReportBody {
 }
 
 #[test]
-fn typed_license_report_matches_the_spec() {
+fn typed_license_report_matches_the_example() {
     let g = golden();
     let body = typed_report_body();
     let bytes = encode_report(&Credential::License(Secret::new("<LICENSE_KEY>")), &body);
@@ -198,12 +166,12 @@ fn typed_license_report_matches_the_spec() {
 }
 
 #[test]
-fn typed_api_key_report_matches_the_spec_with_api_key_in_place_of_license() {
+fn typed_api_key_report_matches_the_example_with_api_key_in_place_of_license() {
     let g = golden();
     let mut expected = g.usage_report.clone();
     let obj = expected.as_object_mut().unwrap();
     obj.remove("license")
-        .expect("the spec example carries a license");
+        .expect("the example carries a license");
     obj.insert("api_key".into(), Value::from("<API_KEY>"));
 
     let body = typed_report_body();
@@ -217,7 +185,7 @@ fn typed_api_key_report_matches_the_spec_with_api_key_in_place_of_license() {
 }
 
 #[test]
-fn spec_report_with_both_or_no_credential_is_rejected() {
+fn a_report_with_both_or_no_credential_is_rejected() {
     let g = golden();
     let mut both = g.usage_report.clone();
     both.as_object_mut()
@@ -243,5 +211,122 @@ fn auth_response_accepts_extra_org_details() {
     assert_eq!(
         auth.org_config.org_id,
         "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1"
+    );
+}
+
+/// The reference reporter's example with each offset timestamp rewritten
+/// in the `Z` form of the same instant (how beacon-meter writes times in
+/// both dialects).
+fn langgraph_api_report_with_z_times() -> Value {
+    let mut v = example("usage_report.langgraph-api.json");
+    let obj = v.as_object_mut().unwrap();
+    for field in ["from_timestamp", "to_timestamp"] {
+        let text = obj[field].as_str().unwrap();
+        assert!(
+            text.ends_with("+00:00"),
+            "the reference reporter writes {field} with a +00:00 offset, not {text:?}"
+        );
+        let instant = chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{field} {text:?} is not RFC 3339: {e}"))
+            .with_timezone(&chrono::Utc);
+        obj.insert(field.into(), Value::from(format_timestamp(&instant)));
+    }
+    v
+}
+
+#[test]
+fn langgraph_api_report_differs_from_the_published_one_only_as_documented() {
+    let langgraph = langgraph_api_report_with_z_times();
+    // With `license_key` renamed, it is a published report.
+    let mut published = langgraph.clone();
+    let obj = published.as_object_mut().unwrap();
+    let key = obj
+        .remove("license_key")
+        .expect("the langgraph-api example carries license_key");
+    obj.insert("license".into(), key);
+    let report = UsageReport::parse(published.to_string().as_bytes())
+        .expect("once license_key and the offsets are undone, it is a published report");
+    assert_eq!(
+        report.credential,
+        Credential::License(Secret::new("<LICENSE_KEY>"))
+    );
+    assert_eq!(
+        report.body.from_timestamp,
+        "2025-01-06T09:00:00.123456Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+    assert_eq!(
+        report.body.to_timestamp,
+        "2025-01-06T09:05:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&report.encode()).unwrap(),
+        published
+    );
+    // Written back in the langgraph-api dialect, it is the example again.
+    let bytes = encode_report_in(Dialect::LanggraphApi, &report.credential, &report.body);
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), langgraph);
+}
+
+/// The tags the reference reporter sends in the example: the published
+/// set plus its extras, with Python's `"True"` / `"False"` / `"unknown"`
+/// and `""` for false or unknown.
+fn reference_tags() -> BTreeMap<String, String> {
+    [
+        ("langgraph.python.version", "1.2.24"),
+        ("langgraph_checkpoint.version", "4.3.2"),
+        ("langgraph_checkpoint_postgres.version", ""),
+        ("deepagents.version", ""),
+        ("starlette.version", "1.10.0"),
+        ("langgraph_api.version", "0.16.7"),
+        ("langgraph.platform.revision", ""),
+        ("langgraph.platform.variant", ""),
+        ("langgraph.platform.host", "self-hosted"),
+        ("langgraph.platform.tenant_id", ""),
+        ("langgraph.platform.project_id", ""),
+        ("langgraph.platform.plan", "enterprise"),
+        ("user_app.uses_indexing", ""),
+        ("user_app.uses_custom_app", ""),
+        ("user_app.uses_custom_auth", "True"),
+        ("user_app.uses_thread_ttl", "True"),
+        ("user_app.uses_store_ttl", ""),
+        ("langgraph.platform.uses_custom_auth", "True"),
+        ("langgraph.platform.uses_js_custom_auth", "False"),
+        ("langgraph.platform.uses_js_proxy_middleware", "False"),
+        ("user_app.uses_delta_channel", "unknown"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[test]
+fn typed_report_with_the_reference_extras_matches_the_langgraph_api_example() {
+    let mut b = Meter::builder();
+    b.gauge("langgraph.platform.py_graphs", || 2).unwrap();
+    b.gauge("langgraph.platform.js_graphs", || 0).unwrap();
+    let meter = b.build();
+    let local = meter.local();
+    for _ in 0..150 {
+        local.record_run(3);
+    }
+    let body = ReportBody::from_window(
+        &meter.rotate(),
+        "2025-01-06T09:00:00.123456Z".parse().unwrap(),
+        "2025-01-06T09:05:00Z".parse().unwrap(),
+        reference_tags(),
+        Vec::new(),
+    );
+    let bytes = encode_report_in(
+        Dialect::LanggraphApi,
+        &Credential::License(Secret::new("<LICENSE_KEY>")),
+        &body,
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        langgraph_api_report_with_z_times()
     );
 }

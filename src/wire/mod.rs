@@ -1,6 +1,7 @@
 //! The Beacon wire format: pure data and serialization, no network.
 //!
-//! The shapes follow `../shared/spec/beacon-protocol.md` exactly.
+//! The shapes follow `docs/protocol.md` exactly; its examples, in
+//! `tests/fixtures/protocol/`, are the golden tests (`tests/wire_golden.rs`).
 //!
 //! * [`ReportBody`]: the usage report body; [`UsageReport`] (body
 //!   plus credential) and [`encode_report`], the pure serializer.

@@ -250,15 +250,37 @@ fn timestamp(report: &serde_json::Value, field: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// The accepted reports' spans, per credential (`license:<redacted>` or
-/// `api_key:<redacted>`), sorted by start.
+/// The credential of an accepted report as `field:<redacted>` (`license`,
+/// `license_key` or `api_key`).
+pub fn credential_of(report: &serde_json::Value) -> String {
+    ["license", "license_key", "api_key"]
+        .iter()
+        .find_map(|f| report[*f].as_str().map(|v| format!("{f}:{v}")))
+        .unwrap_or_else(|| panic!("report without a credential field: {report}"))
+}
+
+/// The accepted reports' runs and nodes, per credential (see
+/// [`credential_of`]).
+pub fn delivered_per_credential(sink: &SinkHandle) -> BTreeMap<String, Totals> {
+    let mut out: BTreeMap<String, Totals> = BTreeMap::new();
+    for r in sink.reports() {
+        let m = &r["measures"];
+        let t = Totals {
+            runs: m[RUNS].as_u64().unwrap_or_else(|| panic!("no runs: {r}")),
+            nodes: m[NODES].as_u64().unwrap_or_else(|| panic!("no nodes: {r}")),
+        };
+        let total = out.entry(credential_of(&r)).or_default();
+        *total = *total + t;
+    }
+    out
+}
+
+/// The accepted reports' spans, per credential (see [`credential_of`]),
+/// sorted by start.
 pub fn spans(sink: &SinkHandle) -> BTreeMap<String, Vec<Span>> {
     let mut out: BTreeMap<String, Vec<Span>> = BTreeMap::new();
     for r in sink.reports() {
-        let credential = ["license", "api_key"]
-            .iter()
-            .find_map(|f| r[*f].as_str().map(|v| format!("{f}:{v}")))
-            .unwrap_or_else(|| panic!("report without a credential field: {r}"));
+        let credential = credential_of(&r);
         let measures = &r["measures"];
         assert!(
             measures[RUNS].is_u64() && measures[NODES].is_u64(),
