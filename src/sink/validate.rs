@@ -3,6 +3,7 @@
 //! Every error message names the field that is wrong and never contains a
 //! credential's value.
 
+pub(crate) use crate::wire::Dialect;
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -61,28 +62,6 @@ impl CredentialField {
         match self {
             CredentialField::License | CredentialField::LicenseKey => "license",
             CredentialField::ApiKey => "api_key",
-        }
-    }
-}
-
-/// Which of the two wire dialects a report used (see the `sink` module
-/// docs for how it is told).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// The published format: `/v1/metadata/submit`, `license`, `Z` times.
-    Published,
-    /// The reference reporter's (`langgraph-api` 0.16.7): the
-    /// `/v1/beacon/...` or `/api/v1/...` path, `license_key`, or offset
-    /// timestamps.
-    LanggraphApi,
-}
-
-impl Dialect {
-    /// `published` or `langgraph-api`: the name in the summary and records.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Dialect::Published => "published",
-            Dialect::LanggraphApi => "langgraph-api",
         }
     }
 }
