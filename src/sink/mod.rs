@@ -54,11 +54,12 @@
 //! the injected latency) or it is answered `408` and its connection closed.
 
 mod config;
-mod jwt;
 mod routes;
 mod server;
 mod state;
 mod validate;
+
+use crate::jwt;
 
 pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig};
 pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};

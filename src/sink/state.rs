@@ -122,7 +122,7 @@ pub(crate) enum Accepted {
 /// The state shared by a sink's connections and its handle.
 pub(crate) struct Shared {
     pub(crate) config: SinkConfig,
-    pub(crate) key: ring::hmac::Key,
+    pub(crate) key: crate::jwt::SinkKey,
     inner: Mutex<Inner>,
 }
 
@@ -137,7 +137,7 @@ struct Inner {
 }
 
 impl Shared {
-    pub(crate) fn new(config: SinkConfig, key: ring::hmac::Key, jsonl: Option<File>) -> Self {
+    pub(crate) fn new(config: SinkConfig, key: crate::jwt::SinkKey, jsonl: Option<File>) -> Self {
         let faults = config.faults.clone();
         Shared {
             inner: Mutex::new(Inner {
