@@ -706,29 +706,13 @@ fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {
     })
 }
 
-/// True if `pem` holds at least one `-----BEGIN CERTIFICATE-----` block
-/// whose body is base64 of a DER SEQUENCE.
+/// True if `pem` holds at least one PEM `CERTIFICATE` block whose body is
+/// base64 of a DER SEQUENCE (a block that does not decode is skipped).
 fn has_pem_certificate(pem: &[u8]) -> bool {
-    use base64::Engine as _;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let text = String::from_utf8_lossy(pem);
-    let mut rest = text.as_ref();
-    while let Some(b) = rest.find(BEGIN) {
-        let after = &rest[b + BEGIN.len()..];
-        let Some(e) = after.find(END) else {
-            return false;
-        };
-        let body: String = after[..e].chars().filter(|c| !c.is_whitespace()).collect();
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
-            && der.len() > 2
-            && der[0] == 0x30
-        {
-            return true;
-        }
-        rest = &after[e + END.len()..];
-    }
-    false
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::pem_slice_iter(pem)
+        .flatten()
+        .any(|der| der.len() > 2 && der[0] == 0x30)
 }
 
 /// Reads and checks variables from a lookup function.

@@ -36,6 +36,8 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "shell")]
 pub mod config;
+#[cfg(feature = "shell")]
+mod jwt;
 pub mod meter;
 #[cfg(feature = "shell")]
 pub mod reporter;

@@ -375,9 +375,9 @@ async fn submit_validation_table() {
     );
     let dup_key = valid.replacen('{', &format!("{{\"license\":\"{LICENSE}\","), 1);
     let cases: Vec<(&str, Bad, u16, &str)> = vec![
-        ("not JSON", Bad::Raw("{not json"), 400, "not valid JSON"),
-        ("empty body", Bad::Raw(""), 400, "not valid JSON"),
-        ("trailing garbage", Bad::Raw("{} x"), 400, "not valid JSON"),
+        ("not JSON", Bad::Raw("{not json"), 422, "not valid JSON"),
+        ("empty body", Bad::Raw(""), 422, "not valid JSON"),
+        ("trailing garbage", Bad::Raw("{} x"), 422, "not valid JSON"),
         (
             "array body",
             Bad::Json(json!([])),

@@ -4,7 +4,7 @@
 use super::http::{
     ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub, scrub_json,
 };
-use super::jwt::{self, PublicKey};
+use crate::jwt::{self, PublicKey};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use reqwest::Url;

@@ -23,7 +23,6 @@
 
 mod apikey;
 mod http;
-mod jwt;
 mod license;
 mod submit;
 

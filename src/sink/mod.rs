@@ -31,7 +31,7 @@
 //!   1. body larger than [`SinkConfig::max_body`]: `413`;
 //!   2. the [`Faults`] (forced status, `503`, dropped connection);
 //!   3. `Content-Type` not `application/json`: `422`;
-//!   4. not JSON: `400`; an object with a duplicate key: `422`;
+//!   4. not JSON, or an object with a duplicate key: `422`;
 //!   5. not exactly the protocol's keys and types: `422` (exactly one of
 //!      `license`, `license_key`, `api_key`; `from_timestamp` <
 //!      `to_timestamp`, both RFC 3339 with `T`, `Z` or a numeric offset, at
@@ -72,7 +72,6 @@
 //! the injected latency) or it is answered `408` and its connection closed.
 
 mod config;
-mod jwt;
 mod routes;
 mod server;
 mod state;
@@ -80,6 +79,8 @@ mod store;
 mod tls;
 mod usage;
 mod validate;
+
+use crate::jwt;
 
 pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig, TlsFiles};
 pub use routes::MAX_PAGE;
@@ -168,7 +169,7 @@ impl Sink {
             addr: config.bind,
             source,
         })?;
-        let shared = Arc::new(Shared::new(config, key, store));
+        let shared = Arc::new(Shared::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();
         let task = tokio::spawn(server::serve(listener, tls, shared.clone(), watching));

@@ -151,9 +151,10 @@ async fn add_latency(shared: &Shared) {
 type Refusal = (StatusCode, String);
 
 fn refusal(e: Invalid) -> Refusal {
+    // Both are `422`: a body that is not JSON is as unprocessable as one
+    // of the wrong shape, and the reason says which it was.
     match e {
-        Invalid::Syntax(m) => (StatusCode::BAD_REQUEST, m),
-        Invalid::Shape(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+        Invalid::Syntax(m) | Invalid::Shape(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
     }
 }
 

@@ -119,11 +119,11 @@ pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> Vec<(String, St
 /// The state shared by a sink's connections and its handle.
 pub(crate) struct Shared {
     pub(crate) config: SinkConfig,
-    pub(crate) key: ring::hmac::Key,
-    /// The HMAC (under `key`) of the admin token, if one is configured:
-    /// a presented token is checked with `hmac::verify`, which compares in
-    /// constant time, whatever the lengths.
-    admin_tag: Option<ring::hmac::Tag>,
+    pub(crate) key: crate::jwt::SinkKey,
+    /// The admin token, if one is configured, as an HMAC tag under a key
+    /// drawn when the sink starts: a presented token is checked with
+    /// `hmac::verify`, which compares in constant time, whatever the lengths.
+    admin: Option<(ring::hmac::Key, ring::hmac::Tag)>,
     store: Store,
     inner: Mutex<Inner>,
 }
@@ -139,14 +139,24 @@ struct Inner {
 }
 
 impl Shared {
-    pub(crate) fn new(config: SinkConfig, key: ring::hmac::Key, store: Store) -> Self {
+    /// Fails only if the system's random source does.
+    pub(crate) fn new(
+        config: SinkConfig,
+        key: crate::jwt::SinkKey,
+        store: Store,
+    ) -> Result<Self, ring::error::Unspecified> {
         let faults = config.faults.clone();
-        let admin_tag = config
-            .admin_token
-            .as_ref()
-            .map(|t| ring::hmac::sign(&key, t.expose().as_bytes()));
-        Shared {
-            admin_tag,
+        let admin = match &config.admin_token {
+            None => None,
+            Some(t) => {
+                let random = ring::rand::SystemRandom::new();
+                let admin_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)?;
+                let tag = ring::hmac::sign(&admin_key, t.expose().as_bytes());
+                Some((admin_key, tag))
+            }
+        };
+        Ok(Shared {
+            admin,
             inner: Mutex::new(Inner {
                 rng: XorShift::new(faults.seed),
                 faults,
@@ -156,17 +166,17 @@ impl Shared {
             store,
             config,
             key,
-        }
+        })
     }
 
     /// Whether a request with this `Authorization` header value may read
     /// the summary and the reports (see the [`super`] module docs).
     pub(crate) fn may_read(&self, authorization: Option<&[u8]>) -> bool {
-        match &self.admin_tag {
+        match &self.admin {
             None => self.config.bind.ip().is_loopback(),
-            Some(tag) => authorization
+            Some((key, tag)) => authorization
                 .and_then(|v| v.strip_prefix(b"Bearer "))
-                .is_some_and(|token| ring::hmac::verify(&self.key, token, tag.as_ref()).is_ok()),
+                .is_some_and(|token| ring::hmac::verify(key, token, tag.as_ref()).is_ok()),
         }
     }
 

@@ -10,8 +10,8 @@ use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Why a body was refused: malformed JSON (`400`) or a well-formed body
-/// that breaks the protocol (`422`).
+/// Why a body was refused: malformed JSON or a well-formed body that
+/// breaks the protocol. Both are answered `422`, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Invalid {
     /// Not JSON at all.

@@ -3,7 +3,6 @@
 //! (`POST {auth}/auth`).
 
 use crate::secret::Secret;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The body of `POST {beacon}/v1/beacon/verify`: `{ "license": "<LICENSE_KEY>" }`.
@@ -28,57 +27,6 @@ pub struct VerifyResponse {
     /// The JWT.
     #[serde(with = "secret_string")]
     pub token: Secret,
-}
-
-impl VerifyResponse {
-    /// When the token expires: its JWT `exp` claim (seconds since the
-    /// epoch). The signature is not checked; the client only needs to know
-    /// when to verify again.
-    pub fn expires_at(&self) -> Result<DateTime<Utc>, TokenError> {
-        jwt_expiry(self.token.expose())
-    }
-}
-
-/// Why a verification token's expiry could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// The token is not three base64url sections separated by dots.
-    #[error(
-        "the verification token is not a JWT (expected three dot-separated base64url sections); \
-         the Beacon answered with something else: verify the license again"
-    )]
-    NotAJwt,
-    /// The JWT payload is not base64url-encoded JSON.
-    #[error(
-        "the verification token's payload is not base64url JSON ({0}); verify the license again"
-    )]
-    BadPayload(String),
-    /// The payload has no usable `exp` claim.
-    #[error(
-        "the verification token has no integer `exp` claim (seconds since the epoch) in range; \
-         treat it as expired and verify the license again"
-    )]
-    NoExpiry,
-}
-
-fn jwt_expiry(token: &str) -> Result<DateTime<Utc>, TokenError> {
-    use base64::Engine as _;
-    let mut parts = token.split('.');
-    let (Some(_header), Some(payload), Some(_sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::NotAJwt);
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|e| TokenError::BadPayload(e.to_string()))?;
-    let claims: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|e| TokenError::BadPayload(e.to_string()))?;
-    let exp = claims
-        .get("exp")
-        .and_then(|v| v.as_i64())
-        .ok_or(TokenError::NoExpiry)?;
-    DateTime::from_timestamp(exp, 0).ok_or(TokenError::NoExpiry)
 }
 
 /// The `200` answer to an API-key verification:
@@ -116,17 +64,6 @@ pub(crate) mod secret_string {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-
-    fn jwt(payload: &str) -> String {
-        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!(
-            "{}.{}.{}",
-            e.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
-            e.encode(payload),
-            e.encode("signature")
-        )
-    }
 
     #[test]
     fn verify_request_round_trips_and_redacts() {
@@ -143,36 +80,12 @@ mod tests {
     }
 
     #[test]
-    fn verify_response_reads_the_expiry() {
-        let token = jwt(r#"{"sub":"x","exp":1736154000}"#);
+    fn verify_response_ignores_extra_fields_and_redacts() {
+        let token = "header.payload.signature";
         let resp: VerifyResponse =
             serde_json::from_str(&format!(r#"{{"token":"{token}","extra":true}}"#)).unwrap();
-        assert_eq!(
-            resp.expires_at().unwrap(),
-            DateTime::parse_from_rfc3339("2025-01-06T09:00:00Z").unwrap()
-        );
-        assert!(!format!("{resp:?}").contains(&token));
-    }
-
-    #[test]
-    fn verify_response_expiry_errors() {
-        let resp = |t: &str| VerifyResponse {
-            token: Secret::new(t),
-        };
-        assert_eq!(resp("abc").expires_at(), Err(TokenError::NotAJwt));
-        assert_eq!(resp("a.b.c.d").expires_at(), Err(TokenError::NotAJwt));
-        assert!(matches!(
-            resp("a.!!!.c").expires_at(),
-            Err(TokenError::BadPayload(_))
-        ));
-        assert_eq!(
-            resp(&jwt(r#"{"sub":"x"}"#)).expires_at(),
-            Err(TokenError::NoExpiry)
-        );
-        assert_eq!(
-            resp(&jwt(r#"{"exp":"soon"}"#)).expires_at(),
-            Err(TokenError::NoExpiry)
-        );
+        assert_eq!(resp.token.expose(), token);
+        assert!(!format!("{resp:?}").contains(token));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use logs::{
     DEFAULT_MAX_REPORT_BYTES, LogBuffer, LogBufferLayer, LogLevel, LogRecord, ReportTooLarge,
     fit_report,
 };
-pub use messages::{AuthResponse, OrgConfig, TokenError, VerifyRequest, VerifyResponse};
+pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};
 pub use report::{
     Credential, ReportBody, UsageReport, encode_report, encode_report_in, format_timestamp,
 };

@@ -1,0 +1,492 @@
+//! JSON Web Tokens, in one place: the client reads license tokens (and, given
+//! a PEM public key, checks their RS256 / ES256 signature); the sink issues
+//! and checks its own HS256 tokens. Signatures are made and checked by
+//! `jsonwebtoken` on `ring` (the provider rustls already uses), PEM is read by
+//! `rustls-pki-types`.
+//!
+//! May import: jsonwebtoken, rustls-pki-types, ring (for randomness), base64,
+//! serde_json, chrono. Must not import: the rest of the crate.
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// base64url, with or without padding.
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The latest `exp` accepted: 9999-12-31T23:59:59Z.
+const MAX_EXP: f64 = 253_402_300_799.0;
+
+// ---- license tokens (client) ----
+
+/// A public key that license tokens must be signed with: RSA (RS256) or
+/// EC P-256 (ES256).
+pub(crate) struct PublicKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// A decoded token.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoded {
+    /// The payload, a JSON object.
+    pub claims: Value,
+    /// The `exp` claim, if present.
+    pub exp: Option<DateTime<Utc>>,
+}
+
+/// Decodes `token`, and checks its signature when `key` is given. The error
+/// says what is wrong, without quoting the token.
+pub(crate) fn decode(token: &str, key: Option<&PublicKey>) -> Result<Decoded, String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let &[header_b64, payload_b64, signature_b64] = parts.as_slice() else {
+        return Err(format!(
+            "the token is not a JWT: it has {} dot-separated parts instead of 3",
+            parts.len()
+        ));
+    };
+    let header = json_object(header_b64, "header")?;
+    let claims = json_object(payload_b64, "payload")?;
+    if let Some(key) = key {
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        key.check(&header, signed, signature_b64)?;
+    }
+    let exp = exp_claim(&claims)?;
+    Ok(Decoded {
+        claims: Value::Object(claims),
+        exp,
+    })
+}
+
+/// The `exp` claim as an instant: absent or `null` is `None`; a number of
+/// seconds (fractions kept) in `(0, MAX_EXP]` is that instant; anything else
+/// is an error.
+fn exp_claim(claims: &Map<String, Value>) -> Result<Option<DateTime<Utc>>, String> {
+    match claims.get("exp") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let out_of_range = || format!("the token's exp claim {n} is out of range");
+            let secs = n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_EXP)
+                .ok_or_else(out_of_range)?;
+            let whole = secs.trunc();
+            let nanos = ((secs - whole) * 1e9) as u32;
+            DateTime::from_timestamp(whole as i64, nanos.min(999_999_999))
+                .map(Some)
+                .ok_or_else(out_of_range)
+        }
+        Some(other) => Err(format!(
+            "the token's exp claim is a {}, not a number of seconds",
+            json_kind(other)
+        )),
+    }
+}
+
+fn json_object(part: &str, name: &str) -> Result<Map<String, Value>, String> {
+    let bytes = B64URL
+        .decode(part)
+        .map_err(|_| format!("the token's {name} is not base64url"))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "the token's {name} is a JSON {}, not an object",
+            json_kind(&other)
+        )),
+        Err(_) => Err(format!("the token's {name} is not JSON")),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+impl PublicKey {
+    /// Checks that `header` names this key's algorithm and that
+    /// `signature_b64` signs `signed` (`header.payload`) under this key.
+    fn check(
+        &self,
+        header: &Map<String, Value>,
+        signed: &str,
+        signature_b64: &str,
+    ) -> Result<(), String> {
+        let expected = match self.alg {
+            Algorithm::RS256 => "RS256",
+            _ => "ES256",
+        };
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        if alg != expected {
+            return Err(format!(
+                "the token's algorithm is {alg:?}, but the configured public key needs {expected}"
+            ));
+        }
+        // jsonwebtoken reads the signature as unpadded base64url; padding is
+        // accepted here as in the header and payload.
+        let signature = signature_b64.trim_end_matches('=');
+        match jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &self.key, self.alg) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err("the token's signature does not match the configured public key".to_owned())
+            }
+            Err(_) => Err("the token's signature is not base64url".to_owned()),
+        }
+    }
+
+    /// Reads the first PEM `PUBLIC KEY` block (SubjectPublicKeyInfo: RSA of
+    /// at least 2048 bits, or EC P-256) or `RSA PUBLIC KEY` block (PKCS#1).
+    pub(crate) fn from_pem(pem: &[u8]) -> Result<PublicKey, String> {
+        let text = std::str::from_utf8(pem).map_err(|_| "the PEM is not text".to_owned())?;
+        // rustls-pki-types skips labels it does not know, PKCS#1's among
+        // them: read those blocks as `PUBLIC KEY`; `public_key` tells the
+        // two DER shapes apart.
+        let text = text
+            .replace(
+                "-----BEGIN RSA PUBLIC KEY-----",
+                "-----BEGIN PUBLIC KEY-----",
+            )
+            .replace("-----END RSA PUBLIC KEY-----", "-----END PUBLIC KEY-----");
+        let mut other = None;
+        for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()) {
+            match section.map_err(|e| format!("the PEM cannot be read: {e}"))? {
+                (SectionKind::PublicKey, der) => return public_key(&der),
+                (kind, _) => other = other.or(Some(kind)),
+            }
+        }
+        Err(match other {
+            Some(SectionKind::Certificate) => {
+                "found a \"CERTIFICATE\" PEM block, expected \"PUBLIC KEY\"".to_owned()
+            }
+            Some(kind) => format!("found a {kind:?} PEM block, expected \"PUBLIC KEY\""),
+            None => "no -----BEGIN PUBLIC KEY----- block found".to_owned(),
+        })
+    }
+}
+
+// ---- just enough DER for a SubjectPublicKeyInfo ----
+
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// One DER element: (tag, contents, the bytes after it).
+fn der(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let bad = || "the key is not valid DER".to_owned();
+    let (&tag, rest) = input.split_first().ok_or_else(bad)?;
+    let (&first, mut rest) = rest.split_first().ok_or_else(bad)?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 3 || rest.len() < n {
+            return Err(bad());
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return Err(bad());
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+/// A SubjectPublicKeyInfo, `SEQUENCE { SEQUENCE { OID algorithm, params },
+/// BIT STRING key }`, or a PKCS#1 `RSAPublicKey`, `SEQUENCE { INTEGER n,
+/// INTEGER e }` (told apart by the first inner tag), with the key handed to
+/// jsonwebtoken in the form `ring` verifies with: the PKCS#1 DER, or the
+/// uncompressed P-256 point.
+fn public_key(input: &[u8]) -> Result<PublicKey, String> {
+    let bad = || "the key is not a SubjectPublicKeyInfo".to_owned();
+    let (tag, seq, trailing) = der(input)?;
+    if tag != 0x30 || !trailing.is_empty() {
+        return Err(bad());
+    }
+    let (tag, algorithm, rest) = der(seq)?;
+    if tag == 0x02 {
+        return rsa_public_key(input);
+    }
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let (tag, bits, trailing) = der(rest)?;
+    if tag != 0x03 || !trailing.is_empty() {
+        return Err(bad());
+    }
+    let key = match bits.split_first() {
+        Some((0, key)) => key,
+        _ => return Err(bad()),
+    };
+    let (tag, oid, params) = der(algorithm)?;
+    if tag != 0x06 {
+        return Err(bad());
+    }
+    if oid == OID_RSA {
+        rsa_public_key(key)
+    } else if oid == OID_EC_PUBLIC_KEY {
+        let (tag, curve, _) = der(params)?;
+        if tag != 0x06 || curve != OID_P256 {
+            return Err("only the EC curve P-256 (ES256) is supported".to_owned());
+        }
+        if key.len() != 65 || key[0] != 0x04 {
+            return Err("the EC key is not an uncompressed P-256 point".to_owned());
+        }
+        Ok(PublicKey {
+            alg: Algorithm::ES256,
+            key: DecodingKey::from_ec_der(key),
+        })
+    } else {
+        Err("unsupported key algorithm: only RSA (RS256) and EC P-256 (ES256) keys".to_owned())
+    }
+}
+
+/// An RS256 key from a PKCS#1 `RSAPublicKey`, SEQUENCE { INTEGER n,
+/// INTEGER e }, whose n has at least 2048 bits (what `ring` verifies RS256
+/// with), so a short key is refused when it is configured, not on every token.
+fn rsa_public_key(key: &[u8]) -> Result<PublicKey, String> {
+    let bad = || "the RSA key is not a PKCS#1 RSAPublicKey".to_owned();
+    let (tag, seq, trailing) = der(key)?;
+    if tag != 0x30 || !trailing.is_empty() {
+        return Err(bad());
+    }
+    let (tag, n, rest) = der(seq)?;
+    let (tag2, _e, trailing) = der(rest)?;
+    if tag != 0x02 || tag2 != 0x02 || !trailing.is_empty() {
+        return Err(bad());
+    }
+    let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+    if bits < 2048 {
+        return Err(format!(
+            "the RSA key has about {bits} bits; at least 2048 are needed"
+        ));
+    }
+    Ok(PublicKey {
+        alg: Algorithm::RS256,
+        key: DecodingKey::from_rsa_der(key),
+    })
+}
+
+// ---- the sink's own tokens ----
+
+/// The `iss` claim of every token a sink issues.
+pub(crate) const SINK_ISSUER: &str = "beacon-meter-sink";
+
+/// A sink's HS256 key, drawn at random when the sink starts, so a token is
+/// only good for the sink that issued it. It has no `Debug`: nothing shows it.
+pub(crate) struct SinkKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// A fresh random 256-bit HS256 key.
+pub(crate) fn new_key() -> Result<SinkKey, ring::error::Unspecified> {
+    let mut secret = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)?;
+    Ok(SinkKey {
+        encoding: EncodingKey::from_secret(&secret),
+        decoding: DecodingKey::from_secret(&secret),
+    })
+}
+
+/// A signed token with claims `sub: "license"`, `iat: now`,
+/// `exp: now + lifetime` (whole seconds), `iss` and a random `jti`.
+pub(crate) fn issue(key: &SinkKey, now: i64, lifetime: Duration) -> String {
+    let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+    let claims = json!({
+        "sub": "license",
+        "iss": SINK_ISSUER,
+        "iat": now,
+        "exp": now.saturating_add(lifetime),
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    // Serializing a JSON object and HMAC-signing it cannot fail.
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key.encoding)
+        .expect("an HS256 token of a JSON object")
+}
+
+/// The claims of `token` if it is an HS256 token signed with `key`
+/// (expiry is not checked: that is the caller's business).
+pub(crate) fn verify(key: &SinkKey, token: &str) -> Option<Value> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(token, &key.decoding, &validation)
+        .ok()
+        .map(|data| data.claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(v: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.sig", b64(header), b64(payload))
+    }
+
+    #[test]
+    fn decodes_claims_and_exp() {
+        let d = decode(
+            &token(r#"{"alg":"none"}"#, r#"{"exp":1700000000,"sub":"x"}"#),
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.exp.unwrap().timestamp(), 1_700_000_000);
+        assert_eq!(d.claims["sub"], "x");
+        let d = decode(&token("{}", r#"{"exp":1700000000.5}"#), None).unwrap();
+        assert_eq!(d.exp.unwrap().timestamp_millis(), 1_700_000_000_500);
+        assert!(decode(&token("{}", "{}"), None).unwrap().exp.is_none());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_jwt() {
+        for (t, why) in [
+            ("abc".to_owned(), "parts"),
+            ("a.b".to_owned(), "parts"),
+            ("a.b.c.d".to_owned(), "parts"),
+            (format!("{}.!!!.x", b64("{}")), "payload is not base64url"),
+            (
+                format!("{}.{}.x", b64("{}"), b64("not json")),
+                "payload is not JSON",
+            ),
+            (token("{}", "[1]"), "payload is a JSON array"),
+            (token("[]", "{}"), "header is a JSON array"),
+            (token("{}", r#"{"exp":-1}"#), "out of range"),
+            (token("{}", r#"{"exp":0}"#), "out of range"),
+            (token("{}", r#"{"exp":1e300}"#), "out of range"),
+            (token("{}", r#"{"exp":"1700000000"}"#), "is a string"),
+        ] {
+            let err = decode(&t, None).unwrap_err();
+            assert!(err.contains(why), "{t}: {err}");
+        }
+    }
+
+    #[test]
+    fn pem_errors_are_clear() {
+        for (pem, why) in [
+            (&b"nothing"[..], "BEGIN"),
+            (
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+                "CERTIFICATE",
+            ),
+            (
+                b"-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----",
+                "SubjectPublicKeyInfo",
+            ),
+            (b"\xff-----BEGIN PUBLIC KEY-----", "not text"),
+            (
+                b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+                "SubjectPublicKeyInfo",
+            ),
+            (
+                b"-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----",
+                "PEM",
+            ),
+            (b"-----BEGIN PUBLIC KEY-----\nAAAA\n", "PEM"),
+        ] {
+            let Err(e) = PublicKey::from_pem(pem) else {
+                panic!("{why}: accepted")
+            };
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+
+    /// `der` as a PEM block with label `label`.
+    fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n").into_bytes()
+    }
+
+    #[test]
+    fn rs256_keys_read_as_spki_or_pkcs1_verify_alike() {
+        let spki_pem = include_bytes!("../tests/fixtures/rsa_jwt_pub.pem");
+        let spki_der = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(spki_pem).unwrap();
+        let (_, seq, _) = der(&spki_der).unwrap();
+        let (_, _algorithm, rest) = der(seq).unwrap();
+        let (_, bits, _) = der(rest).unwrap();
+        let pkcs1_pem = pem("RSA PUBLIC KEY", &bits[1..]);
+
+        let private = rustls_pki_types::PrivateKeyDer::from_pem_slice(include_bytes!(
+            "../tests/fixtures/rsa_jwt_key.pem"
+        ))
+        .unwrap();
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(private.secret_der()).unwrap();
+        let signed = format!(
+            "{}.{}",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"exp":2000000000}"#)
+        );
+        let mut sig = vec![0; pair.public().modulus_len()];
+        let rng = ring::rand::SystemRandom::new();
+        pair.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &rng,
+            signed.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let good = format!(
+            "{signed}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sig)
+        );
+        let bad = format!("{signed}.{}", b64("not the signature"));
+        for key in [&spki_pem[..], &pkcs1_pem] {
+            let key = PublicKey::from_pem(key).unwrap();
+            assert_eq!(key.alg, Algorithm::RS256);
+            let exp = decode(&good, Some(&key)).unwrap().exp.unwrap();
+            assert_eq!(exp.timestamp(), 2_000_000_000);
+            let err = decode(&bad, Some(&key)).unwrap_err();
+            assert!(err.contains("does not match"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sink_tokens_verify_only_with_their_key() {
+        let key = new_key().unwrap();
+        let token = issue(&key, 1_000, Duration::from_secs(3600));
+        assert_eq!(token.split('.').count(), 3);
+        let claims = verify(&key, &token).unwrap();
+        assert_eq!(claims["sub"], "license");
+        assert_eq!(claims["iat"], 1_000);
+        assert_eq!(claims["exp"], 4_600);
+        assert_eq!(claims["iss"], SINK_ISSUER);
+        // The client's decoder reads the sink's tokens: one reader for both.
+        assert_eq!(
+            decode(&token, None).unwrap().exp.unwrap().timestamp(),
+            4_600
+        );
+
+        assert!(verify(&new_key().unwrap(), &token).is_none());
+        let mut tampered = token.clone().into_bytes();
+        let i = token.find('.').unwrap() + 3;
+        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+        assert!(verify(&key, std::str::from_utf8(&tampered).unwrap()).is_none());
+        for garbage in ["", ".", "..", "a.b.c", "a.b", "é.é.é"] {
+            assert!(verify(&key, garbage).is_none());
+        }
+    }
+
+    #[test]
+    fn huge_lifetime_saturates() {
+        let key = new_key().unwrap();
+        let token = issue(&key, 5, Duration::MAX);
+        assert_eq!(verify(&key, &token).unwrap()["exp"], i64::MAX);
+    }
+}
