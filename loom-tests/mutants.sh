@@ -66,12 +66,16 @@ two_slots_registered_concurrently
 slot_registered_while_rotating
 two_writers_one_rotator"
 
-# The models that exercise a function of slot.rs, most likely catcher first.
-# A function not listed gets every model.
+# The models that exercise a function of slot.rs (`fn:custom` for a line
+# about custom counters), most likely catcher first. A function not listed
+# gets every model.
 models_for() {
     case "$1" in
     begin | end | bump | snapshot_into)
         echo two_writers_one_rotator record_nodes_and_custom_counters_are_exact ;;
+    snapshot_into:custom)
+        # Only this model has custom counters.
+        echo record_nodes_and_custom_counters_are_exact ;;
     release)
         # A joined thread's release happens-before the next spawn anyway:
         # only the direct model has a writer exit while another claims.
@@ -141,7 +145,9 @@ orderings="$(awk '
         rest = $0; k = 0
         while (match(rest, /Ordering::(Acquire|Release|AcqRel|SeqCst)/)) {
             k++
-            print NR "|" k "|" substr(rest, RSTART + 10, RLENGTH - 10) "|" fn
+            # A line of custom counters gets the models that have some.
+            f = ($0 ~ /custom/) ? fn ":custom" : fn
+            print NR "|" k "|" substr(rest, RSTART + 10, RLENGTH - 10) "|" f
             rest = substr(rest, RSTART + RLENGTH)
         }
     }' "$pristine")"
