@@ -53,6 +53,12 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$root/Cargo.toml" "$root/Cargo.lock" "$root/src" "$root/benches" "$root/examples" "$work/"
 mkdir "$work/loom-tests"
 cp -r "$here/Cargo.toml" "$here/Cargo.lock" "$here/src" "$here/tests" "$work/loom-tests/"
+# A version of their own for the copied packages: cargo names a path
+# package's artifacts by its path relative to the workspace, which the copy
+# shares with the checkout, so without this the mutants' builds would
+# overwrite run.sh's, and a later run.sh would find them fresh and run the
+# last mutant.
+sed -i 's/^version = "\(.*\)"$/version = "\1-mutant"/' "$work/Cargo.toml" "$work/loom-tests/Cargo.toml"
 slot="$work/src/meter/slot.rs"
 pristine="$work/slot.rs.pristine"
 cp "$slot" "$pristine"
