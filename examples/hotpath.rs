@@ -5,7 +5,9 @@
 //! ```
 //!
 //! For each approach and for 1 and 2 threads: 5 repetitions, each a fixed
-//! number of `record_run(3)` calls per thread (calibrated once per approach
+//! number of `record_run(3)` calls per thread (or, for the `_custom` and
+//! `_run_with` rows, the custom-counter call named in
+//! `benches/support/approaches.rs`) (calibrated once per approach
 //! so a 2-thread repetition takes about 200 ms), threads lined up on a
 //! `Barrier`. A repetition's figure is the slowest thread's elapsed time
 //! divided by its calls (per-call time per thread, worst thread); the table
@@ -117,7 +119,10 @@ fn main() {
     let at = |w: Which| med[Which::ALL.iter().position(|&x| x == w).unwrap()];
     let local = at(Which::Local);
 
-    println!("record_run(3): ns per call per thread (slowest thread), median of {REPS} reps");
+    println!(
+        "record_run(3) (custom rows: record(id, 3), record_run_with(3, &[(id, 1)])): \
+         ns per call per thread (slowest thread), median of {REPS} reps"
+    );
     println!("(spread = (max - min) / median over the {REPS} reps; x local = this / local())");
     println!(
         "{:<20} {:>12} {:>9} {:>7} {:>9} {:>7} {:>10} {:>10}",

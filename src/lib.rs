@@ -51,4 +51,7 @@ mod sync;
 #[cfg(feature = "shell")]
 pub mod wire;
 
-pub use meter::{CounterId, LocalMeter, MeasureKind, Meter, MeterBuilder, MeterError, Window};
+pub use meter::{
+    AttachError, Attachment, CounterId, LocalMeter, MeasureKind, Meter, MeterBuilder, MeterError,
+    Window,
+};

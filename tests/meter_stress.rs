@@ -218,3 +218,76 @@ fn two_meters_on_one_thread_do_not_mix() {
     a.record_run(1);
     assert_eq!(a.rotate().runs(), 1);
 }
+
+/// A `CounterId` of one meter used on another panics before anything is
+/// recorded, on every path, and leaves the slot usable: it neither lands in
+/// the other meter's counter of the same index nor leaves a record open
+/// (which would make every later rotation wait forever).
+#[test]
+fn counter_id_of_another_meter_is_refused_before_recording() {
+    let mut a = Meter::builder();
+    let a_tokens = a.counter("a.tokens").unwrap();
+    let _a = a.build();
+    let mut b = Meter::builder();
+    let b_tokens = b.counter("b.tokens").unwrap();
+    let b = b.build();
+    let local = b.local();
+    type Attempt<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let attempts: [Attempt; 4] = [
+        ("LocalMeter::record", Box::new(|| local.record(a_tokens, 5))),
+        (
+            "LocalMeter::record_run_with",
+            Box::new(|| local.record_run_with(2, &[(b_tokens, 1), (a_tokens, 5)])),
+        ),
+        ("Meter::record", Box::new(|| b.record(a_tokens, 5))),
+        (
+            "Meter::record_run_with",
+            Box::new(|| b.record_run_with(2, &[(b_tokens, 1), (a_tokens, 5)])),
+        ),
+    ];
+    for (path, attempt) in attempts {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)).expect_err(path);
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("was used on meter") && msg.contains("Meter::counter_id"),
+            "{path}: {msg:?}"
+        );
+    }
+    local.record_run_with(1, &[(b_tokens, 2)]);
+    b.record(b_tokens, 3);
+    let w = b.rotate();
+    assert_eq!(
+        (w.runs(), w.nodes()),
+        (1, 1),
+        "nothing of the refused records"
+    );
+    assert_eq!(w.get("b.tokens"), Some(5));
+    assert_eq!(b.counter_id("b.tokens"), Some(b_tokens));
+    assert_ne!(a_tokens, b_tokens, "same index, different meters");
+}
+
+/// `Meter::attach`: one owner at a time; an owner that drops with a peek
+/// not followed by a rotate abandons the meter for good.
+#[test]
+fn attach_refuses_a_second_owner_and_an_abandoned_meter() {
+    use beacon_meter::AttachError;
+    let meter = Meter::new();
+    let mut owner = meter.attach().unwrap();
+    assert_eq!(meter.attach().unwrap_err(), AttachError::Attached);
+    meter.record_run(1);
+    assert_eq!(owner.peek().runs(), 1);
+    assert_eq!(owner.rotate().runs(), 1);
+    drop(owner);
+    // Dropped after a rotate: nothing it saw is left in the meter.
+    let owner = meter.attach().expect("freed by a clean drop");
+    drop(owner);
+    let mut owner = meter.attach().unwrap();
+    meter.record_run(2);
+    assert_eq!(owner.peek().nodes(), 2);
+    drop(owner);
+    assert_eq!(meter.attach().unwrap_err(), AttachError::Abandoned);
+    assert_eq!(meter.clone().attach().unwrap_err(), AttachError::Abandoned);
+    assert!(AttachError::Abandoned.to_string().contains("new Meter"));
+    // Other meters are not affected.
+    assert!(Meter::new().attach().is_ok());
+}

@@ -919,3 +919,61 @@ async fn shutdown_right_after_start_delivers_the_first_window() {
         .sum();
     assert_eq!(sum, expected.runs);
 }
+
+/// One reporter per meter: a second spawn is refused while the first runs;
+/// `shutdown` hands the meter over; a reporter dropped after checkpointing
+/// leaves the meter refused (its counts are then delivered once, from the
+/// checkpoint, by a restart with a new meter), where a new reporter on it
+/// would have delivered them a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
+    use beacon_meter::AttachError;
+    use beacon_meter::reporter::{Reporter, ReporterError};
+    let sink = start_sink(SinkConfig::ephemeral()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = vars(sink.base_url().as_str(), dir.path());
+    // A 60 s window that stays open: the second reporter's counts reach
+    // the spool only through its checkpoint (every 1 s).
+    set(&mut v, "BEACON_INTERVAL_SECS", "60");
+    clear_of_minute_boundary(secs(10.0)).await;
+    let meter = Meter::new();
+    let first = spawn(meter.clone(), || options(&v)).await;
+    match Reporter::spawn(meter.clone(), options(&v)).await {
+        Err(ReporterError::Meter(AttachError::Attached)) => {}
+        Err(e) => panic!("a second reporter on a meter must be refused as Attached: {e}"),
+        Ok(_) => panic!("a second reporter on a meter must be refused as Attached"),
+    }
+    meter.record_run(3);
+    first.shutdown(secs(5.0)).await;
+
+    let second = spawn(meter.clone(), || options(&v)).await;
+    meter.record_run(4);
+    let checkpoint = dir.path().join("checkpoint.json");
+    assert!(eventually(secs(5.0), || checkpoint.is_file()).await);
+    drop(second);
+    // The dropped reporter's tasks end asynchronously; until they do, the
+    // meter is still attached.
+    assert!(
+        eventually(secs(5.0), || meter.attach().err()
+            == Some(AttachError::Abandoned))
+        .await,
+        "a meter whose reporter was dropped after a checkpoint must be abandoned"
+    );
+    let refused = Reporter::spawn(meter.clone(), options(&v))
+        .await
+        .err()
+        .expect("a reporter on an abandoned meter must be refused");
+    assert!(
+        matches!(refused, ReporterError::Meter(AttachError::Abandoned)),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("new Meter"), "{refused}");
+
+    // The restart: a new meter; the checkpoint delivers the dropped
+    // reporter's open window.
+    let third = spawn(Meter::new(), || options(&v)).await;
+    assert_eq!(third.stats().recovered_on_start, 1);
+    let stats = third.shutdown(secs(5.0)).await;
+    assert_eq!(stats.pending(), 0, "{stats:?}");
+    assert_delivered_exactly(&sink, Totals { runs: 2, nodes: 7 });
+}

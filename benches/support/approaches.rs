@@ -5,7 +5,10 @@
 //! example measure exactly the same code.
 //!
 //! Every approach records one graph run the way `record_run(3)` does: add 1
-//! to a runs counter and 3 to a nodes counter.
+//! to a runs counter and 3 to a nodes counter. Three rows of this crate
+//! take the custom-counter paths instead (`beacon_local_custom`,
+//! `beacon_local_run_with`, `beacon_direct_custom`), the ones that check a
+//! [`CounterId`] belongs to the meter it is used on.
 //!
 //! # Timing
 //!
@@ -17,7 +20,7 @@
 //! the slowest thread, which is conservative (a thread that was descheduled,
 //! or lost every race for a contended line, counts in full).
 
-use beacon_meter::{LocalMeter, Meter};
+use beacon_meter::{CounterId, LocalMeter, Meter};
 use crossbeam_utils::CachePadded;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -119,6 +122,81 @@ impl Approach for Direct {
     #[inline(always)]
     fn record(h: &&Meter, nodes: u64) {
         h.record_run(nodes);
+    }
+}
+
+/// A meter with one custom counter, and that counter's id.
+fn meter_with_counter() -> (Meter, CounterId) {
+    let mut b = Meter::builder();
+    let id = b
+        .counter("bench.tokens")
+        .expect("a valid name, registered once");
+    (b.build(), id)
+}
+
+/// This crate, a custom counter through a [`LocalMeter`]: `record(id, n)`,
+/// the path that checks the id belongs to the meter.
+pub struct LocalCustom(pub Meter, pub CounterId);
+
+impl Default for LocalCustom {
+    fn default() -> Self {
+        let (m, id) = meter_with_counter();
+        LocalCustom(m, id)
+    }
+}
+
+impl Approach for LocalCustom {
+    type Handle<'a> = (LocalMeter, CounterId);
+    fn handle(&self, _: usize) -> (LocalMeter, CounterId) {
+        (self.0.local(), self.1)
+    }
+    #[inline(always)]
+    fn record(h: &(LocalMeter, CounterId), nodes: u64) {
+        h.0.record(h.1, nodes);
+    }
+}
+
+/// This crate, a run plus a custom counter in one record through a
+/// [`LocalMeter`]: `record_run_with(n, &[(id, 1)])`.
+pub struct LocalRunWith(pub Meter, pub CounterId);
+
+impl Default for LocalRunWith {
+    fn default() -> Self {
+        let (m, id) = meter_with_counter();
+        LocalRunWith(m, id)
+    }
+}
+
+impl Approach for LocalRunWith {
+    type Handle<'a> = (LocalMeter, CounterId);
+    fn handle(&self, _: usize) -> (LocalMeter, CounterId) {
+        (self.0.local(), self.1)
+    }
+    #[inline(always)]
+    fn record(h: &(LocalMeter, CounterId), nodes: u64) {
+        h.0.record_run_with(nodes, &[(h.1, 1)]);
+    }
+}
+
+/// This crate, a custom counter through `Meter::record(id, n)` (thread-cache
+/// lookup per call).
+pub struct DirectCustom(pub Meter, pub CounterId);
+
+impl Default for DirectCustom {
+    fn default() -> Self {
+        let (m, id) = meter_with_counter();
+        DirectCustom(m, id)
+    }
+}
+
+impl Approach for DirectCustom {
+    type Handle<'a> = (&'a Meter, CounterId);
+    fn handle(&self, _: usize) -> (&Meter, CounterId) {
+        (&self.0, self.1)
+    }
+    #[inline(always)]
+    fn record(h: &(&Meter, CounterId), nodes: u64) {
+        h.0.record(h.1, nodes);
     }
 }
 
@@ -310,6 +388,12 @@ pub enum Which {
     Local,
     /// [`Direct`]
     Direct,
+    /// [`LocalCustom`]
+    LocalCustom,
+    /// [`LocalRunWith`]
+    LocalRunWith,
+    /// [`DirectCustom`]
+    DirectCustom,
     /// [`PaddedSlots`]
     PaddedSlots,
     /// [`SharedAtomic`]
@@ -326,9 +410,12 @@ pub enum Which {
 
 impl Which {
     /// Every approach, in table order.
-    pub const ALL: [Which; 8] = [
+    pub const ALL: [Which; 11] = [
         Which::Local,
         Which::Direct,
+        Which::LocalCustom,
+        Which::LocalRunWith,
+        Which::DirectCustom,
         Which::PaddedSlots,
         Which::SharedAtomic,
         Which::Striped,
@@ -342,6 +429,9 @@ impl Which {
         match self {
             Which::Local => "beacon_local",
             Which::Direct => "beacon_direct",
+            Which::LocalCustom => "beacon_local_custom",
+            Which::LocalRunWith => "beacon_local_run_with",
+            Which::DirectCustom => "beacon_direct_custom",
             Which::PaddedSlots => "padded_slot_limit",
             Which::SharedAtomic => "shared_atomic",
             Which::Striped => "striped16",
@@ -359,6 +449,9 @@ pub const MAX_THREADS: usize = 64;
 pub struct Approaches {
     local: Local,
     direct: Direct,
+    local_custom: LocalCustom,
+    local_run_with: LocalRunWith,
+    direct_custom: DirectCustom,
     padded: PaddedSlots,
     shared: SharedAtomic,
     striped: Striped,
@@ -372,6 +465,9 @@ impl Default for Approaches {
         Approaches {
             local: Local(Meter::new()),
             direct: Direct(Meter::new()),
+            local_custom: LocalCustom::default(),
+            local_run_with: LocalRunWith::default(),
+            direct_custom: DirectCustom::default(),
             padded: PaddedSlots::new(MAX_THREADS),
             shared: SharedAtomic::default(),
             striped: Striped::default(),
@@ -393,6 +489,9 @@ impl Approaches {
         match which {
             Which::Local => time_threads(&self.local, threads, iters),
             Which::Direct => time_threads(&self.direct, threads, iters),
+            Which::LocalCustom => time_threads(&self.local_custom, threads, iters),
+            Which::LocalRunWith => time_threads(&self.local_run_with, threads, iters),
+            Which::DirectCustom => time_threads(&self.direct_custom, threads, iters),
             Which::PaddedSlots => time_threads(&self.padded, threads, iters),
             Which::SharedAtomic => time_threads(&self.shared, threads, iters),
             Which::Striped => time_threads(&self.striped, threads, iters),

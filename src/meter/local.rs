@@ -1,11 +1,12 @@
 //! Per-thread handles, and the thread cache behind `Meter`'s direct calls.
+//! May import `super` and `crate::sync`; no other part of the crate.
 
 use super::slot::Padded;
 use super::{CounterId, Inner, Meter};
+use crate::sync::Arc;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 /// A per-thread recording handle: one claimed slot, no per-call lookup.
 ///
@@ -64,7 +65,7 @@ impl LocalMeter {
     /// Adds `n` to a custom counter registered with [`MeterBuilder::counter`](super::MeterBuilder::counter).
     ///
     /// # Panics
-    /// If `id` belongs to another meter with more counters than this one.
+    /// If `id` was registered on another meter (nothing is recorded).
     #[inline(always)]
     pub fn record(&self, id: CounterId, n: u64) {
         self.slot().record_custom(id, n);
@@ -72,6 +73,9 @@ impl LocalMeter {
 
     /// Records a run of `nodes` nodes together with custom counter amounts,
     /// all in one indivisible record.
+    ///
+    /// # Panics
+    /// If an id was registered on another meter (nothing is recorded).
     #[inline]
     pub fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
         self.slot().record_run_with(nodes, extra);
@@ -113,14 +117,7 @@ type Hot = (u64, *const Padded);
 /// The handles this thread owns, one per meter it recorded into directly.
 struct Owned(RefCell<Vec<LocalMeter>>);
 
-#[cfg(not(loom))]
-std::thread_local! {
-    static HOT: Cell<Hot> = const { Cell::new((0, std::ptr::null())) };
-    static OWNED: Owned = const { Owned(RefCell::new(Vec::new())) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
+crate::sync::thread_local! {
     static HOT: Cell<Hot> = Cell::new((0, std::ptr::null()));
     static OWNED: Owned = Owned(RefCell::new(Vec::new()));
 }

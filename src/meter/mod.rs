@@ -9,23 +9,32 @@
 //!   lookup at all.
 //! * [`Meter::rotate`] closes the current window and returns it as a
 //!   [`Window`].
+//! * [`Meter::attach`] gives one owner at a time (a reporter) an
+//!   [`Attachment`] to close and checkpoint windows through, so that a
+//!   second owner cannot deliver counts the first one saved.
 //!
 //! Each writer thread owns a cache-padded slot of monotonic counters and
 //! writes it with plain loads and stores bracketed by a sequence number (see
 //! `slot.rs`). Rotation reads every slot consistently and subtracts what it
 //! read last time. Writers never wait, never lock and never allocate after
 //! their first record; rotation never holds anything a writer needs.
+//!
+//! May import `std`, `crossbeam_utils` and `crate::sync` (every atomic,
+//! lock, cell and thread-local goes through it, for loom); nothing of the
+//! shell (no tokio, HTTP, JSON or time).
 
+mod attach;
 mod local;
 mod slot;
 
+pub use attach::{AttachError, Attachment};
 pub use local::LocalMeter;
 
+use crate::sync::Arc;
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use slot::{SlotList, Snapshot};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
 /// The measure name of graph runs, as the Beacon protocol spells it.
 pub const RUNS: &str = "langgraph.platform.runs";
@@ -36,12 +45,21 @@ pub const MAX_CUSTOM_COUNTERS: usize = 64;
 /// The largest number of gauges one meter can carry.
 pub const MAX_GAUGES: usize = 64;
 
-/// Ids start at 1: 0 means "no meter" in the thread cache.
-static NEXT_METER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A handle to a custom counter, returned by [`MeterBuilder::counter`].
+/// A handle to a custom counter, returned by [`MeterBuilder::counter`] and
+/// [`Meter::counter_id`].
+///
+/// It belongs to the meter it was registered on: recording it on another
+/// meter panics, before anything is recorded, with a message naming both
+/// meters (never into another meter's counter). The check is one compare
+/// with the meter id held in the writer's slot; `examples/hotpath.rs`
+/// measures it (`BENCHMARKS.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CounterId(usize);
+pub struct CounterId {
+    /// The id of the meter (and of the builder that became it).
+    meter: u64,
+    /// Index among the meter's custom counters.
+    index: usize,
+}
 
 /// What kind of value a measure holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +125,29 @@ impl std::error::Error for MeterError {}
 /// assert_eq!(w.get("myplatform.tokens"), Some(120));
 /// assert_eq!(w.get("langgraph.platform.py_graphs"), Some(3));
 /// ```
-#[derive(Default)]
 pub struct MeterBuilder {
+    /// The id the meter will have, fixed now so that the builder's
+    /// [`CounterId`]s carry it. Ids start at 1: 0 means "no meter" in the
+    /// thread cache.
+    id: u64,
     counters: Vec<String>,
     gauges: Vec<(String, GaugeFn)>,
+}
+
+impl Default for MeterBuilder {
+    fn default() -> Self {
+        MeterBuilder {
+            id: sync::next_id(),
+            counters: Vec::new(),
+            gauges: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Debug for MeterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MeterBuilder")
+            .field("id", &self.id)
             .field("counters", &self.counters)
             .field(
                 "gauges",
@@ -156,7 +188,10 @@ impl MeterBuilder {
             });
         }
         self.counters.push(name.to_owned());
-        Ok(CounterId(self.counters.len() - 1))
+        Ok(CounterId {
+            meter: self.id,
+            index: self.counters.len() - 1,
+        })
     }
 
     /// Registers a gauge: `sample` is called once each time a window closes,
@@ -190,15 +225,16 @@ impl MeterBuilder {
             names.push(name);
             gauge_fns.push(f);
         }
-        let id = NEXT_METER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.id;
         Meter {
             id,
             inner: Arc::new(Inner {
                 id,
-                slots: SlotList::new(self.counters.len()),
+                slots: SlotList::new(id, self.counters.len()),
                 schema: Arc::new(Schema { names, counters }),
                 gauges: gauge_fns,
                 rotor: Mutex::new(Rotor::default()),
+                owner: Mutex::new(attach::Owner::default()),
                 windows: AtomicU64::new(0),
             }),
         }
@@ -242,6 +278,8 @@ pub(crate) struct Inner {
     schema: Arc<Schema>,
     gauges: Vec<GaugeFn>,
     rotor: Mutex<Rotor>,
+    /// Who closes this meter's windows for delivery (see `attach.rs`).
+    owner: Mutex<attach::Owner>,
     /// Number of windows closed so far (the next window's sequence number).
     windows: AtomicU64,
 }
@@ -316,7 +354,7 @@ impl Meter {
     /// Adds `n` to a custom counter.
     ///
     /// # Panics
-    /// If `id` belongs to another meter with more counters than this one.
+    /// If `id` was registered on another meter (nothing is recorded).
     #[inline]
     pub fn record(&self, id: CounterId, n: u64) {
         local::with_slot(self, move |s| s.record_custom(id, n));
@@ -324,6 +362,9 @@ impl Meter {
 
     /// Records a run of `nodes` nodes together with custom counter amounts,
     /// all in one indivisible record.
+    ///
+    /// # Panics
+    /// If an id was registered on another meter (nothing is recorded).
     #[inline]
     pub fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
         local::with_slot(self, move |s| s.record_run_with(nodes, extra));
@@ -335,7 +376,10 @@ impl Meter {
         s.names[2..s.counters]
             .iter()
             .position(|n| n == name)
-            .map(CounterId)
+            .map(|index| CounterId {
+                meter: self.id,
+                index,
+            })
     }
 
     /// Every measure name, counters first, with its kind.

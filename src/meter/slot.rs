@@ -32,9 +32,14 @@
 //! There are no fences: the `Release` stores and `Acquire` loads on the
 //! counters do their job, cost the same plain `mov` as `Relaxed` on x86-64,
 //! and loom models them exactly (loom supports acquire fences only).
+//!
+//! May import `super` (for `CounterId`) and `crate::sync`; every atomic,
+//! cell and yield comes from `crate::sync`, so loom checks all of them.
 
 use super::CounterId;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering, load_own, spin_loop};
+use crate::sync::{
+    AtomicBool, AtomicPtr, AtomicU64, Ordering, UnsafeCell, load_own, spin_loop, yield_now,
+};
 use crossbeam_utils::CachePadded;
 use std::ptr;
 
@@ -50,12 +55,14 @@ const SPINS_BEFORE_YIELD: u32 = 64;
 /// * `seq` is even outside a record and odd inside one;
 /// * `runs`, `nodes`, `custom` only ever grow (wrapping at `u64::MAX`,
 ///   which is centuries away at any real rate);
-/// * `index` and `next` are written before the slot is published and never
-///   again.
+/// * `meter`, `index` and `next` are written before the slot is published
+///   and never again. `index` and `next` are `sync::UnsafeCell`s so that
+///   loom checks every read of them happens-after that write.
 ///
 /// Layout (`repr(C)`): the three words a record writes fill the first 64
 /// bytes alone; what the rotator walks (`next`, `index`, the custom
-/// counters' pointer) sits in the second half of the 128-byte padded slot.
+/// counters' pointer) and what a custom record reads (that pointer and
+/// `meter`) sit in the second half of the 128-byte padded slot.
 /// A writer's stores then never evict the line the rotator follows from
 /// slot to slot, which keeps `rotate()` from stalling on every slot a busy
 /// thread is writing.
@@ -69,9 +76,12 @@ pub(crate) struct Slot {
     /// `CUSTOM_PAD` more: the allocation is separate from the slot, and the
     /// padding keeps another thread's allocation off these cache lines.
     custom: Box<[AtomicU64]>,
+    /// The id of the meter this slot belongs to: a [`CounterId`] of another
+    /// meter is refused before a record opens.
+    meter: u64,
     in_use: AtomicBool,
-    index: usize,
-    next: *mut Padded,
+    index: UnsafeCell<usize>,
+    next: UnsafeCell<*mut Padded>,
 }
 
 // The layout the doc comment on `Slot` promises.
@@ -99,7 +109,7 @@ pub(crate) type Padded = CachePadded<Slot>;
 pub(crate) type Snapshot = Vec<u64>;
 
 impl Slot {
-    fn new(custom: usize) -> Self {
+    fn new(meter: u64, custom: usize) -> Self {
         Slot {
             seq: AtomicU64::new(0),
             runs: AtomicU64::new(0),
@@ -112,9 +122,10 @@ impl Slot {
                     .map(|_| AtomicU64::new(0))
                     .collect()
             },
+            meter,
             in_use: AtomicBool::new(true),
-            index: 0,
-            next: ptr::null_mut(),
+            index: UnsafeCell::new(0),
+            next: UnsafeCell::new(ptr::null_mut()),
         }
     }
 
@@ -129,7 +140,33 @@ impl Slot {
 
     /// This slot's dense index (0 for the first slot of a meter).
     pub(crate) fn index(&self) -> usize {
-        self.index
+        // safety: written only before the slot was published (`push`), and
+        // every `&Slot` was reached through an `Acquire` read that
+        // synchronises with the publishing `Release` CAS (see `iter_from`).
+        self.index.with(|i| unsafe { *i })
+    }
+
+    /// The next older slot (null for the first slot of a meter).
+    fn next(&self) -> *mut Padded {
+        // safety: as for `index`.
+        self.next.with(|n| unsafe { *n })
+    }
+
+    /// Custom counter `id` of this slot.
+    ///
+    /// Called before a record opens (`begin`), so a wrong id panics with
+    /// `seq` even: the slot stays readable and its owner can go on.
+    ///
+    /// # Panics
+    /// If `id` was registered on another meter.
+    #[inline(always)]
+    fn custom_counter(&self, id: CounterId) -> &AtomicU64 {
+        if id.meter != self.meter {
+            wrong_meter(id, self.meter);
+        }
+        // In bounds: an id of this meter indexes its custom counters
+        // (`MeterBuilder::counter`, `Meter::counter_id`).
+        &self.custom()[id.index]
     }
 
     /// Opens a record. Only the claiming thread may call this.
@@ -177,21 +214,31 @@ impl Slot {
     }
 
     /// `n` on custom counter `id`.
+    ///
+    /// # Panics
+    /// If `id` was registered on another meter (before recording anything).
     #[inline(always)]
     pub(crate) fn record_custom(&self, id: CounterId, n: u64) {
+        let cell = self.custom_counter(id);
         let s = self.begin();
-        Self::bump(&self.custom()[id.0], n);
+        Self::bump(cell, n);
         self.end(s);
     }
 
     /// A run plus custom counters, all as one indivisible record.
+    ///
+    /// # Panics
+    /// If an id was registered on another meter (before recording anything).
     #[inline]
     pub(crate) fn record_run_with(&self, nodes: u64, extra: &[(CounterId, u64)]) {
+        for &(id, _) in extra {
+            self.custom_counter(id);
+        }
         let s = self.begin();
         Self::bump(&self.runs, 1);
         Self::bump(&self.nodes, nodes);
         for &(id, n) in extra {
-            Self::bump(&self.custom()[id.0], n);
+            Self::bump(self.custom_counter(id), n);
         }
         self.end(s);
     }
@@ -236,14 +283,17 @@ impl Slot {
     }
 }
 
-#[cfg(loom)]
-fn yield_now() {
-    loom::thread::yield_now();
-}
-
-#[cfg(not(loom))]
-fn yield_now() {
-    std::thread::yield_now();
+/// The panic of a [`CounterId`] used on a meter it was not registered on.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn wrong_meter(id: CounterId, meter: u64) -> ! {
+    panic!(
+        "counter id {} of meter #{} was used on meter #{meter}: a CounterId \
+         belongs to the meter it was registered on; look the counter up on this \
+         meter with Meter::counter_id(name)",
+        id.index, id.meter
+    )
 }
 
 /// An append-only, lock-free list of slots. Slots are never removed while
@@ -253,6 +303,8 @@ fn yield_now() {
 pub(crate) struct SlotList {
     /// Newest slot. Every slot is reachable from here through `next`.
     head: AtomicPtr<Padded>,
+    /// The meter's id, stamped on every slot.
+    meter: u64,
     custom: usize,
 }
 
@@ -266,10 +318,12 @@ unsafe impl Send for SlotList {}
 unsafe impl Sync for SlotList {}
 
 impl SlotList {
-    /// An empty list whose slots carry `custom` custom counters.
-    pub(crate) fn new(custom: usize) -> Self {
+    /// An empty list of meter `meter`'s slots, each with `custom` custom
+    /// counters.
+    pub(crate) fn new(meter: u64, custom: usize) -> Self {
         SlotList {
             head: AtomicPtr::new(ptr::null_mut()),
+            meter,
             custom,
         }
     }
@@ -284,16 +338,21 @@ impl SlotList {
         // reduction then sees the claim race a rotation (a load followed by
         // an RMW of the same object hides that race from it,
         // tokio-rs/loom#392).
-        // Acquire: pairs with the `Release` CAS in `push`.
+        //
+        // Relaxed on success: the CAS succeeds only if the head is null, and
+        // then no slot is read through it (the walk below is empty and
+        // `push` starts at index 0). Acquire on failure: pairs with the
+        // `Release` CAS in `push`, which published the head read here.
         let head = match self.head.compare_exchange(
             ptr::null_mut(),
             ptr::null_mut(),
-            Ordering::Acquire,
+            Ordering::Relaxed,
             Ordering::Acquire,
         ) {
             Ok(h) | Err(h) => h,
         };
-        for slot in Self::iter_from(head) {
+        // safety: `head` is null or came from the `Acquire` failure above.
+        for slot in unsafe { self.iter_from(head) } {
             // Acquire on success: pairs with the `Release` in
             // `Slot::release`, so this thread sees the previous owner's
             // counters and `seq` before adding to them.
@@ -310,7 +369,13 @@ impl SlotList {
 
     /// Publishes a new slot; `head` is the caller's last view of the head.
     fn push(&self, mut head: *mut Padded) -> &Padded {
-        let node = Box::into_raw(Box::new(CachePadded::new(Slot::new(self.custom))));
+        let node = Box::into_raw(Box::new(CachePadded::new(Slot::new(
+            self.meter,
+            self.custom,
+        ))));
+        // safety: published only by the CAS below; freed only when the list
+        // drops.
+        let n: &Padded = unsafe { &*node };
         loop {
             let index = if head.is_null() {
                 0
@@ -320,12 +385,13 @@ impl SlotList {
                 //   thread's `Acquire` read (in `claim` or a failed CAS
                 //   below) synchronised with;
                 // - slots are only freed when the list is dropped.
-                unsafe { &*head }.index + 1
+                unsafe { &*head }.index() + 1
             };
-            // safety: `node` is unpublished, so this is the only reference.
-            let n: &mut Padded = unsafe { &mut *node };
-            n.next = head;
-            n.index = index;
+            // safety: `node` is unpublished, so no other thread can reach
+            // these cells.
+            n.next.with_mut(|p| unsafe { *p = head });
+            // safety: as above.
+            n.index.with_mut(|p| unsafe { *p = index });
             // Release on success: publishes the slot's initial counters,
             // `index` and `next` to the `Acquire` reads in `iter` and
             // `claim`. Acquire on failure: to read the newer head's `index`.
@@ -333,8 +399,7 @@ impl SlotList {
                 .head
                 .compare_exchange(head, node, Ordering::Release, Ordering::Acquire)
             {
-                // safety: published just now, freed only when the list drops.
-                Ok(_) => return unsafe { &*node },
+                Ok(_) => return n,
                 Err(actual) => head = actual,
             }
         }
@@ -343,12 +408,18 @@ impl SlotList {
     /// Every slot published so far, newest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Padded> {
         // Acquire: pairs with the `Release` CAS in `push`.
-        Self::iter_from(self.head.load(Ordering::Acquire))
+        let head = self.head.load(Ordering::Acquire);
+        // safety: `head` came from the `Acquire` load just above.
+        unsafe { self.iter_from(head) }
     }
 
-    /// The slots from `head` on. `head` must come from an `Acquire` read of
-    /// `self.head`, and the returned references must not outlive `self`.
-    fn iter_from<'a>(head: *mut Padded) -> impl Iterator<Item = &'a Padded> {
+    /// The slots from `head` on, newest first.
+    ///
+    /// # Safety
+    /// `head` must be null or a value of `self.head` read by an `Acquire`
+    /// operation (a load, or a CAS's success or failure), so that it
+    /// synchronises with the `Release` CAS in `push` that published it.
+    unsafe fn iter_from(&self, head: *mut Padded) -> impl Iterator<Item = &Padded> {
         let mut cur = head as *const Padded;
         std::iter::from_fn(move || {
             if cur.is_null() {
@@ -356,19 +427,20 @@ impl SlotList {
             }
             // safety:
             // - `cur` was published by a `Release` CAS in `push` (directly,
-            //   or as the `next` of a published slot, written before it),
-            //   and the caller read it with `Acquire`;
-            // - slots live until the list is dropped, which needs `&mut`;
-            //   callers tie the returned lifetime to `&self`.
+            //   or as the `next` of a published slot, written before that
+            //   slot's own publication), and the caller read it with
+            //   `Acquire` (this function's contract);
+            // - slots live until the list is dropped, which needs `&mut`,
+            //   so not while the `&self` the items borrow from lives.
             let slot = unsafe { &*cur };
-            cur = slot.next;
+            cur = slot.next();
             Some(slot)
         })
     }
 
     /// The number of slots ever created (the high-water mark of writers).
     pub(crate) fn len(&self) -> usize {
-        self.iter().next().map_or(0, |s| s.index + 1)
+        self.iter().next().map_or(0, |s| s.index() + 1)
     }
 }
 
@@ -384,7 +456,7 @@ impl Drop for SlotList {
             // - every node came from `Box::into_raw` in `push` and is
             //   reached exactly once by this walk.
             let node = unsafe { Box::from_raw(cur) };
-            cur = node.next;
+            cur = node.next();
         }
     }
 }

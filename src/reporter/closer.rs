@@ -2,7 +2,7 @@
 //! open window.
 
 use super::{Phase, ReporterOptions, Shared};
-use crate::meter::{MeasureKind, Meter, Window};
+use crate::meter::{Attachment, MeasureKind, Window};
 use crate::spool::{Checkpoint, Destination, SpooledWindow, merge};
 use crate::wire::logs::{DEFAULT_MAX_REPORT_BYTES, fit_report};
 use crate::wire::tags::TENANT_ID;
@@ -21,7 +21,9 @@ const SHUTDOWN_FLUSH_RETRY: Duration = Duration::from_millis(250);
 
 pub(crate) struct Closer {
     shared: Arc<Shared>,
-    meter: Meter,
+    /// Checkpoints peek and closes rotate through it, so that a reporter
+    /// dropped between the two leaves the meter refused to the next one.
+    meter: Attachment,
     /// The destinations, with the id the open window will carry to each.
     /// Invariant: the same ids are in the checkpoint of the open window.
     open: Vec<(Destination, Uuid)>,
@@ -42,7 +44,7 @@ pub(crate) struct Closer {
 impl Closer {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        meter: Meter,
+        meter: Attachment,
         dests: Vec<Destination>,
         wc: WindowClock,
         options: ReporterOptions,

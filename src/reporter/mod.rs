@@ -82,7 +82,7 @@ pub use stats::{DestinationStats, ReporterStats};
 use crate::client::{ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseSettings};
 use crate::client::{LicenseVerifier, RefreshGuard, Verification};
 use crate::config::Config;
-use crate::meter::Meter;
+use crate::meter::{AttachError, Meter};
 use crate::spool::{Destination, Spool, SpoolError, SpoolLimits};
 use crate::wire::{Clock, ClockError, Credential, LogBuffer, SystemClock, Tags, WindowClock};
 use parking_lot::Mutex;
@@ -178,6 +178,10 @@ pub enum ReporterError {
     /// A blocking task failed to run.
     #[error("the reporter's background task failed: {0}")]
     Task(String),
+    /// The meter already has a reporter, or its last one was dropped
+    /// without [`Reporter::shutdown`] (see [`Reporter`]).
+    #[error("cannot start a reporter on this meter: {0}")]
+    Meter(#[from] AttachError),
 }
 
 /// One destination: where its windows go and with which credential.
@@ -253,10 +257,11 @@ impl Shared {
 /// crash would: what was spooled is delivered by the next start, and the
 /// open window survives only as its last checkpoint. The counts recorded
 /// since that window opened are then in the checkpoint *and* still in the
-/// meter, so a new reporter must not be started on the same [`Meter`] after
-/// a drop (it would report them twice): call `shutdown` to hand a meter
-/// over, or start the next reporter with a new meter, as a restarted
-/// process does.
+/// meter, so [`spawn`](Self::spawn) refuses that meter from then on
+/// ([`ReporterError::Meter`] with [`AttachError::Abandoned`]): start the
+/// next reporter with a new meter, as a restarted process does, or call
+/// `shutdown` to hand a meter over. A meter has one reporter at a time
+/// ([`AttachError::Attached`]); see [`Meter::attach`].
 pub struct Reporter {
     shared: Arc<Shared>,
     closer: Option<JoinHandle<()>>,
@@ -270,8 +275,13 @@ impl Reporter {
     /// credential verification in the background, and starts closing
     /// windows of `meter` on the configured interval and delivering them.
     ///
-    /// Must be called inside a tokio runtime.
+    /// Must be called inside a tokio runtime. Fails with
+    /// [`ReporterError::Meter`] if `meter` already has a reporter or lost
+    /// its last one without `shutdown`.
     pub async fn spawn(meter: Meter, options: ReporterOptions) -> Result<Reporter, ReporterError> {
+        // First: a refused meter must not open (and lock) the spool. If a
+        // later step fails, the attachment drops unused and frees the meter.
+        let meter = meter.attach()?;
         let dir = options.spool_dir();
         let limits = options.spool_limits;
         let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, limits))
