@@ -165,7 +165,7 @@ async fn verify_issues_hs256_tokens_for_accepted_licenses() {
     assert!(!body.contains("0123456789abcdef"), "{body}");
 
     let r = post("{\"license\":".into()).await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = post(json!({ "license": LICENSE, "extra": 1 }).to_string())
         .await
         .unwrap();
