@@ -413,6 +413,15 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
     drop(reporter);
     // The old meter's process is gone: the restart counts with a new one.
     drop(meter);
+    // The dropped reporter's aborted tasks release its slot a moment later
+    // (a new process would find it free at once); a reporter started
+    // before that would claim another slot.
+    let slot0 = slot(dir.path(), 0);
+    let free = eventually(secs(5.0), || {
+        Spool::open(&slot0, SpoolLimits::default()).is_ok()
+    })
+    .await;
+    assert!(free, "the dropped reporter never released its slot");
 
     let reporter = spawn(Meter::new(), || options(&v)).await;
     assert_eq!(reporter.stats().recovered_on_start, 1);
@@ -699,7 +708,8 @@ async fn one_destination_down(down: Destination) {
     assert!(u.sent >= 2, "{running:?}");
     assert_eq!(d.sent, 0, "{running:?}");
     assert!(d.retries > 0, "{running:?}");
-    assert!(d.pending >= 2, "{running:?}");
+    // Its backlog (two windows or more) is merged for sending: one or more files.
+    assert!(d.pending >= 1, "{running:?}");
     assert!(d.last_error.is_some(), "{running:?}");
 
     let stats = reporter.shutdown(secs(1.5)).await;

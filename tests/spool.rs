@@ -417,10 +417,15 @@ fn a_hand_renamed_file_gets_its_canonical_name() {
     let b = window(Destination::Beacon, 1, 2, 2);
     spool.push(&a).unwrap();
     spool.push(&b).unwrap();
+    // Repairs happen at open and on an explicit rescan, never on a read:
+    // the index still knows both windows.
     fs::rename(dir.join(b.file_name()), dir.join("0000-first.json")).unwrap();
     assert_eq!(spool.oldest(Destination::Beacon).unwrap().unwrap().id, a.id);
+    spool.rescan().unwrap();
     assert_eq!(names(&dir), vec![a.file_name(), b.file_name()]);
     fs::rename(dir.join(b.file_name()), dir.join("x.json")).unwrap();
+    drop(spool);
+    let spool = open(tmp.path());
     spool.remove(Destination::Beacon, b.id).unwrap();
     assert_eq!(names(&dir), vec![a.file_name()]);
 }

@@ -74,6 +74,7 @@
 //!   in memory then are lost, and an `ERROR` says how many.
 
 mod closer;
+mod pacing;
 mod sender;
 mod stats;
 
