@@ -724,7 +724,10 @@ fn clock_jumps_never_overlap_windows_or_lose_counts() {
         assert_eq!(delivered(&sink), recorded, "{:?}", sink.summary());
         let windows = accepted(&sink);
         assert_tiles(&windows);
-        assert_eq!(windows.len() as u64, stats.windows_closed, "{stats:?}");
+        // A backlog may go out merged: every closed window is delivered,
+        // in as many reports or fewer.
+        assert_eq!(stats.windows_sent, stats.windows_closed, "{stats:?}");
+        assert!(windows.len() as u64 <= stats.windows_closed, "{stats:?}");
         // The jumps did happen: windows nudged by 1 ms while the clock was
         // behind, and one long window over the forward jump.
         let span = |w: &Accepted| w.to - w.from;
