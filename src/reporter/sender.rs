@@ -85,8 +85,13 @@ impl Sender {
                 return;
             }
             let dest = self.dest;
-            let next = self.shared.spool(move |s| {
-                s.next_to_send(dest, pacing::CATCH_UP_SPAN, pacing::CATCH_UP_WINDOWS)
+            // A window the server accepted but the spool could not delete
+            // is the oldest, and must never be merged (it would count
+            // twice): while one is held, take the oldest as it is.
+            let merge = self.undeleted.is_none();
+            let next = self.shared.spool(move |s| match merge {
+                true => s.next_to_send(dest, pacing::CATCH_UP_SPAN, pacing::CATCH_UP_WINDOWS),
+                false => s.oldest(dest),
             });
             let next = match next.await {
                 Ok(Some(w)) => w,
