@@ -63,9 +63,10 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Adds (or replaces, by id) the entry of `w`.
-    pub fn insert(&mut self, w: &SpooledWindow, e: Indexed) {
-        self.remove(e.id);
+    /// Adds (or replaces, by id) the entry of `w`. In doubt stays in
+    /// doubt, as on disk.
+    pub fn insert(&mut self, w: &SpooledWindow, mut e: Indexed) {
+        e.in_doubt |= self.remove(e.id).is_some_and(|old| old.in_doubt);
         let key = order_key(w);
         self.bytes += e.bytes;
         self.by_id.insert(e.id, key);
@@ -83,6 +84,29 @@ impl Index {
     /// The entry of window `id`.
     pub fn get(&self, id: Uuid) -> Option<&Indexed> {
         self.by_order.get(self.by_id.get(&id)?)
+    }
+
+    /// Marks the oldest window in doubt (in memory): the process that held
+    /// the spool before may have been sending it when it stopped.
+    pub fn suspect_head(&mut self) {
+        if let Some(head) = self.by_order.values_mut().next() {
+            head.in_doubt = true;
+        }
+    }
+
+    /// Carries `old`'s in-doubt marks (some only in memory) over to this
+    /// index, rebuilt from disk.
+    pub fn carry_doubt(&mut self, old: Option<&Index>) {
+        for id in old
+            .iter()
+            .flat_map(|o| o.iter())
+            .filter(|e| e.in_doubt)
+            .map(|e| e.id)
+        {
+            if let Some(e) = self.by_id.get(&id).and_then(|k| self.by_order.get_mut(k)) {
+                e.in_doubt = true;
+            }
+        }
     }
 
     /// Oldest first.

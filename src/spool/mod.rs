@@ -199,9 +199,11 @@ impl Spool {
         {
             let mut st = spool.state.lock();
             for dest in Destination::ALL {
-                let mut entries = spool.load(&mut st, dest, Area::Pending)?;
-                spool.mark_in_doubt(&mut entries)?;
+                let entries = spool.load(&mut st, dest, Area::Pending)?;
                 spool.enforce_bound(&mut st, dest, entries)?;
+                if let Some(ix) = st.index[dest.index()].as_mut() {
+                    ix.suspect_head();
+                }
             }
         }
         tracing::debug!(dir = %spool.dir.display(), "spool opened");
@@ -953,6 +955,16 @@ impl Spool {
         let mut ost = other.state.lock();
         let mut moved = 0;
         for dest in Destination::ALL {
+            // Adopted windows may go ahead of this spool's oldest, which
+            // is in doubt only in memory so far: make that durable.
+            let mut mine = self.load(&mut st, dest, Area::Pending)?;
+            if st.index[dest.index()]
+                .as_ref()
+                .and_then(|ix| ix.iter().next())
+                .is_some_and(|h| h.in_doubt)
+            {
+                self.mark_in_doubt(&mut mine)?;
+            }
             for area in [Area::Pending, Area::Rejected] {
                 let from = other.area_dir(dest, area);
                 let mut entries = other.load(&mut ost, dest, area)?;
@@ -1301,7 +1313,9 @@ impl Spool {
         }
         if area == Area::Pending && !self.is_read_only() {
             st.needs_reconcile[dest.index()] = false;
-            st.index[dest.index()] = Some(index_of(&kept));
+            let mut ix = index_of(&kept);
+            ix.carry_doubt(st.index[dest.index()].as_ref());
+            st.index[dest.index()] = Some(ix);
         }
         Ok(kept)
     }
@@ -1382,7 +1396,9 @@ impl Spool {
         if entries.len() <= limits.max_windows && total <= limits.max_bytes {
             st.over_bound_warned[d] = false;
         }
-        st.index[d] = Some(index_of(&entries));
+        let mut ix = index_of(&entries);
+        ix.carry_doubt(st.index[d].as_ref());
+        st.index[d] = Some(ix);
         Ok(())
     }
 
