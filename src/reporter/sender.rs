@@ -1,5 +1,6 @@
 //! Delivers one destination's spooled windows, oldest first, one at a time.
 
+use super::pacing::{self, Pacer};
 use super::{Phase, RetryPolicy, Route, Shared};
 use crate::client::{HttpClient, SubmitOutcome};
 use crate::spool::{Destination, SpooledWindow};
@@ -36,6 +37,8 @@ pub(crate) struct Sender {
     /// its removal is retried, with backoff.
     undeleted: Option<uuid::Uuid>,
     rng: u64,
+    /// Paces a backlog (see [`pacing`]).
+    pacer: Pacer,
     /// Subscribed when the sender is made, not when its task first runs,
     /// so that a change in between is not missed.
     phase: watch::Receiver<Phase>,
@@ -75,6 +78,7 @@ impl Sender {
             failures: 0,
             undeleted: None,
             rng: (uuid::Uuid::new_v4().as_u128() as u64) | 1,
+            pacer: Pacer::new(),
         }
     }
 
@@ -87,7 +91,15 @@ impl Sender {
                 return;
             }
             let dest = self.dest;
-            let next = match self.shared.spool(move |s| s.oldest(dest)).await {
+            // A window the server accepted but the spool could not delete
+            // is the oldest, and must never be merged (it would count
+            // twice): while one is held, take the oldest as it is.
+            let merge = self.undeleted.is_none();
+            let next = self.shared.spool(move |s| match merge {
+                true => s.next_to_send(dest, pacing::CATCH_UP_SPAN, pacing::CATCH_UP_WINDOWS),
+                false => s.oldest(dest),
+            });
+            let next = match next.await {
                 Ok(Some(w)) => w,
                 Ok(None) => {
                     if *phase.borrow() == Phase::Draining {
@@ -113,6 +125,10 @@ impl Sender {
                     self.wait(&mut phase, &mut retry_now, d).await;
                 }
                 continue;
+            }
+            let pace = self.pacer.take(std::time::Instant::now());
+            if !pace.is_zero() && *phase.borrow() == Phase::Running {
+                self.wait(&mut phase, &mut retry_now, pace).await;
             }
             // A `retry_now` from here on cuts the wait after this attempt;
             // one from before is answered by this attempt.
@@ -154,10 +170,12 @@ impl Sender {
                 }
                 {
                     let mut st = self.shared.stats.lock();
-                    st.windows_sent += 1;
+                    // A merged report delivers every window it covers.
+                    let windows = u64::from(w.merged.max(1));
+                    st.windows_sent += windows;
                     st.bytes_sent += bytes;
                     let d = st.destination_mut(dest);
-                    d.sent += 1;
+                    d.sent += windows;
                     d.bytes_sent += bytes;
                     d.last_success = Some(Utc::now());
                     d.credential_rejected = false;

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 pub struct DestinationStats {
     /// Which destination.
     pub destination: Destination,
-    /// Windows delivered (a `2xx`).
+    /// Windows delivered (a `2xx`); a merged report counts every window it
+    /// covers.
     pub sent: u64,
-    /// Windows waiting in the spool.
+    /// Spool files waiting (a merged one covers several windows).
     pub pending: usize,
     /// Bytes of the pending windows on disk.
     pub pending_bytes: u64,

@@ -8,6 +8,9 @@
 //!
 //! # Layout
 //!
+//! A reporter's spool is one slot of a spool root (see [`slots`]: one slot
+//! per live process); this is the layout of one slot.
+//!
 //! ```text
 //! <dir>/                         0700
 //!   LOCK                         exclusive lock; pid, host and start time of the holder
@@ -83,8 +86,10 @@
 
 mod error;
 mod fsutil;
+mod index;
 mod listing;
 mod merge;
+pub mod slots;
 mod window;
 
 pub use error::SpoolError;
@@ -98,6 +103,7 @@ pub use window::{
 
 use chrono::{TimeDelta, Utc};
 use fsutil::{Entry, read_regular, remove_if_exists, sync_dir, write_atomic};
+use index::{Index, Indexed, order_key};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -143,9 +149,12 @@ struct State {
     /// repeated on every push.
     over_bound_warned: [bool; 2],
     /// A merge wrote its merged file but may not have deleted both
-    /// originals: load everything (which reconciles) before trusting a
-    /// partial scan.
+    /// originals: load everything (which reconciles) before trusting the
+    /// index.
     needs_reconcile: [bool; 2],
+    /// The pending windows of each destination (writable spools only;
+    /// `None` until the first full load, and after a merge cut short).
+    index: [Option<Index>; 2],
 }
 
 /// The durable spool of closed usage windows. See the [module docs](self).
@@ -156,6 +165,9 @@ pub struct Spool {
     /// `None` when opened read-only.
     lock: Option<File>,
     state: Mutex<State>,
+    /// Read-only views of a spool root: the slots under it
+    /// ([`slots`]), each read as a spool of its own and shown as one.
+    slots: Vec<(usize, Spool)>,
 }
 
 impl Spool {
@@ -173,6 +185,7 @@ impl Spool {
             limits,
             lock: Some(lock),
             state: Mutex::new(State::default()),
+            slots: Vec::new(),
         };
         let mut dirs = vec![spool.dir.clone(), spool.corrupt_dir()];
         for dest in Destination::ALL {
@@ -188,6 +201,9 @@ impl Spool {
             for dest in Destination::ALL {
                 let entries = spool.load(&mut st, dest, Area::Pending)?;
                 spool.enforce_bound(&mut st, dest, entries)?;
+                if let Some(ix) = st.index[dest.index()].as_mut() {
+                    ix.suspect_head();
+                }
             }
         }
         tracing::debug!(dir = %spool.dir.display(), "spool opened");
@@ -200,18 +216,27 @@ impl Spool {
     /// so it works while a reporter holds the spool. It never changes the
     /// spool: unreadable files are skipped rather than moved, and every
     /// modifying call returns [`SpoolError::ReadOnly`].
+    ///
+    /// On a spool root with [`slots`] (one per process), the view covers
+    /// the root and every slot: listed paths start with `slot-N/`.
     pub fn open_read_only(dir: &Path) -> Result<Spool, SpoolError> {
         if !dir.is_dir() {
             return Err(SpoolError::NoSpool {
                 dir: dir.to_path_buf(),
             });
         }
-        Ok(Spool {
-            dir: dir.to_path_buf(),
+        let read_only = |dir: PathBuf, slots| Spool {
+            dir,
             limits: SpoolLimits::default(),
             lock: None,
             state: Mutex::new(State::default()),
-        })
+            slots,
+        };
+        let slots = slots::slot_dirs(dir)?
+            .into_iter()
+            .map(|(n, d)| (n, read_only(d, Vec::new())))
+            .collect();
+        Ok(read_only(dir.to_path_buf(), slots))
     }
 
     /// The default spool directory for this user, in order:
@@ -266,57 +291,167 @@ impl Spool {
     /// files are moved to `corrupt/` with a warning and skipped.
     pub fn pending(&self, dest: Destination) -> Result<Vec<SpooledWindow>, SpoolError> {
         let mut st = self.state.lock();
-        Ok(self
+        let mut out: Vec<SpooledWindow> = self
             .load(&mut st, dest, Area::Pending)?
             .into_iter()
             .map(|l| l.window)
-            .collect())
+            .collect();
+        for (_, slot) in &self.slots {
+            out.extend(slot.pending(dest)?);
+        }
+        out.sort_by_key(order_key);
+        Ok(out)
     }
 
-    /// The oldest pending window of `dest` (the next to send), reading only
-    /// as many files as needed.
+    /// The oldest pending window of `dest` (the next to send): on a held
+    /// spool, from the index and one file read.
     pub fn oldest(&self, dest: Destination) -> Result<Option<SpooledWindow>, SpoolError> {
         let mut st = self.state.lock();
-        let full = |st: &mut State| -> Result<Option<SpooledWindow>, SpoolError> {
-            Ok(self
-                .load(st, dest, Area::Pending)?
+        if self.is_read_only() {
+            return Ok(self
+                .load(&mut st, dest, Area::Pending)?
                 .into_iter()
                 .next()
-                .map(|l| l.window))
+                .map(|l| l.window));
+        }
+        Ok(self.head_batch(&mut st, dest, 1)?.into_iter().next())
+    }
+
+    /// The next report to send for `dest`. The oldest pending window, or,
+    /// when a backlog waits behind it, the oldest windows merged into one
+    /// (see [`merge`]): as many as fit in `max_span` from the oldest's
+    /// start, at most `max_windows`, stopping at the first in-doubt window
+    /// or one [`merge`] refuses. An in-doubt oldest window is sent alone.
+    ///
+    /// **Exactly once.** The merged window gets a new id (its
+    /// `Idempotency-Key`) and is written, recording the ids it `replaces`,
+    /// *before* the originals are deleted and before it is returned for
+    /// sending: a crash at any point leaves either the originals (never
+    /// sent) or the merged window (sent only under its own id; a load
+    /// deletes any original it replaces). None of the originals was ever
+    /// sent: only the oldest window is ever sent, it is merged only if not
+    /// in doubt, and [`open`](Self::open) marks the oldest window in doubt
+    /// (a previous holder may have been sending it when it stopped). If the
+    /// merged window cannot be written (disk full), the oldest is returned
+    /// alone, so delivery goes on.
+    pub fn next_to_send(
+        &self,
+        dest: Destination,
+        max_span: TimeDelta,
+        max_windows: usize,
+    ) -> Result<Option<SpooledWindow>, SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let ix = self.index(&mut st, dest)?;
+        let Some(head) = ix.iter().next() else {
+            return Ok(None);
         };
-        if self.is_read_only() || st.needs_reconcile[dest.index()] {
-            return full(&mut st);
+        let (from, alone) = (head.from, head.in_doubt);
+        let n = if alone {
+            1
+        } else {
+            ix.iter()
+                .take(max_windows)
+                .take_while(|e| !e.in_doubt && e.to - from <= max_span)
+                .count()
+                .max(1)
+        };
+        let batch = self.head_batch(&mut st, dest, n)?;
+        let id = Uuid::new_v4();
+        let (mut merged, mut used) = (batch.first().cloned(), 1);
+        for w in batch.iter().skip(1) {
+            match merged.as_ref().and_then(|m| merge(m, w, id)) {
+                Some(m) => (merged, used) = (Some(m), used + 1),
+                None => break,
+            }
         }
+        match merged {
+            Some(m) if used > 1 => Ok(Some(self.commit_merge(&mut st, &batch[..used], m))),
+            _ => Ok(batch.into_iter().next()),
+        }
+    }
+
+    /// Makes `merged` (of `originals`, the head of the queue) durable and
+    /// the head in their place; returns what to send: `merged`, or the
+    /// oldest original alone if `merged` could not be written.
+    fn commit_merge(
+        &self,
+        st: &mut State,
+        originals: &[SpooledWindow],
+        merged: SpooledWindow,
+    ) -> SpooledWindow {
+        let dest = merged.destination;
+        let d = dest.index();
         let dir = self.area_dir(dest, Area::Pending);
-        let (names, odd) = fsutil::list_names(&dir)?;
-        if !odd.is_empty() || names.iter().any(|n| id_from_file_name(n).is_none()) {
-            return full(&mut st);
+        let name = merged.file_name();
+        let replaces = originals.iter().map(|w| w.id).collect();
+        let bytes = WindowFile::new(merged.clone(), replaces).to_bytes();
+        if let Err(e) = write_atomic(&dir, &name, &bytes) {
+            tracing::debug!(destination = %dest, error = %e, "could not write a merged window; sending the oldest alone");
+            return originals[0].clone();
         }
-        // Names sort by start time; among equal starts pick by the full key.
-        let mut best: Option<(SpooledWindow, String)> = None;
-        for name in names {
-            if let Some((_, prefix)) = &best
-                && !name.starts_with(prefix.as_str())
-            {
-                break;
-            }
-            let Some(file) = self.read_window(&dir, &name, dest, Area::Pending)? else {
-                continue;
-            };
-            let (w, _) = file.into_parts();
-            if w.file_name() != name {
-                // Renamed by hand: let a full load put it in its place.
-                return full(&mut st);
-            }
-            let prefix = name[..name.rfind('_').unwrap_or(0)].to_owned();
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| order_key(&w) < order_key(b))
-            {
-                best = Some((w, prefix));
+        // Durable now, and superseding the originals (a load deletes any
+        // window it replaces): from here on it is what gets sent.
+        st.needs_reconcile[d] = true;
+        let removed = originals
+            .iter()
+            .try_for_each(|w| remove_if_exists(&dir.join(w.file_name())))
+            .and_then(|()| sync_dir(&dir));
+        if let Some(ix) = st.index[d].as_mut() {
+            originals.iter().for_each(|w| drop(ix.remove(w.id)));
+            ix.insert(&merged, Indexed::new(&merged, name, bytes.len() as u64));
+        }
+        match removed {
+            Ok(()) => st.needs_reconcile[d] = false,
+            Err(e) => {
+                tracing::warn!(destination = %dest, error = %e, "merged windows for sending but could not delete the originals; the next load does")
             }
         }
-        Ok(best.map(|(w, _)| w))
+        tracing::debug!(destination = %dest, windows = originals.len(), into = %merged.id, "merged a backlog for sending");
+        merged
+    }
+
+    /// Up to `max` windows from the head of `dest`'s queue, read from the
+    /// files the index names. A file that is gone or unreadable (changed
+    /// behind the spool's back) makes one full reload (which repairs) and
+    /// a second try.
+    fn head_batch(
+        &self,
+        st: &mut State,
+        dest: Destination,
+        max: usize,
+    ) -> Result<Vec<SpooledWindow>, SpoolError> {
+        let dir = self.area_dir(dest, Area::Pending);
+        for attempt in 0..2 {
+            let names: Vec<String> = self
+                .index(st, dest)?
+                .iter()
+                .take(max)
+                .map(|e| e.name.clone())
+                .collect();
+            let mut out = Vec::with_capacity(names.len());
+            for name in &names {
+                match self.read_window(&dir, name, dest, Area::Pending)? {
+                    Some(f) if f.file_name_matches(name) => out.push(f.into_parts().0),
+                    _ => break,
+                }
+            }
+            if out.len() == names.len() || attempt == 1 {
+                return Ok(out);
+            }
+            self.load(st, dest, Area::Pending)?;
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// The index of `dest`, built by a full load if it is missing or a
+    /// merge was cut short.
+    fn index<'s>(&self, st: &'s mut State, dest: Destination) -> Result<&'s mut Index, SpoolError> {
+        let d = dest.index();
+        if st.index[d].is_none() || st.needs_reconcile[d] {
+            self.load(st, dest, Area::Pending)?;
+        }
+        Ok(st.index[d].get_or_insert_with(Index::default))
     }
 
     /// Rewrites a pending window atomically with new `attempts` and
@@ -354,12 +489,12 @@ impl Spool {
         stored.attempts = w.attempts;
         stored.in_doubt |= w.in_doubt;
         let new_name = stored.file_name();
-        write_atomic(
-            &dir,
-            &new_name,
-            &WindowFile::new(stored, replaces).to_bytes(),
-        )?;
-        self.remove_others(&dir, &names, &new_name)
+        let bytes = WindowFile::new(stored.clone(), replaces).to_bytes();
+        write_atomic(&dir, &new_name, &bytes)?;
+        self.remove_others(&dir, &names, &new_name)?;
+        let entry = Indexed::new(&stored, new_name, bytes.len() as u64);
+        self.index(&mut st, dest)?.insert(&stored, entry);
+        Ok(())
     }
 
     /// Deletes a pending window (after a 2xx). [`SpoolError::NotFound`] if
@@ -375,7 +510,9 @@ impl Spool {
         for n in &names {
             remove_if_exists(&dir.join(n))?;
         }
-        sync_dir(&dir)
+        sync_dir(&dir)?;
+        self.index(&mut st, dest)?.remove(id);
+        Ok(())
     }
 
     /// Moves a pending window the server refused to `<dest>/rejected/`,
@@ -416,6 +553,7 @@ impl Spool {
             .map_err(SpoolError::on("moving to rejected/", &target))?;
         sync_dir(&rejected)?;
         self.remove_others(&pending, &names, "")?;
+        self.index(&mut st, dest)?.remove(id);
         tracing::error!(
             destination = %dest,
             %id,
@@ -597,6 +735,10 @@ impl Spool {
                 reason,
             });
         }
+        drop(st);
+        for (n, slot) in &self.slots {
+            listing.absorb(slot.list()?, &format!("{}{n}/", slots::SLOT_PREFIX));
+        }
         Ok(listing)
     }
 
@@ -604,6 +746,24 @@ impl Spool {
     /// rejected, then corrupt) or by file name or relative path (as in
     /// [`list`](Self::list)). A symbolic link is described, never followed.
     pub fn show(&self, id_or_file: &str) -> Result<String, SpoolError> {
+        let mut found = self.show_here(id_or_file);
+        for (_, slot) in &self.slots {
+            match found {
+                Err(SpoolError::NoSuchEntry { .. }) => found = slot.show(id_or_file),
+                _ => break,
+            }
+        }
+        match found {
+            Err(SpoolError::NoSuchEntry { query, .. }) => Err(SpoolError::NoSuchEntry {
+                query,
+                dir: self.dir.clone(),
+            }),
+            other => other,
+        }
+    }
+
+    /// [`show`](Self::show) in this directory alone (not its slots).
+    fn show_here(&self, id_or_file: &str) -> Result<String, SpoolError> {
         let mut st = self.state.lock();
         let query = id_or_file.trim();
         let not_found = || SpoolError::NoSuchEntry {
@@ -680,14 +840,9 @@ impl Spool {
     /// hand from a site without egress. Written atomically, mode 0600. The
     /// windows stay pending. Returns how many were exported.
     pub fn export(&self, out: &Path) -> Result<usize, SpoolError> {
-        let mut st = self.state.lock();
         let mut windows = Vec::new();
         for dest in Destination::ALL {
-            windows.extend(
-                self.load(&mut st, dest, Area::Pending)?
-                    .into_iter()
-                    .map(|l| l.window),
-            );
+            windows.extend(self.pending(dest)?);
         }
         let count = windows.len();
         let bundle = SpoolExport {
@@ -744,11 +899,8 @@ impl Spool {
                 remove_if_exists(&rejected.join(answer_file_name(&l.name)))?;
                 sync_dir(&rejected)?;
             }
-            let (count, bytes) = self.stats_locked(dest)?;
-            if count > self.limits.max_windows || bytes > self.limits.max_bytes {
-                let entries = self.load(&mut st, dest, Area::Pending)?;
-                self.enforce_bound(&mut st, dest, entries)?;
-            }
+            let entries = self.load(&mut st, dest, Area::Pending)?;
+            self.enforce_bound(&mut st, dest, entries)?;
         }
         if moved > 0 {
             tracing::info!(moved, "requeued rejected windows");
@@ -756,11 +908,111 @@ impl Spool {
         Ok(moved)
     }
 
+    /// Marks the oldest of `entries` (a destination's pending windows)
+    /// in doubt on disk: the process that held the spool before may have
+    /// been sending it when it stopped, so it must be sent only as itself.
+    fn mark_in_doubt(&self, entries: &mut [Loaded]) -> Result<(), SpoolError> {
+        let Some(head) = entries.first_mut().filter(|h| !h.window.in_doubt) else {
+            return Ok(());
+        };
+        head.window.in_doubt = true;
+        let dir = self.area_dir(head.window.destination, Area::Pending);
+        let bytes = WindowFile::new(head.window.clone(), head.replaces.clone()).to_bytes();
+        write_atomic(&dir, &head.name, &bytes)?;
+        head.bytes = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Re-reads every pending window from disk and repairs what it finds
+    /// (as [`open`](Self::open) does: unreadable files to `corrupt/`,
+    /// hand-renamed files to their canonical names, interrupted merges
+    /// finished, the bound enforced), then rebuilds the index. Reads never
+    /// repair; call this after changing a held spool's files by hand.
+    pub fn rescan(&self) -> Result<(), SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        for dest in Destination::ALL {
+            let entries = self.load(&mut st, dest, Area::Pending)?;
+            self.enforce_bound(&mut st, dest, entries)?;
+        }
+        Ok(())
+    }
+
+    /// Moves every pending and rejected window of `other` (a spool whose
+    /// lock this process holds: a dead process's slot) into this spool, one
+    /// `rename` per file, so at every instant each window is in exactly one
+    /// of the two. `other` was opened (so reconciled: no window of it is
+    /// replaced by a merged one) and its checkpoint recovered by the caller.
+    ///
+    /// `other`'s oldest pending window of each destination may have been in
+    /// flight when its process died: it is marked in doubt first, so it is
+    /// only ever sent as itself, under its own id (never merged). Returns
+    /// how many windows moved.
+    pub(crate) fn take_over(&self, other: &Spool) -> Result<usize, SpoolError> {
+        self.writable()?;
+        other.writable()?;
+        let mut st = self.state.lock();
+        let mut ost = other.state.lock();
+        let mut moved = 0;
+        for dest in Destination::ALL {
+            // Adopted windows may go ahead of this spool's oldest, which
+            // is in doubt only in memory so far: make that durable.
+            let mut mine = self.load(&mut st, dest, Area::Pending)?;
+            if st.index[dest.index()]
+                .as_ref()
+                .and_then(|ix| ix.iter().next())
+                .is_some_and(|h| h.in_doubt)
+            {
+                self.mark_in_doubt(&mut mine)?;
+            }
+            for area in [Area::Pending, Area::Rejected] {
+                let from = other.area_dir(dest, area);
+                let mut entries = other.load(&mut ost, dest, area)?;
+                if area == Area::Pending {
+                    other.mark_in_doubt(&mut entries)?;
+                }
+                let to = self.area_dir(dest, area);
+                for l in &entries {
+                    if fs::symlink_metadata(to.join(&l.name)).is_ok() {
+                        tracing::warn!(file = %from.join(&l.name).display(), into = %to.display(),
+                            "not adopted: a window with the same id is already there; inspect both");
+                        continue;
+                    }
+                    fs::rename(from.join(&l.name), to.join(&l.name))
+                        .map_err(SpoolError::on("adopting", &from.join(&l.name)))?;
+                    if area == Area::Rejected {
+                        let answer = answer_file_name(&l.name);
+                        let _ = fs::rename(from.join(&answer), to.join(&answer));
+                    }
+                    moved += 1;
+                }
+                sync_dir(&to)?;
+                sync_dir(&from)?;
+            }
+            let entries = self.load(&mut st, dest, Area::Pending)?;
+            self.enforce_bound(&mut st, dest, entries)?;
+        }
+        Ok(moved)
+    }
+
     /// Pending windows of `dest` and their total size on disk, from
     /// directory metadata only (no file is parsed).
     pub fn stats(&self, dest: Destination) -> Result<(usize, u64), SpoolError> {
-        let _st = self.state.lock();
-        self.stats_locked(dest)
+        let (mut count, mut bytes) = {
+            let mut st = self.state.lock();
+            if self.is_read_only() {
+                self.stats_locked(dest)?
+            } else {
+                let ix = self.index(&mut st, dest)?;
+                (ix.len(), ix.bytes())
+            }
+        };
+        for (_, slot) in &self.slots {
+            let (c, b) = slot.stats(dest)?;
+            count += c;
+            bytes += b;
+        }
+        Ok((count, bytes))
     }
 
     // ---- internals -------------------------------------------------------
@@ -836,8 +1088,10 @@ impl Spool {
         let name = w.file_name();
         write_atomic(&dir, &name, &bytes)?;
         self.remove_others(&dir, &existing, &name)?;
+        let ix = self.index(st, dest)?;
+        ix.insert(&w, Indexed::new(&w, name, bytes.len() as u64));
+        let (count, total) = (ix.len(), ix.bytes());
         self.prune_checkpoint(&w)?;
-        let (count, total) = self.stats_locked(dest)?;
         if count > self.limits.max_windows || total > self.limits.max_bytes {
             let entries = self.load(st, dest, Area::Pending)?;
             self.enforce_bound(st, dest, entries)?;
@@ -1059,6 +1313,9 @@ impl Spool {
         }
         if area == Area::Pending && !self.is_read_only() {
             st.needs_reconcile[dest.index()] = false;
+            let mut ix = index_of(&kept);
+            ix.carry_doubt(st.index[dest.index()].as_ref());
+            st.index[dest.index()] = Some(ix);
         }
         Ok(kept)
     }
@@ -1139,6 +1396,9 @@ impl Spool {
         if entries.len() <= limits.max_windows && total <= limits.max_bytes {
             st.over_bound_warned[d] = false;
         }
+        let mut ix = index_of(&entries);
+        ix.carry_doubt(st.index[d].as_ref());
+        st.index[d] = Some(ix);
         Ok(())
     }
 
@@ -1151,6 +1411,10 @@ impl Spool {
         area: Area,
         id: Uuid,
     ) -> Result<Vec<String>, SpoolError> {
+        if area == Area::Pending && !self.is_read_only() {
+            let found = self.index(st, dest)?.get(id);
+            return Ok(found.map(|e| vec![e.name.clone()]).unwrap_or_default());
+        }
         let dir = self.area_dir(dest, area);
         let scan = |dir: &Path| -> Result<(Vec<String>, bool), SpoolError> {
             let (names, odd) = fsutil::list_names(dir)?;
@@ -1227,9 +1491,13 @@ impl Spool {
     }
 }
 
-/// Oldest first: start, then close, then id.
-fn order_key(w: &SpooledWindow) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>, Uuid) {
-    (w.report.from_timestamp, w.closed_at, w.id)
+/// The index of loaded pending windows.
+fn index_of(entries: &[Loaded]) -> Index {
+    let mut ix = Index::default();
+    for l in entries {
+        ix.insert(&l.window, Indexed::new(&l.window, l.name.clone(), l.bytes));
+    }
+    ix
 }
 
 fn answer_file_name(window_file: &str) -> String {

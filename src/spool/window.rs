@@ -236,6 +236,11 @@ impl WindowFile {
         }
     }
 
+    /// True if `name` is this window's canonical file name.
+    pub fn file_name_matches(&self, name: &str) -> bool {
+        file_name(&self.report.from_timestamp, &self.id) == name
+    }
+
     pub fn into_parts(self) -> (SpooledWindow, Vec<Uuid>) {
         (
             SpooledWindow {

@@ -1,0 +1,169 @@
+//! The in-memory index of one destination's pending windows: what ordering,
+//! sending, merging and the bound need, without listing the directory or
+//! reading a file.
+//!
+//! May import `super` (the spool's window types), `chrono`, `uuid`, `std`.
+//!
+//! The spool keeps it in step: it is seeded by every full load of the
+//! pending directory (at open and on an explicit rescan, which are also
+//! where repairs happen) and updated by every write, removal and merge made
+//! under the spool's lock. Nothing else writes a held spool: its `LOCK`
+//! keeps other processes out, and hand edits are picked up by a rescan.
+
+use super::SpooledWindow;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// Oldest first: start, then close, then id.
+pub(crate) type OrderKey = (DateTime<Utc>, DateTime<Utc>, Uuid);
+
+/// The sending order of a window.
+pub(crate) fn order_key(w: &SpooledWindow) -> OrderKey {
+    (w.report.from_timestamp, w.closed_at, w.id)
+}
+
+/// One pending window as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Indexed {
+    /// Its file name in the pending directory.
+    pub name: String,
+    /// Its id.
+    pub id: Uuid,
+    /// Its size on disk.
+    pub bytes: u64,
+    /// An attempt may have been accepted: never merged.
+    pub in_doubt: bool,
+    /// Start and end of its span.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Indexed {
+    /// The entry of `w`, stored as `name` in `bytes` bytes.
+    pub fn new(w: &SpooledWindow, name: String, bytes: u64) -> Indexed {
+        Indexed {
+            name,
+            id: w.id,
+            bytes,
+            in_doubt: w.in_doubt,
+            from: w.report.from_timestamp,
+            to: w.report.to_timestamp,
+        }
+    }
+}
+
+/// The pending windows of one destination, oldest first. Every operation
+/// is O(log n) (O(1) for the totals).
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    by_order: BTreeMap<OrderKey, Indexed>,
+    by_id: HashMap<Uuid, OrderKey>,
+    bytes: u64,
+}
+
+impl Index {
+    /// Adds (or replaces, by id) the entry of `w`. In doubt stays in
+    /// doubt, as on disk.
+    pub fn insert(&mut self, w: &SpooledWindow, mut e: Indexed) {
+        e.in_doubt |= self.remove(e.id).is_some_and(|old| old.in_doubt);
+        let key = order_key(w);
+        self.bytes += e.bytes;
+        self.by_id.insert(e.id, key);
+        self.by_order.insert(key, e);
+    }
+
+    /// Removes window `id`, returning its entry.
+    pub fn remove(&mut self, id: Uuid) -> Option<Indexed> {
+        let key = self.by_id.remove(&id)?;
+        let e = self.by_order.remove(&key)?;
+        self.bytes -= e.bytes;
+        Some(e)
+    }
+
+    /// The entry of window `id`.
+    pub fn get(&self, id: Uuid) -> Option<&Indexed> {
+        self.by_order.get(self.by_id.get(&id)?)
+    }
+
+    /// Marks the oldest window in doubt (in memory): the process that held
+    /// the spool before may have been sending it when it stopped.
+    pub fn suspect_head(&mut self) {
+        if let Some(head) = self.by_order.values_mut().next() {
+            head.in_doubt = true;
+        }
+    }
+
+    /// Carries `old`'s in-doubt marks (some only in memory) over to this
+    /// index, rebuilt from disk.
+    pub fn carry_doubt(&mut self, old: Option<&Index>) {
+        for id in old
+            .iter()
+            .flat_map(|o| o.iter())
+            .filter(|e| e.in_doubt)
+            .map(|e| e.id)
+        {
+            if let Some(e) = self.by_id.get(&id).and_then(|k| self.by_order.get_mut(k)) {
+                e.in_doubt = true;
+            }
+        }
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Indexed> {
+        self.by_order.values()
+    }
+
+    /// Windows held.
+    pub fn len(&self) -> usize {
+        self.by_order.len()
+    }
+
+    /// Bytes on disk, over all windows held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Destination;
+    use crate::wire::ReportBody;
+    use chrono::TimeZone;
+
+    fn window(from: i64) -> SpooledWindow {
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        SpooledWindow::new(
+            Uuid::new_v4(),
+            Destination::Beacon,
+            t(from + 300),
+            Vec::new(),
+            ReportBody {
+                from_timestamp: t(from),
+                to_timestamp: t(from + 300),
+                tags: Default::default(),
+                measures: Default::default(),
+                logs: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn oldest_first_totals_and_replacement_by_id() {
+        let mut ix = Index::default();
+        let (a, b) = (window(600), window(0));
+        ix.insert(&a, Indexed::new(&a, "a".into(), 10));
+        ix.insert(&b, Indexed::new(&b, "b".into(), 5));
+        let names: Vec<&str> = ix.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!((ix.len(), ix.bytes()), (2, 15));
+        // Same id again: replaced, not added.
+        ix.insert(&a, Indexed::new(&a, "a2".into(), 12));
+        assert_eq!((ix.len(), ix.bytes()), (2, 17));
+        assert_eq!(ix.get(a.id).unwrap().name, "a2");
+        assert_eq!(ix.remove(b.id).unwrap().name, "b");
+        assert_eq!(ix.remove(b.id), None);
+        assert_eq!((ix.len(), ix.bytes()), (1, 12));
+    }
+}
