@@ -464,7 +464,7 @@ fn unwritable_spool_keeps_memory_within_the_bound_by_merging() {
             reporter.stats()
         );
 
-        let blocked = Blocked::new(&dir.path().join("beacon").join("pending"));
+        let blocked = Blocked::new(&dir.path().join("slot-0").join("beacon").join("pending"));
         let closed_before = reporter.stats().windows_closed;
         let mut peak = 0;
         let until = Instant::now() + ms(2200);
@@ -532,7 +532,7 @@ fn read_only_spool_does_not_resend_a_delivered_window_in_a_loop() {
             "{:?}",
             reporter.stats()
         );
-        let pending = dir.path().join("beacon").join("pending");
+        let pending = dir.path().join("slot-0").join("beacon").join("pending");
         let mount = match Mount::read_only(&pending) {
             Ok(m) => m,
             Err(why) => {
@@ -590,7 +590,7 @@ fn spool_recovering_before_the_shutdown_deadline_loses_nothing() {
         let reporter = spawn(&meter, || options(cfg.clone(), Tags::new())).await;
         let recorder = Recorder::start(&meter);
         sleep(ms(400)).await;
-        let blocked = Blocked::new(&dir.path().join("beacon").join("pending"));
+        let blocked = Blocked::new(&dir.path().join("slot-0").join("beacon").join("pending"));
         assert!(
             eventually(Duration::from_secs(3), || reporter.stats().unspooled >= 1).await,
             "{:?}",

@@ -315,13 +315,27 @@ async fn refused_windows_go_to_rejected_and_requeue_delivers_them() {
     assert_eq!(dest(&stats, Destination::Beacon).rejected, stats.rejected);
 
     // Every refused window is in rejected/ with the server's answer.
-    let windows = files(dir.path(), Destination::Beacon, "rejected", ".json");
-    let answers = files(dir.path(), Destination::Beacon, "rejected", ".answer.txt");
+    let windows = files(
+        &slot(dir.path(), 0),
+        Destination::Beacon,
+        "rejected",
+        ".json",
+    );
+    let answers = files(
+        &slot(dir.path(), 0),
+        Destination::Beacon,
+        "rejected",
+        ".answer.txt",
+    );
     assert_eq!(windows.len() as u64, stats.rejected, "{windows:?}");
     assert_eq!(answers.len(), windows.len(), "{answers:?}");
-    let answer =
-        std::fs::read_to_string(dir.path().join("beacon").join("rejected").join(&answers[0]))
-            .unwrap();
+    let answer = std::fs::read_to_string(
+        slot(dir.path(), 0)
+            .join("beacon")
+            .join("rejected")
+            .join(&answers[0]),
+    )
+    .unwrap();
     assert!(answer.contains("422"), "{answer}");
     assert!(
         !answer.contains(LICENSE),
@@ -331,7 +345,7 @@ async fn refused_windows_go_to_rejected_and_requeue_delivers_them() {
     // Put them back and deliver them with a restart.
     let first_run = delivered(&sink);
     let requeued = {
-        let spool = Spool::open(dir.path(), SpoolLimits::default()).unwrap();
+        let spool = Spool::open(&slot(dir.path(), 0), SpoolLimits::default()).unwrap();
         let n = spool.requeue_rejected().unwrap();
         let back = totals_of(&spool.pending(Destination::Beacon).unwrap());
         assert_eq!(
@@ -342,7 +356,15 @@ async fn refused_windows_go_to_rejected_and_requeue_delivers_them() {
         n
     };
     assert_eq!(requeued as u64, stats.rejected);
-    assert!(files(dir.path(), Destination::Beacon, "rejected", ".json").is_empty());
+    assert!(
+        files(
+            &slot(dir.path(), 0),
+            Destination::Beacon,
+            "rejected",
+            ".json"
+        )
+        .is_empty()
+    );
 
     let run2 = Utc::now();
     let reporter = spawn(Meter::new(), || options(&v)).await;
@@ -387,7 +409,7 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
         before.windows_closed, 0,
         "the window must still be open: {before:?}"
     );
-    assert!(dir.path().join("checkpoint.json").is_file());
+    assert!(slot(dir.path(), 0).join("checkpoint.json").is_file());
     drop(reporter);
     // The old meter's process is gone: the restart counts with a new one.
     drop(meter);
@@ -398,7 +420,7 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
     let stats = reporter.shutdown(secs(5.0)).await;
     assert_eq!(stats.pending(), 0, "{stats:?}");
     assert_delivered_exactly(&sink, recorded);
-    assert!(!dir.path().join("checkpoint.json").exists());
+    assert!(!slot(dir.path(), 0).join("checkpoint.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,15 +495,8 @@ fn kill9_child() {
         );
         return;
     };
-    let sink_url = std::env::var("CHILD_SINK").unwrap();
-    let spool = std::path::PathBuf::from(std::env::var("CHILD_SPOOL").unwrap());
-    let out = std::path::PathBuf::from(std::env::var("CHILD_OUT").unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    let (sink_url, spool, out) = child_env();
+    child_runtime().block_on(async move {
         let v = vars(&sink_url, &spool);
         let meter = Meter::new();
         let reporter = beacon_meter::reporter::Reporter::spawn(meter.clone(), options(&v))

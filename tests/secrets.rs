@@ -724,14 +724,21 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     let e = "auth-key".parse::<Destination>().unwrap_err();
     push(format!("{e:?}"), e.to_string());
 
-    // ReporterError: the spool is locked; a CA file the client rejects.
+    // ReporterError: the spool root cannot be created (a process only meets
+    // a locked spool no more: it claims a slot of its own); a CA file the
+    // client rejects.
+    let file = tmp.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
     let locked = Reporter::spawn(
         Meter::new(),
-        options(reporter_config(sink.base_url().as_str(), &dir)),
+        options(reporter_config(
+            sink.base_url().as_str(),
+            &file.join("spool"),
+        )),
     )
     .await
     .err()
-    .expect("the spool is locked");
+    .expect("the spool cannot be created");
     push(format!("{locked:?}"), locked.to_string());
     let ca = tmp.path().join("ca.pem");
     std::fs::write(

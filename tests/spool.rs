@@ -1,10 +1,10 @@
 //! The durable spool: persistence, ordering, atomicity, permissions, the
 //! lock, corrupt-file handling, rejection, checkpoints, bounded merging and
-//! export.
+//! export, and slots (one per process) under a spool root.
 
 use beacon_meter::spool::{
     Checkpoint, Destination, EXPORT_FORMAT, Spool, SpoolError, SpoolExport, SpoolLimits,
-    SpooledWindow,
+    SpooledWindow, slots,
 };
 use beacon_meter::wire::ReportBody;
 use chrono::{DateTime, TimeZone, Utc};
@@ -890,4 +890,46 @@ fn spool_is_shareable_across_threads() {
     }
     let p = spool.pending(Destination::Beacon).unwrap();
     assert_eq!((p.len(), total(&p, RUNS), total(&p, NODES)), (40, 40, 80));
+}
+
+/// In its own process-free test binary: a child process forked by another
+/// test would briefly share this one's lock files (an flock belongs to the
+/// open file, which a fork shares until the child execs).
+#[test]
+fn slots_are_claimed_lowest_first_and_released_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = slots::claim(root, SpoolLimits::default()).unwrap();
+    let b = slots::claim(root, SpoolLimits::default()).unwrap();
+    assert_eq!((a.slot, b.slot), (0, 1));
+    let w = window(Destination::Beacon, 1, 4, 12);
+    b.spool.push(&w).unwrap();
+    drop(b);
+    // slot-1 is free: a new claim takes it (the lowest free) and so holds
+    // its window; nothing is adopted because nothing else is free.
+    let c = slots::claim(root, SpoolLimits::default()).unwrap();
+    assert_eq!((c.slot, c.adopted), (1, 0));
+    assert_eq!(c.spool.pending(Destination::Beacon).unwrap().len(), 1);
+    drop(c);
+    drop(a);
+    // Both free: slot-0 is claimed and slot-1's window adopted, in doubt
+    // (it may have been in flight when its process stopped).
+    let d = slots::claim(root, SpoolLimits::default()).unwrap();
+    assert_eq!((d.slot, d.adopted), (0, 1));
+    let p = d.spool.pending(Destination::Beacon).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].id, w.id);
+    assert!(p[0].in_doubt);
+    // The read-only view sees every slot.
+    let e = slots::claim(root, SpoolLimits::default()).unwrap();
+    e.spool.push(&window(Destination::Beacon, 2, 2, 6)).unwrap();
+    let ro = Spool::open_read_only(root).unwrap();
+    assert_eq!(ro.pending(Destination::Beacon).unwrap().len(), 2);
+    let listing = ro.list().unwrap();
+    let files: Vec<&str> = listing.pending[&Destination::Beacon]
+        .iter()
+        .map(|w| w.file.as_str())
+        .collect();
+    assert!(files.iter().all(|f| f.starts_with("slot-")), "{files:?}");
+    assert!(ro.show(&w.id.to_string()).is_ok());
 }

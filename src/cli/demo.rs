@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::meter::{Meter, NODES, RUNS};
 use crate::reporter::{Reporter, ReporterOptions, ReporterStats, RetryPolicy};
 use crate::sink::{Faults, Sink, SinkConfig, SinkHandle, Summary};
-use crate::spool::{Destination, Spool, SpoolLimits};
+use crate::spool::{Destination, SpoolLimits, slots};
 use crate::wire::{Plan, Tags};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -235,7 +235,9 @@ fn carried_over(dir: &Path) -> Result<BTreeMap<String, u64>, DemoError> {
     if !dir.exists() {
         return Ok(out);
     }
-    let spool = Spool::open(dir, SpoolLimits::default())?;
+    // The slot the reporter will claim next, with what stopped processes
+    // left in the others adopted into it.
+    let spool = slots::claim(dir, SpoolLimits::default())?.spool;
     spool.recover_checkpoint()?;
     for w in spool.pending(Destination::Beacon)? {
         for (k, v) in &w.report.measures {

@@ -19,7 +19,7 @@ use super::term::Term;
 use crate::config::{Config, ConfigError, ENV_API_KEY, ENV_LICENSE_KEY, ENV_OFFLINE};
 use crate::meter::{NODES, RUNS};
 use crate::secret::Secret;
-use crate::spool::{Checkpoint, Destination, FORMAT_VERSION, Spool, SpoolError};
+use crate::spool::{Checkpoint, Destination, FORMAT_VERSION, Spool, SpoolError, merge, slots};
 use crate::wire::{
     Credential, Plan, ReportBody, TagError, Tags, UsageReport, WindowClock, format_timestamp,
 };
@@ -229,9 +229,46 @@ pub(crate) fn offline_reason(config: &Config) -> Option<String> {
     }
 }
 
-/// The checkpoint, or why there is none to read. Never takes the lock and
-/// never changes the spool.
+/// The open windows of every process on the spool root `dir` (its slots,
+/// and the root itself for a spool written before slots), as one
+/// checkpoint: each destination's windows merged (counters summed), or why
+/// there is none to read. Never takes a lock and never changes the spool.
 fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(
+        slots::slot_dirs(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, d)| d),
+    );
+    let mut all: Option<Checkpoint> = None;
+    for d in dirs {
+        let cp = match read_one_checkpoint(&d) {
+            Ok(cp) => cp,
+            Err(Counts::NoCheckpoint) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(acc) = &mut all else {
+            all = Some(cp);
+            continue;
+        };
+        acc.saved_at = acc.saved_at.max(cp.saved_at);
+        for w in cp.windows {
+            match acc
+                .windows
+                .iter_mut()
+                .find(|a| a.destination == w.destination)
+            {
+                Some(a) => *a = merge(a, &w, a.id).unwrap_or(w),
+                None => acc.windows.push(w),
+            }
+        }
+    }
+    all.ok_or(Counts::NoCheckpoint)
+}
+
+/// The checkpoint of one spool directory, or why there is none to read.
+fn read_one_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
     let spool = match Spool::open_read_only(dir) {
         Ok(s) => s,
         Err(SpoolError::NoSpool { .. }) => return Err(Counts::NoSpool),

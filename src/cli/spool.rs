@@ -3,11 +3,12 @@
 //!
 //! `list`, `show` and `export` open the spool read-only
 //! ([`Spool::open_read_only`]): they take no lock, change nothing and work
-//! while a reporter runs. `requeue` changes the spool and so needs its lock.
+//! while a reporter runs. `requeue` changes the spool and so needs its lock
+//! (the lock of every slot holding rejected windows: [`slots::requeue_all`]).
 
 use super::args::{SpoolAction, SpoolArgs};
 use super::term::Term;
-use crate::spool::{Spool, SpoolError, SpoolLimits};
+use crate::spool::{Spool, SpoolError, slots};
 use serde_json::json;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -121,14 +122,13 @@ fn requeue(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), SpoolComma
         }
         .into());
     }
-    let spool = match Spool::open(dir, SpoolLimits::default()) {
-        Ok(s) => s,
+    let moved = match slots::requeue_all(dir) {
+        Ok(n) => n,
         Err(SpoolError::Locked { dir, holder }) => {
             return Err(SpoolCommandError::Busy { dir, holder });
         }
         Err(e) => return Err(e.into()),
     };
-    let moved = spool.requeue_rejected()?;
     if json {
         writeln!(out, "{}", json!({ "requeued": moved }))?;
     } else if moved == 0 {

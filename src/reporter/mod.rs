@@ -83,7 +83,7 @@ use crate::client::{ApiKeyVerifier, ClientError, ClientSettings, HttpClient, Lic
 use crate::client::{LicenseVerifier, RefreshGuard, Verification};
 use crate::config::Config;
 use crate::meter::Meter;
-use crate::spool::{Destination, Spool, SpoolError, SpoolLimits};
+use crate::spool::{Destination, Spool, SpoolError, SpoolLimits, slots};
 use crate::wire::{Clock, ClockError, Credential, LogBuffer, SystemClock, Tags, WindowClock};
 use parking_lot::Mutex;
 use reqwest::Url;
@@ -265,7 +265,9 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Opens the spool (recovering a crashed run's checkpoint), starts
+    /// Claims a slot of the spool root ([`slots::claim`]: one slot per live
+    /// process, adopting what stopped processes left), recovers the slot's
+    /// checkpoint, starts
     /// credential verification in the background, and starts closing
     /// windows of `meter` on the configured interval and delivering them.
     ///
@@ -273,10 +275,10 @@ impl Reporter {
     pub async fn spawn(meter: Meter, options: ReporterOptions) -> Result<Reporter, ReporterError> {
         let dir = options.spool_dir();
         let limits = options.spool_limits;
-        let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, limits))
+        let claim = tokio::task::spawn_blocking(move || slots::claim(&dir, limits))
             .await
             .map_err(|e| ReporterError::Task(e.to_string()))??;
-        let spool = Arc::new(spool);
+        let spool = Arc::new(claim.spool);
         let recovered = {
             let s = spool.clone();
             tokio::task::spawn_blocking(move || s.recover_checkpoint())
@@ -372,7 +374,7 @@ impl Reporter {
         self.shared.stats.lock().clone()
     }
 
-    /// The spool directory in use.
+    /// The spool directory in use: this process's slot (`<root>/slot-N`).
     pub fn spool_dir(&self) -> PathBuf {
         self.shared.spool.dir().to_owned()
     }

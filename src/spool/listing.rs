@@ -88,6 +88,31 @@ pub struct SpoolListing {
     pub checkpoint: bool,
 }
 
+impl SpoolListing {
+    /// Adds the listing of a spool inside this one (a slot), its paths
+    /// prefixed with `prefix` (`slot-1/`). Pending windows stay oldest
+    /// first.
+    pub(crate) fn absorb(&mut self, other: SpoolListing, prefix: &str) {
+        let moved = |w: &mut WindowSummary| w.file = format!("{prefix}{}", w.file);
+        for (dest, mut windows) in other.pending {
+            windows.iter_mut().for_each(moved);
+            let all = self.pending.entry(dest).or_default();
+            all.extend(windows);
+            all.sort_by_key(|w| (w.from, w.id));
+        }
+        for mut r in other.rejected {
+            moved(&mut r.window);
+            r.answer_file = r.answer_file.map(|a| format!("{prefix}{a}"));
+            self.rejected.push(r);
+        }
+        for mut c in other.corrupt {
+            c.file = format!("{prefix}{}", c.file);
+            self.corrupt.push(c);
+        }
+        self.checkpoint |= other.checkpoint;
+    }
+}
+
 impl fmt::Display for SpoolListing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "spool {}", self.dir.display())?;

@@ -215,6 +215,81 @@ mod tests {
         assert_eq!(m.report.logs[1]["omitted"], 2);
     }
 
+    /// A log record of exactly `len` bytes when serialized.
+    fn sized(i: usize, len: usize) -> Log {
+        let mut m = Map::new();
+        m.insert("i".into(), i.into());
+        m.insert("p".into(), "".into());
+        let base = serde_json::to_vec(&m).unwrap().len();
+        m.insert("p".into(), "x".repeat(len - base).into());
+        assert_eq!(serde_json::to_vec(&m).unwrap().len(), len);
+        m
+    }
+
+    #[test]
+    fn log_byte_cap_is_64_kib() {
+        // Literal sizes, not the constant: a changed cap fails here.
+        let mut a = window(0, 300, &[], &[]);
+        let mut b = window(300, 600, &[], &[]);
+        // 64 records of exactly 1 KiB: 65 536 bytes, all kept.
+        a.report.logs = (0..32).map(|i| sized(i, 1024)).collect();
+        b.report.logs = (32..64).map(|i| sized(i, 1024)).collect();
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), 64, "65 536 bytes of logs fit");
+        assert!(m.report.logs.iter().all(|l| !l.contains_key("omitted")));
+        // One byte more does not: the last record gives way to the note.
+        b.report.logs[31] = sized(63, 1025);
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), 64);
+        assert_eq!(m.report.logs[63]["omitted"], 1);
+    }
+
+    #[test]
+    fn exactly_100_logs_are_all_kept() {
+        let mut a = window(0, 300, &[], &[]);
+        let mut b = window(300, 600, &[], &[]);
+        a.report.logs = (0..50).map(|i| sized(i, 40)).collect();
+        b.report.logs = (50..100).map(|i| sized(i, 40)).collect();
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), 100);
+        assert_eq!(m.report.logs[99], sized(99, 40), "no record gives way");
+        // 101: 99 kept and one note for the 2 left out.
+        b.report.logs.push(sized(100, 40));
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        assert_eq!(m.report.logs.len(), 100);
+        assert_eq!(m.report.logs[99]["omitted"], 2);
+    }
+
+    #[test]
+    fn log_bytes_are_capped_cumulatively() {
+        // 90 records of 1 000 bytes: each small, together 90 000 bytes.
+        let mut a = window(0, 300, &[], &[]);
+        let mut b = window(300, 600, &[], &[]);
+        a.report.logs = (0..45).map(|i| sized(i, 1000)).collect();
+        b.report.logs = (45..90).map(|i| sized(i, 1000)).collect();
+        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
+        let (note, kept) = m.report.logs.split_last().unwrap();
+        assert_eq!(kept.len(), 65, "65 000 bytes fit in 65 536, 66 000 do not");
+        assert_eq!(kept[64], sized(64, 1000));
+        assert_eq!(note["omitted"], 25);
+    }
+
+    #[test]
+    fn windows_of_another_version_are_never_merged() {
+        let a = window(0, 300, &[("runs", 1)], &[]);
+        let b = window(300, 600, &[("runs", 1)], &[]);
+        let newer = FORMAT_VERSION + 1;
+        for (va, vb) in [(newer, FORMAT_VERSION), (FORMAT_VERSION, newer)] {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            (a.version, b.version) = (va, vb);
+            assert!(
+                merge(&a, &b, Uuid::new_v4()).is_none(),
+                "versions {va}, {vb}"
+            );
+        }
+        assert!(merge(&a, &b, Uuid::new_v4()).is_some());
+    }
+
     proptest! {
         #[test]
         fn counter_totals_are_exact(

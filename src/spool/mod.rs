@@ -8,6 +8,9 @@
 //!
 //! # Layout
 //!
+//! A reporter's spool is one slot of a spool root (see [`slots`]: one slot
+//! per live process); this is the layout of one slot.
+//!
 //! ```text
 //! <dir>/                         0700
 //!   LOCK                         exclusive lock; pid, host and start time of the holder
@@ -85,6 +88,7 @@ mod error;
 mod fsutil;
 mod listing;
 mod merge;
+pub mod slots;
 mod window;
 
 pub use error::SpoolError;
@@ -156,6 +160,9 @@ pub struct Spool {
     /// `None` when opened read-only.
     lock: Option<File>,
     state: Mutex<State>,
+    /// Read-only views of a spool root: the slots under it
+    /// ([`slots`]), each read as a spool of its own and shown as one.
+    slots: Vec<(usize, Spool)>,
 }
 
 impl Spool {
@@ -173,6 +180,7 @@ impl Spool {
             limits,
             lock: Some(lock),
             state: Mutex::new(State::default()),
+            slots: Vec::new(),
         };
         let mut dirs = vec![spool.dir.clone(), spool.corrupt_dir()];
         for dest in Destination::ALL {
@@ -200,18 +208,27 @@ impl Spool {
     /// so it works while a reporter holds the spool. It never changes the
     /// spool: unreadable files are skipped rather than moved, and every
     /// modifying call returns [`SpoolError::ReadOnly`].
+    ///
+    /// On a spool root with [`slots`] (one per process), the view covers
+    /// the root and every slot: listed paths start with `slot-N/`.
     pub fn open_read_only(dir: &Path) -> Result<Spool, SpoolError> {
         if !dir.is_dir() {
             return Err(SpoolError::NoSpool {
                 dir: dir.to_path_buf(),
             });
         }
-        Ok(Spool {
-            dir: dir.to_path_buf(),
+        let read_only = |dir: PathBuf, slots| Spool {
+            dir,
             limits: SpoolLimits::default(),
             lock: None,
             state: Mutex::new(State::default()),
-        })
+            slots,
+        };
+        let slots = slots::slot_dirs(dir)?
+            .into_iter()
+            .map(|(n, d)| (n, read_only(d, Vec::new())))
+            .collect();
+        Ok(read_only(dir.to_path_buf(), slots))
     }
 
     /// The default spool directory for this user, in order:
@@ -266,11 +283,16 @@ impl Spool {
     /// files are moved to `corrupt/` with a warning and skipped.
     pub fn pending(&self, dest: Destination) -> Result<Vec<SpooledWindow>, SpoolError> {
         let mut st = self.state.lock();
-        Ok(self
+        let mut out: Vec<SpooledWindow> = self
             .load(&mut st, dest, Area::Pending)?
             .into_iter()
             .map(|l| l.window)
-            .collect())
+            .collect();
+        for (_, slot) in &self.slots {
+            out.extend(slot.pending(dest)?);
+        }
+        out.sort_by_key(order_key);
+        Ok(out)
     }
 
     /// The oldest pending window of `dest` (the next to send), reading only
@@ -597,6 +619,10 @@ impl Spool {
                 reason,
             });
         }
+        drop(st);
+        for (n, slot) in &self.slots {
+            listing.absorb(slot.list()?, &format!("{}{n}/", slots::SLOT_PREFIX));
+        }
         Ok(listing)
     }
 
@@ -604,6 +630,24 @@ impl Spool {
     /// rejected, then corrupt) or by file name or relative path (as in
     /// [`list`](Self::list)). A symbolic link is described, never followed.
     pub fn show(&self, id_or_file: &str) -> Result<String, SpoolError> {
+        let mut found = self.show_here(id_or_file);
+        for (_, slot) in &self.slots {
+            match found {
+                Err(SpoolError::NoSuchEntry { .. }) => found = slot.show(id_or_file),
+                _ => break,
+            }
+        }
+        match found {
+            Err(SpoolError::NoSuchEntry { query, .. }) => Err(SpoolError::NoSuchEntry {
+                query,
+                dir: self.dir.clone(),
+            }),
+            other => other,
+        }
+    }
+
+    /// [`show`](Self::show) in this directory alone (not its slots).
+    fn show_here(&self, id_or_file: &str) -> Result<String, SpoolError> {
         let mut st = self.state.lock();
         let query = id_or_file.trim();
         let not_found = || SpoolError::NoSuchEntry {
@@ -680,14 +724,9 @@ impl Spool {
     /// hand from a site without egress. Written atomically, mode 0600. The
     /// windows stay pending. Returns how many were exported.
     pub fn export(&self, out: &Path) -> Result<usize, SpoolError> {
-        let mut st = self.state.lock();
         let mut windows = Vec::new();
         for dest in Destination::ALL {
-            windows.extend(
-                self.load(&mut st, dest, Area::Pending)?
-                    .into_iter()
-                    .map(|l| l.window),
-            );
+            windows.extend(self.pending(dest)?);
         }
         let count = windows.len();
         let bundle = SpoolExport {
@@ -756,11 +795,71 @@ impl Spool {
         Ok(moved)
     }
 
+    /// Moves every pending and rejected window of `other` (a spool whose
+    /// lock this process holds: a dead process's slot) into this spool, one
+    /// `rename` per file, so at every instant each window is in exactly one
+    /// of the two. `other` was opened (so reconciled: no window of it is
+    /// replaced by a merged one) and its checkpoint recovered by the caller.
+    ///
+    /// `other`'s oldest pending window of each destination may have been in
+    /// flight when its process died: it is marked in doubt first, so it is
+    /// only ever sent as itself, under its own id (never merged). Returns
+    /// how many windows moved.
+    pub(crate) fn take_over(&self, other: &Spool) -> Result<usize, SpoolError> {
+        self.writable()?;
+        other.writable()?;
+        let mut st = self.state.lock();
+        let mut ost = other.state.lock();
+        let mut moved = 0;
+        for dest in Destination::ALL {
+            for area in [Area::Pending, Area::Rejected] {
+                let from = other.area_dir(dest, area);
+                let entries = other.load(&mut ost, dest, area)?;
+                if area == Area::Pending
+                    && let Some(head) = entries.first().filter(|h| !h.window.in_doubt)
+                {
+                    let mut w = head.window.clone();
+                    w.in_doubt = true;
+                    let bytes = WindowFile::new(w, head.replaces.clone()).to_bytes();
+                    write_atomic(&from, &head.name, &bytes)?;
+                }
+                let to = self.area_dir(dest, area);
+                for l in &entries {
+                    if fs::symlink_metadata(to.join(&l.name)).is_ok() {
+                        tracing::warn!(file = %from.join(&l.name).display(), into = %to.display(),
+                            "not adopted: a window with the same id is already there; inspect both");
+                        continue;
+                    }
+                    fs::rename(from.join(&l.name), to.join(&l.name))
+                        .map_err(SpoolError::on("adopting", &from.join(&l.name)))?;
+                    if area == Area::Rejected {
+                        let answer = answer_file_name(&l.name);
+                        let _ = fs::rename(from.join(&answer), to.join(&answer));
+                    }
+                    moved += 1;
+                }
+                sync_dir(&to)?;
+                sync_dir(&from)?;
+            }
+            let entries = self.load(&mut st, dest, Area::Pending)?;
+            self.enforce_bound(&mut st, dest, entries)?;
+        }
+        Ok(moved)
+    }
+
     /// Pending windows of `dest` and their total size on disk, from
     /// directory metadata only (no file is parsed).
     pub fn stats(&self, dest: Destination) -> Result<(usize, u64), SpoolError> {
-        let _st = self.state.lock();
-        self.stats_locked(dest)
+        let (mut count, mut bytes) = {
+            let _st = self.state.lock();
+            self.stats_locked(dest)?
+        };
+        for (_, slot) in &self.slots {
+            let (c, b) = slot.stats(dest)?;
+            count += c;
+            bytes += b;
+        }
+        Ok((count, bytes))
     }
 
     // ---- internals -------------------------------------------------------

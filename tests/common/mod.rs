@@ -223,6 +223,32 @@ pub fn pending(spool: &Path, dest: Destination) -> Vec<SpooledWindow> {
         .expect("the spool is readable")
 }
 
+/// A child process's sink URL, spool root and output file, from
+/// `CHILD_SINK`, `CHILD_SPOOL` and `CHILD_OUT`.
+pub fn child_env() -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let var = |k| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set by the parent test"));
+    (
+        var("CHILD_SINK"),
+        var("CHILD_SPOOL").into(),
+        var("CHILD_OUT").into(),
+    )
+}
+
+/// The runtime of a child process: two worker threads, like the tests.
+pub fn child_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
+/// Slot `n` of the spool root `spool` (`<spool>/slot-n`): a reporter's own
+/// spool directory.
+pub fn slot(spool: &Path, n: usize) -> std::path::PathBuf {
+    spool.join(format!("slot-{n}"))
+}
+
 /// The files of `<spool>/<dest>/<area>/` with extension `ext`.
 pub fn files(spool: &Path, dest: Destination, area: &str, suffix: &str) -> Vec<String> {
     let dir = spool.join(dest.as_str()).join(area);
