@@ -35,6 +35,10 @@ from . import Meter, Reporter
 
 __all__ = ["incr_runs", "incr_nodes", "metadata_loop", "install", "meter", "SUPPORTED_VERSIONS"]
 
+#: Seconds ``metadata_loop()`` gives the reporter, when cancelled, to spool
+#: the open window and deliver what it can (the rest stays spooled).
+SHUTDOWN_TIMEOUT = 10.0
+
 logger = logging.getLogger("beacon_meter.langgraph")
 
 #: The langgraph-api versions whose call sites ``install()`` was checked
@@ -159,7 +163,7 @@ async def metadata_loop() -> None:
     kwargs = _reporter_kwargs()
     if kwargs is None:
         return
-    reporter = Reporter.from_env(meter, start=False, **kwargs)
+    reporter = Reporter.from_env(meter, start=False, shutdown_timeout=SHUTDOWN_TIMEOUT, **kwargs)
     await asyncio.get_running_loop().run_in_executor(None, reporter.start)
     logger.info("beacon-meter reporter started: %r", reporter)
     try:

@@ -82,7 +82,10 @@ impl Shared {
     /// starting or stopping (`Step::Wait`), polls with the GIL detached.
     fn settle<T>(&self, py: Python<'_>, mut decide: impl FnMut(&mut State) -> Step<T>) -> Option<T> {
         loop {
-            match decide(&mut self.state.lock()) {
+            // The guard must be gone before a `Wait` detaches and sleeps:
+            // a guard in the `match` scrutinee would live through the arms.
+            let step = decide(&mut self.state.lock());
+            match step {
                 Step::Done(t) => return Some(t),
                 Step::Go => return None,
                 Step::Wait => py.detach(|| std::thread::sleep(POLL)),
@@ -90,13 +93,16 @@ impl Shared {
         }
     }
 
-    /// Starts the reporter unless it runs in this process already.
-    pub(crate) fn start(&self, py: Python<'_>) -> PyResult<()> {
+    /// Starts the reporter unless it runs in this process already. With
+    /// `only_forked`, only a reporter waiting for its first use after a
+    /// fork is started (not one that was shut down meanwhile).
+    pub(crate) fn start(&self, py: Python<'_>, only_forked: bool) -> PyResult<()> {
         let pid = std::process::id();
         let mut before = State::Idle;
         let done = self.settle(py, |st| match st {
             State::Running(r) if r.pid == pid => Step::Done(()),
             State::Starting | State::Stopping => Step::Wait,
+            State::Idle | State::Stopped(_) if only_forked => Step::Done(()),
             other => {
                 // A `Running` of another pid: forked by a path that did not
                 // run the at-fork hook. Forget it (see `forget_after_fork`).
@@ -133,7 +139,7 @@ impl Shared {
     /// `start`, logging a failure instead of raising: for the background
     /// restart after a fork.
     pub(crate) fn start_logged(&self, py: Python<'_>) {
-        if let Err(e) = self.start(py) {
+        if let Err(e) = self.start(py, true) {
             tracing::error!(error = %e, "the reporter did not restart in this forked process; usage is kept in the meter until a start succeeds");
         }
     }
@@ -141,9 +147,7 @@ impl Shared {
     /// The stats, starting the reporter first if this is its first use in a
     /// forked child.
     fn stats(&self, py: Python<'_>) -> PyResult<Option<ReporterStats>> {
-        if matches!(*self.state.lock(), State::Forked) {
-            self.start(py)?;
-        }
+        self.start_if_forked(py)?;
         Ok(self.settle(py, |st| match st {
             State::Running(r) => Step::Done(Some(r.reporter.stats())),
             State::Stopped(s) => Step::Done(Some((**s).clone())),
@@ -153,9 +157,21 @@ impl Shared {
         .flatten())
     }
 
+    /// Starts a reporter forked from the parent that has not been used in
+    /// this process yet: its first use.
+    fn start_if_forked(&self, py: Python<'_>) -> PyResult<()> {
+        if matches!(*self.state.lock(), State::Forked) {
+            self.start(py, true)?;
+        }
+        Ok(())
+    }
+
     /// Shuts the reporter down (final window spooled, then delivered until
-    /// `timeout`). `None` if it never ran in this process.
-    fn shutdown(&self, py: Python<'_>, timeout: Duration) -> Option<ReporterStats> {
+    /// `timeout`). `None` if it never ran in this process. A forked
+    /// reporter not yet started (its background start may still be on its
+    /// way) is started first, so what the child recorded is delivered.
+    fn shutdown(&self, py: Python<'_>, timeout: Duration) -> PyResult<Option<ReporterStats>> {
+        self.start_if_forked(py)?;
         let pid = std::process::id();
         let mut running = None;
         let done = self.settle(py, |st| match st {
@@ -171,7 +187,7 @@ impl Shared {
             _ => Step::Done(None),
         });
         if let Some(done) = done {
-            return done;
+            return Ok(done);
         }
         let r = running.expect("taken above");
         let stats = py.detach(move || {
@@ -181,7 +197,7 @@ impl Shared {
             stats
         });
         *self.state.lock() = State::Stopped(Box::new(stats.clone()));
-        Some(stats)
+        Ok(Some(stats))
     }
 
     /// True if this reporter was running in the parent of this forked
@@ -262,7 +278,7 @@ impl Reporter {
         });
         fork::register_reporter(py, &shared);
         if start {
-            shared.start(py)?;
+            shared.start(py, false)?;
         }
         Ok(Reporter { shared })
     }
@@ -332,7 +348,7 @@ impl Reporter {
     /// Starts the reporter (a no-op if it runs already). In a forked child,
     /// starts this process's own reporter.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        self.shared.start(py)
+        self.shared.start(py, false)
     }
 
     /// What the reporter has done (a dict), or `None` if it never ran.
@@ -357,7 +373,7 @@ impl Reporter {
             None => self.shared.shutdown_timeout,
         };
         self.shared
-            .shutdown(py, t)
+            .shutdown(py, t)?
             .map(|s| to_dict(py, &s))
             .transpose()
     }
@@ -378,13 +394,14 @@ impl Reporter {
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, Self>> {
-        slf.get().shared.start(py)?;
+        slf.get().shared.start(py, false)?;
         Ok(slf.clone())
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) {
-        self.shared.shutdown(py, self.shared.shutdown_timeout);
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.shared.shutdown(py, self.shared.shutdown_timeout)?;
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -402,6 +419,8 @@ impl Reporter {
 #[pyfunction]
 pub(crate) fn shutdown_all(py: Python<'_>) {
     for shared in fork::reporters(py) {
-        shared.shutdown(py, shared.shutdown_timeout);
+        if let Err(e) = shared.shutdown(py, shared.shutdown_timeout) {
+            tracing::error!(error = %e, "the reporter could not shut down at exit");
+        }
     }
 }
