@@ -22,6 +22,8 @@ from typing import TypedDict
 
 os.environ.setdefault("REDIS_URI", "redis://127.0.0.1:1")
 os.environ.setdefault("DATABASE_URI", "postgres://127.0.0.1:1/none")
+os.environ.setdefault("LANGGRAPH_RUNTIME_EDITION", "inmem")
+os.environ.setdefault("LANGSMITH_TRACING", "false")  # no trace uploads: loopback only
 
 import langgraph_api.metadata as metadata  # noqa: E402
 import langgraph_api.stream as stream  # noqa: E402

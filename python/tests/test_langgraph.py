@@ -66,9 +66,13 @@ class App:
         env.update(
             REDIS_URI="redis://127.0.0.1:1",
             DATABASE_URI="postgres://127.0.0.1:1/none",
+            LANGGRAPH_RUNTIME_EDITION="inmem",
             LANGSMITH_API_KEY=API_KEY,
             LANGSMITH_AUTH_ENDPOINT=url,
             LANGSMITH_TRACING="false",
+            LANGCHAIN_TRACING_V2="false",
+            LANGSMITH_ENDPOINT=url,
+            LANGCHAIN_ENDPOINT=url,
             BEACON_SPOOL_DIR=str(spool),
             BEACON_INTERVAL_SECS="1",
             BEACON_CHECKPOINT_SECS="1",
