@@ -28,7 +28,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meter::Window>()?;
     m.add_class::<reporter::Reporter>()?;
     m.add("ConfigError", m.py().get_type::<settings::ConfigError>())?;
-    m.add("ReporterError", m.py().get_type::<reporter::ReporterError>())?;
+    m.add(
+        "ReporterError",
+        m.py().get_type::<reporter::ReporterError>(),
+    )?;
     m.add_function(wrap_pyfunction!(fork::after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(reporter::shutdown_all, m)?)?;
     Ok(())

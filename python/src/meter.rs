@@ -317,10 +317,7 @@ impl From<beacon_meter::Window> for Window {
     fn from(w: beacon_meter::Window) -> Self {
         Window {
             sequence: w.sequence(),
-            measures: w
-                .measures()
-                .map(|(n, v, k)| (n.to_owned(), v, k))
-                .collect(),
+            measures: w.measures().map(|(n, v, k)| (n.to_owned(), v, k)).collect(),
             gauge_failures: w.gauge_failures().map(str::to_owned).collect(),
         }
     }

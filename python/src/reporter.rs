@@ -80,7 +80,11 @@ enum Step<T> {
 impl Shared {
     /// Runs `decide` on the state under the lock; while another thread is
     /// starting or stopping (`Step::Wait`), polls with the GIL detached.
-    fn settle<T>(&self, py: Python<'_>, mut decide: impl FnMut(&mut State) -> Step<T>) -> Option<T> {
+    fn settle<T>(
+        &self,
+        py: Python<'_>,
+        mut decide: impl FnMut(&mut State) -> Step<T>,
+    ) -> Option<T> {
         loop {
             // The guard must be gone before a `Wait` detaches and sleeps:
             // a guard in the `match` scrutinee would live through the arms.
@@ -121,7 +125,8 @@ impl Shared {
             return Ok(());
         }
         let core = self.cell.core(py).clone();
-        let options = ReporterOptions::new(self.settings.config.clone(), self.settings.tags.clone());
+        let options =
+            ReporterOptions::new(self.settings.config.clone(), self.settings.tags.clone());
         let started = py.detach(move || spawn(core, options));
         let mut st = self.state.lock();
         match started {
@@ -148,13 +153,14 @@ impl Shared {
     /// forked child.
     fn stats(&self, py: Python<'_>) -> PyResult<Option<ReporterStats>> {
         self.start_if_forked(py)?;
-        Ok(self.settle(py, |st| match st {
-            State::Running(r) => Step::Done(Some(r.reporter.stats())),
-            State::Stopped(s) => Step::Done(Some((**s).clone())),
-            State::Starting | State::Stopping => Step::Wait,
-            State::Idle | State::Forked => Step::Done(None),
-        })
-        .flatten())
+        Ok(self
+            .settle(py, |st| match st {
+                State::Running(r) => Step::Done(Some(r.reporter.stats())),
+                State::Stopped(s) => Step::Done(Some((**s).clone())),
+                State::Starting | State::Stopping => Step::Wait,
+                State::Idle | State::Forked => Step::Done(None),
+            })
+            .flatten())
     }
 
     /// Starts a reporter forked from the parent that has not been used in
@@ -287,7 +293,9 @@ impl Reporter {
 /// A timeout in seconds as a `Duration`.
 fn seconds(s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| {
-        PyValueError::new_err(format!("timeout must be a non-negative number of seconds, got {s}"))
+        PyValueError::new_err(format!(
+            "timeout must be a non-negative number of seconds, got {s}"
+        ))
     })
 }
 
@@ -319,7 +327,16 @@ impl Reporter {
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Reporter> {
         let platform = (langgraph_version, api_version, user_app);
-        Reporter::make(py, meter, false, config, tags, platform, start, shutdown_timeout)
+        Reporter::make(
+            py,
+            meter,
+            false,
+            config,
+            tags,
+            platform,
+            start,
+            shutdown_timeout,
+        )
     }
 
     /// `Reporter.from_env(meter, **overrides)`: configured from the
@@ -342,7 +359,16 @@ impl Reporter {
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Reporter> {
         let platform = (langgraph_version, api_version, user_app);
-        Reporter::make(py, meter, true, config, tags, platform, start, shutdown_timeout)
+        Reporter::make(
+            py,
+            meter,
+            true,
+            config,
+            tags,
+            platform,
+            start,
+            shutdown_timeout,
+        )
     }
 
     /// Starts the reporter (a no-op if it runs already). In a forked child,
@@ -353,10 +379,7 @@ impl Reporter {
 
     /// What the reporter has done (a dict), or `None` if it never ran.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.shared
-            .stats(py)?
-            .map(|s| to_dict(py, &s))
-            .transpose()
+        self.shared.stats(py)?.map(|s| to_dict(py, &s)).transpose()
     }
 
     /// Closes the open window, spools it, and delivers until the spool is
@@ -382,8 +405,11 @@ impl Reporter {
     /// windows in a sub-directory of it).
     #[getter]
     fn spool_dir(&self) -> std::path::PathBuf {
-        ReporterOptions::new(self.shared.settings.config.clone(), self.shared.settings.tags.clone())
-            .spool_dir()
+        ReporterOptions::new(
+            self.shared.settings.config.clone(),
+            self.shared.settings.tags.clone(),
+        )
+        .spool_dir()
     }
 
     /// Cuts the senders' backoff waits short.

@@ -113,7 +113,8 @@ pub(crate) fn settings(
             None => None,
         }
     };
-    let config = Config::from_lookup(lookup).map_err(|e| config_error(py, e.var(), e.to_string()))?;
+    let config =
+        Config::from_lookup(lookup).map_err(|e| config_error(py, e.var(), e.to_string()))?;
     let mut t = Tags::from_lookup(|var| lookup(var).and_then(|v| v.into_string().ok()))
         .map_err(|e| tag_error(py, e))?
         .plan(Plan::for_license(config.license_key.is_some()));
