@@ -1,6 +1,7 @@
 """Type stubs of the Rust extension module ``beacon_meter._native``."""
 
 import os
+import pathlib
 from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Sequence, Type, Union
 
@@ -95,7 +96,7 @@ class Reporter:
     def shutdown(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]: ...
     def retry_now(self) -> None: ...
     @property
-    def spool_dir(self) -> str: ...
+    def spool_dir(self) -> pathlib.Path: ...
     def __enter__(self) -> "Reporter": ...
     def __exit__(
         self,
