@@ -12,6 +12,8 @@ export CARGO_TARGET_DIR="$ROOT/target"
 cargo fmt --manifest-path python/Cargo.toml --check
 
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+# maturin's build backend runs the `maturin` executable from PATH.
+export PATH="$VENV/bin:$PATH"
 "$VENV/bin/pip" install -q --disable-pip-version-check \
     maturin==1.16.0 pytest==9.2.0 \
     prometheus-client==0.26.0 opentelemetry-sdk==1.45.2 langgraph-api==0.16.7
