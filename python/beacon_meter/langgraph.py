@@ -1,0 +1,208 @@
+"""A drop-in for the reference platform's usage counters and reporting loop.
+
+``langgraph_api.metadata`` (langgraph-api 0.16.7) counts with two plain
+module globals and reports them with ``metadata_loop()``, which loses every
+count still in memory when the process stops during an outage. This module
+offers the same three functions on beacon-meter's Rust core and reporter:
+
+* ``incr_runs(*, incr=1)``: the worker's call, once per run;
+* ``incr_nodes(_, *, incr=1)``: the graph engine's per-node callback
+  (``configurable["__pregel_node_finished"]``);
+* ``async def metadata_loop()``: runs beacon-meter's reporter (windows
+  spooled to disk before sending, idempotent retries with backoff, a final
+  report at shutdown) until cancelled.
+
+``install()`` puts them in place in a running ``langgraph_api``: in
+``langgraph_api.metadata`` and in the modules that imported them by name
+(``langgraph_api.worker``, ``langgraph_api.stream``). It refuses a version
+of ``langgraph_api`` whose call sites it has not been checked against.
+
+The reporter is configured from the environment by beacon-meter's rules
+(``BEACON_URL``, ``BEACON_SPOOL_DIR``, ``BEACON_INTERVAL_SECS``, ...), with
+the credentials and auth endpoint the platform itself resolved
+(``langgraph_api.config``). Reports use the published Beacon format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from importlib import metadata as _metadata
+from typing import Any, Callable, Dict, Optional
+
+from . import Meter, Reporter
+
+__all__ = ["incr_runs", "incr_nodes", "metadata_loop", "install", "meter", "SUPPORTED_VERSIONS"]
+
+#: Seconds ``metadata_loop()`` gives the reporter, when cancelled, to spool
+#: the open window and deliver what it can (the rest stays spooled).
+SHUTDOWN_TIMEOUT = 10.0
+
+logger = logging.getLogger("beacon_meter.langgraph")
+
+#: The langgraph-api versions whose call sites ``install()`` was checked
+#: against (by reading the installed package: ``worker.py`` imports
+#: ``incr_runs``, ``stream.py`` imports ``incr_nodes`` by name, and the
+#: runtime's lifespan imports ``metadata_loop`` from
+#: ``langgraph_api.metadata`` when it starts).
+SUPPORTED_VERSIONS = ("0.16.7",)
+
+#: Module → the names ``install()`` replaces in it.
+_SITES: Dict[str, tuple] = {
+    "langgraph_api.metadata": ("incr_runs", "incr_nodes", "metadata_loop"),
+    "langgraph_api.worker": ("incr_runs",),
+    "langgraph_api.stream": ("incr_nodes",),
+}
+
+#: Dependency versions the reference reports as custom tags.
+_DEPENDENCY_TAGS = {
+    "langgraph_checkpoint.version": "langgraph-checkpoint",
+    "langgraph_checkpoint_postgres.version": "langgraph-checkpoint-postgres",
+    "deepagents.version": "deepagents",
+    "starlette.version": "starlette",
+}
+
+
+def _graphs(js: bool) -> int:
+    """Graphs loaded (Python or JS), as the reference counts them; 0 while
+    the platform has not loaded its graph registry."""
+    graph = sys.modules.get("langgraph_api.graph")
+    if graph is None:
+        return 0
+    return sum(1 for g in graph.GRAPHS if bool(graph.is_js_graph(g)) == js)
+
+
+#: The meter the drop-in records into (one per process; a forked worker
+#: starts from zero with its own reporter).
+meter = Meter(
+    gauges={
+        "langgraph.platform.py_graphs": lambda: _graphs(js=False),
+        "langgraph.platform.js_graphs": lambda: _graphs(js=True),
+    }
+)
+
+#: ``incr_runs(*, incr=1)``: native, no Python frame on the hot path.
+incr_runs: Callable[..., None] = meter.incr_runs
+#: ``incr_nodes(_, *, incr=1)``: native, no Python frame on the hot path.
+incr_nodes: Callable[..., None] = meter.incr_nodes
+
+
+def _version(dist: str) -> str:
+    try:
+        return _metadata.version(dist)
+    except _metadata.PackageNotFoundError:
+        return ""
+
+
+def _usage_tag(name: str) -> Callable[[], str]:
+    """A dynamic tag read from the platform's own usage metadata."""
+
+    def value() -> str:
+        from langgraph_api import metadata  # noqa: PLC0415
+
+        tags, _ = metadata._lang_usage_metadata()
+        return str(tags.get(name, ""))
+
+    return value
+
+
+def _reporter_kwargs() -> Optional[Dict[str, Any]]:
+    """The reporter's settings from the platform's configuration, or None
+    when the reference would not report at all."""
+    from langgraph_api import config  # noqa: PLC0415
+
+    license_key = config.LANGGRAPH_CLOUD_LICENSE_KEY or None
+    api_key = config.LANGSMITH_CONTROL_PLANE_API_KEY or None
+    if not license_key and not api_key:
+        logger.info("No license key or control plane API key set, skipping metadata loop")
+        return None
+    if license_key and "agent_builder_enabled" in (config.LANGSMITH_LICENSE_REQUIRED_CLAIMS or ()):
+        logger.info("Skipping metadata loop for self-hosted Agent Builder")
+        return None
+    try:
+        from langgraph_api import __version__ as api_version  # noqa: PLC0415
+    except ImportError:
+        api_version = ""
+    tags: Dict[str, Any] = {k: _version(d) for k, d in _DEPENDENCY_TAGS.items()}
+    # `user_app.uses_delta_channel` is left out: beacon-meter reserves the
+    # `user_app.` prefix for the five flags of the published format.
+    for name in (
+        "langgraph.platform.uses_custom_auth",
+        "langgraph.platform.uses_js_custom_auth",
+        "langgraph.platform.uses_js_proxy_middleware",
+    ):
+        tags[name] = _usage_tag(name)
+    return dict(
+        license_key=license_key,
+        api_key=api_key,
+        auth_endpoint=config.LANGSMITH_AUTH_ENDPOINT or None,
+        langgraph_version=_version("langgraph"),
+        api_version=api_version or "",
+        user_app={
+            "uses_indexing": bool(config.USES_INDEXING),
+            "uses_custom_app": bool(config.USES_CUSTOM_APP),
+            "uses_custom_auth": bool(config.USES_CUSTOM_AUTH),
+            "uses_thread_ttl": bool(config.USES_THREAD_TTL),
+            "uses_store_ttl": bool(config.USES_STORE_TTL),
+        },
+        tags=tags,
+    )
+
+
+async def metadata_loop() -> None:
+    """The reference's reporting coroutine, on beacon-meter's reporter.
+
+    Starts the reporter (its own thread; nothing runs on the event loop)
+    and waits until cancelled; then shuts it down, which closes the open
+    window, spools it and delivers what it can within the reporter's
+    shutdown timeout. Without credentials it returns at once, like the
+    reference. An offline license (no ``lcl_`` prefix) spools windows for
+    ``beacon-meter spool export`` instead of skipping them.
+    """
+    kwargs = _reporter_kwargs()
+    if kwargs is None:
+        return
+    reporter = Reporter.from_env(meter, start=False, shutdown_timeout=SHUTDOWN_TIMEOUT, **kwargs)
+    await asyncio.get_running_loop().run_in_executor(None, reporter.start)
+    logger.info("beacon-meter reporter started: %r", reporter)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, reporter.shutdown)
+
+
+def install() -> None:
+    """Replaces ``incr_runs``, ``incr_nodes`` and ``metadata_loop`` in a
+    running ``langgraph_api`` (see the module docs). Idempotent.
+
+    Raises ``RuntimeError`` on a ``langgraph_api`` version not in
+    ``SUPPORTED_VERSIONS``, or if a call site is not what that version
+    ships (someone else patched it), changing nothing.
+    """
+    import importlib  # noqa: PLC0415
+
+    import langgraph_api  # noqa: PLC0415
+
+    version = getattr(langgraph_api, "__version__", None)
+    if version not in SUPPORTED_VERSIONS:
+        raise RuntimeError(
+            f"beacon_meter.langgraph.install() knows langgraph-api {', '.join(SUPPORTED_VERSIONS)}, "
+            f"not {version}: its call sites may have moved, so nothing was replaced. Check that "
+            f"{', '.join(_SITES)} still import incr_runs/incr_nodes by name, then add the version "
+            "to SUPPORTED_VERSIONS."
+        )
+    modules = {name: importlib.import_module(name) for name in _SITES}
+    reference = modules["langgraph_api.metadata"]
+    ours = {"incr_runs": incr_runs, "incr_nodes": incr_nodes, "metadata_loop": metadata_loop}
+    for mod_name, names in _SITES.items():
+        for name in names:
+            current = getattr(modules[mod_name], name, None)
+            if current is not getattr(reference, name) and current != ours[name]:
+                raise RuntimeError(
+                    f"{mod_name}.{name} is neither langgraph_api.metadata.{name} nor beacon-meter's: "
+                    "something else replaced it, so nothing was replaced"
+                )
+    for mod_name, names in _SITES.items():
+        for name in names:
+            setattr(modules[mod_name], name, ours[name])

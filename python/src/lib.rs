@@ -1,0 +1,52 @@
+//! `beacon_meter._native`: the PyO3 binding of the beacon-meter core and
+//! reporter. Thin by design: every count, window, spool write and delivery
+//! is done by the Rust crate; this layer converts arguments, holds the GIL
+//! no longer than a call, and makes the objects survive `fork()`.
+//!
+//! May import: `beacon_meter` (core and shell), pyo3, tokio (the reporter's
+//! own runtime), tracing.
+//!
+//! * [`meter`]: `Meter` and `Window`, the hot path.
+//! * [`reporter`]: `Reporter`, on its own thread and tokio runtime.
+//! * [`settings`]: keyword arguments and environment to `Config` and `Tags`.
+//! * [`fork`]: what a forked child does to start from a clean slate.
+//! * [`callback`]: Python gauges and dynamic tags called from Rust.
+
+mod callback;
+mod fork;
+mod meter;
+mod reporter;
+mod settings;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_logging();
+    m.add_class::<meter::Meter>()?;
+    m.add_class::<meter::Window>()?;
+    m.add_class::<reporter::Reporter>()?;
+    m.add("ConfigError", m.py().get_type::<settings::ConfigError>())?;
+    m.add(
+        "ReporterError",
+        m.py().get_type::<reporter::ReporterError>(),
+    )?;
+    m.add_function(wrap_pyfunction!(fork::after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(reporter::shutdown_all, m)?)?;
+    Ok(())
+}
+
+/// The reporter's own log records (deliveries, retries, spool trouble) go to
+/// stderr through `tracing`, at `WARN` and above unless `BEACON_LOG` says
+/// otherwise (`BEACON_LOG=info`). They never contain a credential (the
+/// crate redacts them). If the host process already installed a `tracing`
+/// subscriber, that one is kept.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BEACON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,157 @@
+"""The drop-in against the real langgraph-api 0.16.7: the platform's own
+call sites record into beacon-meter, and its reports reach a
+`beacon-meter sink` exactly once through a sink outage and a process
+restart, where the reference reporter alone loses the counts of the outage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import API_KEY, Sink
+
+import beacon_meter.langgraph as drop_in
+
+APP = Path(__file__).with_name("lg_app.py")
+RUNS, NODES = "langgraph.platform.runs", "langgraph.platform.nodes"
+BATCHES = (5, 7, 4)  # before the outage, during it (then a restart), after
+
+
+class Collector:
+    """For the reference reporter, whose dialect the published sink does not
+    take: a loopback server that sums the measures of every POST."""
+
+    def __init__(self, port: int = 0) -> None:
+        totals = self.totals = {RUNS: 0, NODES: 0}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                for k in totals:
+                    totals[k] += int(body["measures"].get(k, 0))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def measure(self, name: str) -> int:
+        return self.totals[name]
+
+    def stop(self) -> dict:
+        self.server.shutdown()
+        self.server.server_close()
+        return dict(self.totals)
+
+
+class App:
+    """One platform process (tests/lg_app.py)."""
+
+    def __init__(self, mode: str, url: str, spool: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            REDIS_URI="redis://127.0.0.1:1",
+            DATABASE_URI="postgres://127.0.0.1:1/none",
+            LANGGRAPH_RUNTIME_EDITION="inmem",
+            LANGSMITH_API_KEY=API_KEY,
+            LANGSMITH_AUTH_ENDPOINT=url,
+            LANGSMITH_TRACING="false",
+            LANGCHAIN_TRACING_V2="false",
+            LANGSMITH_ENDPOINT=url,
+            LANGCHAIN_ENDPOINT=url,
+            BEACON_SPOOL_DIR=str(spool),
+            BEACON_INTERVAL_SECS="1",
+            BEACON_CHECKPOINT_SECS="1",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, str(APP), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+
+    def run(self, n: int) -> None:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(f"run {n}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok"
+
+    def exit(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write("exit\n")
+        self.proc.stdin.flush()
+        assert self.proc.wait(timeout=60) == 0
+
+
+def wait_until(server, value: int) -> None:
+    deadline = time.monotonic() + 60
+    while server.measure(RUNS) < value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"runs stayed at {server.measure(RUNS)}, expected {value}")
+        time.sleep(0.05)
+
+
+def scenario(mode: str, start, spool: Path) -> dict:
+    """Batch 1 delivered; the server goes down; batch 2 recorded during the
+    outage, then the process exits; the server comes back; a new process
+    records batch 3. Returns what the server(s) counted."""
+    before, during, after = BATCHES
+    server = start(0)
+    app = App(mode, server.url, spool)
+    app.run(before)
+    wait_until(server, before)
+    port, first = server.port, server.stop()
+    app.run(during)
+    time.sleep(2.5)  # a few report attempts fail during the outage
+    app.exit()
+    server = start(port)
+    app = App(mode, server.url, spool)
+    app.run(after)
+    wait_until(server, after + (during if mode == "beacon" else 0))
+    app.exit()
+    second = server.stop()
+    pick = (lambda s, k: s["measures"].get(k, 0)) if mode == "beacon" else (lambda s, k: s[k])
+    return {k: pick(first, k) for k in (RUNS, NODES)} | {k + "#2": pick(second, k) for k in (RUNS, NODES)}
+
+def test_drop_in_exactly_once_vs_reference(tmp_path, capsys):
+    recorded = sum(BATCHES)
+    ours = scenario("beacon", lambda port: Sink(port), tmp_path / "beacon")
+    ref = scenario("reference", lambda port: Collector(port), tmp_path / "reference")
+    total = {side: {k: r[k] + r[k + "#2"] for k in (RUNS, NODES)} for side, r in (("ours", ours), ("ref", ref))}
+    with capsys.disabled():
+        print("\n\nlanggraph-api 0.16.7, runs of 3 nodes: 5 before a sink outage, 7 during it (then the")
+        print("process restarts), 4 after. Delivered:")
+        print(f"  {'reporter':<36} {'runs':>6} {'nodes':>6}")
+        print(f"  {'recorded by the platform':<36} {recorded:>6} {3 * recorded:>6}")
+        print(f"  {'beacon-meter drop-in (at the sink)':<36} {total['ours'][RUNS]:>6} {total['ours'][NODES]:>6}")
+        print(f"  {'reference metadata_loop alone':<36} {total['ref'][RUNS]:>6} {total['ref'][NODES]:>6}")
+    assert total["ours"] == {RUNS: recorded, NODES: 3 * recorded}
+    assert total["ref"][RUNS] < recorded  # the outage's counts died with the process
+
+
+def test_install_refuses_an_unknown_version(monkeypatch):
+    import langgraph_api
+
+    monkeypatch.setattr(langgraph_api, "__version__", "0.99.0")
+    with pytest.raises(RuntimeError, match="0.99.0"):
+        drop_in.install()
+
+
+def test_reference_signatures():
+    import inspect
+
+    assert str(inspect.signature(drop_in.incr_runs)) == "(*, incr=1)"
+    assert str(inspect.signature(drop_in.incr_nodes)) == "(_node, *, incr=1)"
+    assert inspect.iscoroutinefunction(drop_in.metadata_loop)
