@@ -973,7 +973,7 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
 
     let second = spawn(meter.clone(), || options(&v)).await;
     meter.record_run(4);
-    let checkpoint = dir.path().join("checkpoint.json");
+    let checkpoint = second.spool_dir().join("checkpoint.json");
     assert!(eventually(secs(5.0), || checkpoint.is_file()).await);
     drop(second);
     // The dropped reporter's tasks end asynchronously; until they do, the
