@@ -504,7 +504,8 @@ fn structured_mutations_get_204_or_a_4xx_with_a_reason() {
     secret_free(&shown).unwrap();
     let statuses = statuses.into_inner().unwrap();
     assert!(
-        statuses.contains_key(&204) && statuses.keys().filter(|s| **s != 204).count() >= 2,
+        // (A body that is not JSON and one of the wrong shape are both 422.)
+        statuses.contains_key(&204) && statuses.contains_key(&422),
         "{statuses:?}"
     );
     rt.block_on(sink.shutdown());
