@@ -973,7 +973,8 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
 
     let second = spawn(meter.clone(), || options(&v)).await;
     meter.record_run(4);
-    let checkpoint = second.spool_dir().join("checkpoint.json");
+    let second_slot = second.spool_dir();
+    let checkpoint = second_slot.join("checkpoint.json");
     assert!(eventually(secs(5.0), || checkpoint.is_file()).await);
     drop(second);
     // The dropped reporter's tasks end asynchronously; until they do, the
@@ -995,7 +996,19 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
     assert!(refused.to_string().contains("new Meter"), "{refused}");
 
     // The restart: a new meter; the checkpoint delivers the dropped
-    // reporter's open window.
+    // reporter's open window. The dropped reporter's slot is released only
+    // when the last of its tasks has ended (they end asynchronously); a
+    // restart before that would claim another slot and leave this one to a
+    // later process, so wait until the slot's lock can be taken.
+    assert!(
+        eventually(secs(10.0), || Spool::open(
+            &second_slot,
+            SpoolLimits::default()
+        )
+        .is_ok())
+        .await,
+        "the dropped reporter's slot must be released"
+    );
     let third = spawn(Meter::new(), || options(&v)).await;
     assert_eq!(third.stats().recovered_on_start, 1);
     let stats = third.shutdown(secs(5.0)).await;
