@@ -777,6 +777,18 @@ fn clock_behind_still_checkpoints_so_a_crash_loses_at_most_one_interval() {
         sleep(ms(700)).await;
         assert_eq!(reporter.stats().windows_closed, 0);
         drop(reporter);
+        // The dropped reporter's aborted tasks release its slot a moment
+        // later (a process that dies frees it at once); a reporter started
+        // before that would claim another slot.
+        let slot0 = dir.path().join("slot-0");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Spool::open(&slot0, Default::default()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the dropped reporter never released its slot"
+            );
+            sleep(ms(20)).await;
+        }
 
         // A new process: the crashed one's meter is gone with it.
         let restarted = spawn(&Meter::new(), opts).await;
@@ -896,7 +908,12 @@ fn panicking_gauge_and_dynamic_tag_neither_stop_the_reporter_nor_lose_a_window()
         })
         .await;
         let recorder = Recorder::start(&meter);
-        sleep(ms(1800)).await;
+        // At least 5 windows (1.25 s of 250 ms windows) must close while
+        // the callbacks fail; a loaded machine may take longer than that.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reporter.stats().windows_closed < 5 && Instant::now() < deadline {
+            sleep(ms(50)).await;
+        }
         let recorded = recorder.stop();
         let running = reporter.stats();
         assert!(running.windows_closed >= 5, "{running:?}");

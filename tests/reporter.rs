@@ -470,15 +470,10 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
     drop(reporter);
     // The old meter's process is gone: the restart counts with a new one.
     drop(meter);
-    // The dropped reporter's aborted tasks release its slot a moment later
-    // (a new process would find it free at once); a reporter started
-    // before that would claim another slot.
-    let slot0 = slot(dir.path(), 0);
-    let free = eventually(secs(5.0), || {
-        Spool::open(&slot0, SpoolLimits::default()).is_ok()
-    })
-    .await;
-    assert!(free, "the dropped reporter never released its slot");
+    assert!(
+        slot_released(&slot(dir.path(), 0)).await,
+        "the dropped reporter never released its slot"
+    );
 
     let reporter = spawn(Meter::new(), || options(&v)).await;
     assert_eq!(reporter.stats().recovered_on_start, 1);
@@ -996,18 +991,10 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
     assert!(refused.to_string().contains("new Meter"), "{refused}");
 
     // The restart: a new meter; the checkpoint delivers the dropped
-    // reporter's open window. The dropped reporter's slot is released only
-    // when the last of its tasks has ended (they end asynchronously); a
-    // restart before that would claim another slot and leave this one to a
-    // later process, so wait until the slot's lock can be taken.
+    // reporter's open window (once its slot is free).
     assert!(
-        eventually(secs(10.0), || Spool::open(
-            &second_slot,
-            SpoolLimits::default()
-        )
-        .is_ok())
-        .await,
-        "the dropped reporter's slot must be released"
+        slot_released(&second_slot).await,
+        "the dropped reporter never released its slot"
     );
     let third = spawn(Meter::new(), || options(&v)).await;
     assert_eq!(third.stats().recovered_on_start, 1);

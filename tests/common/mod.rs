@@ -249,6 +249,18 @@ pub fn slot(spool: &Path, n: usize) -> std::path::PathBuf {
     spool.join(format!("slot-{n}"))
 }
 
+/// Waits until the spool slot `dir` is free (its lock can be taken), up
+/// to 10 s. A reporter dropped without `shutdown` releases its slot only
+/// when the last of its aborted tasks has ended; a process that dies frees
+/// it at once. A reporter started before that claims another slot and
+/// leaves this one to a later start. False if it never came free.
+pub async fn slot_released(dir: &Path) -> bool {
+    eventually(Duration::from_secs(10), || {
+        beacon_meter::spool::Spool::open(dir, beacon_meter::spool::SpoolLimits::default()).is_ok()
+    })
+    .await
+}
+
 /// The files of `<spool>/<dest>/<area>/` with extension `ext`.
 pub fn files(spool: &Path, dest: Destination, area: &str, suffix: &str) -> Vec<String> {
     let dir = spool.join(dest.as_str()).join(area);
