@@ -20,6 +20,15 @@ RUNS = "langgraph.platform.runs"
 NODES = "langgraph.platform.nodes"
 
 
+def run_python(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs `script` in a fresh interpreter. The working directory is not
+    python/: there, `import beacon_meter` would find the source package
+    (without the built extension) before the installed one."""
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
 def slots(root: Path) -> list:
     return sorted(p.name for p in root.iterdir() if p.name.startswith("slot-"))
 
@@ -119,7 +128,7 @@ def test_sigkilled_child_windows_are_delivered_by_a_later_process(sink, tmp_path
         print(rep.stats()["windows_sent"])
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = run_python(script, tmp_path)
     assert out.returncode == 0, out.stderr
     summary = sink.summary()
     print(f"\nkill -9 test: child recorded 37 runs, later process 1 -> sink runs={summary['measures'][RUNS]}")
@@ -139,7 +148,7 @@ def test_atexit_shuts_down_and_delivers(sink, tmp_path):
             m.record_run(nodes=3)
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = run_python(script, tmp_path)
     assert out.returncode == 0, out.stderr
     assert sink.summary()["measures"][RUNS] == 25
 
