@@ -7,12 +7,14 @@
 //! own runtime), tracing.
 //!
 //! * [`meter`]: `Meter` and `Window`, the hot path.
+//! * [`fastcall`]: the hot path's calling convention.
 //! * [`reporter`]: `Reporter`, on its own thread and tokio runtime.
 //! * [`settings`]: keyword arguments and environment to `Config` and `Tags`.
 //! * [`fork`]: what a forked child does to start from a clean slate.
 //! * [`callback`]: Python gauges and dynamic tags called from Rust.
 
 mod callback;
+mod fastcall;
 mod fork;
 mod meter;
 mod reporter;
@@ -25,6 +27,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     m.add_class::<meter::Meter>()?;
+    fastcall::install(&m.py().get_type::<meter::Meter>())?;
     m.add_class::<meter::Window>()?;
     m.add_class::<reporter::Reporter>()?;
     m.add("ConfigError", m.py().get_type::<settings::ConfigError>())?;

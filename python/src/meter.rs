@@ -24,7 +24,7 @@ use beacon_meter::{CounterId, MeasureKind, Meter as Core};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::Arc;
@@ -34,13 +34,10 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 struct Spec {
     counters: Vec<String>,
     gauges: Vec<(String, Arc<Py<PyAny>>)>,
-    /// Keyword of `record_run(**custom)` → counter: each counter's full
-    /// name, and its last dotted part when no other counter shares it.
-    keywords: HashMap<String, CounterId>,
 }
 
 impl Spec {
-    fn build(&self) -> Result<Core, beacon_meter::MeterError> {
+    fn build(&self) -> Result<Live, beacon_meter::MeterError> {
         let mut b = Core::builder();
         for c in &self.counters {
             b.counter(c)?;
@@ -48,29 +45,51 @@ impl Spec {
         for (name, f) in &self.gauges {
             b.gauge(name, callback::gauge(name.clone(), f.clone()))?;
         }
-        Ok(b.build())
+        let core = b.build();
+        let keywords = keywords(&core, &self.counters);
+        Ok(Live { core, keywords })
+    }
+}
+
+/// A core and the ids of its counters. The ids belong to this core (a
+/// `CounterId` is branded with its meter), so a fresh core after a fork
+/// comes with ids of its own.
+pub(crate) struct Live {
+    pub(crate) core: Core,
+    /// Keyword of `record_run(**custom)` → counter: each counter's full
+    /// name, and its last dotted part when no other counter shares it.
+    keywords: HashMap<String, CounterId>,
+}
+
+impl Live {
+    /// The counter a keyword of `record_run(**custom)` or `record(name)`
+    /// names: a full name, or a last dotted part no other counter shares.
+    #[inline]
+    pub(crate) fn counter(&self, name: &str) -> Option<CounterId> {
+        self.keywords.get(name).copied()
     }
 }
 
 /// One Python `Meter`'s state, shared with its reporters and the fork
 /// registry.
 pub(crate) struct Cell {
-    /// The core this process records into, from `Box::into_raw`.
+    /// The core this process records into (with its counter ids), from
+    /// `Box::into_raw`.
     ///
     /// Invariant: non-null, except in a forked child between the fork and
     /// the first use. It changes only in [`Cell::forget_after_fork`] (the
     /// child, still single-threaded) and from null in [`Cell::revive`]. A
     /// core it once pointed to is never freed while the cell lives (a
-    /// forked child leaks the parent's), so a `&Core` taken from it stays
+    /// forked child leaks the parent's), so a `&Live` taken from it stays
     /// valid for the cell's lifetime even if a fork happens meanwhile (a
     /// gauge callback may fork in the middle of `rotate()`).
-    core: AtomicPtr<Core>,
+    live: AtomicPtr<Live>,
     spec: Spec,
     /// Serialises revivals (two threads' first records after a fork).
     revive_lock: Mutex<()>,
 }
 
-// safety: the raw pointer is a `Box<Core>` (Send + Sync) owned by the cell.
+// safety: the raw pointer is a `Box<Live>` (Send + Sync) owned by the cell.
 unsafe impl Send for Cell {}
 // safety: see `Send`; the pointer is only ever read and swapped atomically.
 unsafe impl Sync for Cell {}
@@ -79,27 +98,34 @@ impl Cell {
     /// The current core, building a fresh one on the first use after a fork.
     #[inline(always)]
     pub(crate) fn core(&self, py: Python<'_>) -> &Core {
-        // Acquire: pairs with the `Release` stores in `new`/`revive`, so the
-        // core's fields are visible before it is used.
-        let p = self.core.load(Ordering::Acquire);
+        &self.live(py).core
+    }
+
+    /// The current core and its counter ids, building fresh ones on the
+    /// first use after a fork.
+    #[inline(always)]
+    pub(crate) fn live(&self, py: Python<'_>) -> &Live {
+        // Acquire: pairs with the `Release` stores in `Meter::build` and
+        // `revive`, so the core's fields are visible before it is used.
+        let p = self.live.load(Ordering::Acquire);
         if p.is_null() {
             return self.revive(py);
         }
         // safety: non-null pointers come from `Box::into_raw` and are never
-        // freed while `self` lives (see the invariant on `core`).
+        // freed while `self` lives (see the invariant on `live`).
         unsafe { &*p }
     }
 
     #[cold]
     #[inline(never)]
-    fn revive(&self, py: Python<'_>) -> &Core {
+    fn revive(&self, py: Python<'_>) -> &Live {
         let guard = self.revive_lock.lock();
-        let mut p = self.core.load(Ordering::Acquire);
+        let mut p = self.live.load(Ordering::Acquire);
         if p.is_null() {
             // The spec built once already, so it builds again.
             let fresh = self.spec.build().expect("the same spec built before");
             p = Box::into_raw(Box::new(fresh));
-            self.core.store(p, Ordering::Release);
+            self.live.store(p, Ordering::Release);
             drop(guard);
             // First use in a forked child: start the reporters that ran in
             // the parent, on threads of their own (recording never waits).
@@ -109,18 +135,27 @@ impl Cell {
         unsafe { &*p }
     }
 
+    /// Why `name` names no counter, and which counters there are.
+    pub(crate) fn not_a_counter(&self, name: &str) -> String {
+        format!(
+            "{name:?} is not a counter of this meter; its counters are {:?} \
+             (pass a full name or its last dotted part)",
+            self.spec.counters
+        )
+    }
+
     /// In a forked child (single-threaded, GIL held): stop using the
-    /// parent's core. It is leaked, not freed: see the invariant on `core`.
+    /// parent's core. It is leaked, not freed: see the invariant on `live`.
     pub(crate) fn forget_after_fork(&self) {
-        self.core.store(ptr::null_mut(), Ordering::Release);
+        self.live.store(ptr::null_mut(), Ordering::Release);
     }
 }
 
 impl Drop for Cell {
     fn drop(&mut self) {
-        let p = *self.core.get_mut();
+        let p = *self.live.get_mut();
         if !p.is_null() {
-            // safety: from `Box::into_raw`, and `&mut self`: no `&Core` from
+            // safety: from `Box::into_raw`, and `&mut self`: no `&Live` from
             // this cell is alive any more.
             drop(unsafe { Box::from_raw(p) });
         }
@@ -145,39 +180,20 @@ impl Meter {
             }
             gs.push((k.extract::<String>()?, Arc::new(v.unbind())));
         }
-        let mut spec = Spec {
-            keywords: HashMap::new(),
+        let spec = Spec {
             counters,
             gauges: gs,
         };
-        let core = spec
+        let live = spec
             .build()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        spec.keywords = keywords(&core, &spec.counters);
         Ok(Meter {
             cell: Arc::new(Cell {
-                core: AtomicPtr::new(Box::into_raw(Box::new(core))),
+                live: AtomicPtr::new(Box::into_raw(Box::new(live))),
                 spec,
                 revive_lock: Mutex::new(()),
             }),
         })
-    }
-
-    fn custom(&self, custom: &Bound<'_, PyDict>) -> PyResult<Vec<(CounterId, u64)>> {
-        let mut extra = Vec::with_capacity(custom.len());
-        for (k, v) in custom.iter() {
-            let k = k.cast_into::<PyString>()?;
-            let name = k.to_cow()?;
-            let Some(&id) = self.cell.spec.keywords.get(&*name) else {
-                return Err(PyTypeError::new_err(format!(
-                    "record_run() got the keyword {name:?}, which is not a counter of this meter; \
-                     its counters are {:?} (pass a full name or its last dotted part)",
-                    self.cell.spec.counters
-                )));
-            };
-            extra.push((id, v.extract::<u64>()?));
-        }
-        Ok(extra)
     }
 }
 
@@ -217,57 +233,17 @@ impl Meter {
         Ok(m)
     }
 
-    /// Records one run of `nodes` nodes, with custom counter amounts given
-    /// as keywords, as one indivisible record.
-    #[pyo3(signature = (nodes = 0, **custom))]
-    #[inline]
-    fn record_run(
-        &self,
-        py: Python<'_>,
-        nodes: u64,
-        custom: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        match custom {
-            None => self.cell.core(py).record_run(nodes),
-            Some(c) => {
-                let extra = self.custom(c)?;
-                self.cell.core(py).record_run_with(nodes, &extra);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records `n` nodes outside a completed run.
-    fn record_nodes(&self, py: Python<'_>, n: u64) {
-        self.cell.core(py).record_nodes(n);
-    }
+    // `record_run`, `record_nodes`, `incr_runs` and `incr_nodes` are in
+    // `crate::fastcall`: the hot path's calling convention.
 
     /// Adds `n` to the custom counter `name` (full name or last dotted part).
     fn record(&self, py: Python<'_>, name: &str, n: u64) -> PyResult<()> {
-        let Some(&id) = self.cell.spec.keywords.get(name) else {
-            return Err(PyValueError::new_err(format!(
-                "{name:?} is not a counter of this meter; its counters are {:?}",
-                self.cell.spec.counters
-            )));
-        };
-        self.cell.core(py).record(id, n);
+        let live = self.cell.live(py);
+        let id = live
+            .counter(name)
+            .ok_or_else(|| PyValueError::new_err(self.cell.not_a_counter(name)))?;
+        live.core.record(id, n);
         Ok(())
-    }
-
-    /// The reference platform's `incr_runs(*, incr=1)`: `incr` runs.
-    #[pyo3(signature = (*, incr = 1))]
-    fn incr_runs(&self, py: Python<'_>, incr: u64) {
-        let core = self.cell.core(py);
-        for _ in 0..incr {
-            core.record_run(0);
-        }
-    }
-
-    /// The reference platform's `incr_nodes(_, *, incr=1)`, also the graph
-    /// engine's per-node callback: `incr` nodes.
-    #[pyo3(signature = (_node, *, incr = 1))]
-    fn incr_nodes(&self, py: Python<'_>, _node: &Bound<'_, PyAny>, incr: u64) {
-        self.cell.core(py).record_nodes(incr);
     }
 
     /// Closes the current window and returns it.

@@ -48,10 +48,58 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// A reporter running in this process.
 struct Running {
-    rt: tokio::runtime::Runtime,
-    reporter: CoreReporter,
+    /// The runtime and the reporter on it; `None` only once
+    /// [`Running::stop`] or `drop` has taken them.
+    live: Option<(tokio::runtime::Runtime, CoreReporter)>,
     pid: u32,
 }
+
+impl Running {
+    fn reporter(&self) -> &CoreReporter {
+        &self.live.as_ref().expect("taken only when stopping").1
+    }
+
+    /// Shuts the reporter down: the final window spooled, then delivered
+    /// until `timeout`. Blocks; call it with the GIL detached (gauges and
+    /// tags called during the final close take the GIL).
+    fn stop(mut self, timeout: Duration) -> ReporterStats {
+        let (rt, reporter) = self.live.take().expect("taken only when stopping");
+        stop(rt, reporter, timeout)
+    }
+}
+
+/// Shuts `reporter` down and then its runtime.
+fn stop(rt: tokio::runtime::Runtime, reporter: CoreReporter, timeout: Duration) -> ReporterStats {
+    let stats = rt.block_on(reporter.shutdown(timeout));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    stats
+}
+
+impl Drop for Running {
+    /// A reporter dropped while it runs (its Python object collected
+    /// without `shutdown`) shuts down on a thread of its own. Dropping the
+    /// runtime here would block until its worker ends, and the dropping
+    /// thread usually holds the GIL, which that worker may be waiting for
+    /// in a gauge or tag callback: a deadlock.
+    fn drop(&mut self) {
+        let Some(live) = self.live.take() else { return };
+        if self.pid != std::process::id() {
+            // A parent's runtime in a forked child: its threads are gone,
+            // and waiting for them would never end.
+            std::mem::forget(live);
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("beacon-meter-drop".into())
+            .spawn(move || drop(stop(live.0, live.1, DROP_SHUTDOWN)));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a thread to shut down a dropped reporter; its open window stays in the meter");
+        }
+    }
+}
+
+/// How long a reporter dropped without `shutdown` keeps delivering.
+const DROP_SHUTDOWN: Duration = Duration::from_secs(10);
 
 enum State {
     Idle,
@@ -155,7 +203,7 @@ impl Shared {
         self.start_if_forked(py)?;
         Ok(self
             .settle(py, |st| match st {
-                State::Running(r) => Step::Done(Some(r.reporter.stats())),
+                State::Running(r) => Step::Done(Some(r.reporter().stats())),
                 State::Stopped(s) => Step::Done(Some((**s).clone())),
                 State::Starting | State::Stopping => Step::Wait,
                 State::Idle | State::Forked => Step::Done(None),
@@ -196,12 +244,7 @@ impl Shared {
             return Ok(done);
         }
         let r = running.expect("taken above");
-        let stats = py.detach(move || {
-            let Running { rt, reporter, .. } = *r;
-            let stats = rt.block_on(reporter.shutdown(timeout));
-            rt.shutdown_timeout(Duration::from_secs(1));
-            stats
-        });
+        let stats = py.detach(move || (*r).stop(timeout));
         *self.state.lock() = State::Stopped(Box::new(stats.clone()));
         Ok(Some(stats))
     }
@@ -249,8 +292,7 @@ fn spawn(core: Core, options: ReporterOptions) -> Result<Running, String> {
         .block_on(CoreReporter::spawn(core, options))
         .map_err(|e| e.to_string())?;
     Ok(Running {
-        rt,
-        reporter,
+        live: Some((rt, reporter)),
         pid: std::process::id(),
     })
 }
@@ -415,7 +457,7 @@ impl Reporter {
     /// Cuts the senders' backoff waits short.
     fn retry_now(&self) {
         if let State::Running(r) = &*self.shared.state.lock() {
-            r.reporter.retry_now();
+            r.reporter().retry_now();
         }
     }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import threading
 
 import pytest
@@ -56,6 +58,65 @@ def test_reference_signatures():
         meter.incr_runs(2)  # keyword-only, like the reference
     w = meter.rotate()
     assert (w.runs, w.nodes) == (3, 5)
+
+
+def test_the_recording_methods_take_arguments_as_python_does():
+    """The hot methods parse their own arguments (`fastcall.rs`): every
+    way of passing them, and every wrong one, behaves like a Python def."""
+    meter = Meter(counters=["myplatform.tokens"])
+    meter.record_run(3)
+    meter.record_run(**{"no" + "des": 2})  # a keyword name built at run time
+    meter.record_run()
+    meter.record_nodes(n=4)
+    meter.record_nodes(1)
+    meter.incr_nodes(object())
+    meter.incr_nodes(_node=None, incr=2)
+    for bad in (
+        lambda: meter.record_run(1, 2),
+        lambda: meter.record_run(1, nodes=1),
+        lambda: meter.record_run(nodes="3"),
+        lambda: meter.record_nodes(),
+        lambda: meter.record_nodes(1, n=1),
+        lambda: meter.incr_runs(incr=1, other=2),
+        lambda: meter.incr_nodes(),
+        lambda: meter.incr_nodes(None, None),
+        lambda: meter.incr_nodes(None, _node=None),
+        lambda: type(meter).record_run(object(), 1),
+    ):
+        with pytest.raises(TypeError):
+            bad()
+    w = meter.rotate()
+    assert (w.runs, w.nodes, w.measures["myplatform.tokens"]) == (3, 13, 0)
+    # `self` is positional-only in every method written in C.
+    assert str(inspect.signature(Meter.record_run)) == "(self, /, nodes=0, **custom)"
+    assert str(inspect.signature(Meter.incr_nodes)) == "(self, /, _node, *, incr=1)"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_custom_counters_in_a_forked_child():
+    """A forked child builds a fresh core, whose counter ids are its own:
+    its custom counters record (they used to be the parent's ids)."""
+    meter = Meter(counters=["myplatform.tokens"])
+    meter.record_run(nodes=1, tokens=3)  # the parent's, never the child's
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            meter.record_run(nodes=2, tokens=5)
+            meter.record("tokens", 1)
+            win = meter.rotate()
+            os.write(w, repr((win.runs, win.nodes, win.measures["myplatform.tokens"])).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    got = os.read(r, 100)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert got == b"(1, 2, 6)"
+    parent = meter.rotate()
+    assert (parent.runs, parent.nodes, parent.measures["myplatform.tokens"]) == (1, 1, 3)
 
 
 def test_a_raising_gauge_is_logged_and_skipped(caplog):
