@@ -6,13 +6,10 @@ restart, where the reference reporter alone loses the counts of the outage.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,39 +20,6 @@ import beacon_meter.langgraph as drop_in
 APP = Path(__file__).with_name("lg_app.py")
 RUNS, NODES = "langgraph.platform.runs", "langgraph.platform.nodes"
 BATCHES = (5, 7, 4)  # before the outage, during it (then a restart), after
-
-
-class Collector:
-    """For the reference reporter, whose dialect the published sink does not
-    take: a loopback server that sums the measures of every POST."""
-
-    def __init__(self, port: int = 0) -> None:
-        totals = self.totals = {RUNS: 0, NODES: 0}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                for k in totals:
-                    totals[k] += int(body["measures"].get(k, 0))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def measure(self, name: str) -> int:
-        return self.totals[name]
-
-    def stop(self) -> dict:
-        self.server.shutdown()
-        self.server.server_close()
-        return dict(self.totals)
 
 
 class App:
@@ -122,13 +86,18 @@ def scenario(mode: str, start, spool: Path) -> dict:
     wait_until(server, after + (during if mode == "beacon" else 0))
     app.exit()
     second = server.stop()
-    pick = (lambda s, k: s["measures"].get(k, 0)) if mode == "beacon" else (lambda s, k: s[k])
+    # The reference speaks its own dialect (section 4 of docs/protocol.md);
+    # the sink takes it and says so.
+    dialect = "published" if mode == "beacon" else "langgraph-api"
+    for summary in (first, second):
+        assert set(summary["by_dialect"]) == {dialect}, summary["by_dialect"]
+    pick = lambda s, k: s["measures"].get(k, 0)  # noqa: E731
     return {k: pick(first, k) for k in (RUNS, NODES)} | {k + "#2": pick(second, k) for k in (RUNS, NODES)}
 
 def test_drop_in_exactly_once_vs_reference(tmp_path, capsys):
     recorded = sum(BATCHES)
-    ours = scenario("beacon", lambda port: Sink(port), tmp_path / "beacon")
-    ref = scenario("reference", lambda port: Collector(port), tmp_path / "reference")
+    ours = scenario("beacon", Sink, tmp_path / "beacon")
+    ref = scenario("reference", Sink, tmp_path / "reference")
     total = {side: {k: r[k] + r[k + "#2"] for k in (RUNS, NODES)} for side, r in (("ours", ours), ("ref", ref))}
     with capsys.disabled():
         print("\n\nlanggraph-api 0.16.7, runs of 3 nodes: 5 before a sink outage, 7 during it (then the")
