@@ -262,7 +262,10 @@ impl Shared {
     pub(crate) fn forget_after_fork(&self, _py: Python<'_>) {
         let mut st = self.state.lock();
         match std::mem::replace(&mut *st, State::Forked) {
-            State::Running(r) => std::mem::forget(r),
+            State::Running(r) => {
+                close_inherited(&r.reporter().spool_dir());
+                std::mem::forget(r)
+            }
             State::Starting | State::Stopping | State::Forked => {}
             keep @ (State::Idle | State::Stopped(_)) => *st = keep,
         }
@@ -277,6 +280,42 @@ impl Shared {
             State::Stopped(_) => "stopped",
             State::Forked => "forked (starts on first use)",
         }
+    }
+}
+
+/// In a forked child: closes the file descriptors it inherited for files
+/// under `dir`, the parent reporter's spool slot (its `LOCK` above all).
+///
+/// An OS file lock belongs to the open file, which parent and child share
+/// after a fork. With the child's copy open, the slot would stay locked
+/// until the child exits, even after the parent has shut down or died, so
+/// a restarted parent could not claim its slot back (and what the parent
+/// left there would wait for the child's exit to be adopted). Closing the
+/// child's copy, not unlocking it, leaves the parent's lock as it is.
+///
+/// Each such descriptor belongs to a `File` of the parent's reporter, which
+/// the child leaks and never uses again, so none is closed twice. Linux
+/// only (`/proc/self/fd`); elsewhere the slot is freed when the child
+/// exits.
+fn close_inherited(dir: &std::path::Path) {
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let (Ok(dir), Ok(entries)) = (dir.canonicalize(), std::fs::read_dir("/proc/self/fd")) else {
+        return;
+    };
+    let inherited: Vec<RawFd> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            std::fs::read_link(e.path())
+                .ok()?
+                .starts_with(&dir)
+                .then_some(fd)
+        })
+        .collect();
+    for fd in inherited {
+        // safety: see above: the descriptor is open (listed a moment ago
+        // in this single-threaded child) and nothing else will close it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
 }
 

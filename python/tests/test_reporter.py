@@ -94,6 +94,34 @@ def test_fork_four_children_exact_totals(sink, tmp_path):
     assert len(slots(tmp_path)) <= 5  # at most five processes were alive at once
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="closing inherited locks needs /proc")
+def test_a_forked_child_does_not_hold_the_parents_slot(sink, tmp_path):
+    """A child inherits the parent's open slot LOCK; the at-fork hook closes
+    the child's copy, so once the parent's reporter is gone the slot is
+    free again while the child lives: the next reporter claims slot-0."""
+    first = Reporter(Meter(), **reporter_env(sink.url, tmp_path))
+    assert slots(tmp_path) == ["slot-0"]
+    go, ready = os.pipe()
+    stop, wait = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never uses the reporter, waits to be told
+        try:
+            os.write(ready, b"up")
+            os.read(stop, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(go, 2) == b"up"
+        first.shutdown(timeout=10)
+        second = Reporter(Meter(), **reporter_env(sink.url, tmp_path))
+        print(f"\nslot after the parent's restart, child alive: {slots(tmp_path)}")
+        assert slots(tmp_path) == ["slot-0"], "the child kept the parent's slot locked"
+        second.shutdown(timeout=10)
+    finally:
+        os.write(wait, b"x")
+        os.waitpid(pid, 0)
+
+
 def test_sigkilled_child_windows_are_delivered_by_a_later_process(sink, tmp_path):
     """A child reports to a dead address, is killed with SIGKILL with its
     windows spooled; a later process on the same spool root delivers them."""
