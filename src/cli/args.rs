@@ -6,8 +6,8 @@
 //! straight into [`Secret`]s, so no `Debug` output of these types can show
 //! them.
 
-use crate::secret::Secret;
-use crate::sink::{DEFAULT_ORG_ID, Faults};
+use beacon_meter::secret::Secret;
+use beacon_meter::sink::{DEFAULT_ORG_ID, Faults};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

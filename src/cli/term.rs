@@ -31,6 +31,7 @@ impl Term {
     }
 
     /// Plain output: no color, no spinner (pipes, files, tests).
+    #[cfg(test)]
     pub fn plain() -> Term {
         Term {
             color: false,
