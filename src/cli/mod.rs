@@ -13,7 +13,8 @@
 //!   [`demo`], [`sink`], [`check`], [`preview`], [`spool`];
 //! * this module: tracing set-up, the tokio runtime for the subcommands that
 //!   need one, dispatch, and turning errors into a message and an
-//!   [exit status](exit). `anyhow` is used here and nowhere else.
+//!   [exit status](exit). `anyhow` is used here and in `preview`, nowhere
+//!   else.
 //!
 //! Adding a subcommand (e.g. `demo`): a variant with its `Args` struct in
 //! [`args::Command`], a module `src/cli/demo.rs` with a `run` function, and
@@ -163,9 +164,6 @@ fn exit_status(e: &anyhow::Error) -> u8 {
             || cause.is::<beacon_meter::wire::TagError>()
         {
             return exit::CONFIG;
-        }
-        if let Some(p) = cause.downcast_ref::<preview::PreviewError>() {
-            return p.exit_status();
         }
         if let Some(s) = cause.downcast_ref::<sink::SinkCommandError>() {
             return s.exit_status();

@@ -4,56 +4,32 @@
 //! deployment is previewed too, marked as not sent.
 
 use super::args::PreviewArgs;
-use super::exit;
 use super::term::Term;
-use beacon_meter::config::{Config, ConfigError, ENV_LICENSE_KEY, ENV_WIRE};
+use anyhow::Context as _;
+use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_WIRE};
 use beacon_meter::doctor::preview::{Counts, Preview, Previews, build};
 use beacon_meter::spool::{Destination, Spool};
-use beacon_meter::wire::{Credential, TagError, Tags, format_timestamp};
+use beacon_meter::wire::{Credential, Tags, format_timestamp};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::io::{self, Write};
 
-/// Why `preview` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PreviewError {
-    /// A configuration variable is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A tag variable is invalid.
-    #[error(transparent)]
-    Tags(#[from] TagError),
-    /// The reports could not be written as JSON.
-    #[error("could not write the reports as JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    /// Writing to stdout failed.
-    #[error("could not write the output: {0}")]
-    Output(#[from] io::Error),
-}
-
-impl PreviewError {
-    /// [`exit::CONFIG`] for a bad environment, else [`exit::FAILURE`].
-    pub fn exit_status(&self) -> u8 {
-        match self {
-            PreviewError::Config(_) | PreviewError::Tags(_) => exit::CONFIG,
-            _ => exit::FAILURE,
-        }
-    }
-}
-
 /// Reads the environment and the spool and prints the reports.
-pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> Result<(), PreviewError> {
+/// A bad environment is returned as its `ConfigError` or `TagError`
+/// (exit status 2).
+pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let tags = Tags::from_env()?;
     let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
     let previews = build(&config, &tags, &spool_dir, Utc::now());
-    if args.json {
+    let written = if args.json {
         let reports: Vec<serde_json::Value> =
             previews.reports.iter().map(Preview::wire_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
+        let text = serde_json::to_string_pretty(&reports).map_err(io::Error::other)?;
+        writeln!(out, "{text}")
     } else {
-        render(&previews, &config, term, Utc::now(), out)?;
-    }
-    Ok(())
+        render(&previews, &config, term, Utc::now(), out)
+    };
+    written.context("could not write the output")
 }
 
 fn render(
@@ -183,24 +159,29 @@ mod tests {
     const LICENSE: &str = "lcl_0123456789abcdef9f2a";
     const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
 
-    fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::from_pairs(pairs).unwrap()
-    }
-
-    #[test]
-    fn the_langgraph_api_dialect_changes_the_license_path_and_field_only() {
-        let c = config(&[
-            (ENV_LICENSE_KEY, LICENSE),
-            (ENV_API_KEY, API_KEY),
-            (ENV_WIRE, "langgraph-api"),
-            ("LANGSMITH_AUTH_ENDPOINT", "https://cp.example.com/api/v1"),
-        ]);
+    /// The previews of the configuration `pairs` (with no spool), and
+    /// their rendering.
+    fn preview(pairs: &[(&str, &str)]) -> (Previews, String) {
+        let c = Config::from_pairs(pairs).unwrap();
         let p = build(
             &c,
             &Tags::new(),
             Path::new("/nonexistent/spool"),
             Utc::now(),
         );
+        let mut out = Vec::new();
+        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
+        (p, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_langgraph_api_dialect_changes_the_license_path_and_field_only() {
+        let (p, text) = preview(&[
+            (ENV_LICENSE_KEY, LICENSE),
+            (ENV_API_KEY, API_KEY),
+            (ENV_WIRE, "langgraph-api"),
+            ("LANGSMITH_AUTH_ENDPOINT", "https://cp.example.com/api/v1"),
+        ]);
         let (license, auth) = (&p.reports[0], &p.reports[1]);
         assert_eq!(
             license.submit_url.as_str(),
@@ -214,9 +195,6 @@ mod tests {
             "https://cp.example.com/api/v1/metadata/submit"
         );
         assert_eq!(auth.wire_json()["api_key"], "lsv2…f_77");
-        let mut out = Vec::new();
-        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("wire dialect: langgraph-api (BEACON_WIRE; the credential travels in \"license_key\")"),
             "{text}"
@@ -227,16 +205,10 @@ mod tests {
 
     #[test]
     fn an_offline_license_beside_an_api_key_is_never_previewed_as_sent() {
-        let c = config(&[
+        let (p, text) = preview(&[
             (ENV_LICENSE_KEY, "offline-0123456789abcdef"),
             (ENV_API_KEY, API_KEY),
         ]);
-        let p = build(
-            &c,
-            &Tags::new(),
-            Path::new("/nonexistent/spool"),
-            Utc::now(),
-        );
         assert_eq!(p.offline, None);
         assert_eq!(p.reports.len(), 1);
         assert_eq!(p.reports[0].destination, Destination::Auth);
@@ -244,25 +216,13 @@ mod tests {
             p.withheld.as_deref().unwrap().contains("never sent"),
             "{p:?}"
         );
-        let mut out = Vec::new();
-        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("offline-0123456789abcdef"), "{text}");
         assert!(!text.contains("\"license"), "{text}");
     }
 
     #[test]
     fn rendering_names_the_url_and_never_the_key() {
-        let c = config(&[(ENV_LICENSE_KEY, LICENSE)]);
-        let p = build(
-            &c,
-            &Tags::new(),
-            Path::new("/nonexistent/spool"),
-            Utc::now(),
-        );
-        let mut out = Vec::new();
-        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (_, text) = preview(&[(ENV_LICENSE_KEY, LICENSE)]);
         assert!(
             text.contains("would be POSTed to https://beacon.langchain.com/v1/metadata/submit"),
             "{text}"

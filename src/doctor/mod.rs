@@ -539,14 +539,14 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_TIMEOUT};
 
-    const LICENSE: &str = "lcl_0123456789abcdef9f2a";
-    const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
+    pub(crate) const LICENSE: &str = "lcl_0123456789abcdef9f2a";
+    pub(crate) const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
 
-    fn config(pairs: &[(&str, &str)]) -> Config {
+    pub(crate) fn config(pairs: &[(&str, &str)]) -> Config {
         Config::from_pairs(pairs).unwrap()
     }
 

@@ -193,14 +193,12 @@ fn judge(probes: &[PathProbe], dialect: Dialect, hint: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::doctor::preview;
+    use crate::doctor::tests::{API_KEY, LICENSE};
     use crate::wire::Tags;
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::post;
     use std::path::Path;
-
-    const LICENSE: &str = "lcl_0123456789abcdef9f2a";
-    const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
 
     /// A loopback server taking POST at `paths` only (so GET there is 405,
     /// anywhere else 404); stops when the test's runtime ends.

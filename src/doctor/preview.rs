@@ -279,15 +279,13 @@ fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
 mod tests {
     use super::*;
     use crate::config::ENV_API_KEY;
+    use crate::doctor::tests::{API_KEY, LICENSE, config};
     use crate::spool::{SpoolLimits, SpooledWindow};
     use chrono::TimeZone;
     use std::collections::BTreeMap;
 
-    const LICENSE: &str = "lcl_0123456789abcdef9f2a";
-    const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
-
-    fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::from_pairs(pairs).unwrap()
+    fn without_spool(c: &Config) -> Previews {
+        build(c, &Tags::new(), Path::new("/nonexistent/spool"), Utc::now())
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -374,21 +372,11 @@ mod tests {
     #[test]
     fn offline_is_previewed_and_marked() {
         let c = config(&[(ENV_LICENSE_KEY, "offline-0123456789abcdef")]);
-        let p = build(
-            &c,
-            &Tags::new(),
-            Path::new("/nonexistent/spool"),
-            Utc::now(),
-        );
+        let p = without_spool(&c);
         assert_eq!(p.reports.len(), 1);
         assert!(p.offline.as_deref().unwrap().contains("offline"), "{p:?}");
         let c = config(&[(ENV_OFFLINE, "yes"), (ENV_API_KEY, API_KEY)]);
-        let p = build(
-            &c,
-            &Tags::new(),
-            Path::new("/nonexistent/spool"),
-            Utc::now(),
-        );
+        let p = without_spool(&c);
         assert_eq!(p.reports.len(), 1);
         assert_eq!(p.offline.as_deref(), Some("BEACON_OFFLINE is true"));
         assert_eq!(

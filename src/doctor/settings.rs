@@ -21,22 +21,7 @@ pub fn settings(config: &Config) -> Vec<Setting> {
         .ca_cert
         .as_ref()
         .map(|c| c.path.display().to_string());
-    let mut license = row(
-        "license_key",
-        &[ENV_LICENSE_KEY],
-        src.license_key,
-        config.license_key.as_ref().map(Secret::redacted),
-    );
-    license.note = config.license_key.as_ref().map(|k| {
-        if k.is_online_license() {
-            "online license"
-        } else if config.api_key.is_some() {
-            "offline (air-gapped) license: never sent; the API key reports alone"
-        } else {
-            "offline (air-gapped) license: nothing is sent"
-        }
-        .to_owned()
-    });
+    let license = license_row(config);
     let mut wire = row(
         "wire",
         &[ENV_WIRE],
@@ -96,6 +81,28 @@ pub fn settings(config: &Config) -> Vec<Setting> {
             secs(config.checkpoint_interval),
         ),
     ]
+}
+
+/// The license's row, with a note on where (if anywhere) it is sent.
+fn license_row(config: &Config) -> Setting {
+    let src = &config.sources;
+    let mut license = row(
+        "license_key",
+        &[ENV_LICENSE_KEY],
+        src.license_key,
+        config.license_key.as_ref().map(Secret::redacted),
+    );
+    license.note = config.license_key.as_ref().map(|k| {
+        if k.is_online_license() {
+            "online license"
+        } else if config.api_key.is_some() {
+            "offline (air-gapped) license: never sent; the API key reports alone"
+        } else {
+            "offline (air-gapped) license: nothing is sent"
+        }
+        .to_owned()
+    });
+    license
 }
 
 /// One row of [`settings`]: `setting`, whose variables are `vars` (first
