@@ -539,7 +539,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::config::{ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_TIMEOUT};
 

@@ -334,12 +334,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_checkpoint_supplies_the_open_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), SpoolLimits::default()).unwrap();
-        let from = Utc.with_ymd_and_hms(2025, 1, 6, 9, 5, 0).unwrap();
-        let saved = at("2025-01-06T09:06:30Z");
+    /// Saves into `spool` a checkpoint holding an open Beacon window from
+    /// `from` with 7 runs and 21 nodes, saved at `saved`.
+    fn save_open_window(spool: &Spool, from: DateTime<Utc>, saved: DateTime<Utc>) {
         let w = SpooledWindow::new(
             uuid::Uuid::new_v4(),
             Destination::Beacon,
@@ -356,6 +353,15 @@ mod tests {
         spool
             .save_checkpoint(&Checkpoint::new(saved, vec![w]))
             .unwrap();
+    }
+
+    #[test]
+    fn the_checkpoint_supplies_the_open_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SpoolLimits::default()).unwrap();
+        let from = Utc.with_ymd_and_hms(2025, 1, 6, 9, 5, 0).unwrap();
+        let saved = at("2025-01-06T09:06:30Z");
+        save_open_window(&spool, from, saved);
         // The reporter holds the lock: preview must still read it.
         let c = config(&[(ENV_LICENSE_KEY, LICENSE), (ENV_API_KEY, API_KEY)]);
         let p = build(&c, &Tags::new(), dir.path(), at("2025-01-06T09:06:31Z"));
@@ -367,6 +373,21 @@ mod tests {
         assert_eq!(p.reports[1].counts, Counts::NotInCheckpoint);
         assert_eq!(p.reports[1].report.body.measures[RUNS], 0);
         drop(spool);
+    }
+
+    #[test]
+    fn a_slot_checkpoint_is_counted_once() {
+        // Reading the root with `Spool::show` also found the slot's
+        // checkpoint, which was then read again from the slot: twice the
+        // counts.
+        let dir = tempfile::tempdir().unwrap();
+        let claimed = slots::claim(dir.path(), SpoolLimits::default()).unwrap();
+        let from = Utc.with_ymd_and_hms(2025, 1, 6, 9, 5, 0).unwrap();
+        save_open_window(&claimed.spool, from, at("2025-01-06T09:06:30Z"));
+        let c = config(&[(ENV_LICENSE_KEY, LICENSE)]);
+        let p = build(&c, &Tags::new(), dir.path(), at("2025-01-06T09:06:31Z"));
+        assert_eq!(p.reports[0].report.body.measures[RUNS], 7);
+        assert_eq!(p.reports[0].report.body.measures[NODES], 21);
     }
 
     #[test]
