@@ -18,54 +18,41 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types};
 /// The two trust sources, each alone.
 pub(super) struct TlsRoots {
     webpki: Option<Arc<ClientConfig>>,
-    /// `BEACON_CA_CERT` alone, and its path.
-    extra: Option<(Arc<ClientConfig>, PathBuf)>,
-    /// Why `BEACON_CA_CERT` could not be used, if it is set but unusable.
-    extra_error: Option<String>,
+    /// `BEACON_CA_CERT` alone and its path, or why it cannot be used; `None`
+    /// if it is not set.
+    extra: Option<Result<(Arc<ClientConfig>, PathBuf), String>>,
 }
 
 impl TlsRoots {
     pub(super) fn new(config: &Config) -> TlsRoots {
-        let webpki = tls_config(RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .ok();
-        let (mut extra, mut extra_error) = (None, None);
-        if let Some(ca) = &config.ca_cert {
-            use pki_types::pem::PemObject as _;
+        use pki_types::pem::PemObject as _;
+        let roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+        let webpki = tls_config(RootCertStore { roots }).ok();
+        let extra = config.ca_cert.as_ref().map(|ca| {
             let mut store = RootCertStore::empty();
-            let mut errors = Vec::new();
-            for cert in pki_types::CertificateDer::pem_slice_iter(&ca.pem) {
-                match cert
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| store.add(c).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => {}
-                    Err(e) => errors.push(e),
-                }
-            }
+            let errors: Vec<String> = pki_types::CertificateDer::pem_slice_iter(&ca.pem)
+                .filter_map(|cert| {
+                    let added = cert.map_err(|e| e.to_string());
+                    added
+                        .and_then(|c| store.add(c).map_err(|e| e.to_string()))
+                        .err()
+                })
+                .collect();
             if store.is_empty() {
-                extra_error = Some(format!(
-                    "{ENV_CA_CERT} {} holds no certificate usable as a root ({})",
-                    ca.path.display(),
-                    if errors.is_empty() {
-                        "none found".to_owned()
-                    } else {
-                        errors.join("; ")
-                    }
+                let why = if errors.is_empty() {
+                    "none found".to_owned()
+                } else {
+                    errors.join("; ")
+                };
+                let path = ca.path.display();
+                return Err(format!(
+                    "{ENV_CA_CERT} {path} holds no certificate usable as a root ({why})"
                 ));
-            } else {
-                match tls_config(store) {
-                    Ok(c) => extra = Some((c, ca.path.clone())),
-                    Err(e) => extra_error = Some(e.to_string()),
-                }
             }
-        }
-        TlsRoots {
-            webpki,
-            extra,
-            extra_error,
-        }
+            let config = tls_config(store).map_err(|e| e.to_string())?;
+            Ok((config, ca.path.clone()))
+        });
+        TlsRoots { webpki, extra }
     }
 }
 
@@ -302,7 +289,7 @@ async fn tls_step(
         );
     }
     let builtin_err = builtin.err().unwrap_or_default();
-    if let Some((config, path)) = &tls.extra {
+    if let Some(Ok((config, path))) = &tls.extra {
         let started = Instant::now();
         let retry = match connect(addr, wait).await {
             Ok(s) => handshake(config.clone(), s, server_name, wait).await,
@@ -329,7 +316,7 @@ async fn tls_step(
         };
     }
     let mut detail = format!("handshake with {host} failed: {builtin_err}");
-    if let Some(e) = &tls.extra_error {
+    if let Some(Err(e)) = &tls.extra {
         let _ = write!(detail, "; {e}");
     }
     failed(StepKind::Tls, detail)
@@ -404,7 +391,7 @@ pub(super) fn host_problems(host: &HostCheck, tls: &TlsRoots) -> Vec<String> {
                 s.detail
             ),
             StepKind::Tls => {
-                let fix = if tls.extra.is_some() {
+                let fix = if matches!(tls.extra, Some(Ok(_))) {
                     format!(
                         "check that {ENV_CA_CERT} is the CA that signs {}",
                         host.host

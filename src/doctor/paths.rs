@@ -50,6 +50,19 @@ pub struct PathProbe {
     pub detail: String,
 }
 
+impl PathProbe {
+    fn new(url: &Url, finding: PathFinding, detail: String) -> PathProbe {
+        let (dialect, status, url) = (None, None, url.to_string());
+        PathProbe {
+            dialect,
+            url,
+            status,
+            finding,
+            detail,
+        }
+    }
+}
+
 /// One destination's reports: where they go, what they carry, and whether
 /// the path is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,13 +114,8 @@ pub(super) async fn report_paths(
             let mut p = if reachable(&url) {
                 probe(&url, client).await
             } else {
-                PathProbe {
-                    dialect: None,
-                    url: url.to_string(),
-                    status: None,
-                    finding: PathFinding::Skipped,
-                    detail: "not probed: the host is unreachable".to_owned(),
-                }
+                let why = "not probed: the host is unreachable".to_owned();
+                PathProbe::new(&url, PathFinding::Skipped, why)
             };
             p.dialect = (kind == CredentialKind::License).then_some(dialect.name());
             probes.push(p);
@@ -127,13 +135,7 @@ pub(super) async fn report_paths(
 
 /// `GET url`, and what its status says.
 async fn probe(url: &Url, client: Result<&reqwest::Client, &String>) -> PathProbe {
-    let mut p = PathProbe {
-        dialect: None,
-        url: url.to_string(),
-        status: None,
-        finding: PathFinding::Failed,
-        detail: String::new(),
-    };
+    let mut p = PathProbe::new(url, PathFinding::Failed, String::new());
     let client = match client {
         Ok(c) => c,
         Err(e) => {
