@@ -5,6 +5,9 @@
 //! The executor alternates short blocks of runs with metering on and off on
 //! every worker, so the overhead of metering is measured side by side, in the
 //! same run, under the same load.
+//!
+//! May import the library (`beacon_meter::demo`, `meter`) and the CLI's
+//! `args` and `term`; runs nothing itself.
 
 use super::Term;
 use super::args::DemoArgs;

@@ -23,6 +23,10 @@
 //! Output rules: results go to stdout, notes, warnings and logs to stderr;
 //! color and spinners only when stdout is a terminal ([`Term`]); `--json`
 //! wherever a program would read the output; secrets only ever redacted.
+//!
+//! May import the library as `beacon_meter::…` (never `crate::` library
+//! paths: the CLI is not part of the library), clap, anyhow and
+//! tracing-subscriber.
 
 pub mod args;
 pub mod check;

@@ -2,6 +2,9 @@
 //! configuration would send ([`beacon_meter::doctor::preview`]), exactly as
 //! they would be POSTed but with the credential redacted. An offline
 //! deployment is previewed too, marked as not sent.
+//!
+//! May import the library (`beacon_meter::doctor::preview`, `config`,
+//! `spool`, `wire`) and the CLI's `args` and `term`; builds nothing itself.
 
 use super::args::PreviewArgs;
 use super::term::Term;

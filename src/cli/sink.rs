@@ -4,6 +4,9 @@
 //! point the library at it, runs until Ctrl-C or SIGTERM, then shuts down
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
+//!
+//! May import the library (`beacon_meter::sink`, `secret`) and the CLI's
+//! `args` and `term`.
 
 use super::args::{SinkArgs, UsageArgs};
 use super::exit;

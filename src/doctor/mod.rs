@@ -430,39 +430,38 @@ fn egress_targets(
     let mut targets: Vec<(Url, Egress)> = Vec::new();
     for d in destinations {
         let (base, purpose) = match d.credential {
-            Credential::License(_) => (
-                &config.beacon_url,
-                format!("license verification and usage reports ({ENV_BEACON_URL})"),
-            ),
-            Credential::ApiKey(_) => (
-                &config.auth_endpoint,
-                format!(
-                    "API-key verification and usage reports ({})",
-                    config
-                        .sources
-                        .auth_endpoint
-                        .var()
-                        .unwrap_or("the default auth endpoint")
-                ),
-            ),
+            Credential::License(_) => (&config.beacon_url, ENV_BEACON_URL),
+            Credential::ApiKey(_) => {
+                let var = config.sources.auth_endpoint.var();
+                (
+                    &config.auth_endpoint,
+                    var.unwrap_or("the default auth endpoint"),
+                )
+            }
         };
+        let what = match d.credential {
+            Credential::License(_) => "license",
+            Credential::ApiKey(_) => "API-key",
+        };
+        let purpose = format!("{what} verification and usage reports ({purpose})");
         let scheme = base.scheme().to_owned();
         let host = base.host_str().unwrap_or_default().to_owned();
         let port = base.port_or_known_default().unwrap_or(443);
-        match targets
-            .iter_mut()
-            .find(|(_, e)| e.scheme == scheme && e.host == host && e.port == port)
-        {
+        let same = |e: &Egress| e.scheme == scheme && e.host == host && e.port == port;
+        match targets.iter_mut().find(|(_, e)| same(e)) {
             Some((_, e)) => e.purpose.push(purpose),
-            None => targets.push((
-                base.clone(),
-                Egress {
-                    scheme,
-                    host,
-                    port,
-                    purpose: vec![purpose],
-                },
-            )),
+            None => {
+                let purpose = vec![purpose];
+                targets.push((
+                    base.clone(),
+                    Egress {
+                        scheme,
+                        host,
+                        port,
+                        purpose,
+                    },
+                ));
+            }
         }
     }
     targets
