@@ -28,8 +28,8 @@
 //! Exits non-zero if a check fails. Linux only (`/proc`).
 
 use beacon_meter::Meter;
-use beacon_meter::cli::executor::{BLOCK_RUNS, Live, run_executor};
 use beacon_meter::config::Config;
+use beacon_meter::demo::executor::{BLOCK_RUNS, Live, run_executor};
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::sink::{Faults, Sink, SinkConfig};

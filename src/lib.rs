@@ -16,8 +16,12 @@
 //! * [`reporter`]: closes windows on time and delivers each exactly once.
 //! * [`client`]: the HTTP side: report submission, license and API-key
 //!   verification.
-//! * [`cli`]: the `beacon-meter` command line (`check`, `preview`, `sink`,
-//!   `spool`).
+//! * [`doctor`]: whether a deployment can report (`beacon-meter check`'s
+//!   probes) and what it would send (`preview`), as typed results.
+//! * [`demo`]: the whole pipeline against a faulty local Beacon, reconciled
+//!   (`beacon-meter demo`, the soak test).
+//!
+//! The `beacon-meter` command line (`src/cli`) is part of the binary only.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -31,11 +35,13 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "shell")]
-pub mod cli;
-#[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]
 pub mod config;
+#[cfg(feature = "shell")]
+pub mod demo;
+#[cfg(feature = "shell")]
+pub mod doctor;
 #[cfg(feature = "shell")]
 mod jwt;
 pub mod meter;

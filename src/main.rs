@@ -1,5 +1,8 @@
-//! The `beacon-meter` command line; everything is in `beacon_meter::cli`.
+//! The `beacon-meter` command line; everything is in [`cli`], which uses
+//! the library as `beacon_meter::…`.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    beacon_meter::cli::main()
+    cli::main()
 }

@@ -5,9 +5,11 @@
 //! Credentials given as flags (`sink --license`, `sink --api-key`) are parsed
 //! straight into [`Secret`]s, so no `Debug` output of these types can show
 //! them.
+//!
+//! May import clap, uuid and the library's value types (`secret`, `sink`).
 
-use crate::secret::Secret;
-use crate::sink::{DEFAULT_ORG_ID, Faults};
+use beacon_meter::secret::Secret;
+use beacon_meter::sink::{DEFAULT_ORG_ID, Faults};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,17 +1,20 @@
 //! The `beacon-meter` command line.
 //!
-//! `src/main.rs` only calls [`main`]. The layout follows hyperfine's:
+//! Compiled into the binary only: `src/main.rs` declares it and calls
+//! [`main`]. It uses the library as `beacon_meter::…`, parses arguments and
+//! renders; the work (probes, previews, the demo harness) is in library
+//! modules ([`beacon_meter::doctor`], [`beacon_meter::demo`]) with typed
+//! results. The layout follows hyperfine's:
 //!
 //! * [`args`]: the clap definitions, help texts and examples, and nothing
 //!   else;
-//! * one module per subcommand, each a library call that takes its parsed
-//!   arguments, a [`Term`] and an output stream, and returns a typed error:
+//! * one module per subcommand, each taking its parsed arguments, a
+//!   [`Term`] and an output stream, and returning a typed error:
 //!   [`demo`], [`sink`], [`check`], [`preview`], [`spool`];
-//! * [`executor`]: the synthetic graph executor shared by `demo` and the
-//!   soak test (`examples/soak.rs`);
 //! * this module: tracing set-up, the tokio runtime for the subcommands that
 //!   need one, dispatch, and turning errors into a message and an
-//!   [exit status](exit). `anyhow` is used here and nowhere else.
+//!   [exit status](exit). `anyhow` is used here and in `preview`, nowhere
+//!   else.
 //!
 //! Adding a subcommand (e.g. `demo`): a variant with its `Args` struct in
 //! [`args::Command`], a module `src/cli/demo.rs` with a `run` function, and
@@ -20,11 +23,14 @@
 //! Output rules: results go to stdout, notes, warnings and logs to stderr;
 //! color and spinners only when stdout is a terminal ([`Term`]); `--json`
 //! wherever a program would read the output; secrets only ever redacted.
+//!
+//! May import the library as `beacon_meter::…` (never `crate::` library
+//! paths: the CLI is not part of the library), clap, anyhow and
+//! tracing-subscriber.
 
 pub mod args;
 pub mod check;
 pub mod demo;
-pub mod executor;
 pub mod preview;
 pub mod sink;
 pub mod spool;
@@ -39,18 +45,14 @@ use clap::Parser as _;
 use std::io::{IsTerminal as _, Write};
 use std::process::ExitCode;
 
-/// The exit statuses of `beacon-meter`.
+/// The exit statuses of `beacon-meter` besides success (0) and `check`'s
+/// ([`beacon_meter::doctor::Verdict::exit_code`]: 3 unreachable, 4
+/// credential rejected).
 pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
     /// Any failure without a more specific status.
     pub const FAILURE: u8 = 1;
     /// A configuration (environment) or usage (command line) error.
-    pub const CONFIG: u8 = 2;
-    /// `check`: a host needed by the configuration is unreachable.
-    pub const UNREACHABLE: u8 = 3;
-    /// `check`: a credential was rejected.
-    pub const REJECTED: u8 = 4;
+    pub const CONFIG: u8 = beacon_meter::doctor::Verdict::ConfigError.exit_code();
 }
 
 /// Runs `beacon-meter` with the process's arguments: parses them (printing
@@ -162,11 +164,10 @@ fn message(e: &anyhow::Error) -> String {
 /// else [`exit::FAILURE`].
 fn exit_status(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<crate::config::ConfigError>() || cause.is::<crate::wire::TagError>() {
+        if cause.is::<beacon_meter::config::ConfigError>()
+            || cause.is::<beacon_meter::wire::TagError>()
+        {
             return exit::CONFIG;
-        }
-        if let Some(p) = cause.downcast_ref::<preview::PreviewError>() {
-            return p.exit_status();
         }
         if let Some(s) = cause.downcast_ref::<sink::SinkCommandError>() {
             return s.exit_status();
@@ -197,7 +198,7 @@ mod tests {
 
     #[test]
     fn config_errors_exit_2() {
-        let e = anyhow::Error::new(crate::config::ConfigError::BadBool {
+        let e = anyhow::Error::new(beacon_meter::config::ConfigError::BadBool {
             var: "BEACON_OFFLINE",
             value: "x".into(),
         });

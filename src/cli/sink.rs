@@ -1,15 +1,18 @@
-//! `beacon-meter sink`: a local Beacon ([`crate::sink`]) in the foreground.
+//! `beacon-meter sink`: a local Beacon ([`beacon_meter::sink`]) in the foreground.
 //!
 //! Prints where it listens (always the first line of output) and how to
 //! point the library at it, runs until Ctrl-C or SIGTERM, then shuts down
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
+//!
+//! May import the library (`beacon_meter::sink`, `secret`) and the CLI's
+//! `args` and `term`.
 
 use super::args::{SinkArgs, UsageArgs};
 use super::exit;
 use super::term::Term;
-use crate::secret::Secret;
-use crate::sink::{
+use beacon_meter::secret::Secret;
+use beacon_meter::sink::{
     Faults, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError, Summary, TlsFiles,
     UsageRow,
 };
@@ -367,8 +370,8 @@ fn live_line(s: &Summary) -> String {
     format!(
         "{} reports · runs {} · nodes {} · {} dup · {} refused · {} faults",
         s.reports,
-        get(crate::meter::RUNS),
-        get(crate::meter::NODES),
+        get(beacon_meter::meter::RUNS),
+        get(beacon_meter::meter::NODES),
         s.duplicates,
         s.rejects,
         s.faults_injected
@@ -414,7 +417,7 @@ pub fn usage(args: &UsageArgs, term: Term, out: &mut dyn Write) -> Result<(), Si
     } else {
         Period::Day
     };
-    let rows = crate::sink::usage(&args.db, by, args.since)?;
+    let rows = beacon_meter::sink::usage(&args.db, by, args.since)?;
     if args.json {
         writeln!(
             out,
@@ -454,8 +457,8 @@ fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result
             shown(&r.tenant),
             r.destination,
             r.reports,
-            get(r, crate::meter::RUNS),
-            get(r, crate::meter::NODES)
+            get(r, beacon_meter::meter::RUNS),
+            get(r, beacon_meter::meter::NODES)
         )?;
     }
     let total = |f: &dyn Fn(&UsageRow) -> u64| rows.iter().map(f).fold(0u64, u64::saturating_add);
@@ -467,8 +470,8 @@ fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result
         "",
         "",
         total(&|r| r.reports),
-        total(&|r| get(r, crate::meter::RUNS)),
-        total(&|r| get(r, crate::meter::NODES))
+        total(&|r| get(r, beacon_meter::meter::RUNS)),
+        total(&|r| get(r, beacon_meter::meter::NODES))
     )
 }
 

@@ -1,14 +1,17 @@
 //! `beacon-meter spool list | show | export | requeue`: the spool of unsent
-//! usage windows ([`crate::spool`]).
+//! usage windows ([`beacon_meter::spool`]).
 //!
 //! `list`, `show` and `export` open the spool read-only
 //! ([`Spool::open_read_only`]): they take no lock, change nothing and work
 //! while a reporter runs. `requeue` changes the spool and so needs its lock
 //! (the lock of every slot holding rejected windows: [`slots::requeue_all`]).
+//!
+//! May import the library (`beacon_meter::spool`) and the CLI's `args` and
+//! `term`.
 
 use super::args::{SpoolAction, SpoolArgs};
 use super::term::Term;
-use crate::spool::{Spool, SpoolError, slots};
+use beacon_meter::spool::{Spool, SpoolError, slots};
 use serde_json::json;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! `TERM` is not `dumb`. A spinner is shown (on stderr) only when both
 //! stdout and stderr are terminals. Piped or redirected output is plain
 //! text, line by line.
+//!
+//! May import indicatif and std alone.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -31,6 +33,7 @@ impl Term {
     }
 
     /// Plain output: no color, no spinner (pipes, files, tests).
+    #[cfg(test)]
     pub fn plain() -> Term {
         Term {
             color: false,

@@ -189,3 +189,51 @@ pub struct SpoolExport {
     /// The windows, Beacon's first, each oldest first.
     pub windows: Vec<SpooledWindow>,
 }
+
+/// What [`Spool::peek_checkpoint`] found in one spool directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointPeek {
+    /// There is no checkpoint.
+    Absent,
+    /// The open windows of the process that saved it.
+    Found(super::Checkpoint),
+    /// Written by a newer beacon-meter, in this format version.
+    Newer(u64),
+    /// It cannot be read as a checkpoint, for this reason.
+    Unreadable(String),
+}
+
+impl super::Spool {
+    /// The path of the checkpoint file in the spool directory `dir`.
+    pub fn checkpoint_file(dir: &std::path::Path) -> PathBuf {
+        dir.join(super::CHECKPOINT_FILE)
+    }
+
+    /// The checkpoint of the directory `dir` alone (not its slots), read
+    /// without taking the lock and without changing anything (an
+    /// unreadable one is left for the reporter to quarantine).
+    /// [`SpoolError::NoSpool`](super::SpoolError::NoSpool) if `dir` is not
+    /// a directory.
+    pub fn peek_checkpoint(dir: &std::path::Path) -> Result<CheckpointPeek, super::SpoolError> {
+        use super::fsutil::{Entry, read_regular};
+        use super::window::Unreadable;
+        if !dir.is_dir() {
+            return Err(super::SpoolError::NoSpool {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(
+            match read_regular(&Self::checkpoint_file(dir), super::MAX_FILE_BYTES)? {
+                Entry::Gone => CheckpointPeek::Absent,
+                Entry::File(bytes) => match super::window::parse_checkpoint(&bytes) {
+                    Ok(cp) => CheckpointPeek::Found(cp),
+                    Err(Unreadable::Future(v)) => CheckpointPeek::Newer(v),
+                    Err(Unreadable::Invalid(why)) => CheckpointPeek::Unreadable(why),
+                },
+                Entry::NotRegular(what) => CheckpointPeek::Unreadable(what.to_owned()),
+                Entry::TooLarge(n) => CheckpointPeek::Unreadable(format!("{n} bytes, too large")),
+                Entry::Unreadable(why) => CheckpointPeek::Unreadable(why),
+            },
+        )
+    }
+}

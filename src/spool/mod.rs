@@ -94,7 +94,8 @@ mod window;
 
 pub use error::SpoolError;
 pub use listing::{
-    CorruptSummary, EXPORT_FORMAT, RejectedSummary, SpoolExport, SpoolListing, WindowSummary,
+    CheckpointPeek, CorruptSummary, EXPORT_FORMAT, RejectedSummary, SpoolExport, SpoolListing,
+    WindowSummary,
 };
 pub use merge::{MAX_MERGED_LOG_BYTES, MAX_MERGED_LOGS, merge};
 pub use window::{

@@ -1,4 +1,4 @@
-//! The synthetic graph executor of `beacon-meter demo` and of the soak test
+//! The synthetic graph executor of the demo and of the soak test
 //! (`examples/soak.rs`): worker threads run graph "runs" of 1–20 "nodes",
 //! every node a few microseconds of real work, and record them into a
 //! [`Meter`].
@@ -8,6 +8,8 @@
 //! measured side by side, under the same load. After each metered block a
 //! worker adds it to the [`Live`] totals, so at any moment the meter holds
 //! at least what `Live` says, and at most one block per worker more.
+//!
+//! May import the meter alone.
 
 use crate::meter::Meter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,10 +8,11 @@
 //! May import the configuration, the preview (for the bodies), the wire
 //! dialect and reqwest; renders nothing.
 
-use super::super::preview::Preview;
+use super::CredentialKind;
+use super::preview::Preview;
 use crate::config::{Config, ENV_WIRE};
 use crate::spool::Destination as Queue;
-use crate::wire::{Credential, Dialect};
+use crate::wire::Dialect;
 use reqwest::Url;
 use serde::Serialize;
 
@@ -49,12 +50,25 @@ pub struct PathProbe {
     pub detail: String,
 }
 
+impl PathProbe {
+    fn new(url: &Url, finding: PathFinding, detail: String) -> PathProbe {
+        let (dialect, status, url) = (None, None, url.to_string());
+        PathProbe {
+            dialect,
+            url,
+            status,
+            finding,
+            detail,
+        }
+    }
+}
+
 /// One destination's reports: where they go, what they carry, and whether
 /// the path is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportPath {
-    /// `license` or `api_key`.
-    pub kind: &'static str,
+    /// Which credential's reports.
+    pub kind: CredentialKind,
     /// The wire dialect (`BEACON_WIRE`).
     pub dialect: &'static str,
     /// The URL the reports are POSTed to.
@@ -70,7 +84,7 @@ pub struct ReportPath {
 }
 
 /// The report paths of `config`'s destinations, whose next reports are
-/// `previews` (one per destination, from [`super::super::preview::build`]).
+/// `previews` (one per destination, from [`super::preview::build`]).
 /// `reachable(url)` says whether the URL's host answered; `client` follows
 /// no redirect.
 pub(super) async fn report_paths(
@@ -81,16 +95,17 @@ pub(super) async fn report_paths(
 ) -> Vec<ReportPath> {
     let mut out = Vec::new();
     for d in config.credentials() {
-        let (kind, queue) = match d.credential {
-            Credential::License(_) => ("license", Queue::Beacon),
-            Credential::ApiKey(_) => ("api_key", Queue::Auth),
+        let kind = CredentialKind::of(&d.credential);
+        let queue = match kind {
+            CredentialKind::License => Queue::Beacon,
+            CredentialKind::ApiKey => Queue::Auth,
         };
         let Some(preview) = previews.iter().find(|p| p.destination == queue) else {
             continue;
         };
         // The report path first; for a license, the other dialect's too.
         let mut targets = vec![(d.submit_url.clone(), d.dialect)];
-        if kind == "license" {
+        if kind == CredentialKind::License {
             let other = d.dialect.other();
             targets.push((config.license_report_url(other), other));
         }
@@ -99,15 +114,10 @@ pub(super) async fn report_paths(
             let mut p = if reachable(&url) {
                 probe(&url, client).await
             } else {
-                PathProbe {
-                    dialect: None,
-                    url: url.to_string(),
-                    status: None,
-                    finding: PathFinding::Skipped,
-                    detail: "not probed: the host is unreachable".to_owned(),
-                }
+                let why = "not probed: the host is unreachable".to_owned();
+                PathProbe::new(&url, PathFinding::Skipped, why)
             };
-            p.dialect = (kind == "license").then_some(dialect.name());
+            p.dialect = (kind == CredentialKind::License).then_some(dialect.name());
             probes.push(p);
         }
         let problem = judge(&probes, d.dialect, &d.no_report_path_hint());
@@ -125,13 +135,7 @@ pub(super) async fn report_paths(
 
 /// `GET url`, and what its status says.
 async fn probe(url: &Url, client: Result<&reqwest::Client, &String>) -> PathProbe {
-    let mut p = PathProbe {
-        dialect: None,
-        url: url.to_string(),
-        status: None,
-        finding: PathFinding::Failed,
-        detail: String::new(),
-    };
+    let mut p = PathProbe::new(url, PathFinding::Failed, String::new());
     let client = match client {
         Ok(c) => c,
         Err(e) => {
@@ -190,15 +194,13 @@ fn judge(probes: &[PathProbe], dialect: Dialect, hint: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::preview;
+    use crate::doctor::preview;
+    use crate::doctor::tests::{API_KEY, LICENSE};
     use crate::wire::Tags;
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::post;
     use std::path::Path;
-
-    const LICENSE: &str = "lcl_0123456789abcdef9f2a";
-    const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";
 
     /// A loopback server taking POST at `paths` only (so GET there is 405,
     /// anywhere else 404); stops when the test's runtime ends.

@@ -1,0 +1,408 @@
+//! The next usage report(s) this configuration would send, exactly as
+//! they would be POSTed but with the credential redacted (`beacon-meter
+//! preview`, and the bodies `check` shows).
+//!
+//! * One report per destination ([`Config::credentials`]): an online
+//!   license key's goes to the Beacon, the API key's to the auth endpoint,
+//!   each in the wire dialect of `BEACON_WIRE`. An offline license is never
+//!   sent, and is said so.
+//! * Counts: the running reporter's open window, from the checkpoint in
+//!   the spool ([`Spool::peek_checkpoint`], no lock taken); without a
+//!   checkpoint, a window from the last interval boundary to now with zero
+//!   runs and nodes.
+//! * Tags: the platform tags of this environment and the plan; `logs` is
+//!   empty.
+//! * The window ends now (`to_timestamp`); the reporter will close it at the
+//!   next interval boundary, with the counts it has then.
+//!
+//! May import the configuration, the spool (read-only) and the wire types.
+
+use crate::config::Destination as Target;
+use crate::config::{Config, ENV_LICENSE_KEY, ENV_OFFLINE};
+use crate::meter::{NODES, RUNS};
+use crate::secret::Secret;
+use crate::spool::{
+    Checkpoint, CheckpointPeek, Destination, FORMAT_VERSION, Spool, SpoolError, merge, slots,
+};
+use crate::wire::{
+    Credential, Dialect, Plan, ReportBody, Tags, UsageReport, WindowClock, encode_report_in,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where a preview's counts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counts {
+    /// The running reporter's checkpoint, saved at this time.
+    Checkpoint {
+        /// When the reporter saved it.
+        saved_at: DateTime<Utc>,
+    },
+    /// The checkpoint holds no open window for this destination.
+    NotInCheckpoint,
+    /// The spool has no checkpoint (no reporter is running, or it has not
+    /// saved one yet).
+    NoCheckpoint,
+    /// There is no spool directory yet.
+    NoSpool,
+    /// The checkpoint could not be read.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One report as it would be sent.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// Where it goes.
+    pub destination: Destination,
+    /// The URL it would be POSTed to.
+    pub submit_url: Url,
+    /// The wire dialect it would be sent in.
+    pub dialect: Dialect,
+    /// The report, with the credential field holding the redacted key.
+    pub report: UsageReport,
+    /// The key, redacted (as in the report).
+    pub key: String,
+    /// Where the counts come from.
+    pub counts: Counts,
+    /// When the reporter will close this window (the next interval
+    /// boundary after its start).
+    pub closes_at: DateTime<Utc>,
+}
+
+impl Preview {
+    /// The report exactly as it would travel (in its dialect), redacted.
+    pub fn wire_json(&self) -> serde_json::Value {
+        let bytes = encode_report_in(self.dialect, &self.report.credential, &self.report.body);
+        serde_json::from_slice(&bytes).expect("a report encodes as a JSON object")
+    }
+}
+
+/// Everything `preview` shows.
+#[derive(Debug, Clone)]
+pub struct Previews {
+    /// One per destination, license first.
+    pub reports: Vec<Preview>,
+    /// Why nothing would be sent, if the deployment is offline.
+    pub offline: Option<String>,
+    /// Why the license is not sent although the API key is, if so.
+    pub withheld: Option<String>,
+    /// The spool directory the checkpoint was looked for in.
+    pub spool_dir: PathBuf,
+}
+
+/// The reports `config` would send at `now`, with tags from `tags` (plus the
+/// plan) and counts from the checkpoint in `spool_dir`.
+pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>) -> Previews {
+    let plan = Plan::for_license(config.license_key.is_some());
+    let tags = tags.clone().plan(plan).evaluate().tags;
+    let checkpoint = read_checkpoint(spool_dir);
+    let now = truncate_ms(now);
+    // Offline, every credential's report is shown as it would look (the
+    // spool keeps them for export); online, those that are sent.
+    let destinations = if config.is_offline() {
+        config.every_destination()
+    } else {
+        config.credentials()
+    };
+    let reports = destinations
+        .into_iter()
+        .map(|d| preview_one(config, d, &tags, &checkpoint, now))
+        .collect();
+    Previews {
+        reports,
+        offline: offline_reason(config),
+        withheld: withheld_license(config),
+        spool_dir: spool_dir.to_path_buf(),
+    }
+}
+
+/// The report to `target` at `now`: its open window in `checkpoint`, or an
+/// empty one from the last boundary.
+fn preview_one(
+    config: &Config,
+    target: Target,
+    tags: &BTreeMap<String, String>,
+    checkpoint: &Result<Checkpoint, Counts>,
+    now: DateTime<Utc>,
+) -> Preview {
+    // The report carries the redacted form in place of the key.
+    let key = target.credential.secret().redacted();
+    let (destination, credential) = match &target.credential {
+        Credential::License(_) => (Destination::Beacon, Credential::License(Secret::new(&key))),
+        Credential::ApiKey(_) => (Destination::Auth, Credential::ApiKey(Secret::new(&key))),
+    };
+    let open = checkpoint.as_ref().ok().and_then(|cp| {
+        let w = cp.windows.iter().find(|w| w.destination == destination)?;
+        Some((w, cp.saved_at))
+    });
+    let (from, mut measures, counts) = match (open, checkpoint) {
+        (Some((w, saved_at)), _) => (
+            w.report.from_timestamp,
+            w.report.measures.clone(),
+            Counts::Checkpoint { saved_at },
+        ),
+        (None, found) => (
+            boundary_at_or_before(config, now),
+            BTreeMap::new(),
+            found
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or(Counts::NotInCheckpoint),
+        ),
+    };
+    measures.entry(RUNS.to_owned()).or_insert(0);
+    measures.entry(NODES.to_owned()).or_insert(0);
+    let to = if now > from {
+        now
+    } else {
+        from + TimeDelta::milliseconds(1)
+    };
+    let closes_at = WindowClock::new(config.interval, from)
+        .map(|c| c.next_boundary())
+        .unwrap_or(to);
+    let body = ReportBody {
+        from_timestamp: from,
+        to_timestamp: to,
+        tags: tags.clone(),
+        measures,
+        logs: Vec::new(),
+    };
+    Preview {
+        destination,
+        key,
+        submit_url: target.submit_url,
+        dialect: target.dialect,
+        report: UsageReport { credential, body },
+        counts,
+        closes_at,
+    }
+}
+
+/// Why `config` sends nothing, if it is offline.
+pub fn offline_reason(config: &Config) -> Option<String> {
+    if config.offline {
+        Some(format!("{ENV_OFFLINE} is true"))
+    } else if config.is_offline() {
+        Some(format!(
+            "{ENV_LICENSE_KEY} is an offline (air-gapped) license: it does not start with lcl_, \
+             and no API key is set"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why the license is not sent while the API key reports, if that is so.
+pub fn withheld_license(config: &Config) -> Option<String> {
+    (!config.is_offline() && config.has_offline_license()).then(|| {
+        format!(
+            "{ENV_LICENSE_KEY} is an offline (air-gapped) license (no lcl_ prefix): it is never \
+             sent anywhere; reports go to the API-key destination only"
+        )
+    })
+}
+
+/// The open windows of every process on the spool root `dir` (its slots,
+/// and the root itself for a spool written before slots), as one
+/// checkpoint: each destination's windows merged (counters summed), or why
+/// there is none to read. Never takes a lock and never changes the spool.
+fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(
+        slots::slot_dirs(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, d)| d),
+    );
+    let mut all: Option<Checkpoint> = None;
+    for d in dirs {
+        let cp = match Spool::peek_checkpoint(&d) {
+            Ok(CheckpointPeek::Found(cp)) => cp,
+            Ok(CheckpointPeek::Absent) => continue,
+            Ok(CheckpointPeek::Newer(v)) => {
+                let reason = format!(
+                    "format version {v} (this build reads version {FORMAT_VERSION}); upgrade \
+                     beacon-meter to preview it"
+                );
+                return Err(Counts::Unreadable { reason });
+            }
+            Ok(CheckpointPeek::Unreadable(why)) => {
+                let reason = format!("not a checkpoint: {why}");
+                return Err(Counts::Unreadable { reason });
+            }
+            Err(SpoolError::NoSpool { .. }) => return Err(Counts::NoSpool),
+            Err(e) => {
+                return Err(Counts::Unreadable {
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let Some(acc) = &mut all else {
+            all = Some(cp);
+            continue;
+        };
+        acc.saved_at = acc.saved_at.max(cp.saved_at);
+        for w in cp.windows {
+            match acc
+                .windows
+                .iter_mut()
+                .find(|a| a.destination == w.destination)
+            {
+                Some(a) => *a = merge(a, &w, a.id).unwrap_or(w),
+                None => acc.windows.push(w),
+            }
+        }
+    }
+    all.ok_or(Counts::NoCheckpoint)
+}
+
+/// The last UTC multiple of the report interval at or before `now`.
+fn boundary_at_or_before(config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
+    let interval = i64::try_from(config.interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let ms = now.timestamp_millis();
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(interval)).unwrap_or(now)
+}
+
+fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ENV_API_KEY;
+    use crate::doctor::tests::{API_KEY, LICENSE, config};
+    use crate::spool::{SpoolLimits, SpooledWindow};
+    use chrono::TimeZone;
+    use std::collections::BTreeMap;
+
+    fn without_spool(c: &Config) -> Previews {
+        build(c, &Tags::new(), Path::new("/nonexistent/spool"), Utc::now())
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn without_checkpoint_the_window_starts_at_the_boundary_with_zero_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&[(ENV_LICENSE_KEY, LICENSE), (ENV_API_KEY, API_KEY)]);
+        let now = at("2025-01-06T09:07:12.345678Z");
+        let p = build(&c, &Tags::new(), &dir.path().join("none"), now);
+        assert_eq!(p.reports.len(), 2);
+        assert_eq!(p.offline, None);
+        let r = &p.reports[0];
+        assert_eq!(r.destination, Destination::Beacon);
+        assert_eq!(
+            r.submit_url.as_str(),
+            "https://beacon.langchain.com/v1/metadata/submit"
+        );
+        assert_eq!(r.counts, Counts::NoSpool);
+        assert_eq!(r.report.body.from_timestamp, at("2025-01-06T09:05:00Z"));
+        assert_eq!(r.report.body.to_timestamp, at("2025-01-06T09:07:12.345Z"));
+        assert_eq!(r.closes_at, at("2025-01-06T09:10:00Z"));
+        assert_eq!(
+            r.report.body.measures,
+            BTreeMap::from([(RUNS.to_owned(), 0), (NODES.to_owned(), 0)])
+        );
+        assert_eq!(r.report.body.tags["langgraph.platform.plan"], "enterprise");
+        assert_eq!(r.dialect, Dialect::Published);
+        assert_eq!(r.wire_json()["license"], "lcl_…9f2a");
+        let json = String::from_utf8(r.report.encode()).unwrap();
+        assert!(json.starts_with(r#"{"license":"lcl_…9f2a","#), "{json}");
+        assert!(!json.contains(LICENSE));
+        let auth = &p.reports[1];
+        assert_eq!(auth.destination, Destination::Auth);
+        assert_eq!(
+            auth.submit_url.as_str(),
+            "https://api.smith.langchain.com/v1/metadata/submit"
+        );
+        assert!(matches!(auth.report.credential, Credential::ApiKey(_)));
+        assert!(
+            !String::from_utf8(auth.report.encode())
+                .unwrap()
+                .contains(API_KEY)
+        );
+    }
+
+    /// Saves into `spool` a checkpoint holding an open Beacon window from
+    /// `from` with 7 runs and 21 nodes, saved at `saved`.
+    fn save_open_window(spool: &Spool, from: DateTime<Utc>, saved: DateTime<Utc>) {
+        let w = SpooledWindow::new(
+            uuid::Uuid::new_v4(),
+            Destination::Beacon,
+            saved,
+            vec![],
+            ReportBody {
+                from_timestamp: from,
+                to_timestamp: saved,
+                tags: BTreeMap::new(),
+                measures: BTreeMap::from([(RUNS.to_owned(), 7), (NODES.to_owned(), 21)]),
+                logs: vec![],
+            },
+        );
+        spool
+            .save_checkpoint(&Checkpoint::new(saved, vec![w]))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_checkpoint_supplies_the_open_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SpoolLimits::default()).unwrap();
+        let from = Utc.with_ymd_and_hms(2025, 1, 6, 9, 5, 0).unwrap();
+        let saved = at("2025-01-06T09:06:30Z");
+        save_open_window(&spool, from, saved);
+        // The reporter holds the lock: preview must still read it.
+        let c = config(&[(ENV_LICENSE_KEY, LICENSE), (ENV_API_KEY, API_KEY)]);
+        let p = build(&c, &Tags::new(), dir.path(), at("2025-01-06T09:06:31Z"));
+        assert_eq!(p.reports[0].counts, Counts::Checkpoint { saved_at: saved });
+        assert_eq!(p.reports[0].report.body.from_timestamp, from);
+        assert_eq!(p.reports[0].report.body.measures[RUNS], 7);
+        assert_eq!(p.reports[0].report.body.measures[NODES], 21);
+        // no open auth window in the checkpoint
+        assert_eq!(p.reports[1].counts, Counts::NotInCheckpoint);
+        assert_eq!(p.reports[1].report.body.measures[RUNS], 0);
+        drop(spool);
+    }
+
+    #[test]
+    fn a_slot_checkpoint_is_counted_once() {
+        // Reading the root with `Spool::show` also found the slot's
+        // checkpoint, which was then read again from the slot: twice the
+        // counts.
+        let dir = tempfile::tempdir().unwrap();
+        let claimed = slots::claim(dir.path(), SpoolLimits::default()).unwrap();
+        let from = Utc.with_ymd_and_hms(2025, 1, 6, 9, 5, 0).unwrap();
+        save_open_window(&claimed.spool, from, at("2025-01-06T09:06:30Z"));
+        let c = config(&[(ENV_LICENSE_KEY, LICENSE)]);
+        let p = build(&c, &Tags::new(), dir.path(), at("2025-01-06T09:06:31Z"));
+        assert_eq!(p.reports[0].report.body.measures[RUNS], 7);
+        assert_eq!(p.reports[0].report.body.measures[NODES], 21);
+    }
+
+    #[test]
+    fn offline_is_previewed_and_marked() {
+        let c = config(&[(ENV_LICENSE_KEY, "offline-0123456789abcdef")]);
+        let p = without_spool(&c);
+        assert_eq!(p.reports.len(), 1);
+        assert!(p.offline.as_deref().unwrap().contains("offline"), "{p:?}");
+        let c = config(&[(ENV_OFFLINE, "yes"), (ENV_API_KEY, API_KEY)]);
+        let p = without_spool(&c);
+        assert_eq!(p.reports.len(), 1);
+        assert_eq!(p.offline.as_deref(), Some("BEACON_OFFLINE is true"));
+        assert_eq!(
+            p.reports[0].report.body.tags["langgraph.platform.plan"],
+            "developer"
+        );
+    }
+}
