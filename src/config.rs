@@ -31,7 +31,8 @@
 //! license ([`Config::is_offline`]).
 
 use crate::secret::Secret;
-use crate::wire::{Credential, Dialect};
+use crate::wire::tags::ENV_VARS;
+use crate::wire::{Credential, Dialect, TagError, Tags};
 use reqwest::Url;
 use std::ffi::OsString;
 use std::fmt;
@@ -415,6 +416,19 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .finish()
     }
+}
+
+/// The platform tags from the process environment ([`Tags::from_lookup`]
+/// over [`ENV_VARS`](crate::wire::tags::ENV_VARS)). A variable that is not
+/// UTF-8 is an error.
+pub fn tags_from_env() -> Result<Tags, TagError> {
+    if let Some(var) = ENV_VARS
+        .into_iter()
+        .find(|var| std::env::var_os(var).is_some_and(|v| v.to_str().is_none()))
+    {
+        return Err(TagError::NotUnicode { var });
+    }
+    Tags::from_lookup(|var| std::env::var(var).ok())
 }
 
 impl Config {

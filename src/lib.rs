@@ -35,10 +35,14 @@ pub mod cli;
 #[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]
+pub mod clock;
+#[cfg(feature = "shell")]
 pub mod config;
 #[cfg(feature = "shell")]
 mod jwt;
 pub mod meter;
+#[cfg(feature = "shell")]
+pub mod oplog;
 #[cfg(feature = "shell")]
 pub mod reporter;
 #[cfg(feature = "shell")]

@@ -1,7 +1,7 @@
 //! `beacon-meter check`: is this deployment ready to report?
 //!
 //! Reads the environment exactly as the library does ([`Config::from_env`],
-//! [`Tags::from_env`]) and reports, in order:
+//! [`tags_from_env`](crate::config::tags_from_env)) and reports, in order:
 //!
 //! 1. the effective configuration, secrets redacted, each value with the
 //!    variable it came from (several variables may set one value);
@@ -297,7 +297,7 @@ pub async fn check_env(spinner: &Spinner) -> CheckReport {
         }
     };
     report.settings = settings(&config);
-    let tags = match Tags::from_env() {
+    let tags = match crate::config::tags_from_env() {
         Ok(tags) => {
             let plan = Plan::for_license(config.license_key.is_some());
             report.tags = tags.clone().plan(plan).evaluate().tags;

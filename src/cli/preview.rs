@@ -8,7 +8,7 @@
 //! * Counts: the running reporter's open window, from `checkpoint.json` in
 //!   the spool, read without taking the lock; without a checkpoint, a window
 //!   from the last interval boundary to now with zero runs and nodes.
-//! * Tags: the platform tags of this environment ([`Tags::from_env`]) and the
+//! * Tags: the platform tags of this environment ([`tags_from_env`](crate::config::tags_from_env)) and the
 //!   plan; `logs` is empty.
 //! * The window ends now (`to_timestamp`); the reporter will close it at the
 //!   next interval boundary, with the counts it has then.
@@ -127,7 +127,7 @@ pub struct Previews {
 /// Reads the environment and the spool and prints the reports.
 pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> Result<(), PreviewError> {
     let config = Config::from_env()?;
-    let tags = Tags::from_env()?;
+    let tags = crate::config::tags_from_env()?;
     let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
     let previews = build(&config, &tags, &spool_dir, Utc::now());
     if args.json {

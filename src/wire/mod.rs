@@ -9,7 +9,7 @@
 //!   verification bodies.
 //! * [`Dialect`]: published or `langgraph-api`, the license destination's
 //!   path and credential field; [`encode_report_in`] writes either.
-//! * [`clock`]: aligned, tiling report windows and an injectable [`Clock`].
+//! * [`clock`]: aligned, tiling report windows ([`WindowClock`]).
 //! * [`tags`]: the report's tags.
 //! * [`logs`]: the report's operational log records and the size guard.
 
@@ -20,12 +20,9 @@ mod messages;
 mod report;
 pub mod tags;
 
-pub use clock::{Clock, ClockError, DEFAULT_INTERVAL, ManualClock, SystemClock, WindowClock};
+pub use clock::{ClockError, DEFAULT_INTERVAL, WindowClock};
 pub use dialect::{Dialect, UnknownDialect};
-pub use logs::{
-    DEFAULT_MAX_REPORT_BYTES, LogBuffer, LogBufferLayer, LogLevel, LogRecord, ReportTooLarge,
-    fit_report,
-};
+pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
 pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};
 pub use report::{
     Credential, ReportBody, UsageReport, encode_report, encode_report_in, format_timestamp,

@@ -23,6 +23,10 @@
 //! assert_eq!(evaluated.tags["myplatform.workers"], "8");
 //! # Ok::<(), beacon_meter::wire::TagError>(())
 //! ```
+//!
+//! Layer: wire (pure). May import uuid and `std`; must not read the process
+//! environment (the shell passes it in: `crate::config::tags_from_env`) or
+//! import the shell.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,6 +53,9 @@ pub const PLAN: &str = "langgraph.platform.plan";
 
 /// The prefix of the feature-flag tags.
 pub const USER_APP_PREFIX: &str = "user_app.";
+
+/// The environment variables [`Tags::from_lookup`] reads.
+pub const ENV_VARS: [&str; 4] = [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID];
 
 /// The platform tags, in the spec's order. Every report carries all of them.
 pub const PLATFORM_TAGS: [&str; 8] = [
@@ -150,7 +157,8 @@ pub enum TagError {
         /// Its value (cut to 100 characters).
         value: String,
     },
-    /// An environment variable is not valid UTF-8.
+    /// An environment variable is not valid UTF-8 (found by
+    /// `crate::config::tags_from_env`).
     #[error("{var} is not valid UTF-8; set it to plain text or unset it")]
     NotUnicode {
         /// The environment variable.
@@ -211,20 +219,6 @@ impl Tags {
     /// No tags set: every platform tag `""`, every flag false.
     pub fn new() -> Tags {
         Tags::default()
-    }
-
-    /// Platform tags from the process environment (see
-    /// [`from_lookup`](Self::from_lookup)). A variable that is not UTF-8 is
-    /// an error.
-    pub fn from_env() -> Result<Tags, TagError> {
-        for var in [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID] {
-            if let Some(v) = std::env::var_os(var)
-                && v.to_str().is_none()
-            {
-                return Err(TagError::NotUnicode { var });
-            }
-        }
-        Tags::from_lookup(|var| std::env::var(var).ok())
     }
 
     /// Platform tags from `lookup` (an environment): revision
