@@ -33,7 +33,7 @@
 use crate::secret::Secret;
 use crate::wire::tags::ENV_VARS;
 use crate::wire::{Credential, Dialect, TagError, Tags};
-use reqwest::Url;
+use url::Url;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;

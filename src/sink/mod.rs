@@ -211,9 +211,9 @@ impl SinkHandle {
 
     /// `http://<addr>/` (`https://` with [`SinkConfig::tls`]): the base URL
     /// for both the Beacon and the auth endpoint.
-    pub fn base_url(&self) -> reqwest::Url {
+    pub fn base_url(&self) -> url::Url {
         let scheme = if self.https { "https" } else { "http" };
-        reqwest::Url::parse(&format!("{scheme}://{}/", self.addr))
+        url::Url::parse(&format!("{scheme}://{}/", self.addr))
             .expect("a socket address always makes a valid URL")
     }
 
