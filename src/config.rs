@@ -1,5 +1,6 @@
-//! Configuration from the environment. Imports `crate::secret`,
-//! `crate::wire` (pure data) and the URL type; no I/O but the CA file.
+//! Configuration from the environment. Layer: shell. May import
+//! `crate::secret`, `crate::wire` (pure data) and `url`; no HTTP client
+//! crate, no `crate::cli`, no I/O but the CA file.
 //!
 //! | setting | variables, first set wins | default |
 //! | --- | --- | --- |
@@ -33,12 +34,12 @@
 use crate::secret::Secret;
 use crate::wire::tags::ENV_VARS;
 use crate::wire::{Credential, Dialect, TagError, Tags};
-use url::Url;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use url::Url;
 
 /// `LANGGRAPH_CLOUD_LICENSE_KEY`
 pub const ENV_LICENSE_KEY: &str = "LANGGRAPH_CLOUD_LICENSE_KEY";

@@ -8,7 +8,11 @@
 //! * [`meter`]: the lock-free hot-path core. Sharded single-writer counters
 //!   and a snapshot-and-diff rotation that cuts exact windows. No async, no
 //!   HTTP, no JSON.
-//! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
+//! * [`wire`]: the Beacon protocol's JSON shapes, as pure data: no I/O,
+//!   environment, clock or tracing layer.
+//! * [`config`]: settings from the environment; [`clock`]: the wall clock
+//!   the reporter reads; [`oplog`]: operational log records collected for
+//!   the reports.
 //! * [`secret`]: credentials that never reach a log.
 //! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
 //!   operators.
@@ -18,6 +22,10 @@
 //!   verification.
 //! * [`cli`]: the `beacon-meter` command line (`check`, `preview`, `sink`,
 //!   `spool`).
+//!
+//! Each module's doc says in one line what it may import; `tests/layers.rs`
+//! checks the rules that matter: the core uses nothing of the shell's
+//! crates, `wire` no I/O and no shell, and only the CLI uses the CLI.
 //!
 //! ```
 //! use beacon_meter::Meter;

@@ -2,6 +2,10 @@
 //! and reporter, and a way for an air-gapped operator to see exactly what
 //! would be sent.
 //!
+//! Layer: shell. May import axum, hyper, tokio, rusqlite, ring, url,
+//! `crate::wire`, `crate::secret` and `crate::jwt`; must not import
+//! `crate::cli` (checked by `tests/layers.rs`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), beacon_meter::sink::SinkError> {
 //! use beacon_meter::sink::{Sink, SinkConfig};

@@ -1,4 +1,5 @@
-//! The endpoints.
+//! The endpoints. May import axum, tokio, serde_json, `crate::wire` and
+//! the sink's other modules; must not import `crate::cli`.
 
 use axum::Router;
 use axum::body::{Body, HttpBody};

@@ -1,6 +1,7 @@
 //! What a running sink remembers: its store (accepted reports, idempotency
 //! keys, totals), this run's counters, recorded requests and the current
-//! faults.
+//! faults. May import parking_lot, ring, serde, axum's header types and
+//! the sink's other modules; must not import `crate::cli`.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,8 @@
 //! Strict checks of request bodies against the Beacon protocol spec.
 //!
 //! Every error message names the field that is wrong and never contains a
-//! credential's value.
+//! credential's value. May import serde, serde_json, chrono, uuid and
+//! `crate::wire`; nothing of HTTP, I/O or `crate::cli`.
 
 pub(crate) use crate::wire::Dialect;
 use chrono::{DateTime, Utc};

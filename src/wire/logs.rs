@@ -8,7 +8,7 @@
 //! `crate::oplog`.
 //!
 //! Layer: wire (pure). May import chrono, serde_json and the rest of
-//! `crate::wire`; must not import tracing, a queue or the shell.
+//! `crate::wire`; must not import tracing_subscriber, a queue or the shell.
 //!
 //! # Record shape
 //!

@@ -1,4 +1,7 @@
 //! The usage report body (`POST /v1/metadata/submit`).
+//!
+//! Layer: wire (pure). May import serde, serde_json, chrono,
+//! `crate::secret` and `crate::meter`; must not do I/O or import the shell.
 
 use super::Dialect;
 use crate::secret::Secret;
