@@ -849,6 +849,13 @@ mod tests {
         Config::from_pairs(pairs)
     }
 
+    /// The message refusing `value` in `var`, which the error must name.
+    fn refusal(var: &str, value: &str) -> String {
+        let err = load(&[(var, value)]).unwrap_err();
+        assert_eq!(err.var(), var);
+        err.to_string()
+    }
+
     fn assert_no_secret(text: &str) {
         for s in [
             LICENSE,
@@ -948,9 +955,7 @@ mod tests {
         ] {
             assert_eq!(load(&[(ENV_OFFLINE, v)]).unwrap().offline, want, "{v}");
         }
-        let err = load(&[(ENV_OFFLINE, "maybe")]).unwrap_err();
-        assert_eq!(err.var(), ENV_OFFLINE);
-        let msg = err.to_string();
+        let msg = refusal(ENV_OFFLINE, "maybe");
         assert!(
             msg.contains("BEACON_OFFLINE")
                 && msg.contains("\"maybe\"")
@@ -1102,8 +1107,7 @@ mod tests {
                 "fix: {err}"
             );
         }
-        let err = load(&[(ENV_AUTH_ENDPOINT, "http://api.example.com")]).unwrap_err();
-        assert_eq!(err.var(), ENV_AUTH_ENDPOINT);
+        refusal(ENV_AUTH_ENDPOINT, "http://api.example.com");
     }
 
     #[test]
@@ -1314,8 +1318,7 @@ mod tests {
             )
         );
         // An error names the variable the value came from.
-        let err = load(&[(ENV_LEGACY_ENDPOINT, "http://evil.example.com")]).unwrap_err();
-        assert_eq!(err.var(), ENV_LEGACY_ENDPOINT);
+        refusal(ENV_LEGACY_ENDPOINT, "http://evil.example.com");
     }
 
     #[test]
@@ -1333,9 +1336,7 @@ mod tests {
 
     #[test]
     fn a_bad_dialect_names_both_choices() {
-        let err = load(&[(ENV_WIRE, "beacon-v2")]).unwrap_err();
-        assert_eq!(err.var(), ENV_WIRE);
-        let msg = err.to_string();
+        let msg = refusal(ENV_WIRE, "beacon-v2");
         assert!(
             msg.contains("\"beacon-v2\"")
                 && msg.contains("published")

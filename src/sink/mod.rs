@@ -99,7 +99,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use state::Shared;
+use state::SinkState;
 use store::Store;
 
 /// Why a sink could not start.
@@ -173,7 +173,7 @@ impl Sink {
             addr: config.bind,
             source,
         })?;
-        let shared = Arc::new(Shared::new(config, key, store).map_err(|_| SinkError::Random)?);
+        let shared = Arc::new(SinkState::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();
         let task = tokio::spawn(server::serve(listener, tls, shared.clone(), watching));
@@ -193,7 +193,7 @@ impl Sink {
 pub struct SinkHandle {
     addr: SocketAddr,
     https: bool,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }

@@ -271,12 +271,16 @@ mod tests {
         assert_eq!(r.to_json()["target"], "beacon_meter::client");
     }
 
+    /// Asserts that `b` already fits: fitting cuts nothing and changes nothing.
+    fn assert_fits_as_is(b: &mut ReportBody) {
+        let before = b.clone();
+        assert_eq!(fit_report(b, DEFAULT_MAX_REPORT_BYTES), Ok(0));
+        assert_eq!(*b, before);
+    }
+
     #[test]
     fn fit_report_leaves_small_reports_alone() {
-        let mut b = body_with_logs(3, 10);
-        let before = b.clone();
-        assert_eq!(fit_report(&mut b, DEFAULT_MAX_REPORT_BYTES), Ok(0));
-        assert_eq!(b, before);
+        assert_fits_as_is(&mut body_with_logs(3, 10));
     }
 
     #[test]
@@ -305,9 +309,7 @@ mod tests {
         one_more.logs.push(b.logs.last().unwrap().clone());
         assert!(serde_json::to_vec(&one_more).unwrap().len() > budget);
         // fitting again changes nothing
-        let again = b.clone();
-        assert_eq!(fit_report(&mut b, DEFAULT_MAX_REPORT_BYTES), Ok(0));
-        assert_eq!(b, again);
+        assert_fits_as_is(&mut b);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   plus credential) and [`encode_report`], the pure serializer.
 //! * [`VerifyRequest`], [`VerifyResponse`], [`AuthResponse`]: the
 //!   verification bodies.
+//! * [`ErrorBody`]: a refusal's `{"detail": …}`.
 //! * [`Dialect`]: published or `langgraph-api`, the license destination's
 //!   path and credential field; [`encode_report_in`] writes either.
 //! * [`clock`]: aligned, tiling report windows ([`WindowClock`]).
@@ -21,6 +22,7 @@
 
 pub mod clock;
 mod dialect;
+mod error_body;
 pub mod logs;
 mod messages;
 mod report;
@@ -28,6 +30,7 @@ pub mod tags;
 
 pub use clock::{ClockError, DEFAULT_INTERVAL, WindowClock};
 pub use dialect::{Dialect, UnknownDialect};
+pub use error_body::ErrorBody;
 pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
 pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};
 pub use report::{
