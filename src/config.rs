@@ -197,48 +197,28 @@ pub enum ConfigError {
 impl ConfigError {
     /// The error with every occurrence of `secrets` in the values it shows
     /// replaced by their redacted form.
-    fn without_secrets(self, secrets: &[&Secret]) -> ConfigError {
-        let clean = |s: String| secrets.iter().fold(s, |s, k| k.scrub(&s));
-        match self {
-            ConfigError::BadSeconds {
-                var,
-                value,
-                min,
-                max,
-                default,
-            } => ConfigError::BadSeconds {
-                var,
-                value: clean(value),
-                min,
-                max,
-                default,
-            },
-            ConfigError::BadBool { var, value } => ConfigError::BadBool {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadDialect { var, value } => ConfigError::BadDialect {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadUrl { var, value, reason } => ConfigError::BadUrl {
-                var,
-                value: clean(value),
-                reason: clean(reason),
-            },
-            ConfigError::InsecureUrl { var, value } => ConfigError::InsecureUrl {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadCaCert { var, path, reason } => ConfigError::BadCaCert {
-                var,
-                path: clean(path),
-                reason: clean(reason),
-            },
-            e @ (ConfigError::NotUnicode { .. }
+    fn without_secrets(mut self, secrets: &[&Secret]) -> ConfigError {
+        let clean =
+            |s: &mut String| *s = secrets.iter().fold(std::mem::take(s), |s, k| k.scrub(&s));
+        match &mut self {
+            ConfigError::BadSeconds { value, .. }
+            | ConfigError::BadBool { value, .. }
+            | ConfigError::BadDialect { value, .. }
+            | ConfigError::InsecureUrl { value, .. } => clean(value),
+            ConfigError::BadUrl { value, reason, .. }
+            | ConfigError::BadCaCert {
+                path: value,
+                reason,
+                ..
+            } => {
+                clean(value);
+                clean(reason);
+            }
+            ConfigError::NotUnicode { .. }
             | ConfigError::TooLong { .. }
-            | ConfigError::BadSecret { .. }) => e,
+            | ConfigError::BadSecret { .. } => {}
         }
+        self
     }
 
     /// The variable that was wrong.
