@@ -21,6 +21,7 @@
 //! `target` is present only when known.
 
 use super::report::{ReportBody, format_timestamp};
+use super::text::prefix_within;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -214,13 +215,11 @@ pub fn fit_report(body: &mut ReportBody, max_bytes: usize) -> Result<usize, Repo
     }
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, with `…`
+/// appended if anything was cut.
 fn cut_string(s: &mut String, max: usize) {
     if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+        s.truncate(prefix_within(s, max).len());
         s.push('…');
     }
 }

@@ -19,6 +19,7 @@
 //! * [`clock`]: aligned, tiling report windows ([`WindowClock`]).
 //! * [`tags`]: the report's tags.
 //! * [`logs`]: the report's operational log records and the size guard.
+//! * [`text`]: UTF-8-safe truncation.
 
 pub mod clock;
 mod dialect;
@@ -27,6 +28,7 @@ pub mod logs;
 mod messages;
 mod report;
 pub mod tags;
+pub mod text;
 
 pub use clock::{ClockError, DEFAULT_INTERVAL, WindowClock};
 pub use dialect::{Dialect, UnknownDialect};

@@ -28,6 +28,7 @@
 //! environment (the shell passes it in: `crate::config::tags_from_env`) or
 //! import the shell.
 
+use super::text::{cut_chars, prefix_within};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -437,22 +438,8 @@ impl fmt::Debug for Tags {
 
 /// `s` cut to [`MAX_TAG_VALUE_BYTES`] at a character boundary.
 fn cut_bytes(mut s: String) -> String {
-    if s.len() > MAX_TAG_VALUE_BYTES {
-        let mut end = MAX_TAG_VALUE_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(prefix_within(&s, MAX_TAG_VALUE_BYTES).len());
     s
-}
-
-/// The first `n` characters of `s`, with `…` if anything was cut.
-pub(crate) fn cut_chars(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
