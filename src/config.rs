@@ -400,7 +400,7 @@ impl fmt::Debug for Config {
 }
 
 /// The platform tags from the process environment ([`Tags::from_lookup`]
-/// over [`ENV_VARS`](crate::wire::tags::ENV_VARS)). A variable that is not
+/// over [`ENV_VARS`]). A variable that is not
 /// UTF-8 is an error.
 pub fn tags_from_env() -> Result<Tags, TagError> {
     if let Some(var) = ENV_VARS

@@ -68,7 +68,8 @@ impl LogBuffer {
     }
 
     /// Adds a record without blocking (message and string fields cut to
-    /// [`MAX_MESSAGE_BYTES`] / [`MAX_FIELD_BYTES`]). Returns false, and
+    /// [`MAX_MESSAGE_BYTES`](crate::wire::logs::MAX_MESSAGE_BYTES) /
+    /// [`MAX_FIELD_BYTES`](crate::wire::logs::MAX_FIELD_BYTES)). Returns false, and
     /// counts a drop, if the buffer is full.
     pub fn record(&self, record: LogRecord) -> bool {
         let pushed = match &self.queue {

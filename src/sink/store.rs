@@ -73,9 +73,9 @@ CREATE TABLE IF NOT EXISTS totals (
 ) WITHOUT ROWID;
 ";
 
-/// The tag a report's host is read from for [`usage`].
+/// The tag a report's host is read from for [`usage`](super::usage()).
 pub const HOST_TAG: &str = crate::wire::tags::HOST;
-/// The tag a report's tenant is read from for [`usage`].
+/// The tag a report's tenant is read from for [`usage`](super::usage()).
 pub const TENANT_TAG: &str = crate::wire::tags::TENANT_ID;
 
 /// Why the store could not be opened or used.
