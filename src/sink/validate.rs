@@ -5,7 +5,7 @@
 //! `crate::wire`; nothing of HTTP, I/O or `crate::cli`.
 
 pub(crate) use crate::wire::Dialect;
-use crate::wire::tags;
+use crate::wire::{API_KEY_FIELD, tags};
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -50,11 +50,12 @@ const CREDENTIAL_FIELDS: [CredentialField; 3] = [
 ];
 
 impl CredentialField {
+    /// The field's name, as the wire dialects spell it.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            CredentialField::License => "license",
-            CredentialField::LicenseKey => "license_key",
-            CredentialField::ApiKey => "api_key",
+            CredentialField::License => Dialect::Published.license_field(),
+            CredentialField::LicenseKey => Dialect::LanggraphApi.license_field(),
+            CredentialField::ApiKey => API_KEY_FIELD,
         }
     }
 

@@ -36,6 +36,7 @@ pub use error_body::ErrorBody;
 pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
 pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};
 pub use report::{
-    Credential, ReportBody, UsageReport, encode_report, encode_report_in, format_timestamp,
+    API_KEY_FIELD, Credential, ReportBody, UsageReport, encode_report, encode_report_in,
+    format_timestamp,
 };
 pub use tags::{EvaluatedTags, Plan, TagError, Tags, UserAppFlags};
