@@ -1,5 +1,6 @@
-//! Configuration from the environment. Imports `crate::secret`,
-//! `crate::wire` (pure data) and the URL type; no I/O but the CA file.
+//! Configuration from the environment. Layer: shell. May import
+//! `crate::secret`, `crate::wire` (pure data) and `url`; no HTTP client
+//! crate, no `crate::cli`, no I/O but the CA file.
 //!
 //! | setting | variables, first set wins | default |
 //! | --- | --- | --- |
@@ -31,13 +32,14 @@
 //! license ([`Config::is_offline`]).
 
 use crate::secret::Secret;
-use crate::wire::{Credential, Dialect};
-use reqwest::Url;
+use crate::wire::tags::ENV_VARS;
+use crate::wire::{Credential, Dialect, TagError, Tags};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use url::Url;
 
 /// `LANGGRAPH_CLOUD_LICENSE_KEY`
 pub const ENV_LICENSE_KEY: &str = "LANGGRAPH_CLOUD_LICENSE_KEY";
@@ -195,48 +197,28 @@ pub enum ConfigError {
 impl ConfigError {
     /// The error with every occurrence of `secrets` in the values it shows
     /// replaced by their redacted form.
-    fn without_secrets(self, secrets: &[&Secret]) -> ConfigError {
-        let clean = |s: String| secrets.iter().fold(s, |s, k| k.scrub(&s));
-        match self {
-            ConfigError::BadSeconds {
-                var,
-                value,
-                min,
-                max,
-                default,
-            } => ConfigError::BadSeconds {
-                var,
-                value: clean(value),
-                min,
-                max,
-                default,
-            },
-            ConfigError::BadBool { var, value } => ConfigError::BadBool {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadDialect { var, value } => ConfigError::BadDialect {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadUrl { var, value, reason } => ConfigError::BadUrl {
-                var,
-                value: clean(value),
-                reason: clean(reason),
-            },
-            ConfigError::InsecureUrl { var, value } => ConfigError::InsecureUrl {
-                var,
-                value: clean(value),
-            },
-            ConfigError::BadCaCert { var, path, reason } => ConfigError::BadCaCert {
-                var,
-                path: clean(path),
-                reason: clean(reason),
-            },
-            e @ (ConfigError::NotUnicode { .. }
+    fn without_secrets(mut self, secrets: &[&Secret]) -> ConfigError {
+        let clean =
+            |s: &mut String| *s = secrets.iter().fold(std::mem::take(s), |s, k| k.scrub(&s));
+        match &mut self {
+            ConfigError::BadSeconds { value, .. }
+            | ConfigError::BadBool { value, .. }
+            | ConfigError::BadDialect { value, .. }
+            | ConfigError::InsecureUrl { value, .. } => clean(value),
+            ConfigError::BadUrl { value, reason, .. }
+            | ConfigError::BadCaCert {
+                path: value,
+                reason,
+                ..
+            } => {
+                clean(value);
+                clean(reason);
+            }
+            ConfigError::NotUnicode { .. }
             | ConfigError::TooLong { .. }
-            | ConfigError::BadSecret { .. }) => e,
+            | ConfigError::BadSecret { .. } => {}
         }
+        self
     }
 
     /// The variable that was wrong.
@@ -415,6 +397,19 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .finish()
     }
+}
+
+/// The platform tags from the process environment ([`Tags::from_lookup`]
+/// over [`ENV_VARS`]). A variable that is not
+/// UTF-8 is an error.
+pub fn tags_from_env() -> Result<Tags, TagError> {
+    if let Some(var) = ENV_VARS
+        .into_iter()
+        .find(|var| std::env::var_os(var).is_some_and(|v| v.to_str().is_none()))
+    {
+        return Err(TagError::NotUnicode { var });
+    }
+    Tags::from_lookup(|var| std::env::var(var).ok())
 }
 
 impl Config {
@@ -677,7 +672,7 @@ fn hide_credentials(value: &str) -> String {
 
 /// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
 fn shown(value: &str) -> String {
-    crate::wire::tags::cut_chars(value, SHOWN_CHARS)
+    crate::wire::text::cut_chars(value, SHOWN_CHARS)
 }
 
 fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {
@@ -834,6 +829,15 @@ mod tests {
         Config::from_pairs(pairs)
     }
 
+    /// Asserts that `value` in `var` is refused by an error naming `var`
+    /// whose message says each of `says`.
+    fn assert_refused(var: &str, value: &str, says: &[&str]) {
+        let err = load(&[(var, value)]).unwrap_err();
+        assert_eq!(err.var(), var);
+        let msg = err.to_string();
+        assert!(says.iter().all(|s| msg.contains(s)), "{msg}");
+    }
+
     fn assert_no_secret(text: &str) {
         for s in [
             LICENSE,
@@ -933,14 +937,10 @@ mod tests {
         ] {
             assert_eq!(load(&[(ENV_OFFLINE, v)]).unwrap().offline, want, "{v}");
         }
-        let err = load(&[(ENV_OFFLINE, "maybe")]).unwrap_err();
-        assert_eq!(err.var(), ENV_OFFLINE);
-        let msg = err.to_string();
-        assert!(
-            msg.contains("BEACON_OFFLINE")
-                && msg.contains("\"maybe\"")
-                && msg.contains("true, false"),
-            "{msg}"
+        assert_refused(
+            ENV_OFFLINE,
+            "maybe",
+            &["BEACON_OFFLINE", "\"maybe\"", "true, false"],
         );
     }
 
@@ -1087,8 +1087,7 @@ mod tests {
                 "fix: {err}"
             );
         }
-        let err = load(&[(ENV_AUTH_ENDPOINT, "http://api.example.com")]).unwrap_err();
-        assert_eq!(err.var(), ENV_AUTH_ENDPOINT);
+        assert_refused(ENV_AUTH_ENDPOINT, "http://api.example.com", &[]);
     }
 
     #[test]
@@ -1299,8 +1298,7 @@ mod tests {
             )
         );
         // An error names the variable the value came from.
-        let err = load(&[(ENV_LEGACY_ENDPOINT, "http://evil.example.com")]).unwrap_err();
-        assert_eq!(err.var(), ENV_LEGACY_ENDPOINT);
+        assert_refused(ENV_LEGACY_ENDPOINT, "http://evil.example.com", &[]);
     }
 
     #[test]
@@ -1318,14 +1316,10 @@ mod tests {
 
     #[test]
     fn a_bad_dialect_names_both_choices() {
-        let err = load(&[(ENV_WIRE, "beacon-v2")]).unwrap_err();
-        assert_eq!(err.var(), ENV_WIRE);
-        let msg = err.to_string();
-        assert!(
-            msg.contains("\"beacon-v2\"")
-                && msg.contains("published")
-                && msg.contains("langgraph-api"),
-            "{msg}"
+        assert_refused(
+            ENV_WIRE,
+            "beacon-v2",
+            &["\"beacon-v2\"", "published", "langgraph-api"],
         );
     }
 

@@ -8,7 +8,11 @@
 //! * [`meter`]: the lock-free hot-path core. Sharded single-writer counters
 //!   and a snapshot-and-diff rotation that cuts exact windows. No async, no
 //!   HTTP, no JSON.
-//! * [`wire`]: the Beacon protocol's JSON shapes, as pure data.
+//! * [`wire`]: the Beacon protocol's JSON shapes, as pure data: no I/O,
+//!   environment, clock or tracing layer.
+//! * [`config`]: settings from the environment; [`clock`]: the wall clock
+//!   the reporter reads; [`oplog`]: operational log records collected for
+//!   the reports.
 //! * [`secret`]: credentials that never reach a log.
 //! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
 //!   operators.
@@ -22,6 +26,10 @@
 //!   (`beacon-meter demo`, the soak test).
 //!
 //! The `beacon-meter` command line (`src/cli`) is part of the binary only.
+//!
+//! Each module's doc says in one line what it may import; `tests/layers.rs`
+//! checks the rules that matter: the core uses nothing of the shell's
+//! crates, `wire` no I/O and no shell, and only the CLI uses the CLI.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -37,6 +45,8 @@
 #[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]
+pub mod clock;
+#[cfg(feature = "shell")]
 pub mod config;
 #[cfg(feature = "shell")]
 pub mod demo;
@@ -45,6 +55,8 @@ pub mod doctor;
 #[cfg(feature = "shell")]
 mod jwt;
 pub mod meter;
+#[cfg(feature = "shell")]
+pub mod oplog;
 #[cfg(feature = "shell")]
 pub mod reporter;
 #[cfg(feature = "shell")]

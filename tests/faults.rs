@@ -13,12 +13,13 @@
 #![cfg(feature = "shell")]
 
 use beacon_meter::Meter;
+use beacon_meter::clock::ManualClock;
 use beacon_meter::config::Config;
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPolicy};
 use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{Destination, Spool, SpoolError};
-use beacon_meter::wire::{ManualClock, Tags};
+use beacon_meter::wire::Tags;
 use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;

@@ -28,11 +28,12 @@ use beacon_meter::client::{
 };
 use beacon_meter::config::Config;
 use beacon_meter::meter::Meter;
+use beacon_meter::oplog::{LogBuffer, LogBufferLayer};
 use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Faults, Sink, SinkConfig};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow};
-use beacon_meter::wire::{Credential, Dialect, LogBuffer, LogBufferLayer, ReportBody, Tags};
+use beacon_meter::wire::{Credential, Dialect, ReportBody, Tags};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::ffi::OsString;

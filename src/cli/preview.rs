@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_WIRE};
 use beacon_meter::doctor::preview::{Counts, Preview, Previews, build};
 use beacon_meter::spool::{Destination, Spool};
-use beacon_meter::wire::{Credential, Tags, format_timestamp};
+use beacon_meter::wire::{Credential, format_timestamp};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::io::{self, Write};
 
@@ -21,7 +21,7 @@ use std::io::{self, Write};
 /// (exit status 2).
 pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let tags = Tags::from_env()?;
+    let tags = beacon_meter::config::tags_from_env()?;
     let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
     let previews = build(&config, &tags, &spool_dir, Utc::now());
     let written = if args.json {

@@ -3,7 +3,7 @@
 //! results; rendering them is the CLI's job.
 //!
 //! Reads the environment exactly as the library does ([`Config::from_env`],
-//! [`Tags::from_env`]) and finds, in order:
+//! [`crate::config::tags_from_env`]) and finds, in order:
 //!
 //! 1. the effective configuration, secrets redacted, each value with the
 //!    variable it came from (several variables may set one value);
@@ -45,7 +45,7 @@ use crate::spool::Spool;
 use crate::wire::{Credential, Plan, Tags};
 use chrono::{DateTime, Utc};
 use net::TlsRoots;
-use reqwest::Url;
+use url::Url;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -307,7 +307,7 @@ pub async fn check_env(progress: Progress<'_>) -> CheckReport {
         Ok(c) => c,
         Err(e) => return config_failure(report, Some(e.var().to_owned()), e.to_string()),
     };
-    let tags = match Tags::from_env() {
+    let tags = match crate::config::tags_from_env() {
         Ok(tags) => tags,
         Err(e) => {
             let var = match &e {

@@ -6,7 +6,7 @@
 
 use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, chain, ms};
 use crate::config::{Config, ENV_CA_CERT};
-use reqwest::Url;
+use url::Url;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;

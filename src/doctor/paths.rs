@@ -13,7 +13,7 @@ use super::preview::Preview;
 use crate::config::{Config, ENV_WIRE};
 use crate::spool::Destination as Queue;
 use crate::wire::Dialect;
-use reqwest::Url;
+use url::Url;
 use serde::Serialize;
 
 /// What a `GET` on a report path says about it.

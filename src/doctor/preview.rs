@@ -28,7 +28,7 @@ use crate::wire::{
     Credential, Dialect, Plan, ReportBody, Tags, UsageReport, WindowClock, encode_report_in,
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use reqwest::Url;
+use url::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

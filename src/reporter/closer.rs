@@ -2,11 +2,13 @@
 //! open window.
 
 use super::{Phase, ReporterOptions, Shared};
+use crate::clock::Clock;
 use crate::meter::{Attachment, MeasureKind, Window};
+use crate::oplog::LogBuffer;
 use crate::spool::{Checkpoint, Destination, SpooledWindow, merge};
 use crate::wire::logs::{DEFAULT_MAX_REPORT_BYTES, fit_report};
 use crate::wire::tags::TENANT_ID;
-use crate::wire::{Clock, LogBuffer, ReportBody, Tags, WindowClock};
+use crate::wire::{ReportBody, Tags, WindowClock};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

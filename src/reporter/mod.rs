@@ -82,10 +82,12 @@ pub use stats::{DestinationStats, ReporterStats};
 
 use crate::client::{ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseSettings};
 use crate::client::{LicenseVerifier, RefreshGuard, Verification};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::meter::{AttachError, Meter};
+use crate::oplog::LogBuffer;
 use crate::spool::{Destination, Spool, SpoolError, SpoolLimits, slots};
-use crate::wire::{Clock, ClockError, Credential, LogBuffer, SystemClock, Tags, WindowClock};
+use crate::wire::{ClockError, Credential, Tags, WindowClock};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! What a sink accepts and which faults it injects.
+//! What a sink accepts and which faults it injects. May import `std`,
+//! uuid and `crate::secret`; nothing of HTTP serving or `crate::cli`.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};

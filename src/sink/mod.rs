@@ -2,6 +2,10 @@
 //! and reporter, and a way for an air-gapped operator to see exactly what
 //! would be sent.
 //!
+//! Layer: shell. May import axum, hyper, tokio, rusqlite, ring, url,
+//! `crate::wire`, `crate::secret` and `crate::jwt`; must not import
+//! `crate::cli` (checked by `tests/layers.rs`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), beacon_meter::sink::SinkError> {
 //! use beacon_meter::sink::{Sink, SinkConfig};
@@ -95,7 +99,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use state::Shared;
+use state::SinkState;
 use store::Store;
 
 /// Why a sink could not start.
@@ -169,7 +173,7 @@ impl Sink {
             addr: config.bind,
             source,
         })?;
-        let shared = Arc::new(Shared::new(config, key, store).map_err(|_| SinkError::Random)?);
+        let shared = Arc::new(SinkState::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();
         let task = tokio::spawn(server::serve(listener, tls, shared.clone(), watching));
@@ -189,7 +193,7 @@ impl Sink {
 pub struct SinkHandle {
     addr: SocketAddr,
     https: bool,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -211,9 +215,9 @@ impl SinkHandle {
 
     /// `http://<addr>/` (`https://` with [`SinkConfig::tls`]): the base URL
     /// for both the Beacon and the auth endpoint.
-    pub fn base_url(&self) -> reqwest::Url {
+    pub fn base_url(&self) -> url::Url {
         let scheme = if self.https { "https" } else { "http" };
-        reqwest::Url::parse(&format!("{scheme}://{}/", self.addr))
+        url::Url::parse(&format!("{scheme}://{}/", self.addr))
             .expect("a socket address always makes a valid URL")
     }
 

@@ -1,4 +1,5 @@
-//! The endpoints.
+//! The endpoints. May import axum, tokio, serde_json, `crate::wire` and
+//! the sink's other modules; must not import `crate::cli`.
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -7,21 +8,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use crate::secret::Secret;
+use crate::wire::{ErrorBody, VerifyResponse};
 use std::pin::Pin;
 use std::sync::Arc;
 use uuid::Uuid;
 
 use super::jwt;
-use super::state::Shared;
+use super::state::SinkState;
 use super::store::Stored;
-use super::validate::{self, CredentialField, Dialect, Invalid};
+use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
 
 /// Marks a response that must not be sent: the connection is closed
 /// instead (see `server::handle`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DropConnection;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<SinkState>) -> Router {
     Router::new()
         .route("/v1/beacon/verify", post(verify))
         .route("/auth", post(auth))
@@ -42,7 +46,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// `{"detail": message}` with `status`.
 pub(crate) fn detail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "detail": message.into() }))).into_response()
+    (status, axum::Json(ErrorBody::new(message))).into_response()
 }
 
 fn dropped() -> Response {
@@ -116,7 +120,7 @@ async fn read_body(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Ve
 
 /// The body, or the answer for a body that could not be read.
 async fn body_or_answer(
-    shared: &Shared,
+    shared: &SinkState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<u8>, Response> {
@@ -140,7 +144,7 @@ async fn body_or_answer(
     }
 }
 
-async fn add_latency(shared: &Shared) {
+async fn add_latency(shared: &SinkState) {
     let latency = shared.faults().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -164,7 +168,7 @@ fn invalid(e: Invalid) -> Response {
 }
 
 /// `POST /v1/beacon/verify` `{"license": "..."}` -> `{"token": JWT}`.
-async fn verify(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn verify(State(shared): State<Arc<SinkState>>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match body_or_answer(&shared, &headers, body).await {
         Ok(b) => b,
         Err(answer) => return answer,
@@ -188,11 +192,14 @@ async fn verify(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         shared.config.token_lifetime,
     );
     shared.count_verification();
-    (StatusCode::OK, axum::Json(json!({ "token": token }))).into_response()
+    let token = VerifyResponse {
+        token: Secret::new(token),
+    };
+    (StatusCode::OK, axum::Json(token)).into_response()
 }
 
 /// `POST /auth` with `X-Api-Key` -> `{"org_config": {...}}`.
-async fn auth(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn auth(State(shared): State<Arc<SinkState>>, headers: HeaderMap) -> Response {
     add_latency(&shared).await;
     let Some(key) = headers.get("x-api-key") else {
         return detail(StatusCode::UNAUTHORIZED, "missing X-Api-Key header");
@@ -257,9 +264,9 @@ fn forced(status: u16, retry_after: u64) -> Response {
 }
 
 /// The handler of a report path of dialect `path_dialect`.
-fn submit_to(path_dialect: Dialect) -> axum::routing::MethodRouter<Arc<Shared>> {
+fn submit_to(path_dialect: Dialect) -> axum::routing::MethodRouter<Arc<SinkState>> {
     post(
-        move |State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body| {
+        move |State(shared): State<Arc<SinkState>>, headers: HeaderMap, body: Body| {
             submit(shared, path_dialect, headers, body)
         },
     )
@@ -268,7 +275,7 @@ fn submit_to(path_dialect: Dialect) -> axum::routing::MethodRouter<Arc<Shared>> 
 /// A report posted to a path of dialect `path_dialect`; the order of checks
 /// is listed in the `sink` module docs.
 async fn submit(
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     path_dialect: Dialect,
     headers: HeaderMap,
     body: Body,
@@ -302,17 +309,16 @@ async fn submit(
         return dropped();
     }
 
-    let (key, report) = match check(&shared, &headers, &bytes) {
+    let submission = match check(&shared, &headers, &bytes, path_dialect) {
         Ok(checked) => checked,
         Err((status, reason)) => {
             shared.count_reject();
             return detail(status, without_known_keys(&shared, reason));
         }
     };
-    let dialect = report.dialect(path_dialect);
     // The commit waits for an fsync: off the async workers.
     let storing = shared.clone();
-    let stored = tokio::task::spawn_blocking(move || storing.accept(key, &report, dialect))
+    let stored = tokio::task::spawn_blocking(move || storing.accept(&submission))
         .await
         .unwrap_or_else(|e| Stored::Failed(format!("the storing task failed: {e}")));
     match stored {
@@ -339,7 +345,7 @@ async fn submit(
 /// refusal quotes values, and a client may have put a key in the wrong
 /// field; the report's own credential is already taken care of by
 /// `validate_report`).
-fn without_known_keys(shared: &Shared, reason: String) -> String {
+fn without_known_keys(shared: &SinkState, reason: String) -> String {
     let config = &shared.config;
     config
         .licenses
@@ -347,17 +353,16 @@ fn without_known_keys(shared: &Shared, reason: String) -> String {
         .flatten()
         .chain(&config.api_keys)
         .filter(|k| !k.is_empty())
-        .fold(reason, |r, k| {
-            crate::secret::Secret::new(k.as_str()).scrub(&r)
-        })
+        .fold(reason, |r, k| Secret::new(k.as_str()).scrub(&r))
 }
 
 /// Everything that can refuse a report before it is stored.
 fn check(
-    shared: &Shared,
+    shared: &SinkState,
     headers: &HeaderMap,
     bytes: &[u8],
-) -> Result<(Option<Uuid>, validate::ValidReport), Refusal> {
+    path_dialect: Dialect,
+) -> Result<Submission, Refusal> {
     if !is_json(headers) {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -403,11 +408,15 @@ fn check(
             }
         },
     };
-    Ok((key, report))
+    Ok(Submission {
+        key,
+        dialect: report.dialect(path_dialect),
+        report,
+    })
 }
 
 /// `None` if the request may read the summary and reports, else the `401`.
-fn refused_read(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+fn refused_read(shared: &SinkState, headers: &HeaderMap) -> Option<Response> {
     if shared.may_read(
         headers
             .get(header::AUTHORIZATION)
@@ -429,7 +438,7 @@ fn refused_read(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// `GET /v1/summary`.
-async fn summary(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn summary(State(shared): State<Arc<SinkState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refused_read(&shared, &headers) {
         return refused;
     }
@@ -457,7 +466,7 @@ fn max_page() -> u64 {
 /// `GET /v1/reports?offset=N&limit=M`: stored records in arrival order,
 /// credentials redacted, at most [`MAX_PAGE`] at a time.
 async fn reports(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SinkState>>,
     headers: HeaderMap,
     query: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {

@@ -3,6 +3,8 @@
 //! connection without answering: a response marked
 //! [`DropConnection`](super::routes::DropConnection) becomes a service
 //! error, on which hyper closes the connection without writing anything.
+//! May import hyper, tokio and the sink's other modules; must not import
+//! `crate::cli`.
 
 use axum::Router;
 use axum::body::Body;
@@ -20,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::routes::{DropConnection, detail, router};
-use super::state::{RecordedRequest, Shared, redact_headers};
+use super::state::{RecordedRequest, SinkState, redact_headers};
 
 /// Returned by the service to make hyper close the connection unanswered.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ struct ConnectionDropped;
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let grace = shared.config.shutdown_grace;
@@ -78,7 +80,7 @@ async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     service: TowerToHyperService<Router>,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -96,7 +98,7 @@ async fn connection(
 async fn serve_connection<S>(
     stream: S,
     service: TowerToHyperService<Router>,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -128,7 +130,7 @@ async fn serve_connection<S>(
 /// [`DropConnection`] answer into a dropped connection.
 async fn handle(
     service: TowerToHyperService<Router>,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ConnectionDropped> {
     let method = request.method().to_string();

@@ -1,16 +1,16 @@
 //! What a running sink remembers: its store (accepted reports, idempotency
 //! keys, totals), this run's counters, recorded requests and the current
-//! faults.
+//! faults. May import parking_lot, ring, serde, axum's header types and
+//! the sink's other modules; must not import `crate::cli`.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
-use uuid::Uuid;
 
 use super::config::{Faults, SinkConfig, XorShift};
 use super::store::{Store, StoreError, Stored};
-use super::validate::{Dialect, ValidReport};
+use super::validate::Submission;
 use crate::secret::Secret;
 
 /// How many requests [`super::SinkHandle::requests`] keeps (the most
@@ -116,8 +116,8 @@ pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> Vec<(String, St
         .collect()
 }
 
-/// The state shared by a sink's connections and its handle.
-pub(crate) struct Shared {
+/// A running sink's state, shared by its connections and its handle.
+pub(crate) struct SinkState {
     pub(crate) config: SinkConfig,
     pub(crate) key: crate::jwt::SinkKey,
     /// The admin token, if one is configured, as an HMAC tag under a key
@@ -138,7 +138,7 @@ struct Inner {
     requests: VecDeque<RecordedRequest>,
 }
 
-impl Shared {
+impl SinkState {
     /// Fails only if the system's random source does.
     pub(crate) fn new(
         config: SinkConfig,
@@ -155,7 +155,7 @@ impl Shared {
                 Some((admin_key, tag))
             }
         };
-        Ok(Shared {
+        Ok(SinkState {
             admin,
             inner: Mutex::new(Inner {
                 rng: XorShift::new(faults.seed),
@@ -256,13 +256,8 @@ impl Shared {
     /// Deduplicates, stores and counts a valid report (blocking: it waits
     /// for the commit). A conflict counts as a reject, a duplicate as a
     /// duplicate.
-    pub(crate) fn accept(
-        &self,
-        key: Option<Uuid>,
-        report: &ValidReport,
-        dialect: Dialect,
-    ) -> Stored {
-        let stored = self.store.accept(key, report, dialect);
+    pub(crate) fn accept(&self, submission: &Submission) -> Stored {
+        let stored = self.store.accept(submission);
         match stored {
             Stored::Duplicate => self.inner.lock().counters.duplicates += 1,
             Stored::Conflict => self.count_reject(),

@@ -36,9 +36,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use uuid::Uuid;
 
-use super::validate::{Dialect, ValidReport};
+use super::validate::Submission;
 use crate::secret::Secret;
 
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -74,10 +73,10 @@ CREATE TABLE IF NOT EXISTS totals (
 ) WITHOUT ROWID;
 ";
 
-/// The tag a report's host is read from for [`usage`].
-pub const HOST_TAG: &str = "langgraph.platform.host";
-/// The tag a report's tenant is read from for [`usage`].
-pub const TENANT_TAG: &str = "langgraph.platform.tenant_id";
+/// The tag a report's host is read from for [`usage`](super::usage()).
+pub const HOST_TAG: &str = crate::wire::tags::HOST;
+/// The tag a report's tenant is read from for [`usage`](super::usage()).
+pub const TENANT_TAG: &str = crate::wire::tags::TENANT_ID;
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -182,12 +181,8 @@ impl Store {
     /// Deduplicates and stores a valid report in one transaction (see the
     /// module docs); the JSONL line is written before the commit, so the
     /// export never misses a committed report.
-    pub(crate) fn accept(
-        &self,
-        key: Option<Uuid>,
-        report: &ValidReport,
-        dialect: Dialect,
-    ) -> Stored {
+    pub(crate) fn accept(&self, submission: &Submission) -> Stored {
+        let Submission { key, report, .. } = submission;
         let digest =
             ring::digest::digest(&ring::digest::SHA256, report.value.to_string().as_bytes());
         let mut conn = self.conn.lock();
@@ -212,9 +207,8 @@ impl Store {
                     });
                 }
             }
-            let record = report.record(dialect);
-            insert(&tx, key, digest.as_ref(), report, dialect, &record)
-                .map_err(|e| e.to_string())?;
+            let record = report.record(submission.dialect);
+            insert(&tx, submission, digest.as_ref(), &record).map_err(|e| e.to_string())?;
             self.export(&record)
                 .map_err(|e| format!("JSONL export: {e}"))?;
             tx.commit().map_err(|e| e.to_string())?;
@@ -271,12 +265,15 @@ impl Store {
 /// Inserts the report row and its measures and bumps the totals.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
-    key: Option<Uuid>,
+    submission: &Submission,
     digest: &[u8],
-    report: &ValidReport,
-    dialect: Dialect,
     record: &Value,
 ) -> rusqlite::Result<()> {
+    let Submission {
+        key,
+        report,
+        dialect,
+    } = submission;
     let tag = |name: &str| report.value["tags"][name].as_str().unwrap_or("").to_owned();
     let credential = format!(
         "{}:{}",

@@ -1,9 +1,11 @@
 //! Strict checks of request bodies against the Beacon protocol spec.
 //!
 //! Every error message names the field that is wrong and never contains a
-//! credential's value.
+//! credential's value. May import serde, serde_json, chrono, uuid and
+//! `crate::wire`; nothing of HTTP, I/O or `crate::cli`.
 
 pub(crate) use crate::wire::Dialect;
+use crate::wire::{API_KEY_FIELD, tags};
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -48,11 +50,12 @@ const CREDENTIAL_FIELDS: [CredentialField; 3] = [
 ];
 
 impl CredentialField {
+    /// The field's name, as the wire dialects spell it.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            CredentialField::License => "license",
-            CredentialField::LicenseKey => "license_key",
-            CredentialField::ApiKey => "api_key",
+            CredentialField::License => Dialect::Published.license_field(),
+            CredentialField::LicenseKey => Dialect::LanggraphApi.license_field(),
+            CredentialField::ApiKey => API_KEY_FIELD,
         }
     }
 
@@ -64,6 +67,15 @@ impl CredentialField {
             CredentialField::ApiKey => "api_key",
         }
     }
+}
+
+/// A report to store: valid, with its `Idempotency-Key` (if any) and its
+/// dialect.
+#[derive(Debug, Clone)]
+pub(crate) struct Submission {
+    pub(crate) key: Option<uuid::Uuid>,
+    pub(crate) report: ValidReport,
+    pub(crate) dialect: Dialect,
 }
 
 /// A report that passed every check.
@@ -124,6 +136,14 @@ fn shown(key: &str) -> String {
     } else {
         format!("{key:?}")
     }
+}
+
+/// "`what` must be `expected`, found <the type of `found`>".
+fn wrong(what: &str, expected: &str, found: &Value) -> Invalid {
+    shape(format!(
+        "{what} must be {expected}, found {}",
+        type_name(found)
+    ))
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -221,10 +241,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 const REQUIRED: [&str; 5] = ["from_timestamp", "to_timestamp", "tags", "measures", "logs"];
 
 /// Tags whose value, when not empty, must be a UUID.
-const UUID_TAGS: [&str; 2] = [
-    "langgraph.platform.tenant_id",
-    "langgraph.platform.project_id",
-];
+const UUID_TAGS: [&str; 2] = [tags::TENANT_ID, tags::PROJECT_ID];
 
 fn shape(msg: impl Into<String>) -> Invalid {
     Invalid::Shape(msg.into())
@@ -256,10 +273,7 @@ pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
 
 fn check_report(value: Value) -> Result<ValidReport, Invalid> {
     let Value::Object(map) = &value else {
-        return Err(shape(format!(
-            "report body must be a JSON object, found {}",
-            type_name(&value)
-        )));
+        return Err(wrong("report body", "a JSON object", &value));
     };
     let is_credential = |k: &str| CREDENTIAL_FIELDS.iter().any(|f| f.name() == k);
     if let Some(unknown) = map
@@ -326,11 +340,7 @@ fn credential(map: &Map<String, Value>) -> Result<(CredentialField, String), Inv
     match &map[field.name()] {
         Value::String(s) if !s.is_empty() => Ok((field, s.clone())),
         Value::String(_) => Err(shape(format!("`{}` must not be empty", field.name()))),
-        other => Err(shape(format!(
-            "`{}` must be a string, found {}",
-            field.name(),
-            type_name(other)
-        ))),
+        other => Err(wrong(&format!("`{}`", field.name()), "a string", other)),
     }
 }
 
@@ -339,18 +349,11 @@ fn credential(map: &Map<String, Value>) -> Result<(CredentialField, String), Inv
 /// included (the reference reporter sends them).
 fn check_tags(tags: &Value) -> Result<(), Invalid> {
     let Value::Object(tags) = tags else {
-        return Err(shape(format!(
-            "`tags` must be an object of strings, found {}",
-            type_name(tags)
-        )));
+        return Err(wrong("`tags`", "an object of strings", tags));
     };
     for (k, v) in tags {
         let Value::String(s) = v else {
-            return Err(shape(format!(
-                "`tags.{}` must be a string, found {}",
-                shown(k),
-                type_name(v)
-            )));
+            return Err(wrong(&format!("`tags.{}`", shown(k)), "a string", v));
         };
         if UUID_TAGS.contains(&k.as_str()) && !s.is_empty() && uuid::Uuid::try_parse(s).is_err() {
             return Err(shape(format!(
@@ -365,10 +368,11 @@ fn check_tags(tags: &Value) -> Result<(), Invalid> {
 /// `measures`: an object of integers in `0..=u64::MAX`, any names.
 fn measures(measures: &Value) -> Result<BTreeMap<String, u64>, Invalid> {
     let Value::Object(raw) = measures else {
-        return Err(shape(format!(
-            "`measures` must be an object of non-negative integers, found {}",
-            type_name(measures)
-        )));
+        return Err(wrong(
+            "`measures`",
+            "an object of non-negative integers",
+            measures,
+        ));
     };
     let mut out = BTreeMap::new();
     for (k, v) in raw {
@@ -393,16 +397,10 @@ fn measures(measures: &Value) -> Result<BTreeMap<String, u64>, Invalid> {
 /// `logs`: an array of objects.
 fn check_logs(logs: &Value) -> Result<(), Invalid> {
     let Value::Array(logs) = logs else {
-        return Err(shape(format!(
-            "`logs` must be an array of objects, found {}",
-            type_name(logs)
-        )));
+        return Err(wrong("`logs`", "an array of objects", logs));
     };
     match logs.iter().enumerate().find(|(_, v)| !v.is_object()) {
-        Some((i, v)) => Err(shape(format!(
-            "`logs[{i}]` must be an object, found {}",
-            type_name(v)
-        ))),
+        Some((i, v)) => Err(wrong(&format!("`logs[{i}]`"), "an object", v)),
         None => Ok(()),
     }
 }
@@ -417,10 +415,7 @@ const MAX_FRACTION_DIGITS: usize = 9;
 /// whether it was written with `Z`.
 fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
     let Value::String(s) = v else {
-        return Err(shape(format!(
-            "`{field}` must be an RFC 3339 string, found {}",
-            type_name(v)
-        )));
+        return Err(wrong(&format!("`{field}`"), "an RFC 3339 string", v));
     };
     let zulu = s.ends_with('Z');
     let offset = s.len() > 6 && {
@@ -458,10 +453,7 @@ fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
 /// Returns the license.
 pub(crate) fn validate_verify(value: Value) -> Result<String, Invalid> {
     let Value::Object(map) = value else {
-        return Err(shape(format!(
-            "verification body must be a JSON object, found {}",
-            type_name(&value)
-        )));
+        return Err(wrong("verification body", "a JSON object", &value));
     };
     if let Some(unknown) = map.keys().find(|k| *k != "license") {
         return Err(shape(format!(
@@ -472,10 +464,7 @@ pub(crate) fn validate_verify(value: Value) -> Result<String, Invalid> {
     match map.get("license") {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         Some(Value::String(_)) => Err(shape("`license` must not be empty")),
-        Some(other) => Err(shape(format!(
-            "`license` must be a string, found {}",
-            type_name(other)
-        ))),
+        Some(other) => Err(wrong("`license`", "a string", other)),
         None => Err(shape("missing field `license`")),
     }
 }

@@ -6,12 +6,15 @@
 //! So a process started at 09:02:17 reports `[09:02:17, 09:05:00)`, then
 //! `[09:05:00, 09:10:00)`, and so on.
 //!
-//! The wall clock is read through the [`Clock`] trait so tests can move it
-//! (including backwards). [`WindowClock`] stays sane whatever the clock does:
-//! a window always has `to > from`, and no two windows overlap.
+//! This module only computes: the caller reads the wall clock (the shell's
+//! `crate::clock::Clock`) and passes the time in. [`WindowClock`] stays
+//! sane whatever the clock does: a window always has `to > from`, and no
+//! two windows overlap.
+//!
+//! Layer: wire (pure). May import chrono and `std::time::Duration`; must
+//! not read a clock, sleep or import the shell.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use parking_lot::Mutex;
 use std::time::Duration;
 
 /// The default report interval: 300 seconds.
@@ -23,68 +26,6 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// The resolution of window boundaries. Timestamps are cut to whole
 /// milliseconds, and a window is never shorter than this.
 pub const RESOLUTION: Duration = Duration::from_millis(1);
-
-/// A source of wall-clock time.
-pub trait Clock: Send + Sync {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
-    fn now(&self) -> DateTime<Utc> {
-        (**self).now()
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for &C {
-    fn now(&self) -> DateTime<Utc> {
-        (**self).now()
-    }
-}
-
-/// The system's wall clock ([`Utc::now`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that moves only when told to: for tests, including clock jumps.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// A clock that reads `start` until moved.
-    pub fn new(start: DateTime<Utc>) -> Self {
-        ManualClock(Mutex::new(start))
-    }
-
-    /// Sets the time, forwards or backwards.
-    pub fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock() = t;
-    }
-
-    /// Moves the time forwards by `d`.
-    pub fn advance(&self, d: Duration) {
-        let mut t = self.0.lock();
-        *t += TimeDelta::from_std(d).expect("a test clock step fits in a TimeDelta");
-    }
-
-    /// Moves the time backwards by `d` (a wall-clock jump into the past).
-    pub fn rewind(&self, d: Duration) {
-        let mut t = self.0.lock();
-        *t -= TimeDelta::from_std(d).expect("a test clock step fits in a TimeDelta");
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock()
-    }
-}
 
 /// Why a [`WindowClock`] could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,8 +41,8 @@ pub enum ClockError {
 
 /// Cuts time into report windows. See the [module docs](self).
 ///
-/// The clock does not read time itself: the caller passes `now` (from a
-/// [`Clock`]), so the same rules apply to real and injected time.
+/// The clock does not read time itself: the caller passes `now` (from the
+/// shell's `Clock`), so the same rules apply to real and injected time.
 #[derive(Debug, Clone)]
 pub struct WindowClock {
     interval: TimeDelta,
@@ -190,9 +131,7 @@ impl WindowClock {
     }
 
     fn boundary_at_or_before(&self, t: DateTime<Utc>) -> DateTime<Utc> {
-        let ms = t.timestamp_millis();
-        let b = ms - ms.rem_euclid(self.interval.num_milliseconds());
-        DateTime::from_timestamp_millis(b).expect("a boundary at or before a valid time is valid")
+        boundary_at_or_before(t, self.interval())
     }
 
     fn boundary_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
@@ -200,9 +139,21 @@ impl WindowClock {
     }
 }
 
-/// `t` cut to whole milliseconds (towards the past).
-fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).expect("a truncated valid time is valid")
+/// The last UTC multiple of `interval` at or before `t`: where the window
+/// holding `t` starts. The interval is taken in whole milliseconds, at
+/// least one; `t` itself if the boundary is outside chrono's range.
+pub fn boundary_at_or_before(t: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+    let step = i64::try_from(interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let ms = t.timestamp_millis();
+    DateTime::from_timestamp_millis(ms - ms.rem_euclid(step)).unwrap_or(t)
+}
+
+/// `t` cut to whole milliseconds (towards the past), the resolution of
+/// window boundaries.
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -261,40 +212,34 @@ mod tests {
 
     #[test]
     fn backward_jump_never_overlaps_and_recovers() {
-        let clock = ManualClock::new(t("2025-01-06T09:00:00Z"));
-        let mut c = WindowClock::new(DEFAULT_INTERVAL, clock.now()).unwrap();
-        clock.advance(secs(300));
-        let w1 = c.advance(clock.now());
+        let mut now = t("2025-01-06T09:00:00Z");
+        let mut c = WindowClock::new(DEFAULT_INTERVAL, now).unwrap();
+        now += TimeDelta::seconds(300);
+        let w1 = c.advance(now);
         assert_eq!(w1.1, t("2025-01-06T09:05:00Z"));
 
-        clock.rewind(secs(3600)); // 08:05
-        assert!(c.is_behind(clock.now()));
-        assert_eq!(
-            c.wait(clock.now()),
-            secs(300),
-            "wait is capped at one interval"
-        );
-        let w2 = c.advance(clock.now());
+        now -= TimeDelta::seconds(3600); // 08:05
+        assert!(c.is_behind(now));
+        assert_eq!(c.wait(now), secs(300), "wait is capped at one interval");
+        let w2 = c.advance(now);
         assert_eq!(w2.0, w1.1);
         assert_eq!(w2.1, t("2025-01-06T09:05:00.001Z"));
-        let w3 = c.advance(clock.now());
+        let w3 = c.advance(now);
         assert_eq!(w3, (w2.1, t("2025-01-06T09:05:00.002Z")));
 
-        clock.set(t("2025-01-06T09:07:00Z")); // caught up, before the next boundary
-        assert!(!c.is_behind(clock.now()));
-        let w4 = c.advance(clock.now());
+        now = t("2025-01-06T09:07:00Z"); // caught up, before the next boundary
+        assert!(!c.is_behind(now));
+        let w4 = c.advance(now);
         assert_eq!(w4, (w3.1, t("2025-01-06T09:07:00Z")));
-        clock.set(t("2025-01-06T09:10:00Z"));
-        let w5 = c.advance(clock.now());
+        let w5 = c.advance(t("2025-01-06T09:10:00Z"));
         assert_eq!(w5, (w4.1, t("2025-01-06T09:10:00Z")));
     }
 
     #[test]
     fn forward_jump_gives_one_long_aligned_window() {
-        let clock = ManualClock::new(t("2025-01-06T09:01:00Z"));
-        let mut c = WindowClock::new(DEFAULT_INTERVAL, clock.now()).unwrap();
-        clock.advance(secs(7200 + 42));
-        let w = c.advance(clock.now());
+        let start = t("2025-01-06T09:01:00Z");
+        let mut c = WindowClock::new(DEFAULT_INTERVAL, start).unwrap();
+        let w = c.advance(start + TimeDelta::seconds(7200 + 42));
         assert_eq!(w, (t("2025-01-06T09:01:00Z"), t("2025-01-06T11:00:00Z")));
         assert_eq!(c.next_boundary(), t("2025-01-06T11:05:00Z"));
     }
@@ -348,9 +293,21 @@ mod tests {
     }
 
     #[test]
-    fn system_clock_moves_forward() {
-        let a = SystemClock.now();
-        let b = std::sync::Arc::new(SystemClock).now();
-        assert!(b >= a);
+    fn boundary_at_or_before_aligns_to_utc_multiples() {
+        let five = DEFAULT_INTERVAL;
+        let at = |s| boundary_at_or_before(t(s), five);
+        assert_eq!(at("2025-01-06T09:07:59.999Z"), t("2025-01-06T09:05:00Z"));
+        assert_eq!(at("2025-01-06T09:05:00Z"), t("2025-01-06T09:05:00Z"));
+        assert_eq!(at("1969-12-31T23:58:00Z"), t("1969-12-31T23:55:00Z"));
+        let odd = t("2025-01-06T09:07:00.5Z");
+        assert_eq!(
+            boundary_at_or_before(odd, Duration::ZERO),
+            odd,
+            "1 ms at least"
+        );
+        assert_eq!(
+            truncate(t("2025-01-06T09:07:00.123999Z")),
+            t("2025-01-06T09:07:00.123Z")
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! The Beacon wire format: pure data and serialization, no network.
 //!
+//! Layer: wire (pure). May import serde, serde_json, chrono, uuid,
+//! `crate::secret` and `crate::meter`; must not import tokio, reqwest,
+//! hyper, axum, rusqlite, tracing_subscriber, `std::fs`, `std::net`,
+//! `std::env` or the shell (client, reporter, spool, sink, cli, config,
+//! clock, oplog). `tests/layers.rs` checks this.
+//!
 //! The shapes follow `docs/protocol.md` exactly; its examples, in
 //! `tests/fixtures/protocol/`, are the golden tests (`tests/wire_golden.rs`).
 //!
@@ -7,27 +13,30 @@
 //!   plus credential) and [`encode_report`], the pure serializer.
 //! * [`VerifyRequest`], [`VerifyResponse`], [`AuthResponse`]: the
 //!   verification bodies.
+//! * [`ErrorBody`]: a refusal's `{"detail": …}`.
 //! * [`Dialect`]: published or `langgraph-api`, the license destination's
 //!   path and credential field; [`encode_report_in`] writes either.
-//! * [`clock`]: aligned, tiling report windows and an injectable [`Clock`].
+//! * [`clock`]: aligned, tiling report windows ([`WindowClock`]).
 //! * [`tags`]: the report's tags.
 //! * [`logs`]: the report's operational log records and the size guard.
+//! * [`text`]: UTF-8-safe truncation.
 
 pub mod clock;
 mod dialect;
+mod error_body;
 pub mod logs;
 mod messages;
 mod report;
 pub mod tags;
+pub mod text;
 
-pub use clock::{Clock, ClockError, DEFAULT_INTERVAL, ManualClock, SystemClock, WindowClock};
+pub use clock::{ClockError, DEFAULT_INTERVAL, WindowClock};
 pub use dialect::{Dialect, UnknownDialect};
-pub use logs::{
-    DEFAULT_MAX_REPORT_BYTES, LogBuffer, LogBufferLayer, LogLevel, LogRecord, ReportTooLarge,
-    fit_report,
-};
+pub use error_body::ErrorBody;
+pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
 pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};
 pub use report::{
-    Credential, ReportBody, UsageReport, encode_report, encode_report_in, format_timestamp,
+    API_KEY_FIELD, Credential, ReportBody, UsageReport, encode_report, encode_report_in,
+    format_timestamp,
 };
 pub use tags::{EvaluatedTags, Plan, TagError, Tags, UserAppFlags};

@@ -1,10 +1,16 @@
 //! The usage report body (`POST /v1/metadata/submit`).
+//!
+//! Layer: wire (pure). May import serde, serde_json, chrono,
+//! `crate::secret` and `crate::meter`; must not do I/O or import the shell.
 
 use super::Dialect;
 use crate::secret::Secret;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The JSON field an API key travels in, in both dialects.
+pub const API_KEY_FIELD: &str = "api_key";
 
 /// Who a report is sent as: a license key (to the Beacon) or an API key (to
 /// the auth endpoint). It becomes the report's `license` or `api_key` field.
@@ -33,7 +39,7 @@ impl Credential {
     pub fn field_in(&self, dialect: Dialect) -> &'static str {
         match self {
             Credential::License(_) => dialect.license_field(),
-            Credential::ApiKey(_) => "api_key",
+            Credential::ApiKey(_) => API_KEY_FIELD,
         }
     }
 }

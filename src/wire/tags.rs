@@ -23,7 +23,12 @@
 //! assert_eq!(evaluated.tags["myplatform.workers"], "8");
 //! # Ok::<(), beacon_meter::wire::TagError>(())
 //! ```
+//!
+//! Layer: wire (pure). May import uuid and `std`; must not read the process
+//! environment (the shell passes it in: `crate::config::tags_from_env`) or
+//! import the shell.
 
+use super::text::{cut_chars, prefix_within};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -49,6 +54,9 @@ pub const PLAN: &str = "langgraph.platform.plan";
 
 /// The prefix of the feature-flag tags.
 pub const USER_APP_PREFIX: &str = "user_app.";
+
+/// The environment variables [`Tags::from_lookup`] reads.
+pub const ENV_VARS: [&str; 4] = [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID];
 
 /// The platform tags, in the spec's order. Every report carries all of them.
 pub const PLATFORM_TAGS: [&str; 8] = [
@@ -150,7 +158,8 @@ pub enum TagError {
         /// Its value (cut to 100 characters).
         value: String,
     },
-    /// An environment variable is not valid UTF-8.
+    /// An environment variable is not valid UTF-8 (found by
+    /// `crate::config::tags_from_env`).
     #[error("{var} is not valid UTF-8; set it to plain text or unset it")]
     NotUnicode {
         /// The environment variable.
@@ -211,20 +220,6 @@ impl Tags {
     /// No tags set: every platform tag `""`, every flag false.
     pub fn new() -> Tags {
         Tags::default()
-    }
-
-    /// Platform tags from the process environment (see
-    /// [`from_lookup`](Self::from_lookup)). A variable that is not UTF-8 is
-    /// an error.
-    pub fn from_env() -> Result<Tags, TagError> {
-        for var in [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID] {
-            if let Some(v) = std::env::var_os(var)
-                && v.to_str().is_none()
-            {
-                return Err(TagError::NotUnicode { var });
-            }
-        }
-        Tags::from_lookup(|var| std::env::var(var).ok())
     }
 
     /// Platform tags from `lookup` (an environment): revision
@@ -443,22 +438,8 @@ impl fmt::Debug for Tags {
 
 /// `s` cut to [`MAX_TAG_VALUE_BYTES`] at a character boundary.
 fn cut_bytes(mut s: String) -> String {
-    if s.len() > MAX_TAG_VALUE_BYTES {
-        let mut end = MAX_TAG_VALUE_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(prefix_within(&s, MAX_TAG_VALUE_BYTES).len());
     s
-}
-
-/// The first `n` characters of `s`, with `…` if anything was cut.
-pub(crate) fn cut_chars(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 #[cfg(test)]
