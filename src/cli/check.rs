@@ -420,10 +420,7 @@ async fn check_config(
 
 /// Which hosts `destinations` need, for what: one entry per scheme, host
 /// and port, with every purpose.
-fn egress_targets(
-    config: &Config,
-    destinations: &[crate::config::Destination],
-) -> Vec<(Url, Egress)> {
+fn egress_targets(config: &Config, destinations: &[crate::config::Endpoint]) -> Vec<(Url, Egress)> {
     let mut targets: Vec<(Url, Egress)> = Vec::new();
     for d in destinations {
         let (base, purpose) = match d.credential {
@@ -1060,7 +1057,7 @@ fn host_problems(host: &HostCheck, tls: &TlsRoots) -> Vec<String> {
 // ---- credentials -----------------------------------------------------------
 
 async fn verify_credential(
-    d: &crate::config::Destination,
+    d: &crate::config::Endpoint,
     config: &Config,
     http: &HttpClient,
     host_reachable: bool,

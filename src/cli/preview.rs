@@ -151,18 +151,18 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     // Offline, every credential's report is shown as it would look (the
     // spool keeps them for export); online, those that are sent.
     let destinations = if config.is_offline() {
-        config.every_destination()
+        config.every_endpoint()
     } else {
         config.credentials()
     };
     // The report carries the redacted form in place of the key.
     let wanted = destinations.into_iter().map(|d| {
         let key = d.credential.secret().redacted();
-        let (destination, credential) = match &d.credential {
-            Credential::License(_) => (Destination::Beacon, Credential::License(Secret::new(&key))),
-            Credential::ApiKey(_) => (Destination::Auth, Credential::ApiKey(Secret::new(&key))),
+        let credential = match &d.credential {
+            Credential::License(_) => Credential::License(Secret::new(&key)),
+            Credential::ApiKey(_) => Credential::ApiKey(Secret::new(&key)),
         };
-        (destination, key, credential, d.submit_url, d.dialect)
+        (d.destination(), key, credential, d.submit_url, d.dialect)
     });
 
     let reports = wanted

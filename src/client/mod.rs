@@ -22,8 +22,11 @@
 //! scrubbed of the credential it was sent with, so it is safe to log.
 
 mod apikey;
+mod flight;
 mod http;
 mod license;
+mod retry;
+mod status;
 mod submit;
 
 pub use apikey::{ApiKeyError, ApiKeyVerifier, OrgInfo};
@@ -31,4 +34,6 @@ pub use http::{ClientError, ClientSettings, HttpClient};
 pub use license::{
     LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, RefreshGuard, Verification,
 };
+pub use retry::RetryPolicy;
+pub(crate) use retry::{Backoff, RetryNow};
 pub use submit::SubmitOutcome;

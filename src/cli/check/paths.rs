@@ -10,7 +10,6 @@
 
 use super::super::preview::Preview;
 use crate::config::{Config, ENV_WIRE};
-use crate::spool::Destination as Queue;
 use crate::wire::{Credential, Dialect};
 use reqwest::Url;
 use serde::Serialize;
@@ -81,11 +80,11 @@ pub(super) async fn report_paths(
 ) -> Vec<ReportPath> {
     let mut out = Vec::new();
     for d in config.credentials() {
-        let (kind, queue) = match d.credential {
-            Credential::License(_) => ("license", Queue::Beacon),
-            Credential::ApiKey(_) => ("api_key", Queue::Auth),
+        let kind = match d.credential {
+            Credential::License(_) => "license",
+            Credential::ApiKey(_) => "api_key",
         };
-        let Some(preview) = previews.iter().find(|p| p.destination == queue) else {
+        let Some(preview) = previews.iter().find(|p| p.destination == d.destination()) else {
             continue;
         };
         // The report path first; for a license, the other dialect's too.
