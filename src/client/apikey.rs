@@ -71,6 +71,30 @@ pub enum ApiKeyError {
     InvalidKey,
 }
 
+impl ApiKeyError {
+    /// The API key's column of the [status table](super::status): only a
+    /// refused credential rejects the key; any other verdict points at the
+    /// endpoint.
+    fn refused(refusal: Refusal) -> ApiKeyError {
+        match refusal {
+            Refusal::Unreachable(reason) => ApiKeyError::Unreachable { reason },
+            Refusal::Malformed(reason) => ApiKeyError::Malformed { reason },
+            Refusal::Status {
+                class: Class::CredentialRefused,
+                code,
+                message,
+            } => ApiKeyError::Rejected {
+                status: code,
+                message,
+            },
+            Refusal::Status { code, message, .. } => ApiKeyError::UnexpectedStatus {
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
 /// Verifies an API key once per process: the first success is kept for
 /// the life of the verifier (and its clones). Concurrent callers share one
 /// request and its outcome; a failure is not kept, so a later call tries
@@ -152,27 +176,8 @@ impl Inner {
         let malformed = |reason: String| ApiKeyError::Malformed {
             reason: scrub(&reason, secret, false),
         };
-        let answer = match self.http.verify_request(&self.url, request, secret).await {
-            Ok(bytes) => bytes,
-            Err(Refusal::Unreachable(reason)) => return Err(ApiKeyError::Unreachable { reason }),
-            Err(Refusal::Malformed(reason)) => return Err(malformed(reason)),
-            Err(Refusal::Status {
-                class: Class::CredentialRefused,
-                code,
-                message,
-            }) => {
-                return Err(ApiKeyError::Rejected {
-                    status: code,
-                    message,
-                });
-            }
-            Err(Refusal::Status { code, message, .. }) => {
-                return Err(ApiKeyError::UnexpectedStatus {
-                    status: code,
-                    message,
-                });
-            }
-        };
+        let answer = self.http.verify_request(&self.url, request, secret).await;
+        let answer = answer.map_err(ApiKeyError::refused)?;
         let parsed: AuthResponse = serde_json::from_slice(&answer).map_err(|e| {
             malformed(if e.is_data() {
                 format!("the answer is not {{\"org_config\": {{\"org_id\": \"<UUID>\", …}}}}: {e}")

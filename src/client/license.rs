@@ -165,6 +165,21 @@ pub enum LicenseError {
     },
 }
 
+impl LicenseError {
+    /// The license's column of the [status table](super::status): any
+    /// verdict rejects the license.
+    fn refused(refusal: Refusal) -> LicenseError {
+        match refusal {
+            Refusal::Unreachable(reason) => LicenseError::Unreachable { reason },
+            Refusal::Malformed(reason) => LicenseError::Malformed { reason },
+            Refusal::Status { code, message, .. } => LicenseError::Rejected {
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
 impl From<&Result<LicenseToken, LicenseError>> for Verification {
     fn from(result: &Result<LicenseToken, LicenseError>) -> Self {
         match result {
@@ -397,17 +412,8 @@ impl Inner {
         let malformed = |reason: String| LicenseError::Malformed {
             reason: scrub(&reason, secret, false),
         };
-        let answer = match self.http.verify_request(&self.url, request, secret).await {
-            Ok(bytes) => bytes,
-            Err(Refusal::Unreachable(reason)) => return Err(LicenseError::Unreachable { reason }),
-            Err(Refusal::Malformed(reason)) => return Err(malformed(reason)),
-            Err(Refusal::Status { code, message, .. }) => {
-                return Err(LicenseError::Rejected {
-                    status: code,
-                    message,
-                });
-            }
-        };
+        let answer = self.http.verify_request(&self.url, request, secret).await;
+        let answer = answer.map_err(LicenseError::refused)?;
         let parsed: VerifyResponse = serde_json::from_slice(&answer).map_err(|e| {
             malformed(if e.is_data() {
                 format!("the answer has no \"token\" string: {e}")
