@@ -173,23 +173,16 @@ impl Inner {
             .http
             .post(&self.url)
             .map(|r| r.header("X-Api-Key", header));
-        let malformed = |reason: String| ApiKeyError::Malformed {
-            reason: scrub(&reason, secret, false),
-        };
-        let answer = self.http.verify_request(&self.url, request, secret).await;
-        let answer = answer.map_err(ApiKeyError::refused)?;
-        let parsed: AuthResponse = serde_json::from_slice(&answer).map_err(|e| {
-            malformed(if e.is_data() {
-                format!("the answer is not {{\"org_config\": {{\"org_id\": \"<UUID>\", …}}}}: {e}")
-            } else {
-                "the answer is not JSON".to_owned()
-            })
-        })?;
+        let shape = r#"is not {"org_config": {"org_id": "<UUID>", …}}"#;
+        let answer = self.http.verify_request(&self.url, request, secret, shape);
+        let parsed: AuthResponse = answer.await.map_err(ApiKeyError::refused)?;
         let org = parsed.org_config;
         let org_id = uuid::Uuid::parse_str(&org.org_id).map_err(|_| {
             // Scrubbed before it is cut: a cut key is no longer found.
             let shown = crate::text::cut_chars(&scrub(&org.org_id, secret, false), 64);
-            malformed(format!("org_config.org_id {shown:?} is not a UUID"))
+            ApiKeyError::Malformed {
+                reason: format!("org_config.org_id {shown:?} is not a UUID"),
+            }
         })?;
         // Kept and shown (`Debug`): the key is redacted wherever the service
         // echoed it.

@@ -206,15 +206,17 @@ impl HttpClient {
     }
 
     /// One verification request (license or API key), sent and sorted by
-    /// the [status table](super::status): the whole body of a `2xx`
-    /// answer, or a [`Refusal`] with every text scrubbed of `secret`.
-    /// `request` is the request, or why it could not be made.
-    pub(crate) async fn verify_request(
+    /// the [status table](super::status): the `2xx` answer read as a `T`,
+    /// or a [`Refusal`] with every text scrubbed of `secret`. `request` is
+    /// the request, or why it could not be made; `wrong_shape` ends the
+    /// sentence "the answer …" for JSON that is not a `T`.
+    pub(crate) async fn verify_request<T: serde::de::DeserializeOwned>(
         &self,
         url: &Url,
         request: Result<RequestBuilder, ClientError>,
         secret: &Secret,
-    ) -> Result<Vec<u8>, Refusal> {
+        wrong_shape: &str,
+    ) -> Result<T, Refusal> {
         let unreachable = |reason: String| Refusal::Unreachable(scrub(&reason, secret, false));
         let request = request.map_err(|e| unreachable(error_chain(&e)))?;
         let response = self.send(url, request).await;
@@ -223,23 +225,32 @@ impl HttpClient {
         let answer = self.read_capped(url, response).await;
         let answer = answer.map_err(|e| unreachable(e.reason))?;
         let message = || answer_text(&answer, secret, MESSAGE_CHARS);
-        match Class::of(status.as_u16()) {
-            Class::Success if answer.truncated => Err(Refusal::Malformed(format!(
-                "the answer is longer than {} bytes",
-                self.max_body
-            ))),
-            Class::Success => Ok(answer.bytes),
-            Class::Transient { .. } => Err(Refusal::Unreachable(format!(
-                "{} answered HTTP {status}: {}",
-                urls::display(url),
-                message()
-            ))),
-            class => Err(Refusal::Status {
-                class,
-                code: status.as_u16(),
-                message: message(),
-            }),
-        }
+        let class = Class::of(status.as_u16());
+        let reason = match class {
+            Class::Success if answer.truncated => {
+                format!("the answer is longer than {} bytes", self.max_body)
+            }
+            Class::Success => match serde_json::from_slice(&answer.bytes) {
+                Ok(parsed) => return Ok(parsed),
+                Err(e) if e.is_data() => format!("the answer {wrong_shape}: {e}"),
+                Err(_) => "the answer is not JSON".to_owned(),
+            },
+            Class::Transient { .. } => {
+                let url = urls::display(url);
+                return Err(unreachable(format!(
+                    "{url} answered HTTP {status}: {}",
+                    message()
+                )));
+            }
+            class => {
+                return Err(Refusal::Status {
+                    class,
+                    code: status.as_u16(),
+                    message: message(),
+                });
+            }
+        };
+        Err(Refusal::Malformed(scrub(&reason, secret, false)))
     }
 
     /// Reads at most `max_body` bytes of the body, chunk by chunk. A longer
@@ -294,7 +305,8 @@ pub(crate) enum Refusal {
         code: u16,
         message: String,
     },
-    /// A `2xx` answer over the size cap.
+    /// A `2xx` answer that is over the size cap, not JSON, or not of the
+    /// expected shape.
     Malformed(String),
 }
 

@@ -409,18 +409,13 @@ impl Inner {
             r.header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body)
         });
+        let answer =
+            self.http
+                .verify_request(&self.url, request, secret, r#"has no "token" string"#);
+        let parsed: VerifyResponse = answer.await.map_err(LicenseError::refused)?;
         let malformed = |reason: String| LicenseError::Malformed {
             reason: scrub(&reason, secret, false),
         };
-        let answer = self.http.verify_request(&self.url, request, secret).await;
-        let answer = answer.map_err(LicenseError::refused)?;
-        let parsed: VerifyResponse = serde_json::from_slice(&answer).map_err(|e| {
-            malformed(if e.is_data() {
-                format!("the answer has no \"token\" string: {e}")
-            } else {
-                "the answer is not JSON".to_owned()
-            })
-        })?;
         let token = parsed.token.expose().trim();
         let decoded = jwt::decode(token, self.key.as_ref()).map_err(malformed)?;
         let (expires_at, refresh_at) = self.lifetime(decoded.exp).map_err(malformed)?;
