@@ -1,4 +1,5 @@
 //! Credentials that must never reach a log, a `Debug` output or an error.
+//! May import: std only.
 
 use std::fmt;
 

@@ -537,20 +537,19 @@ fn json_message(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> Url {
-        Url::parse(s).unwrap()
-    }
-
     #[test]
     fn endpoint_refuses_what_cannot_be_an_endpoint() {
+        let base = |s| Url::parse(s).unwrap();
         assert!(matches!(
-            endpoint(&url("mailto:a@b.c"), &["x"]),
+            endpoint(&base("mailto:a@b.c"), &["x"]),
             Err(ClientError::InvalidBaseUrl { .. })
         ));
         assert!(matches!(
-            endpoint(&url("http://example.com"), &["x"]),
+            endpoint(&base("http://example.com"), &["x"]),
             Err(ClientError::InsecureUrl { .. })
         ));
+        let ok = endpoint(&base("https://b.example.com/p?q#f"), &["auth"]);
+        assert_eq!(ok.unwrap().as_str(), "https://b.example.com/p/auth");
     }
 
     #[test]

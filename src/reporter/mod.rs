@@ -1,5 +1,7 @@
 //! The reporter: closes windows on aligned boundaries and delivers each one
 //! exactly once, through outages, restarts, crashes and shutdowns.
+//! May import: the meter, `config`, `client`, `spool`, `wire`, tokio.
+//! Must not import: the sink or the CLI.
 //!
 //! ```text
 //!  Meter ──rotate()──▶ closer ──push──▶ Spool (disk) ──oldest──▶ sender (one per destination) ──▶ Beacon

@@ -1,6 +1,8 @@
 //! The request and response bodies of license verification
 //! (`POST {beacon}/v1/beacon/verify`) and API-key verification
 //! (`POST {auth}/auth`).
+//!
+//! Pure data: may import serde and `crate::secret`; no I/O.
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
