@@ -114,11 +114,13 @@ struct Inner {
 
 impl fmt::Debug for ApiKeyVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyVerifier")
-            .field("url", &urls::display(&self.inner.url))
-            .field("key", &self.inner.key)
-            .field("verified", &self.inner.verified.get())
-            .finish()
+        let (url, inner) = (urls::display(&self.inner.url), &self.inner);
+        let verified = inner.verified.get();
+        write!(
+            f,
+            "ApiKeyVerifier {{ url: {url:?}, key: {:?}, verified: {verified:?} }}",
+            inner.key
+        )
     }
 }
 
