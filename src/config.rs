@@ -1,5 +1,6 @@
 //! Configuration from the environment. Layer: shell. May import
-//! `crate::secret`, `crate::wire` (pure data) and `url`; no HTTP client
+//! `crate::secret`, `crate::urls`, `crate::wire` (pure data), the spool's
+//! queue names ([`crate::spool::Destination`]) and `url`; no HTTP client
 //! crate, no `crate::cli`, no I/O but the CA file.
 //!
 //! | setting | variables, first set wins | default |
@@ -32,11 +33,12 @@
 //! license ([`Config::is_offline`]).
 
 use crate::secret::Secret;
+use crate::spool::Destination;
+use crate::urls;
 use crate::wire::tags::ENV_VARS;
 use crate::wire::{Credential, Dialect, TagError, Tags};
 use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
@@ -254,9 +256,9 @@ impl fmt::Debug for CaCert {
     }
 }
 
-/// Where reports go with one credential.
+/// Where and how reports go with one credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
+pub struct Endpoint {
     /// What the requests carry.
     pub credential: Credential,
     /// The wire dialect of the reports ([`Config::wire`]; it changes only
@@ -270,7 +272,16 @@ pub struct Destination {
     pub submit_url: Url,
 }
 
-impl Destination {
+impl Endpoint {
+    /// The spool queue this credential's windows wait in: a license's in
+    /// [`Destination::Beacon`], an API key's in [`Destination::Auth`].
+    pub fn destination(&self) -> Destination {
+        match self.credential {
+            Credential::License(_) => Destination::Beacon,
+            Credential::ApiKey(_) => Destination::Auth,
+        }
+    }
+
     /// What to do when nothing takes reports at [`Self::submit_url`]
     /// (`404`/`405`): for a license, try the other wire dialect
     /// ([`ENV_WIRE`]) or check [`ENV_BEACON_URL`]; for an API key (whose
@@ -510,11 +521,11 @@ impl Config {
     /// the API key to the auth endpoint, in that order. Empty when
     /// [offline](Self::is_offline) or when no credential is set. An offline
     /// license is never among them.
-    pub fn credentials(&self) -> Vec<Destination> {
+    pub fn credentials(&self) -> Vec<Endpoint> {
         if self.is_offline() {
             return Vec::new();
         }
-        let mut all = self.every_destination();
+        let mut all = self.every_endpoint();
         all.retain(|d| match &d.credential {
             Credential::License(k) => k.is_online_license(),
             Credential::ApiKey(_) => true,
@@ -525,29 +536,29 @@ impl Config {
     /// The destination of every credential set, license first, whether or
     /// not it is [sent](Self::credentials): what an offline deployment's
     /// reports would look like.
-    pub fn every_destination(&self) -> Vec<Destination> {
+    pub fn every_endpoint(&self) -> Vec<Endpoint> {
         let license = self
             .license_key
             .iter()
             .map(|k| Credential::License(k.clone()));
         let api_key = self.api_key.iter().map(|k| Credential::ApiKey(k.clone()));
-        license
-            .chain(api_key)
-            .map(|c| self.destination(c))
-            .collect()
+        license.chain(api_key).map(|c| self.endpoint(c)).collect()
     }
 
     /// Where `credential` would be verified and report to under this
     /// configuration (whether or not it is [sent](Self::credentials)).
-    pub fn destination(&self, credential: Credential) -> Destination {
+    pub fn endpoint(&self, credential: Credential) -> Endpoint {
         let (verify_url, submit_url) = match &credential {
             Credential::License(_) => (
-                join(&self.beacon_url, "v1/beacon/verify"),
+                join(&self.beacon_url, &["v1", "beacon", "verify"]),
                 self.license_report_url(self.wire),
             ),
-            Credential::ApiKey(_) => (join(&self.auth_endpoint, "auth"), self.api_key_report_url()),
+            Credential::ApiKey(_) => (
+                join(&self.auth_endpoint, &["auth"]),
+                self.api_key_report_url(),
+            ),
         };
-        Destination {
+        Endpoint {
             credential,
             dialect: self.wire,
             verify_url,
@@ -559,7 +570,7 @@ impl Config {
     /// `{beacon}/v1/metadata/submit` (published) or
     /// `{beacon}/v1/beacon/metadata/submit` (langgraph-api).
     pub fn license_report_url(&self, dialect: Dialect) -> Url {
-        join(&self.beacon_url, &dialect.license_report_path().join("/"))
+        join(&self.beacon_url, dialect.license_report_path())
     }
 
     /// Where an API key's reports go, in both dialects:
@@ -570,9 +581,9 @@ impl Config {
     /// holds in both dialects.
     pub fn api_key_report_url(&self) -> Url {
         if self.auth_endpoint.path().contains("/api/v1") {
-            join(&self.auth_endpoint, "metadata/submit")
+            join(&self.auth_endpoint, &["metadata", "submit"])
         } else {
-            join(&self.auth_endpoint, "v1/metadata/submit")
+            join(&self.auth_endpoint, &["v1", "metadata", "submit"])
         }
     }
 }
@@ -585,16 +596,9 @@ struct Keys {
     api_var: Option<&'static str>,
 }
 
-/// `path` under `base`, keeping every segment of `base`'s path
-/// (`https://h/proxy` + `auth` = `https://h/proxy/auth`).
-fn join(base: &Url, path: &str) -> Url {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let p = format!("{}/", base.path());
-        base.set_path(&p);
-    }
-    base.join(path)
-        .expect("a relative path joins onto an http(s) base")
+/// `segments` under `base` ([`urls::join`]).
+fn join(base: &Url, segments: &[&str]) -> Url {
+    urls::join(base, segments).expect("a checked endpoint URL takes a path")
 }
 
 /// Checks an endpoint URL: it must parse as an absolute `https` URL, or plain
@@ -617,13 +621,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let host = url.host_str().unwrap_or("");
-            let ip = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = match ip.parse::<IpAddr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => host.eq_ignore_ascii_case("localhost"),
-            };
-            if !loopback {
+            if !urls::is_loopback(&url) {
                 return Err(ConfigError::InsecureUrl {
                     var: var.to_owned(),
                     value: shown(&hide_credentials(value)),

@@ -204,6 +204,20 @@ fn der(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
     Ok((tag, &rest[..len], &rest[len..]))
 }
 
+/// DER tags.
+const INTEGER: u8 = 0x02;
+const BIT_STRING: u8 = 0x03;
+const OID: u8 = 0x06;
+const SEQUENCE: u8 = 0x30;
+
+/// The contents of the one element, of tag `tag`, that is all of `input`.
+fn only<'a>(tag: u8, input: &'a [u8], bad: &dyn Fn() -> String) -> Result<&'a [u8], String> {
+    match der(input)? {
+        (t, contents, []) if t == tag => Ok(contents),
+        _ => Err(bad()),
+    }
+}
+
 /// A SubjectPublicKeyInfo, `SEQUENCE { SEQUENCE { OID algorithm, params },
 /// BIT STRING key }`, or a PKCS#1 `RSAPublicKey`, `SEQUENCE { INTEGER n,
 /// INTEGER e }` (told apart by the first inner tag), with the key handed to
@@ -211,45 +225,33 @@ fn der(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
 /// uncompressed P-256 point.
 fn public_key(input: &[u8]) -> Result<PublicKey, String> {
     let bad = || "the key is not a SubjectPublicKeyInfo".to_owned();
-    let (tag, seq, trailing) = der(input)?;
-    if tag != 0x30 || !trailing.is_empty() {
-        return Err(bad());
-    }
-    let (tag, algorithm, rest) = der(seq)?;
-    if tag == 0x02 {
-        return rsa_public_key(input);
-    }
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    let (tag, bits, trailing) = der(rest)?;
-    if tag != 0x03 || !trailing.is_empty() {
-        return Err(bad());
-    }
-    let key = match bits.split_first() {
-        Some((0, key)) => key,
+    let (tag, algorithm, rest) = der(only(SEQUENCE, input, &bad)?)?;
+    match tag {
+        INTEGER => return rsa_public_key(input),
+        SEQUENCE => {}
         _ => return Err(bad()),
-    };
-    let (tag, oid, params) = der(algorithm)?;
-    if tag != 0x06 {
-        return Err(bad());
     }
-    if oid == OID_RSA {
-        rsa_public_key(key)
-    } else if oid == OID_EC_PUBLIC_KEY {
-        let (tag, curve, _) = der(params)?;
-        if tag != 0x06 || curve != OID_P256 {
-            return Err("only the EC curve P-256 (ES256) is supported".to_owned());
+    let Some((0, key)) = only(BIT_STRING, rest, &bad)?.split_first() else {
+        return Err(bad());
+    };
+    match der(algorithm)? {
+        (OID, OID_RSA, _) => rsa_public_key(key),
+        (OID, OID_EC_PUBLIC_KEY, params) => {
+            if !matches!(der(params)?, (OID, OID_P256, _)) {
+                return Err("only the EC curve P-256 (ES256) is supported".to_owned());
+            }
+            if key.len() != 65 || key[0] != 0x04 {
+                return Err("the EC key is not an uncompressed P-256 point".to_owned());
+            }
+            Ok(PublicKey {
+                alg: Algorithm::ES256,
+                key: DecodingKey::from_ec_der(key),
+            })
         }
-        if key.len() != 65 || key[0] != 0x04 {
-            return Err("the EC key is not an uncompressed P-256 point".to_owned());
+        (OID, _, _) => {
+            Err("unsupported key algorithm: only RSA (RS256) and EC P-256 (ES256) keys".to_owned())
         }
-        Ok(PublicKey {
-            alg: Algorithm::ES256,
-            key: DecodingKey::from_ec_der(key),
-        })
-    } else {
-        Err("unsupported key algorithm: only RSA (RS256) and EC P-256 (ES256) keys".to_owned())
+        _ => Err(bad()),
     }
 }
 
@@ -258,15 +260,10 @@ fn public_key(input: &[u8]) -> Result<PublicKey, String> {
 /// with), so a short key is refused when it is configured, not on every token.
 fn rsa_public_key(key: &[u8]) -> Result<PublicKey, String> {
     let bad = || "the RSA key is not a PKCS#1 RSAPublicKey".to_owned();
-    let (tag, seq, trailing) = der(key)?;
-    if tag != 0x30 || !trailing.is_empty() {
+    let (INTEGER, n, e) = der(only(SEQUENCE, key, &bad)?)? else {
         return Err(bad());
-    }
-    let (tag, n, rest) = der(seq)?;
-    let (tag2, _e, trailing) = der(rest)?;
-    if tag != 0x02 || tag2 != 0x02 || !trailing.is_empty() {
-        return Err(bad());
-    }
+    };
+    only(INTEGER, e, &bad)?;
     let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
     if bits < 2048 {
         return Err(format!(

@@ -67,6 +67,10 @@ pub mod sink;
 pub mod spool;
 mod sync;
 #[cfg(feature = "shell")]
+mod text;
+#[cfg(feature = "shell")]
+mod urls;
+#[cfg(feature = "shell")]
 pub mod wire;
 
 pub use meter::{

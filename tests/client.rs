@@ -1348,14 +1348,17 @@ async fn api_key_errors_are_typed() {
         (reply(500, echo.clone()), "unreachable"),
         (reply(429, ""), "unreachable"),
         (reply(200, "<html>"), "malformed: not JSON"),
-        (reply(200, r#"{"org":{}}"#), "malformed: no \"org_config\""),
+        (
+            reply(200, r#"{"org":{}}"#),
+            "malformed: missing field `org_config`",
+        ),
         (
             reply(200, r#"{"org_config":{}}"#),
-            "malformed: no \"org_id\"",
+            "malformed: missing field `org_id`",
         ),
         (
             reply(200, r#"{"org_config":{"org_id":7}}"#),
-            "malformed: not a string",
+            "malformed: expected a string",
         ),
         (
             reply(200, r#"{"org_config":{"org_id":"acme"}}"#),

@@ -168,7 +168,7 @@ mod tests {
         let c = Config::from_pairs(pairs).unwrap();
         let p = build(
             &c,
-            &Tags::new(),
+            &beacon_meter::wire::Tags::new(),
             Path::new("/nonexistent/spool"),
             Utc::now(),
         );

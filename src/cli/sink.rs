@@ -284,13 +284,13 @@ fn print_banner(
     let licenses = if args.licenses.is_empty() {
         "any key starting with lcl_".to_owned()
     } else {
-        redacted_list(&args.licenses)
+        beacon_meter::secret::redacted_list(args.licenses.iter().map(Secret::expose)).join(", ")
     };
     writeln!(out, "Licenses accepted: {licenses}")?;
     let keys = if args.api_keys.is_empty() {
         "none (add --api-key KEY)".to_owned()
     } else {
-        redacted_list(&args.api_keys)
+        beacon_meter::secret::redacted_list(args.api_keys.iter().map(Secret::expose)).join(", ")
     };
     writeln!(out, "API keys accepted: {keys} (org id {})", args.org_id)?;
     writeln!(out, "Token lifetime: {} s", args.token_lifetime)?;
@@ -336,13 +336,6 @@ fn print_banner(
         )?;
     }
     writeln!(out, "Stop with Ctrl-C; the totals are printed then.")
-}
-
-fn redacted_list(keys: &[Secret]) -> String {
-    keys.iter()
-        .map(Secret::redacted)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Waits for the stop signal, showing live totals when interactive.

@@ -1,18 +1,16 @@
 //! API-key verification: `POST {auth}/auth` with `X-Api-Key`, answered by
 //! the organization the key belongs to.
 
-use super::http::{
-    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub, scrub_json,
-};
+use super::flight::SingleFlight;
+use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::status::Class;
 use crate::secret::Secret;
+use crate::urls;
+use crate::wire::AuthResponse;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
-/// Longest server answer quoted in a message or reason.
-const MESSAGE_CHARS: usize = 300;
 
 /// The organization an API key belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +71,30 @@ pub enum ApiKeyError {
     InvalidKey,
 }
 
+impl ApiKeyError {
+    /// The API key's column of the [status table](super::status): only a
+    /// refused credential rejects the key; any other verdict points at the
+    /// endpoint.
+    fn refused(refusal: Refusal) -> ApiKeyError {
+        match refusal {
+            Refusal::Unreachable(reason) => ApiKeyError::Unreachable { reason },
+            Refusal::Malformed(reason) => ApiKeyError::Malformed { reason },
+            Refusal::Status {
+                class: Class::CredentialRefused,
+                code,
+                message,
+            } => ApiKeyError::Rejected {
+                status: code,
+                message,
+            },
+            Refusal::Status { code, message, .. } => ApiKeyError::UnexpectedStatus {
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
 /// Verifies an API key once per process: the first success is kept for
 /// the life of the verifier (and its clones). Concurrent callers share one
 /// request and its outcome; a failure is not kept, so a later call tries
@@ -87,17 +109,18 @@ struct Inner {
     url: Url,
     key: Secret,
     verified: OnceLock<OrgInfo>,
-    generation: AtomicU64,
-    flight: tokio::sync::Mutex<Option<Result<OrgInfo, ApiKeyError>>>,
+    flight: SingleFlight<Result<OrgInfo, ApiKeyError>>,
 }
 
 impl fmt::Debug for ApiKeyVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyVerifier")
-            .field("url", &display_url(&self.inner.url))
-            .field("key", &self.inner.key)
-            .field("verified", &self.inner.verified.get())
-            .finish()
+        let (url, inner) = (urls::display(&self.inner.url), &self.inner);
+        let verified = inner.verified.get();
+        write!(
+            f,
+            "ApiKeyVerifier {{ url: {url:?}, key: {:?}, verified: {verified:?} }}",
+            inner.key
+        )
     }
 }
 
@@ -112,8 +135,7 @@ impl ApiKeyVerifier {
                 url,
                 key: api_key,
                 verified: OnceLock::new(),
-                generation: AtomicU64::new(0),
-                flight: tokio::sync::Mutex::new(None),
+                flight: SingleFlight::new(),
             }),
         })
     }
@@ -121,27 +143,18 @@ impl ApiKeyVerifier {
     /// The key's organization: from memory once verified, else from one
     /// request shared with concurrent callers.
     pub async fn verify(&self) -> Result<OrgInfo, ApiKeyError> {
-        if let Some(org) = self.inner.verified.get() {
-            return Ok(org.clone());
+        if let Some(org) = self.cached() {
+            return Ok(org);
         }
         let inner = &self.inner;
-        let seen = inner.generation.load(Ordering::Acquire);
-        let mut last = inner.flight.lock().await;
-        if let Some(org) = inner.verified.get() {
-            return Ok(org.clone());
-        }
-        if inner.generation.load(Ordering::Acquire) != seen
-            && let Some(outcome) = last.as_ref()
-        {
-            return outcome.clone();
-        }
-        let outcome = inner.verify_once().await;
-        if let Ok(org) = &outcome {
-            let _ = inner.verified.set(org.clone());
-        }
-        *last = Some(outcome.clone());
-        inner.generation.fetch_add(1, Ordering::Release);
-        outcome
+        let request = || async {
+            let outcome = inner.verify_once().await;
+            if let Ok(org) = &outcome {
+                let _ = inner.verified.set(org.clone());
+            }
+            outcome
+        };
+        inner.flight.run(|| self.cached().map(Ok), request).await
     }
 
     /// The organization, if a verification has succeeded. Never does I/O.
@@ -151,76 +164,31 @@ impl ApiKeyVerifier {
 }
 
 impl Inner {
+    /// One request to the auth service, its answer sorted by the status
+    /// table (only `401`/`403` reject the key; see [`super::status`]).
     async fn verify_once(&self) -> Result<OrgInfo, ApiKeyError> {
         let secret = &self.key;
-        let unreachable = |reason: String| ApiKeyError::Unreachable {
-            reason: scrub(&reason, secret, false),
-        };
         let mut header =
             HeaderValue::from_str(secret.expose()).map_err(|_| ApiKeyError::InvalidKey)?;
         header.set_sensitive(true);
         let request = self
             .http
             .post(&self.url)
-            .map_err(|e| unreachable(error_chain(&e)))?
-            .header("X-Api-Key", header);
-        let (status, answer) = self
-            .http
-            .exchange(&self.url, request)
-            .await
-            .map_err(unreachable)?;
-        let code = status.as_u16();
-
-        if !status.is_success() {
-            let message = answer_text(&answer, secret, MESSAGE_CHARS);
-            return Err(match code {
-                401 | 403 => ApiKeyError::Rejected {
-                    status: code,
-                    message,
-                },
-                408 | 429 | 500..=599 => unreachable(format!(
-                    "{} answered HTTP {status}: {message}",
-                    display_url(&self.url)
-                )),
-                _ => ApiKeyError::UnexpectedStatus {
-                    status: code,
-                    message,
-                },
-            });
-        }
-
-        let malformed = |reason: String| ApiKeyError::Malformed {
-            reason: scrub(&reason, secret, false),
-        };
-        if answer.truncated {
-            return Err(malformed(format!(
-                "the answer is longer than {} bytes",
-                self.http.max_body()
-            )));
-        }
-        let value: serde_json::Value = serde_json::from_slice(&answer.bytes)
-            .map_err(|_| malformed("the answer is not JSON".to_owned()))?;
-        let Some(org_config) = value.get("org_config").and_then(|v| v.as_object()) else {
-            return Err(malformed(
-                "the answer has no \"org_config\" object".to_owned(),
-            ));
-        };
-        let org_id = match org_config.get("org_id") {
-            Some(serde_json::Value::String(s)) => uuid::Uuid::parse_str(s).map_err(|_| {
-                // Scrubbed before it is cut: a cut key is no longer found.
-                malformed(format!(
-                    "org_config.org_id {:?} is not a UUID",
-                    scrub(s, secret, false).chars().take(64).collect::<String>()
-                ))
-            })?,
-            Some(_) => {
-                return Err(malformed("org_config.org_id is not a string".to_owned()));
+            .map(|r| r.header("X-Api-Key", header));
+        let shape = r#"is not {"org_config": {"org_id": "<UUID>", …}}"#;
+        let answer = self.http.verify_request(&self.url, request, secret, shape);
+        let parsed: AuthResponse = answer.await.map_err(ApiKeyError::refused)?;
+        let org = parsed.org_config;
+        let org_id = uuid::Uuid::parse_str(&org.org_id).map_err(|_| {
+            // Scrubbed before it is cut: a cut key is no longer found.
+            let shown = crate::wire::text::cut_chars(&scrub(&org.org_id, secret, false), 64);
+            ApiKeyError::Malformed {
+                reason: format!("org_config.org_id {shown:?} is not a UUID"),
             }
-            None => return Err(malformed("org_config has no \"org_id\"".to_owned())),
-        };
+        })?;
         // Kept and shown (`Debug`): the key is redacted wherever the service
         // echoed it.
-        let mut org_config = serde_json::Value::Object(org_config.clone());
+        let mut org_config = serde_json::Value::Object(org.into_map());
         scrub_json(&mut org_config, secret);
         let serde_json::Value::Object(org_config) = org_config else {
             unreachable!("scrubbing keeps an object an object")

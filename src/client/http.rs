@@ -1,11 +1,16 @@
 //! The shared HTTP client: TLS, timeouts, proxy, redirect policy, URL checks
 //! and capped body reads.
 
+use super::status::Class;
 use crate::secret::Secret;
+use crate::text::error_chain;
+use crate::urls;
 use reqwest::{RequestBuilder, Response, Url, redirect};
 use std::fmt;
 use std::time::Duration;
 
+/// Longest server answer quoted in a message or reason.
+pub(crate) const MESSAGE_CHARS: usize = 300;
 /// Redirects followed at most, all within the first URL's origin.
 const MAX_REDIRECTS: usize = 3;
 
@@ -200,21 +205,52 @@ impl HttpClient {
             .map_err(|e| SendError::from_reqwest(url, e))
     }
 
-    /// Sends a request and reads its (capped) answer: the verification
-    /// calls' whole exchange. A failure is the network's, as a reason text
-    /// that the caller scrubs.
-    pub(crate) async fn exchange(
+    /// One verification request (license or API key), sent and sorted by
+    /// the [status table](super::status): the `2xx` answer read as a `T`,
+    /// or a [`Refusal`] with every text scrubbed of `secret`. `request` is
+    /// the request, or why it could not be made; `wrong_shape` ends the
+    /// sentence "the answer …" for JSON that is not a `T`.
+    pub(crate) async fn verify_request<T: serde::de::DeserializeOwned>(
         &self,
         url: &Url,
-        req: RequestBuilder,
-    ) -> Result<(reqwest::StatusCode, Capped), String> {
-        let response = self.send(url, req).await.map_err(|e| e.reason)?;
+        request: Result<RequestBuilder, ClientError>,
+        secret: &Secret,
+        wrong_shape: &str,
+    ) -> Result<T, Refusal> {
+        let unreachable = |reason: String| Refusal::Unreachable(scrub(&reason, secret, false));
+        let request = request.map_err(|e| unreachable(error_chain(&e)))?;
+        let response = self.send(url, request).await;
+        let response = response.map_err(|e| unreachable(e.reason))?;
         let status = response.status();
-        let answer = self
-            .read_capped(url, response)
-            .await
-            .map_err(|e| e.reason)?;
-        Ok((status, answer))
+        let answer = self.read_capped(url, response).await;
+        let answer = answer.map_err(|e| unreachable(e.reason))?;
+        let message = || answer_text(&answer, secret, MESSAGE_CHARS);
+        let class = Class::of(status.as_u16());
+        let reason = match class {
+            Class::Success if answer.truncated => {
+                format!("the answer is longer than {} bytes", self.max_body)
+            }
+            Class::Success => match serde_json::from_slice(&answer.bytes) {
+                Ok(parsed) => return Ok(parsed),
+                Err(e) if e.is_data() => format!("the answer {wrong_shape}: {e}"),
+                Err(_) => "the answer is not JSON".to_owned(),
+            },
+            Class::Transient { .. } => {
+                let url = urls::display(url);
+                return Err(unreachable(format!(
+                    "{url} answered HTTP {status}: {}",
+                    message()
+                )));
+            }
+            class => {
+                return Err(Refusal::Status {
+                    class,
+                    code: status.as_u16(),
+                    message: message(),
+                });
+            }
+        };
+        Err(Refusal::Malformed(scrub(&reason, secret, false)))
     }
 
     /// Reads at most `max_body` bytes of the body, chunk by chunk. A longer
@@ -255,6 +291,23 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// Why a verification request gave no usable answer. Every text is free of
+/// the credential.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No verdict: the network failed, or a [`Class::Transient`] status.
+    Unreachable(String),
+    /// A verdict: a status of another class, with the answer as one line.
+    Status {
+        class: Class,
+        code: u16,
+        message: String,
+    },
+    /// A `2xx` answer that is over the size cap, not JSON, or not of the
+    /// expected shape.
+    Malformed(String),
 }
 
 /// The error a refused redirect carries inside reqwest's error.
@@ -302,7 +355,7 @@ impl SendError {
             in_doubt: !(connect || redirect || builder),
             reason: format!(
                 "POST {}: {what}: {}",
-                display_url(url),
+                urls::display(url),
                 error_chain(&e.without_url())
             ),
         }
@@ -317,70 +370,26 @@ pub(crate) struct Capped {
     pub truncated: bool,
 }
 
-/// `https://` anywhere, `http://` only to a loopback host.
+/// `https://` anywhere, `http://` only to a loopback host
+/// ([`urls::is_secure`]).
 pub(crate) fn check_url(url: &Url) -> Result<(), ClientError> {
-    let ok = match url.scheme() {
-        "https" => url.host().is_some(),
-        "http" => url.host_str().is_some_and(|host| {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => host.eq_ignore_ascii_case("localhost"),
-            }
-        }),
-        _ => false,
-    };
-    if ok {
+    if urls::is_secure(url) {
         Ok(())
     } else {
         Err(ClientError::InsecureUrl {
-            url: display_url(url),
+            url: urls::display(url),
         })
     }
 }
 
-/// `base` with `segments` appended to its path (query and fragment
-/// dropped), checked with [`check_url`].
+/// `base` with `segments` appended to its path ([`urls::join`]), checked
+/// with [`check_url`].
 pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    {
-        let mut path = url
-            .path_segments_mut()
-            .map_err(|()| ClientError::InvalidBaseUrl {
-                url: display_url(base),
-            })?;
-        path.pop_if_empty().extend(segments);
-    }
+    let url = urls::join(base, segments).ok_or_else(|| ClientError::InvalidBaseUrl {
+        url: urls::display(base),
+    })?;
     check_url(&url)?;
     Ok(url)
-}
-
-/// A URL safe to show: no user name, password, query or fragment.
-pub(crate) fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both fail only for URLs that cannot have credentials at all.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
-/// An error and all its sources, `: `-separated.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// A beginning of the secret at least this long (bytes) is removed wherever
@@ -528,63 +537,19 @@ fn json_message(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> Url {
-        Url::parse(s).unwrap()
-    }
-
     #[test]
-    fn only_https_or_loopback_http() {
-        for ok in [
-            "https://beacon.example.com/",
-            "http://127.0.0.1:8080/",
-            "http://127.9.9.9/",
-            "http://[::1]:1/",
-            "http://localhost:9/x",
-            "http://LOCALHOST/",
-        ] {
-            assert_eq!(check_url(&url(ok)), Ok(()), "{ok}");
-        }
-        for bad in [
-            "http://beacon.example.com/",
-            "http://10.0.0.1/",
-            "http://localhost.example.com/",
-            "ftp://127.0.0.1/",
-            "file:///etc/passwd",
-        ] {
-            assert!(
-                matches!(check_url(&url(bad)), Err(ClientError::InsecureUrl { .. })),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn endpoint_appends_to_the_base_path() {
-        let e = |b: &str| endpoint(&url(b), &["v1", "beacon", "verify"]).unwrap();
-        assert_eq!(
-            e("https://b.example.com").as_str(),
-            "https://b.example.com/v1/beacon/verify"
-        );
-        assert_eq!(
-            e("https://b.example.com/prefix/?q=1#f").as_str(),
-            "https://b.example.com/prefix/v1/beacon/verify"
-        );
+    fn endpoint_refuses_what_cannot_be_an_endpoint() {
+        let base = |s| Url::parse(s).unwrap();
         assert!(matches!(
-            endpoint(&url("mailto:a@b.c"), &["x"]),
+            endpoint(&base("mailto:a@b.c"), &["x"]),
             Err(ClientError::InvalidBaseUrl { .. })
         ));
         assert!(matches!(
-            endpoint(&url("http://example.com"), &["x"]),
+            endpoint(&base("http://example.com"), &["x"]),
             Err(ClientError::InsecureUrl { .. })
         ));
-    }
-
-    #[test]
-    fn display_url_drops_credentials_and_query() {
-        assert_eq!(
-            display_url(&url("https://user:pw@h.example.com/p?key=lcl_x#f")),
-            "https://h.example.com/p"
-        );
+        let ok = endpoint(&base("https://b.example.com/p?q#f"), &["auth"]);
+        assert_eq!(ok.unwrap().as_str(), "https://b.example.com/p/auth");
     }
 
     #[test]

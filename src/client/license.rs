@@ -1,22 +1,20 @@
 //! License verification: `POST {beacon}/v1/beacon/verify`, and the JWT it
 //! returns, kept until it expires.
 
-use super::http::{
-    ClientError, HttpClient, answer_text, display_url, endpoint, error_chain, scrub, scrub_json,
-};
+use super::flight::SingleFlight;
+use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::retry::{Backoff, RetryNow, RetryPolicy};
 use crate::jwt::{self, PublicKey};
 use crate::secret::Secret;
+use crate::urls;
+use crate::wire::{VerifyRequest, VerifyResponse};
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use serde::Deserialize;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// Longest server answer quoted in a message or reason.
-const MESSAGE_CHARS: usize = 300;
 /// Longest single sleep of the refresh task before it looks again.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -32,9 +30,10 @@ pub struct LicenseSettings {
     /// background task ([`LicenseVerifier::spawn_refresh`]) verifies again.
     /// Clamped to `0.0..=1.0`; default 0.8.
     pub refresh_fraction: f64,
-    /// How long the background task waits after a failed verification
-    /// before it tries again. Default 30 s.
-    pub retry_delay: Duration,
+    /// How the background task retries a failed verification: backoff with
+    /// full jitter, and the long hold after a rejected license. Default
+    /// [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
     /// A PEM public key (`PUBLIC KEY`: RSA or EC P-256; or `RSA PUBLIC
     /// KEY`). When set, a token must carry a valid RS256 / ES256 signature
     /// by this key; an unsigned (`alg: none`) or altered token is
@@ -49,7 +48,7 @@ impl Default for LicenseSettings {
             clock_skew: Duration::from_secs(30),
             default_lifetime: Duration::from_secs(3600),
             refresh_fraction: 0.8,
-            retry_delay: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
             public_key_pem: None,
         }
     }
@@ -61,14 +60,15 @@ impl fmt::Debug for LicenseSettings {
             .field("clock_skew", &self.clock_skew)
             .field("default_lifetime", &self.default_lifetime)
             .field("refresh_fraction", &self.refresh_fraction)
-            .field("retry_delay", &self.retry_delay)
+            .field("retry", &self.retry)
             .field("public_key_pem", &self.public_key_pem.is_some())
             .finish()
     }
 }
 
-/// A verified license token, kept in memory until `expires_at`.
-#[derive(Clone, PartialEq)]
+/// A verified license token, kept in memory until `expires_at`. `Debug`
+/// shows the JWT redacted.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LicenseToken {
     jwt: Secret,
     expires_at: DateTime<Utc>,
@@ -98,21 +98,6 @@ impl LicenseToken {
     pub fn claims(&self) -> &serde_json::Value {
         &self.claims
     }
-
-    fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
-        now < self.expires_at
-    }
-}
-
-impl fmt::Debug for LicenseToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LicenseToken")
-            .field("jwt", &self.jwt)
-            .field("expires_at", &self.expires_at)
-            .field("refresh_at", &self.refresh_at)
-            .field("claims", &self.claims)
-            .finish()
-    }
 }
 
 /// The result of one verification request. Every text is free of the
@@ -127,7 +112,8 @@ pub enum Verification {
         claims: serde_json::Value,
     },
     /// The Beacon refused the license: `401`, `403`, or any other `4xx`
-    /// except `408` and `429`. The kept token is dropped.
+    /// except `408` and `429` (see [`super::status`] for why). The kept
+    /// token is dropped.
     Rejected {
         /// The HTTP status.
         status: u16,
@@ -179,6 +165,21 @@ pub enum LicenseError {
     },
 }
 
+impl LicenseError {
+    /// The license's column of the [status table](super::status): any
+    /// verdict rejects the license.
+    fn refused(refusal: Refusal) -> LicenseError {
+        match refusal {
+            Refusal::Unreachable(reason) => LicenseError::Unreachable { reason },
+            Refusal::Malformed(reason) => LicenseError::Malformed { reason },
+            Refusal::Status { code, message, .. } => LicenseError::Rejected {
+                status: code,
+                message,
+            },
+        }
+    }
+}
+
 impl From<&Result<LicenseToken, LicenseError>> for Verification {
     fn from(result: &Result<LicenseToken, LicenseError>) -> Self {
         match result {
@@ -224,17 +225,13 @@ struct Inner {
     settings: LicenseSettings,
     key: Option<PublicKey>,
     current: Mutex<Option<LicenseToken>>,
-    /// Completed verification requests.
-    generation: AtomicU64,
-    /// Held while a verification request is in flight; holds the outcome of
-    /// the last one.
-    flight: tokio::sync::Mutex<Option<Result<LicenseToken, LicenseError>>>,
+    flight: SingleFlight<Result<LicenseToken, LicenseError>>,
 }
 
 impl fmt::Debug for LicenseVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LicenseVerifier")
-            .field("url", &display_url(&self.inner.url))
+            .field("url", &urls::display(&self.inner.url))
             .field("license", &self.inner.license)
             .field("settings", &self.inner.settings)
             .field("token", &*self.inner.lock_current())
@@ -253,12 +250,10 @@ impl LicenseVerifier {
         mut settings: LicenseSettings,
     ) -> Result<LicenseVerifier, ClientError> {
         let url = endpoint(beacon, &["v1", "beacon", "verify"])?;
-        let key = match &settings.public_key_pem {
-            Some(pem) => {
-                Some(PublicKey::from_pem(pem).map_err(|reason| ClientError::PublicKey { reason })?)
-            }
-            None => None,
-        };
+        let key = settings.public_key_pem.as_deref().map(PublicKey::from_pem);
+        let key = key
+            .transpose()
+            .map_err(|reason| ClientError::PublicKey { reason })?;
         settings.refresh_fraction = if settings.refresh_fraction.is_nan() {
             LicenseSettings::default().refresh_fraction
         } else {
@@ -272,8 +267,7 @@ impl LicenseVerifier {
                 settings,
                 key,
                 current: Mutex::new(None),
-                generation: AtomicU64::new(0),
-                flight: tokio::sync::Mutex::new(None),
+                flight: SingleFlight::new(),
             }),
         })
     }
@@ -289,7 +283,7 @@ impl LicenseVerifier {
 
     /// The kept token if it is still valid. Never does I/O.
     pub fn cached(&self) -> Option<LicenseToken> {
-        self.inner.cached(Utc::now())
+        self.inner.cached()
     }
 
     /// Verifies now, even if a valid token is kept, and keeps the new
@@ -301,47 +295,55 @@ impl LicenseVerifier {
 
     /// Starts a tokio task that keeps the token fresh: it verifies at once
     /// if no token is kept, then again at each token's
-    /// [`refresh_at`](LicenseToken::refresh_at), and `retry_delay` after a
-    /// failed verification. Stops when the guard is dropped or every
+    /// [`refresh_at`](LicenseToken::refresh_at). A failed verification is
+    /// retried by [`LicenseSettings::retry`]: backoff with full jitter, or
+    /// the long hold after a rejection, cut short by
+    /// [`RefreshGuard::retry_now`]. Stops when the guard is dropped or every
     /// [`LicenseVerifier`] clone is gone.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn spawn_refresh(&self) -> RefreshGuard {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let handle = tokio::spawn(async move {
-            loop {
-                // Time until the kept token's refresh point (zero if there
-                // is none). Long waits are cut into hours and re-checked, so
-                // a token replaced meanwhile (by `verify`) is followed.
-                let wait = {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let refresh_at = inner.lock_current().as_ref().map(|t| t.refresh_at);
-                    refresh_at.map_or(Duration::ZERO, |at| {
-                        (at - Utc::now()).to_std().unwrap_or_default()
-                    })
-                };
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait.min(MAX_SLEEP)).await;
-                    continue;
-                }
-                let delay = {
-                    let Some(inner) = weak.upgrade() else { return };
-                    match inner.verify_shared(false).await {
-                        Ok(_) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "license token refresh failed");
-                            Some(inner.settings.retry_delay)
-                        }
-                    }
-                };
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
+        let retry_now = RetryNow::new();
+        let backoff = Backoff::new(self.inner.settings.retry, &retry_now);
+        let handle = tokio::spawn(refresh(Arc::downgrade(&self.inner), backoff));
+        RefreshGuard { handle, retry_now }
+    }
+}
+
+/// The refresh task of [`LicenseVerifier::spawn_refresh`].
+async fn refresh(weak: Weak<Inner>, mut backoff: Backoff) {
+    loop {
+        // Time until the kept token's refresh point (zero if there is
+        // none). Long waits are cut into hours and re-checked, so a token
+        // replaced meanwhile (by `verify`) is followed.
+        let wait = {
+            let Some(inner) = weak.upgrade() else { return };
+            let refresh_at = inner.lock_current().as_ref().map(|t| t.refresh_at);
+            refresh_at.map_or(Duration::ZERO, |at| {
+                (at - Utc::now()).to_std().unwrap_or_default()
+            })
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(MAX_SLEEP)).await;
+            continue;
+        }
+        let outcome = {
+            let Some(inner) = weak.upgrade() else { return };
+            backoff.attempting();
+            inner.verify_shared(false).await
+        };
+        let delay = match outcome {
+            Ok(_) => {
+                backoff.reset();
+                continue;
             }
-        });
-        RefreshGuard { handle }
+            Err(e @ LicenseError::Rejected { .. }) => (backoff.hold(), e),
+            Err(e) => (backoff.retry(None), e),
+        };
+        tracing::warn!(error = %delay.1, retry_in = ?delay.0, "license token refresh failed");
+        backoff.sleep(delay.0, std::future::pending::<()>()).await;
     }
 }
 
@@ -349,12 +351,14 @@ impl LicenseVerifier {
 #[derive(Debug)]
 pub struct RefreshGuard {
     handle: tokio::task::JoinHandle<()>,
+    retry_now: RetryNow,
 }
 
 impl RefreshGuard {
-    /// True once the task has stopped.
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+    /// Cuts the task's wait after a failed verification short: it verifies
+    /// again at once (e.g. after an operator fixed the license).
+    pub fn retry_now(&self) {
+        self.retry_now.trigger();
     }
 }
 
@@ -364,128 +368,57 @@ impl Drop for RefreshGuard {
     }
 }
 
-#[derive(Deserialize)]
-struct VerifyAnswer {
-    token: String,
-}
-
 impl Inner {
     fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<LicenseToken>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cached(&self, now: DateTime<Utc>) -> Option<LicenseToken> {
+    fn cached(&self) -> Option<LicenseToken> {
+        let now = Utc::now();
         self.lock_current()
             .as_ref()
-            .filter(|t| t.is_valid_at(now))
+            .filter(|t| now < t.expires_at)
             .cloned()
     }
 
     /// One verification for all concurrent callers. With `use_cached`, a
     /// token that became valid while waiting is returned as is.
     async fn verify_shared(&self, use_cached: bool) -> Result<LicenseToken, LicenseError> {
-        let seen = self.generation.load(Ordering::Acquire);
-        let mut last = self.flight.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen
-            && let Some(outcome) = last.as_ref()
-        {
-            // A request completed while we waited for the lock: share it.
-            return outcome.clone();
-        }
-        if use_cached && let Some(token) = self.cached(Utc::now()) {
-            return Ok(token);
-        }
-        let outcome = self.verify_once().await;
-        {
-            let mut current = self.lock_current();
+        let kept = || self.cached().filter(|_| use_cached).map(Ok);
+        let request = || async {
+            let outcome = self.verify_once().await;
             match &outcome {
-                Ok(token) => *current = Some(token.clone()),
-                Err(LicenseError::Rejected { .. }) => *current = None,
+                Ok(token) => *self.lock_current() = Some(token.clone()),
+                Err(LicenseError::Rejected { .. }) => *self.lock_current() = None,
                 Err(_) => {}
             }
-        }
-        *last = Some(outcome.clone());
-        self.generation.fetch_add(1, Ordering::Release);
-        outcome
+            outcome
+        };
+        self.flight.run(kept, request).await
     }
 
+    /// One request to the Beacon, its answer sorted by the status table
+    /// (any `4xx` verdict rejects the license; see [`super::status`]).
     async fn verify_once(&self) -> Result<LicenseToken, LicenseError> {
         let secret = &self.license;
-        let unreachable = |reason: String| LicenseError::Unreachable {
-            reason: scrub(&reason, secret, false),
-        };
-        let body = serde_json::to_vec(&serde_json::json!({ "license": secret.expose() }))
-            .expect("a JSON object of one string always serializes");
-        let request = self
-            .http
-            .post(&self.url)
-            .map_err(|e| unreachable(error_chain(&e)))?
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body);
-        let (status, answer) = self
-            .http
-            .exchange(&self.url, request)
-            .await
-            .map_err(unreachable)?;
-        let code = status.as_u16();
-
-        if !status.is_success() {
-            let text = answer_text(&answer, secret, MESSAGE_CHARS);
-            return Err(match code {
-                400..=499 if code != 408 && code != 429 => LicenseError::Rejected {
-                    status: code,
-                    message: text,
-                },
-                _ => unreachable(format!(
-                    "{} answered HTTP {status}: {text}",
-                    display_url(&self.url)
-                )),
-            });
-        }
-
+        let body = serde_json::to_vec(&VerifyRequest {
+            license: secret.clone(),
+        })
+        .expect("a JSON object of one string always serializes");
+        let request = self.http.post(&self.url).map(|r| {
+            r.header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body)
+        });
+        let answer =
+            self.http
+                .verify_request(&self.url, request, secret, r#"has no "token" string"#);
+        let parsed: VerifyResponse = answer.await.map_err(LicenseError::refused)?;
         let malformed = |reason: String| LicenseError::Malformed {
             reason: scrub(&reason, secret, false),
         };
-        if answer.truncated {
-            return Err(malformed(format!(
-                "the answer is longer than {} bytes",
-                self.http.max_body()
-            )));
-        }
-        let parsed: VerifyAnswer = serde_json::from_slice(&answer.bytes).map_err(|e| {
-            malformed(if e.is_data() {
-                format!("the answer has no \"token\" string: {e}")
-            } else {
-                "the answer is not JSON".to_owned()
-            })
-        })?;
-        let token = parsed.token.trim();
+        let token = parsed.token.expose().trim();
         let decoded = jwt::decode(token, self.key.as_ref()).map_err(malformed)?;
-
-        let received = Utc::now();
-        let skew =
-            chrono::Duration::from_std(self.settings.clock_skew).unwrap_or(chrono::Duration::MAX);
-        let expires_at = match decoded.exp {
-            Some(exp) => exp
-                .checked_sub_signed(skew)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-            None => chrono::Duration::from_std(self.settings.default_lifetime)
-                .ok()
-                .and_then(|d| received.checked_add_signed(d))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        };
-        if expires_at <= received {
-            return Err(malformed(format!(
-                "the token expires at {} (exp minus a {} s clock-skew margin), which has \
-                 already passed; check the system clock",
-                expires_at.to_rfc3339(),
-                self.settings.clock_skew.as_secs_f64()
-            )));
-        }
-        let lifetime = (expires_at - received).to_std().unwrap_or_default();
-        let refresh_at = received
-            + chrono::Duration::from_std(lifetime.mul_f64(self.settings.refresh_fraction))
-                .unwrap_or_default();
+        let (expires_at, refresh_at) = self.lifetime(decoded.exp).map_err(malformed)?;
         // A Beacon may put the license key itself in a claim: the claims are
         // kept and shown (`Debug`), so the key is redacted there too.
         let mut claims = decoded.claims;
@@ -496,5 +429,38 @@ impl Inner {
             refresh_at,
             claims,
         })
+    }
+
+    /// When a token received now with expiry `exp` stops being used, and
+    /// when it is refreshed; an error if it has already expired.
+    fn lifetime(
+        &self,
+        exp: Option<DateTime<Utc>>,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+        let received = Utc::now();
+        let settings = &self.settings;
+        let skew = chrono::Duration::from_std(settings.clock_skew).unwrap_or(chrono::Duration::MAX);
+        let expires_at = match exp {
+            Some(exp) => exp
+                .checked_sub_signed(skew)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            None => chrono::Duration::from_std(settings.default_lifetime)
+                .ok()
+                .and_then(|d| received.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        };
+        if expires_at <= received {
+            return Err(format!(
+                "the token expires at {} (exp minus a {} s clock-skew margin), which has \
+                 already passed; check the system clock",
+                expires_at.to_rfc3339(),
+                settings.clock_skew.as_secs_f64()
+            ));
+        }
+        let lifetime = (expires_at - received).to_std().unwrap_or_default();
+        let refresh_at = received
+            + chrono::Duration::from_std(lifetime.mul_f64(settings.refresh_fraction))
+                .unwrap_or_default();
+        Ok((expires_at, refresh_at))
     }
 }

@@ -20,10 +20,16 @@
 //!
 //! Every text this module produces (reasons, messages, server answers) is
 //! scrubbed of the credential it was sent with, so it is safe to log.
+//!
+//! May import: `crate::{secret, urls, text, wire, jwt}`, reqwest, tokio.
+//! Must not import: the reporter, the spool, the sink, the CLI, `config`.
 
 mod apikey;
+mod flight;
 mod http;
 mod license;
+mod retry;
+mod status;
 mod submit;
 
 pub use apikey::{ApiKeyError, ApiKeyVerifier, OrgInfo};
@@ -31,4 +37,6 @@ pub use http::{ClientError, ClientSettings, HttpClient};
 pub use license::{
     LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, RefreshGuard, Verification,
 };
+pub use retry::RetryPolicy;
+pub(crate) use retry::{Backoff, RetryNow};
 pub use submit::SubmitOutcome;

@@ -1,16 +1,17 @@
 //! `POST` of one usage report to its destination's report URL, in either
 //! wire dialect: one report, one outcome.
 
-use super::http::{ClientError, HttpClient, answer_text, display_url, scrub};
+use super::http::{Capped, ClientError, HttpClient, MESSAGE_CHARS, answer_text, scrub};
+use super::status::Class;
+use crate::secret::Secret;
+use crate::urls;
 use crate::wire::{Credential, Dialect, ReportBody, encode_report_in};
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Response, Url};
 use std::time::{Duration, SystemTime};
 
 /// Longest server answer kept in [`SubmitOutcome::PayloadRejected`].
 const ANSWER_CHARS: usize = 1024;
-/// Longest server answer quoted in a reason or message.
-const MESSAGE_CHARS: usize = 300;
 
 /// What became of one report submission. Every text in it is free of the
 /// credential the report was sent with.
@@ -72,9 +73,10 @@ impl HttpClient {
     /// [`encode_report_in`]`(dialect, credential, body)`.
     ///
     /// `url` is the destination's whole report URL
-    /// ([`crate::config::Destination::submit_url`]). Only a URL this client
+    /// ([`crate::config::Endpoint::submit_url`]). Only a URL this client
     /// refuses to use gives an error ([`ClientError::InsecureUrl`]);
-    /// everything the network or the server does is a [`SubmitOutcome`].
+    /// everything the network or the server does is a [`SubmitOutcome`],
+    /// sorted by the [status table](super::status).
     pub async fn submit(
         &self,
         url: &Url,
@@ -83,28 +85,27 @@ impl HttpClient {
         body: &ReportBody,
         idempotency_key: uuid::Uuid,
     ) -> Result<SubmitOutcome, ClientError> {
-        let url = url.clone();
-        let secret = credential.secret();
         let request = self
-            .post(&url)?
+            .post(url)?
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(
                 "Idempotency-Key",
                 idempotency_key.hyphenated().to_string().as_str(),
             )
             .body(encode_report_in(dialect, credential, body));
+        let secret = credential.secret();
+        Ok(match self.send(url, request).await {
+            Ok(response) => self.outcome(url, response, secret).await,
+            Err(e) => SubmitOutcome::Retry {
+                reason: scrub(&e.reason, secret, false),
+                retry_after: None,
+                in_doubt: e.in_doubt,
+            },
+        })
+    }
 
-        let response = match self.send(&url, request).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(SubmitOutcome::Retry {
-                    reason: scrub(&e.reason, secret, false),
-                    retry_after: None,
-                    in_doubt: e.in_doubt,
-                });
-            }
-        };
-
+    /// What the server's answer to a report means.
+    async fn outcome(&self, url: &Url, response: Response, secret: &Secret) -> SubmitOutcome {
         let status = response.status();
         let code = status.as_u16();
         let retry_after = response
@@ -112,55 +113,39 @@ impl HttpClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-
-        if status.is_success() {
-            // Read (capped) so the connection can be reused; the answer
-            // itself does not matter and a failure here changes nothing.
-            let _ = self.read_capped(&url, response).await;
-            return Ok(SubmitOutcome::Accepted { status: code });
-        }
-
-        let answer = match self.read_capped(&url, response).await {
-            Ok(capped) => capped,
-            Err(e) => super::http::Capped {
-                bytes: format!("(answer unreadable: {})", e.reason).into_bytes(),
-                truncated: false,
-            },
-        };
-
-        Ok(match code {
-            401 | 403 => SubmitOutcome::CredentialRejected {
+        // Read (capped) even after a success, so the connection can be
+        // reused; a failure to read then changes nothing.
+        let answer = self.read_capped(url, response).await;
+        let answer = answer.unwrap_or_else(|e| Capped {
+            bytes: format!("(answer unreadable: {})", e.reason).into_bytes(),
+            truncated: false,
+        });
+        let message = || answer_text(&answer, secret, MESSAGE_CHARS);
+        match Class::of(code) {
+            Class::Success => SubmitOutcome::Accepted { status: code },
+            Class::CredentialRefused => SubmitOutcome::CredentialRejected {
                 status: code,
-                message: answer_text(&answer, secret, MESSAGE_CHARS),
+                message: message(),
             },
-            404 | 405 => SubmitOutcome::NoReportPath {
+            Class::NoSuchPath => SubmitOutcome::NoReportPath {
                 status: code,
-                url: display_url(&url),
-                message: answer_text(&answer, secret, MESSAGE_CHARS),
+                url: urls::display(url),
+                message: message(),
             },
-            408 | 429 => SubmitOutcome::Retry {
-                reason: format!(
-                    "{url} answered HTTP {status}: {}",
-                    answer_text(&answer, secret, MESSAGE_CHARS),
-                    url = display_url(&url),
-                ),
-                retry_after,
-                in_doubt: false,
-            },
-            400..=499 => SubmitOutcome::PayloadRejected {
+            Class::Refused => SubmitOutcome::PayloadRejected {
                 status: code,
                 answer: answer_text(&answer, secret, ANSWER_CHARS),
             },
-            _ => SubmitOutcome::Retry {
+            Class::Transient { in_doubt } => SubmitOutcome::Retry {
                 reason: format!(
-                    "{url} answered HTTP {status}: {}",
-                    answer_text(&answer, secret, MESSAGE_CHARS),
-                    url = display_url(&url),
+                    "{} answered HTTP {status}: {}",
+                    urls::display(url),
+                    message()
                 ),
                 retry_after,
-                in_doubt: status.is_server_error() && code != 503,
+                in_doubt,
             },
-        })
+        }
     }
 }
 

@@ -7,13 +7,13 @@ use super::{CredentialCheck, CredentialKind, CredentialOutcome, Progress, from_n
 use crate::client::{
     ApiKeyError, ApiKeyVerifier, HttpClient, LicenseSettings, LicenseVerifier, Verification,
 };
-use crate::config::{API_KEY_VARS, Config, Destination, ENV_BEACON_URL, ENV_LICENSE_KEY};
+use crate::config::{API_KEY_VARS, Config, ENV_BEACON_URL, ENV_LICENSE_KEY, Endpoint};
 use crate::secret::Secret;
 use crate::wire::Credential;
 
 /// Verifies `d`'s credential, unless its host is not `reachable`.
 pub(super) async fn verify(
-    d: &Destination,
+    d: &Endpoint,
     config: &Config,
     http: &HttpClient,
     reachable: bool,
@@ -47,7 +47,7 @@ pub(super) async fn verify(
 
 async fn verify_license(
     mut check: CredentialCheck,
-    d: &Destination,
+    d: &Endpoint,
     config: &Config,
     http: &HttpClient,
     key: &Secret,

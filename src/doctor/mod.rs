@@ -45,10 +45,10 @@ use crate::spool::Spool;
 use crate::wire::{Credential, Plan, Tags};
 use chrono::{DateTime, Utc};
 use net::TlsRoots;
-use url::Url;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use url::Url;
 
 /// Told what is being probed now, for a progress display.
 pub type Progress<'a> = &'a dyn Fn(String);
@@ -423,10 +423,7 @@ async fn probe_all(
 
 /// Which hosts `destinations` need, for what: one entry per scheme, host
 /// and port, with every purpose.
-fn egress_targets(
-    config: &Config,
-    destinations: &[crate::config::Destination],
-) -> Vec<(Url, Egress)> {
+fn egress_targets(config: &Config, destinations: &[crate::config::Endpoint]) -> Vec<(Url, Egress)> {
     let mut targets: Vec<(Url, Egress)> = Vec::new();
     for d in destinations {
         let (base, purpose) = match d.credential {
@@ -520,21 +517,6 @@ fn from_now(t: DateTime<Utc>) -> String {
     } else {
         format!("in {} h", secs / 3600)
     }
-}
-
-/// An error and its sources, `: `-separated, without repeats.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! May import the configuration, reqwest, hyper's proxy matcher, rustls
 //! and tokio's networking.
 
-use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, chain, ms};
+use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, ms};
 use crate::config::{Config, ENV_CA_CERT};
-use url::Url;
+use crate::text::error_chain as chain;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types};
+use url::Url;
 
 /// The two trust sources, each alone.
 pub(super) struct TlsRoots {

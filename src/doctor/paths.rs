@@ -11,10 +11,9 @@
 use super::CredentialKind;
 use super::preview::Preview;
 use crate::config::{Config, ENV_WIRE};
-use crate::spool::Destination as Queue;
 use crate::wire::Dialect;
-use url::Url;
 use serde::Serialize;
+use url::Url;
 
 /// What a `GET` on a report path says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,11 +95,7 @@ pub(super) async fn report_paths(
     let mut out = Vec::new();
     for d in config.credentials() {
         let kind = CredentialKind::of(&d.credential);
-        let queue = match kind {
-            CredentialKind::License => Queue::Beacon,
-            CredentialKind::ApiKey => Queue::Auth,
-        };
-        let Some(preview) = previews.iter().find(|p| p.destination == queue) else {
+        let Some(preview) = previews.iter().find(|p| p.destination == d.destination()) else {
             continue;
         };
         // The report path first; for a license, the other dialect's too.

@@ -17,7 +17,7 @@
 //!
 //! May import the configuration, the spool (read-only) and the wire types.
 
-use crate::config::Destination as Target;
+use crate::config::Endpoint as Target;
 use crate::config::{Config, ENV_LICENSE_KEY, ENV_OFFLINE};
 use crate::meter::{NODES, RUNS};
 use crate::secret::Secret;
@@ -28,9 +28,9 @@ use crate::wire::{
     Credential, Dialect, Plan, ReportBody, Tags, UsageReport, WindowClock, encode_report_in,
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use url::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use url::Url;
 
 /// Where a preview's counts come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +101,11 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     let plan = Plan::for_license(config.license_key.is_some());
     let tags = tags.clone().plan(plan).evaluate().tags;
     let checkpoint = read_checkpoint(spool_dir);
-    let now = truncate_ms(now);
+    let now = crate::wire::clock::truncate(now);
     // Offline, every credential's report is shown as it would look (the
     // spool keeps them for export); online, those that are sent.
     let destinations = if config.is_offline() {
-        config.every_destination()
+        config.every_endpoint()
     } else {
         config.credentials()
     };
@@ -147,7 +147,7 @@ fn preview_one(
             Counts::Checkpoint { saved_at },
         ),
         (None, found) => (
-            boundary_at_or_before(config, now),
+            crate::wire::clock::boundary_at_or_before(now, config.interval),
             BTreeMap::new(),
             found
                 .as_ref()
@@ -260,19 +260,6 @@ fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
         }
     }
     all.ok_or(Counts::NoCheckpoint)
-}
-
-/// The last UTC multiple of the report interval at or before `now`.
-fn boundary_at_or_before(config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
-    let interval = i64::try_from(config.interval.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    let ms = now.timestamp_millis();
-    DateTime::from_timestamp_millis(ms - ms.rem_euclid(interval)).unwrap_or(now)
-}
-
-fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 #[cfg(test)]

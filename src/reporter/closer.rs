@@ -1,7 +1,7 @@
 //! Closes windows on aligned boundaries, spools them, and checkpoints the
 //! open window.
 
-use super::{Phase, ReporterOptions, Shared};
+use super::{Phase, ReporterOptions, ReporterState};
 use crate::clock::Clock;
 use crate::meter::{Attachment, MeasureKind, Window};
 use crate::oplog::LogBuffer;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 const SHUTDOWN_FLUSH_RETRY: Duration = Duration::from_millis(250);
 
 pub(crate) struct Closer {
-    shared: Arc<Shared>,
+    shared: Arc<ReporterState>,
     /// Checkpoints peek and closes rotate through it, so that a reporter
     /// dropped between the two leaves the meter refused to the next one.
     meter: Attachment,
@@ -45,7 +45,7 @@ pub(crate) struct Closer {
 
 impl Closer {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<ReporterState>,
         meter: Attachment,
         dests: Vec<Destination>,
         wc: WindowClock,

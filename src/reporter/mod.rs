@@ -1,5 +1,7 @@
 //! The reporter: closes windows on aligned boundaries and delivers each one
 //! exactly once, through outages, restarts, crashes and shutdowns.
+//! May import: the meter, `config`, `client`, `spool`, `wire`, tokio.
+//! Must not import: the sink or the CLI.
 //!
 //! ```text
 //!  Meter ──rotate()──▶ closer ──push──▶ Spool (disk) ──oldest──▶ sender (one per destination) ──▶ Beacon
@@ -78,12 +80,14 @@ mod pacing;
 mod sender;
 mod stats;
 
+pub use crate::client::RetryPolicy;
 pub use stats::{DestinationStats, ReporterStats};
 
-use crate::client::{ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseSettings};
-use crate::client::{LicenseVerifier, RefreshGuard, Verification};
+use crate::client::Verification;
+use crate::client::{ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings};
+use crate::client::{HttpClient, LicenseSettings, LicenseVerifier, RefreshGuard, RetryNow};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::meter::{AttachError, Meter};
 use crate::oplog::LogBuffer;
 use crate::spool::{Destination, Spool, SpoolError, SpoolLimits, slots};
@@ -93,31 +97,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-/// How failed deliveries are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// First backoff ceiling (default 1 s); doubles per consecutive failure.
-    pub base: Duration,
-    /// Largest backoff (default 5 min). Also caps a server's `Retry-After`.
-    pub cap: Duration,
-    /// Wait after `401`/`403`, when the credential was refused, and after
-    /// `404`/`405`, when nothing takes reports at the URL (wrong
-    /// `BEACON_WIRE` or base URL); default 15 min. The windows stay
-    /// spooled; [`Reporter::retry_now`] cuts it.
-    pub credential_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(300),
-            credential_backoff: Duration::from_secs(900),
-        }
-    }
-}
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Everything the reporter runs with. Start from
 /// [`ReporterOptions::new`] and adjust fields.
@@ -192,7 +172,7 @@ pub enum ReporterError {
 pub(crate) struct Route {
     pub(crate) dest: Destination,
     /// Where and how its windows are sent; `None` offline: spool only.
-    pub(crate) send: Option<crate::config::Destination>,
+    pub(crate) send: Option<Endpoint>,
 }
 
 /// Lifecycle, watched by every task.
@@ -210,23 +190,21 @@ pub(crate) enum Phase {
     Stopped,
 }
 
-/// State shared by the reporter's tasks.
-pub(crate) struct Shared {
+/// The state every task of one reporter shares.
+pub(crate) struct ReporterState {
     pub(crate) spool: Arc<Spool>,
     pub(crate) stats: Mutex<ReporterStats>,
     /// Counts windows spooled; senders watch it to wake when idle.
     pub(crate) new_window: watch::Sender<u64>,
-    /// Bumped by [`Reporter::retry_now`]: cuts senders' backoff waits. A
-    /// watch, not a `Notify`, so that a call while a sender is busy with an
-    /// attempt (not yet waiting) still cuts the wait that follows it.
-    pub(crate) retry_now: watch::Sender<u64>,
+    /// Triggered by [`Reporter::retry_now`]: cuts senders' backoff waits.
+    pub(crate) retry_now: RetryNow,
     pub(crate) phase: watch::Sender<Phase>,
     /// The org id from API-key verification, used as `tenant_id` when none
     /// is configured.
     pub(crate) org_id: Mutex<Option<uuid::Uuid>>,
 }
 
-impl Shared {
+impl ReporterState {
     /// Runs a spool operation on a blocking thread.
     pub(crate) async fn spool<T: Send + 'static>(
         self: &Arc<Self>,
@@ -266,19 +244,22 @@ impl Shared {
 /// `shutdown` to hand a meter over. A meter has one reporter at a time
 /// ([`AttachError::Attached`]); see [`Meter::attach`].
 pub struct Reporter {
-    shared: Arc<Shared>,
+    shared: Arc<ReporterState>,
     closer: Option<JoinHandle<()>>,
-    senders: Vec<JoinHandle<()>>,
-    _verifiers: Vec<JoinHandle<()>>,
-    _refresh: Option<RefreshGuard>,
+    /// Dropping a `JoinSet` aborts its tasks.
+    senders: JoinSet<()>,
+    /// The credential checks; aborted with the reporter.
+    verifiers: JoinSet<()>,
+    /// The license token's refresh task, stopped when dropped.
+    refresh: Option<RefreshGuard>,
 }
 
 impl Reporter {
     /// Claims a slot of the spool root ([`slots::claim`]: one slot per live
     /// process, adopting what stopped processes left), recovers the slot's
-    /// checkpoint, starts
-    /// credential verification in the background, and starts closing
-    /// windows of `meter` on the configured interval and delivering them.
+    /// checkpoint, starts credential verification in the background, and
+    /// starts closing windows of `meter` on the configured interval and
+    /// delivering them.
     ///
     /// Must be called inside a tokio runtime. Fails with
     /// [`ReporterError::Meter`] if `meter` already has a reporter or lost
@@ -287,109 +268,96 @@ impl Reporter {
         // First: a refused meter must not open (and lock) the spool. If a
         // later step fails, the attachment drops unused and frees the meter.
         let meter = meter.attach()?;
-        let dir = options.spool_dir();
-        let limits = options.spool_limits;
-        let claim = tokio::task::spawn_blocking(move || slots::claim(&dir, limits))
-            .await
-            .map_err(|e| ReporterError::Task(e.to_string()))??;
-        let spool = Arc::new(claim.spool);
-        let recovered = {
-            let s = spool.clone();
-            tokio::task::spawn_blocking(move || s.recover_checkpoint())
-                .await
-                .map_err(|e| ReporterError::Task(e.to_string()))??
-        };
-        if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                spool = %spool.dir().display(),
-                "recovered the open window of a run that ended without shutdown; it will be delivered"
-            );
-        }
-
+        let (spool, recovered) = open_spool(&options).await?;
         let config = &options.config;
         let offline = config.is_offline();
         let routes = routes(config);
-        let (phase, _) = watch::channel(Phase::Running);
-        let shared = Arc::new(Shared {
+        let dests: Vec<Destination> = routes.iter().map(|r| r.dest).collect();
+        let shared = Arc::new(ReporterState {
             spool,
             stats: Mutex::new(ReporterStats::new(
                 offline,
-                routes.iter().map(|r| r.dest),
+                dests.iter().copied(),
                 recovered,
             )),
             new_window: watch::channel(0).0,
-            retry_now: watch::channel(0).0,
-            phase,
+            retry_now: RetryNow::new(),
+            phase: watch::channel(Phase::Running).0,
             org_id: Mutex::new(None),
         });
-        for r in &routes {
-            shared.refresh_pending(r.dest).await;
+        for &d in &dests {
+            shared.refresh_pending(d).await;
         }
-
-        let mut verifiers = Vec::new();
-        let mut refresh = None;
-        let mut senders = Vec::new();
+        let mut reporter = Reporter {
+            shared,
+            closer: None,
+            senders: JoinSet::new(),
+            verifiers: JoinSet::new(),
+            refresh: None,
+        };
         if !offline && routes.iter().any(|r| r.send.is_some()) {
-            let http = HttpClient::new(ClientSettings {
-                timeout: config.timeout,
-                connect_timeout: config.timeout.min(Duration::from_secs(10)),
-                ca_cert_pem: config.ca_cert.as_ref().map(|c| c.pem.clone()),
-                ..ClientSettings::default()
-            })?;
-            // Only a license that is sent is verified: an offline license
-            // (reporting by API key alone) never leaves the process.
-            let sent_license = routes.iter().find_map(|r| match &r.send {
-                Some(d) => match &d.credential {
-                    Credential::License(key) => Some(key),
-                    Credential::ApiKey(_) => None,
-                },
-                None => None,
-            });
-            if let Some(key) = sent_license {
-                let v = LicenseVerifier::new(
-                    http.clone(),
-                    &config.beacon_url,
-                    key.clone(),
-                    LicenseSettings::default(),
-                )?;
-                refresh = Some(v.spawn_refresh());
-                verifiers.push(tokio::spawn(verify_license(v, shared.clone())));
-            }
-            if let Some(key) = &config.api_key {
-                let v = ApiKeyVerifier::new(http.clone(), &config.auth_endpoint, key.clone())?;
-                verifiers.push(tokio::spawn(verify_api_key(v, shared.clone())));
-            }
-            for route in routes.iter().filter(|r| r.send.is_some()) {
-                senders.push(tokio::spawn(
-                    sender::Sender::new(shared.clone(), route.clone(), http.clone(), options.retry)
-                        .run(),
-                ));
-            }
+            reporter.start_delivery(&options, routes)?;
         }
-
-        let clock = options.clock.clone();
-        let window_clock = WindowClock::new(config.interval, clock.now())?;
-        let closer = closer::Closer::new(
-            shared.clone(),
-            meter,
-            routes.iter().map(|r| r.dest).collect(),
-            window_clock,
-            options,
-        );
+        let window_clock = WindowClock::new(options.config.interval, options.clock.now())?;
+        let shared = reporter.shared.clone();
+        let closer = closer::Closer::new(shared.clone(), meter, dests, window_clock, options);
+        reporter.closer = Some(tokio::spawn(closer.run()));
         tracing::info!(
             offline,
-            destinations = routes.len(),
+            destinations = shared.stats.lock().destinations.len(),
             spool = %shared.spool.dir().display(),
             "beacon-meter reporter started"
         );
-        Ok(Reporter {
-            shared,
-            closer: Some(tokio::spawn(closer.run())),
-            senders,
-            _verifiers: verifiers,
-            _refresh: refresh,
-        })
+        Ok(reporter)
+    }
+
+    /// Starts the credential checks and a sender per online route.
+    fn start_delivery(
+        &mut self,
+        options: &ReporterOptions,
+        routes: Vec<Route>,
+    ) -> Result<(), ReporterError> {
+        let config = &options.config;
+        let http = HttpClient::new(ClientSettings {
+            timeout: config.timeout,
+            connect_timeout: config.timeout.min(Duration::from_secs(10)),
+            ca_cert_pem: config.ca_cert.as_ref().map(|c| c.pem.clone()),
+            ..ClientSettings::default()
+        })?;
+        let shared = &self.shared;
+        for route in routes {
+            let Some(endpoint) = &route.send else {
+                continue;
+            };
+            match &endpoint.credential {
+                // Only a license that is sent is verified: an offline
+                // license (reporting by API key alone) never leaves the
+                // process.
+                Credential::License(key) => {
+                    let settings = LicenseSettings {
+                        retry: options.retry,
+                        ..LicenseSettings::default()
+                    };
+                    let v = LicenseVerifier::new(
+                        http.clone(),
+                        &config.beacon_url,
+                        key.clone(),
+                        settings,
+                    )?;
+                    self.refresh = Some(v.spawn_refresh());
+                    self.verifiers.spawn(verify_license(v, shared.clone()));
+                }
+                Credential::ApiKey(key) => {
+                    let v = ApiKeyVerifier::new(http.clone(), &config.auth_endpoint, key.clone())?;
+                    let backoff = Backoff::new(options.retry, &shared.retry_now);
+                    self.verifiers
+                        .spawn(verify_api_key(v, shared.clone(), backoff));
+                }
+            }
+            let sender = sender::Sender::new(shared.clone(), route, http.clone(), options.retry);
+            self.senders.spawn(sender.run());
+        }
+        Ok(())
     }
 
     /// A snapshot of the reporter's counters. Cheap; no I/O.
@@ -402,10 +370,14 @@ impl Reporter {
         self.shared.spool.dir().to_owned()
     }
 
-    /// Cuts every sender's backoff wait short, e.g. after an operator fixed
-    /// a refused credential on the server side.
+    /// Cuts every backoff wait short (senders, the API-key check and the
+    /// license refresh), e.g. after an operator fixed a refused credential
+    /// on the server side.
     pub fn retry_now(&self) {
-        self.shared.retry_now.send_modify(|n| *n += 1);
+        self.shared.retry_now.trigger();
+        if let Some(r) = &self.refresh {
+            r.retry_now();
+        }
     }
 
     /// Closes the open window now, spools it, and delivers pending windows
@@ -428,14 +400,15 @@ impl Reporter {
         // final window is spooled, an empty queue does not mean done.
         self.shared.phase.send_replace(Phase::Draining);
         self.shared.new_window.send_modify(|n| *n += 1);
-        let senders = std::mem::take(&mut self.senders);
-        let all = futures_join_all(senders);
-        if tokio::time::timeout_at(end, all).await.is_err() {
-            self.shared.phase.send_replace(Phase::Stopped);
+        let senders = &mut self.senders;
+        let drained =
+            tokio::time::timeout_at(end, async { while senders.join_next().await.is_some() {} });
+        let drained = drained.await.is_ok();
+        self.shared.phase.send_replace(Phase::Stopped);
+        if !drained {
             // Give the senders a moment to record an interrupted attempt.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.shared.phase.send_replace(Phase::Stopped);
         if let Some(c) = closer {
             // Past the deadline with windows the spool would not take: the
             // closer logs what it could not write, and ends.
@@ -461,25 +434,34 @@ impl Reporter {
 }
 
 impl Drop for Reporter {
+    /// Stops every task; the `JoinSet`s and the refresh guard abort theirs
+    /// as they drop.
     fn drop(&mut self) {
         self.shared.phase.send_replace(Phase::Stopped);
         if let Some(c) = &self.closer {
             c.abort();
         }
-        for s in &self.senders {
-            s.abort();
-        }
-        for v in &self._verifiers {
-            v.abort();
-        }
     }
 }
 
-/// Waits for every handle.
-async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
+/// Claims a slot of the spool root and recovers its checkpoint: the spool
+/// and how many windows were recovered.
+async fn open_spool(options: &ReporterOptions) -> Result<(Arc<Spool>, usize), ReporterError> {
+    let task = |e: tokio::task::JoinError| ReporterError::Task(e.to_string());
+    let (dir, limits) = (options.spool_dir(), options.spool_limits);
+    let claim = tokio::task::spawn_blocking(move || slots::claim(&dir, limits));
+    let spool = Arc::new(claim.await.map_err(task)??.spool);
+    let s = spool.clone();
+    let recovered = tokio::task::spawn_blocking(move || s.recover_checkpoint());
+    let recovered = recovered.await.map_err(task)??;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            spool = %spool.dir().display(),
+            "recovered the open window of a run that ended without shutdown; it will be delivered"
+        );
     }
+    Ok((spool, recovered))
 }
 
 /// The destinations `config` reports to. Offline, windows are still
@@ -490,32 +472,27 @@ pub(crate) fn routes(config: &Config) -> Vec<Route> {
     if !online.is_empty() {
         return online
             .into_iter()
-            .map(|d| Route {
-                dest: match &d.credential {
-                    Credential::License(_) => Destination::Beacon,
-                    Credential::ApiKey(_) => Destination::Auth,
-                },
-                send: Some(d),
+            .map(|e| Route {
+                dest: e.destination(),
+                send: Some(e),
             })
             .collect();
     }
-    let mut out = Vec::new();
-    if config.license_key.is_some() || config.api_key.is_none() {
-        out.push(Route {
-            dest: Destination::Beacon,
-            send: None,
-        });
+    let mut offline: Vec<Destination> = config
+        .every_endpoint()
+        .iter()
+        .map(Endpoint::destination)
+        .collect();
+    if offline.is_empty() {
+        offline.push(Destination::Beacon);
     }
-    if config.api_key.is_some() {
-        out.push(Route {
-            dest: Destination::Auth,
-            send: None,
-        });
-    }
-    out
+    offline
+        .into_iter()
+        .map(|dest| Route { dest, send: None })
+        .collect()
 }
 
-async fn verify_license(v: LicenseVerifier, shared: Arc<Shared>) {
+async fn verify_license(v: LicenseVerifier, shared: Arc<ReporterState>) {
     let outcome = v.verify().await;
     let text = match &outcome {
         Verification::Valid { expires_at, .. } => {
@@ -538,30 +515,27 @@ async fn verify_license(v: LicenseVerifier, shared: Arc<Shared>) {
     shared.stats.lock().license = Some(text);
 }
 
-async fn verify_api_key(v: ApiKeyVerifier, shared: Arc<Shared>) {
-    let mut delay = Duration::from_secs(1);
+/// Verifies the API key until it is verified or rejected, retrying with
+/// `backoff` (cut short by `retry_now`).
+async fn verify_api_key(v: ApiKeyVerifier, shared: Arc<ReporterState>, mut backoff: Backoff) {
     loop {
-        match v.verify().await {
+        backoff.attempting();
+        let e = match v.verify().await {
             Ok(org) => {
                 tracing::info!(org_id = %org.org_id, "API key verified");
                 *shared.org_id.lock() = Some(org.org_id);
                 shared.stats.lock().api_key = Some(format!("valid, org {}", org.org_id));
                 return;
             }
-            Err(e) => {
-                let rejected = matches!(e, crate::client::ApiKeyError::Rejected { .. });
-                if rejected {
-                    tracing::error!(error = %e, "the auth endpoint REFUSED the API key: usage is still spooled; fix LANGSMITH_API_KEY and restart");
-                } else {
-                    tracing::warn!(error = %e, "API-key verification failed; will retry");
-                }
-                shared.stats.lock().api_key = Some(e.to_string());
-                if rejected {
-                    return;
-                }
-            }
+            Err(e) => e,
+        };
+        shared.stats.lock().api_key = Some(e.to_string());
+        if matches!(e, ApiKeyError::Rejected { .. }) {
+            tracing::error!(error = %e, "the auth endpoint REFUSED the API key: usage is still spooled; fix LANGSMITH_API_KEY and restart");
+            return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(300));
+        let wait = backoff.retry(None);
+        tracing::warn!(error = %e, retry_in = ?wait, "API-key verification failed; will retry");
+        backoff.sleep(wait, std::future::pending::<()>()).await;
     }
 }

@@ -34,7 +34,7 @@ pub struct DestinationStats {
 }
 
 /// A snapshot of the reporter's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReporterStats {
     /// True if nothing is sent (offline license or `BEACON_OFFLINE`).
     pub offline: bool,
@@ -69,15 +69,7 @@ impl ReporterStats {
     ) -> Self {
         ReporterStats {
             offline,
-            windows_closed: 0,
-            windows_sent: 0,
-            rejected: 0,
-            retries: 0,
-            bytes_sent: 0,
             recovered_on_start,
-            unspooled: 0,
-            license: None,
-            api_key: None,
             destinations: dests
                 .map(|destination| DestinationStats {
                     destination,
@@ -93,6 +85,7 @@ impl ReporterStats {
                     delivered: BTreeMap::new(),
                 })
                 .collect(),
+            ..ReporterStats::default()
         }
     }
 

@@ -137,19 +137,16 @@ impl SinkConfig {
     }
 }
 
-fn redacted_list(list: &[String]) -> Vec<String> {
-    list.iter()
-        .map(|k| Secret::new(k.as_str()).redacted())
-        .collect()
-}
-
 impl fmt::Debug for SinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SinkConfig")
             .field("bind", &self.bind)
             .field("token_lifetime", &self.token_lifetime)
-            .field("licenses", &self.licenses.as_deref().map(redacted_list))
-            .field("api_keys", &redacted_list(&self.api_keys))
+            .field(
+                "licenses",
+                &self.licenses.as_deref().map(crate::secret::redacted_list),
+            )
+            .field("api_keys", &crate::secret::redacted_list(&self.api_keys))
             .field("org_id", &self.org_id)
             .field("db", &self.db)
             .field("jsonl", &self.jsonl)

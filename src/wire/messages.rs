@@ -1,6 +1,8 @@
 //! The request and response bodies of license verification
 //! (`POST {beacon}/v1/beacon/verify`) and API-key verification
 //! (`POST {auth}/auth`).
+//!
+//! Pure data: may import serde and `crate::secret`; no I/O.
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -32,19 +34,32 @@ pub struct VerifyResponse {
 /// The `200` answer to an API-key verification:
 /// `{ "org_config": { "org_id": "…", … } }`.
 ///
-/// Unknown fields, inside `org_config` and beside it, are accepted and
-/// ignored, as the spec requires.
+/// Unknown fields beside `org_config` are accepted and ignored, as the spec
+/// requires; those inside it are kept ([`OrgConfig::other`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthResponse {
     /// The organization the API key belongs to.
     pub org_config: OrgConfig,
 }
 
-/// The organization details of an [`AuthResponse`]; only `org_id` is kept.
+/// The organization details of an [`AuthResponse`]: `org_id`, and every
+/// other detail kept as it came.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgConfig {
-    /// The tenant the usage belongs to.
+    /// The tenant the usage belongs to (a UUID, checked by the client).
     pub org_id: String,
+    /// The further organization details, unknown to this crate.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl OrgConfig {
+    /// The whole `org_config` object, `org_id` included.
+    pub fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = self.other;
+        map.insert("org_id".to_owned(), self.org_id.into());
+        map
+    }
 }
 
 /// Serde for a [`Secret`] that travels as a plain JSON string.
@@ -100,6 +115,10 @@ mod tests {
             resp.org_config.org_id,
             "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1"
         );
+        assert_eq!(resp.org_config.other["max_workspaces"], 3);
+        let map = resp.org_config.into_map();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["org_id"], "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1");
         assert!(serde_json::from_str::<AuthResponse>(r#"{"org_config":{}}"#).is_err());
         assert!(serde_json::from_str::<AuthResponse>(r#"{}"#).is_err());
     }
