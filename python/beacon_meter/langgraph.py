@@ -110,7 +110,7 @@ def _usage_tag(name: str) -> Callable[[], str]:
 def _reporter_kwargs() -> Optional[Dict[str, Any]]:
     """The reporter's settings from the platform's configuration, or None
     when the reference would not report at all."""
-    from langgraph_api import config  # noqa: PLC0415
+    from langgraph_api import config, metadata  # noqa: PLC0415
 
     license_key = config.LANGGRAPH_CLOUD_LICENSE_KEY or None
     api_key = config.LANGSMITH_CONTROL_PLANE_API_KEY or None
@@ -125,8 +125,11 @@ def _reporter_kwargs() -> Optional[Dict[str, Any]]:
     except ImportError:
         api_version = ""
     tags: Dict[str, Any] = {k: _version(d) for k, d in _DEPENDENCY_TAGS.items()}
-    # `user_app.uses_delta_channel` is left out: beacon-meter reserves the
-    # `user_app.` prefix for the five flags of the published format.
+    # The platform computes this flag at each report ("True", "False" or
+    # "unknown" as graphs load): call its own function, as its reporter does.
+    uses_delta_channel = getattr(metadata, "_uses_delta_channel", None)
+    if uses_delta_channel is not None:
+        tags["user_app.uses_delta_channel"] = uses_delta_channel
     for name in (
         "langgraph.platform.uses_custom_auth",
         "langgraph.platform.uses_js_custom_auth",

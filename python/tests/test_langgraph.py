@@ -6,10 +6,12 @@ restart, where the reference reporter alone loses the counts of the outage.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,22 @@ def wait_until(server, value: int) -> None:
         time.sleep(0.05)
 
 
+def reports(sink: Sink) -> list:
+    """Every report the sink stored."""
+    with urllib.request.urlopen(sink.url + "/v1/reports?limit=1000", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def tags_of(record: dict) -> dict:
+    """The report tags inside a stored record."""
+    if isinstance(record.get("tags"), dict):
+        return record["tags"]
+    for value in record.values():
+        if isinstance(value, dict) and (found := tags_of(value)):
+            return found
+    return {}
+
+
 def scenario(mode: str, start, spool: Path) -> dict:
     """Batch 1 delivered; the server goes down; batch 2 recorded during the
     outage, then the process exits; the server comes back; a new process
@@ -85,6 +103,9 @@ def scenario(mode: str, start, spool: Path) -> dict:
     app.run(after)
     wait_until(server, after + (during if mode == "beacon" else 0))
     app.exit()
+    # Both report the platform's delta-channel flag, which it computes.
+    delta = {tags_of(r).get("user_app.uses_delta_channel") for r in reports(server)}
+    assert delta and delta <= {"True", "False", "unknown"}, delta
     second = server.stop()
     # The reference speaks its own dialect (section 4 of docs/protocol.md);
     # the sink takes it and says so.

@@ -54,6 +54,11 @@ pub const PLAN: &str = "langgraph.platform.plan";
 
 /// The prefix of the feature-flag tags.
 pub const USER_APP_PREFIX: &str = "user_app.";
+/// The reference platform's one `user_app.` tag outside the
+/// [`UserAppFlags`]: whether a loaded graph uses a delta channel, which it
+/// computes at each report (`"True"`, `"False"` or `"unknown"`). Allowed
+/// as a custom or dynamic tag so a drop-in reports it as the platform does.
+pub const USES_DELTA_CHANNEL: &str = "user_app.uses_delta_channel";
 
 /// The environment variables [`Tags::from_lookup`] reads.
 pub const ENV_VARS: [&str; 4] = [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID];
@@ -364,7 +369,7 @@ impl Tags {
         if PLATFORM_TAGS.contains(&name) {
             return bad("it is a platform tag");
         }
-        if name.starts_with(USER_APP_PREFIX) {
+        if name.starts_with(USER_APP_PREFIX) && name != USES_DELTA_CHANNEL {
             return bad("the \"user_app.\" prefix is reserved for the feature flags");
         }
         if self.dynamic.iter().any(|(n, _)| n == name) {
@@ -589,6 +594,10 @@ mod tests {
     fn reserved_duplicate_and_oversized_names_are_rejected() {
         assert!(Tags::new().custom(PLAN, "x").is_err());
         assert!(Tags::new().custom("user_app.uses_indexing", "x").is_err());
+        assert!(Tags::new().custom("user_app.anything_else", "x").is_err());
+        // The reference's one extra flag, computed by the platform.
+        let delta = Tags::new().dynamic(USES_DELTA_CHANNEL, || "unknown".into());
+        assert_eq!(delta.unwrap().evaluate().tags[USES_DELTA_CHANNEL], "unknown");
         assert!(Tags::new().dynamic(HOST, String::new).is_err());
         assert!(Tags::new().custom("", "x").is_err());
         assert!(Tags::new().custom("n".repeat(129), "x").is_err());
