@@ -185,34 +185,12 @@ mod tests {
         assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "kind changed");
     }
 
-    #[test]
-    fn logs_are_concatenated_and_bounded() {
-        let rec = |i: usize| {
-            let mut m = Map::new();
-            m.insert("i".into(), i.into());
-            m
-        };
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..3).map(rec).collect();
-        b.report.logs = (3..5).map(rec).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs, (0..5).map(rec).collect::<Vec<_>>());
-
-        a.report.logs = (0..80).map(rec).collect();
-        b.report.logs = (80..160).map(rec).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), MAX_MERGED_LOGS);
-        assert_eq!(m.report.logs[98], rec(98));
-        assert_eq!(m.report.logs[99]["omitted"], 61);
-
-        let mut big = Map::new();
-        big.insert("x".into(), "y".repeat(MAX_MERGED_LOG_BYTES).into());
-        a.report.logs = vec![rec(0), big];
-        b.report.logs = vec![rec(1)];
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 2);
-        assert_eq!(m.report.logs[1]["omitted"], 2);
+    /// The logs of two adjacent windows holding `a` and `b`, merged.
+    fn merged_logs(a: impl IntoIterator<Item = Log>, b: impl IntoIterator<Item = Log>) -> Vec<Log> {
+        let (mut wa, mut wb) = (window(0, 300, &[], &[]), window(300, 600, &[], &[]));
+        wa.report.logs = a.into_iter().collect();
+        wb.report.logs = b.into_iter().collect();
+        merge(&wa, &wb, Uuid::new_v4()).unwrap().report.logs
     }
 
     /// A log record of exactly `len` bytes when serialized.
@@ -227,50 +205,57 @@ mod tests {
     }
 
     #[test]
+    fn logs_are_concatenated_and_bounded() {
+        let rec = |i| sized(i, 20);
+        let logs = merged_logs((0..3).map(rec), (3..5).map(rec));
+        assert_eq!(logs, (0..5).map(rec).collect::<Vec<_>>());
+
+        let logs = merged_logs((0..80).map(rec), (80..160).map(rec));
+        assert_eq!(logs.len(), MAX_MERGED_LOGS);
+        assert_eq!(logs[98], rec(98));
+        assert_eq!(logs[99]["omitted"], 61);
+
+        let mut big = Map::new();
+        big.insert("x".into(), "y".repeat(MAX_MERGED_LOG_BYTES).into());
+        let logs = merged_logs([rec(0), big], [rec(1)]);
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[1]["omitted"], 2);
+    }
+
+    #[test]
     fn log_byte_cap_is_64_kib() {
         // Literal sizes, not the constant: a changed cap fails here.
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
         // 64 records of exactly 1 KiB: 65 536 bytes, all kept.
-        a.report.logs = (0..32).map(|i| sized(i, 1024)).collect();
-        b.report.logs = (32..64).map(|i| sized(i, 1024)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 64, "65 536 bytes of logs fit");
-        assert!(m.report.logs.iter().all(|l| !l.contains_key("omitted")));
+        let kib = |i| sized(i, 1024);
+        let logs = merged_logs((0..32).map(kib), (32..64).map(kib));
+        assert_eq!(logs.len(), 64, "65 536 bytes of logs fit");
+        assert!(logs.iter().all(|l| !l.contains_key("omitted")));
         // One byte more does not: the last record gives way to the note.
-        b.report.logs[31] = sized(63, 1025);
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 64);
-        assert_eq!(m.report.logs[63]["omitted"], 1);
+        let logs = merged_logs((0..32).map(kib), (32..63).map(kib).chain([sized(63, 1025)]));
+        assert_eq!(logs.len(), 64);
+        assert_eq!(logs[63]["omitted"], 1);
     }
 
     #[test]
     fn exactly_100_logs_are_all_kept() {
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..50).map(|i| sized(i, 40)).collect();
-        b.report.logs = (50..100).map(|i| sized(i, 40)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 100);
-        assert_eq!(m.report.logs[99], sized(99, 40), "no record gives way");
+        let rec = |i| sized(i, 40);
+        let logs = merged_logs((0..50).map(rec), (50..100).map(rec));
+        assert_eq!(logs.len(), 100);
+        assert_eq!(logs[99], rec(99), "no record gives way");
         // 101: 99 kept and one note for the 2 left out.
-        b.report.logs.push(sized(100, 40));
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 100);
-        assert_eq!(m.report.logs[99]["omitted"], 2);
+        let logs = merged_logs((0..50).map(rec), (50..101).map(rec));
+        assert_eq!(logs.len(), 100);
+        assert_eq!(logs[99]["omitted"], 2);
     }
 
     #[test]
     fn log_bytes_are_capped_cumulatively() {
         // 90 records of 1 000 bytes: each small, together 90 000 bytes.
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..45).map(|i| sized(i, 1000)).collect();
-        b.report.logs = (45..90).map(|i| sized(i, 1000)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        let (note, kept) = m.report.logs.split_last().unwrap();
+        let rec = |i| sized(i, 1000);
+        let logs = merged_logs((0..45).map(rec), (45..90).map(rec));
+        let (note, kept) = logs.split_last().unwrap();
         assert_eq!(kept.len(), 65, "65 000 bytes fit in 65 536, 66 000 do not");
-        assert_eq!(kept[64], sized(64, 1000));
+        assert_eq!(kept[64], rec(64));
         assert_eq!(note["omitted"], 25);
     }
 
