@@ -33,10 +33,7 @@ impl Spool {
                 break;
             };
             let (a, b) = (&entries[i], &entries[i + 1]);
-            let originals = [
-                (a.window.id, a.name.as_str()),
-                (b.window.id, b.name.as_str()),
-            ];
+            let originals = [(a.window.id, a.name.clone()), (b.window.id, b.name.clone())];
             let bytes = self.write_merged(&window, &originals)?;
             total = total - a.bytes - b.bytes + bytes;
             let merged = Loaded {
@@ -68,7 +65,7 @@ impl Spool {
     pub(super) fn write_merged(
         &self,
         merged: &SpooledWindow,
-        originals: &[(Uuid, &str)],
+        originals: &[(Uuid, String)],
     ) -> Result<u64, SpoolError> {
         let dest = merged.destination;
         let dir = self.area_dir(dest, Area::Pending);

@@ -109,41 +109,31 @@ impl Spool {
     /// rejected, then corrupt) or by file name or relative path (as in
     /// [`list`](Self::list)). A symbolic link is described, never followed.
     pub fn show(&self, id_or_file: &str) -> Result<String, SpoolError> {
-        let mut found = self.show_here(id_or_file);
-        for (_, slot) in &self.slots {
-            match found {
-                Err(SpoolError::NoSuchEntry { .. }) => found = slot.show(id_or_file),
-                _ => break,
-            }
-        }
-        match found {
-            Err(SpoolError::NoSuchEntry { query, .. }) => Err(SpoolError::NoSuchEntry {
-                query,
-                dir: self.dir.clone(),
-            }),
-            other => other,
-        }
-    }
-
-    /// [`show`](Self::show) in this directory alone (not its slots).
-    fn show_here(&self, id_or_file: &str) -> Result<String, SpoolError> {
-        let _st = self.state.lock();
         let query = id_or_file.trim();
-        let candidates = match Uuid::parse_str(query) {
-            Ok(id) => self.files_of(id)?,
-            Err(_) => self.files_named(query),
-        };
-        for path in candidates {
-            let shown = match read_regular_text(&path)? {
-                Some(text) => text,
-                None => continue,
-            };
-            return Ok(shown);
+        for spool in std::iter::once(self).chain(self.slots.iter().map(|(_, s)| s)) {
+            if let Some(text) = spool.show_here(query)? {
+                return Ok(text);
+            }
         }
         Err(SpoolError::NoSuchEntry {
             query: query.to_owned(),
             dir: self.dir.clone(),
         })
+    }
+
+    /// [`show`](Self::show) in this directory alone (not its slots).
+    fn show_here(&self, query: &str) -> Result<Option<String>, SpoolError> {
+        let _st = self.state.lock();
+        let candidates = match Uuid::parse_str(query) {
+            Ok(id) => self.files_of(id)?,
+            Err(_) => self.files_named(query),
+        };
+        for path in candidates {
+            if let Some(text) = read_regular_text(&path)? {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
     }
 
     /// The files holding window `id`: pending, rejected (by canonical name,

@@ -185,14 +185,6 @@ mod tests {
         assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "kind changed");
     }
 
-    /// The logs of two adjacent windows holding `a` and `b`, merged.
-    fn merged_logs(a: impl IntoIterator<Item = Log>, b: impl IntoIterator<Item = Log>) -> Vec<Log> {
-        let (mut wa, mut wb) = (window(0, 300, &[], &[]), window(300, 600, &[], &[]));
-        wa.report.logs = a.into_iter().collect();
-        wb.report.logs = b.into_iter().collect();
-        merge(&wa, &wb, Uuid::new_v4()).unwrap().report.logs
-    }
-
     /// A log record of exactly `len` bytes when serialized.
     fn sized(i: usize, len: usize) -> Log {
         let mut m = Map::new();
@@ -205,58 +197,36 @@ mod tests {
     }
 
     #[test]
-    fn logs_are_concatenated_and_bounded() {
-        let rec = |i| sized(i, 20);
-        let logs = merged_logs((0..3).map(rec), (3..5).map(rec));
-        assert_eq!(logs, (0..5).map(rec).collect::<Vec<_>>());
-
-        let logs = merged_logs((0..80).map(rec), (80..160).map(rec));
-        assert_eq!(logs.len(), MAX_MERGED_LOGS);
-        assert_eq!(logs[98], rec(98));
-        assert_eq!(logs[99]["omitted"], 61);
-
-        let mut big = Map::new();
-        big.insert("x".into(), "y".repeat(MAX_MERGED_LOG_BYTES).into());
-        let logs = merged_logs([rec(0), big], [rec(1)]);
-        assert_eq!(logs.len(), 2);
-        assert_eq!(logs[1]["omitted"], 2);
-    }
-
-    #[test]
-    fn log_byte_cap_is_64_kib() {
-        // Literal sizes, not the constant: a changed cap fails here.
-        // 64 records of exactly 1 KiB: 65 536 bytes, all kept.
-        let kib = |i| sized(i, 1024);
-        let logs = merged_logs((0..32).map(kib), (32..64).map(kib));
-        assert_eq!(logs.len(), 64, "65 536 bytes of logs fit");
-        assert!(logs.iter().all(|l| !l.contains_key("omitted")));
-        // One byte more does not: the last record gives way to the note.
-        let logs = merged_logs((0..32).map(kib), (32..63).map(kib).chain([sized(63, 1025)]));
-        assert_eq!(logs.len(), 64);
-        assert_eq!(logs[63]["omitted"], 1);
-    }
-
-    #[test]
-    fn exactly_100_logs_are_all_kept() {
-        let rec = |i| sized(i, 40);
-        let logs = merged_logs((0..50).map(rec), (50..100).map(rec));
-        assert_eq!(logs.len(), 100);
-        assert_eq!(logs[99], rec(99), "no record gives way");
-        // 101: 99 kept and one note for the 2 left out.
-        let logs = merged_logs((0..50).map(rec), (50..101).map(rec));
-        assert_eq!(logs.len(), 100);
-        assert_eq!(logs[99]["omitted"], 2);
-    }
-
-    #[test]
-    fn log_bytes_are_capped_cumulatively() {
-        // 90 records of 1 000 bytes: each small, together 90 000 bytes.
-        let rec = |i| sized(i, 1000);
-        let logs = merged_logs((0..45).map(rec), (45..90).map(rec));
-        let (note, kept) = logs.split_last().unwrap();
-        assert_eq!(kept.len(), 65, "65 000 bytes fit in 65 536, 66 000 do not");
-        assert_eq!(kept[64], rec(64));
-        assert_eq!(note["omitted"], 25);
+    fn logs_are_concatenated_up_to_100_records_and_64_kib() {
+        // Literal sizes, not the constants: a changed cap fails here.
+        // (record sizes, records kept, records left out)
+        let cases: [(Vec<usize>, usize, usize); 8] = [
+            (vec![20; 5], 5, 0),
+            (vec![20; 160], 99, 61),
+            (vec![20, 70_000, 20], 1, 2),
+            (vec![1024; 64], 64, 0), // 65 536 bytes fit
+            ([vec![1024; 63], vec![1025]].concat(), 63, 1),
+            (vec![40; 100], 100, 0), // no record gives way to a note
+            (vec![40; 101], 99, 2),
+            (vec![1000; 90], 65, 25), // 65 000 bytes fit, 66 000 do not
+        ];
+        for (sizes, kept, omitted) in cases {
+            let logs: Vec<Log> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| sized(i, n))
+                .collect();
+            let (mut a, mut b) = (window(0, 300, &[], &[]), window(300, 600, &[], &[]));
+            a.report.logs = logs[..logs.len() / 2].to_vec();
+            b.report.logs = logs[logs.len() / 2..].to_vec();
+            let merged = merge(&a, &b, Uuid::new_v4()).unwrap().report.logs;
+            let case = format!("{} records: {kept} kept, {omitted} left out", sizes.len());
+            assert_eq!(merged[..kept], logs[..kept], "{case}");
+            assert_eq!(merged.len(), kept + usize::from(omitted > 0), "{case}");
+            if omitted > 0 {
+                assert_eq!(merged[kept]["omitted"], omitted, "{case}");
+            }
+        }
     }
 
     #[test]

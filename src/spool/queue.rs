@@ -155,7 +155,6 @@ impl Spool {
             .iter()
             .filter_map(|w| Some((w.id, ix.get(w.id)?.name.clone())))
             .collect();
-        let named: Vec<(Uuid, &str)> = named.iter().map(|(id, n)| (*id, n.as_str())).collect();
         match self.write_merged(&merged, &named) {
             Ok(bytes) => {
                 originals.iter().for_each(|w| drop(ix.remove(w.id)));

@@ -38,11 +38,9 @@ impl Destination {
         }
     }
 
+    /// Its position in [`ALL`](Self::ALL).
     pub(crate) fn index(self) -> usize {
-        match self {
-            Destination::Beacon => 0,
-            Destination::Auth => 1,
-        }
+        self as usize
     }
 }
 
