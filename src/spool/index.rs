@@ -4,11 +4,12 @@
 //!
 //! May import `super` (the spool's window types), `chrono`, `uuid`, `std`.
 //!
-//! The spool keeps it in step: it is seeded by every full load of the
-//! pending directory (at open and on an explicit rescan, which are also
-//! where repairs happen) and updated by every write, removal and merge made
-//! under the spool's lock. Nothing else writes a held spool: its `LOCK`
-//! keeps other processes out, and hand edits are picked up by a rescan.
+//! The spool keeps it in step: it is built from a scan of the pending
+//! directory (at open and on an explicit rescan, after their repairs, and
+//! when a read finds it stale) and updated by every write, removal and
+//! merge made under the spool's lock. Nothing else writes a held spool: its
+//! `LOCK` keeps other processes out, and hand edits are picked up by a
+//! rescan.
 
 use super::SpooledWindow;
 use chrono::{DateTime, Utc};
