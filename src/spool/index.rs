@@ -167,4 +167,24 @@ mod tests {
         assert_eq!(ix.remove(b.id), None);
         assert_eq!((ix.len(), ix.bytes()), (1, 12));
     }
+
+    #[test]
+    fn in_doubt_is_kept_by_a_replacement_set_on_the_head_and_carried_over() {
+        let (a, b) = (window(0), window(300));
+        let mut ix = Index::default();
+        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
+        ix.insert(&b, Indexed::new(&b, "b".into(), 1));
+        ix.suspect_head();
+        let doubt = |ix: &Index| ix.iter().map(|e| e.in_doubt).collect::<Vec<_>>();
+        assert_eq!(doubt(&ix), [true, false], "only the oldest");
+        // Rewritten (e.g. one more attempt) without the flag: it stays.
+        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
+        assert_eq!(doubt(&ix), [true, false]);
+        // Rebuilt from disk, where the mark was never written.
+        let mut rebuilt = Index::default();
+        rebuilt.insert(&a, Indexed::new(&a, "a".into(), 1));
+        rebuilt.insert(&b, Indexed::new(&b, "b".into(), 1));
+        rebuilt.carry_doubt(Some(&ix));
+        assert_eq!(doubt(&rebuilt), [true, false]);
+    }
 }
