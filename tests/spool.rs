@@ -430,6 +430,93 @@ fn a_hand_renamed_file_gets_its_canonical_name() {
     assert_eq!(names(&dir), vec![a.file_name()]);
 }
 
+/// Every file under `root` with its bytes (a link as its target).
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = all_files(root)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "LOCK"))
+        .map(|p| {
+            let bytes = match fs::read_link(&p) {
+                Ok(target) => target.to_string_lossy().into_owned().into_bytes(),
+                Err(_) => fs::read(&p).unwrap(),
+            };
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Windows a, b, c pushed into the spool held at `root`, then damaged
+/// behind its back: a's file truncated, b's renamed by hand, and c
+/// rejected, then renamed by hand in `rejected/`.
+fn damage(spool: &Spool, root: &Path) -> [SpooledWindow; 3] {
+    let d = Destination::Beacon;
+    let (dir, rejected) = (pending_dir(root, d), root.join("beacon/rejected"));
+    let [a, b, c] = [0, 1, 2].map(|i| window(d, i, 1, 1));
+    for w in [&a, &b, &c] {
+        spool.push(w).unwrap();
+    }
+    spool.reject(d, c.id, 422, "no").unwrap();
+    fs::rename(rejected.join(c.file_name()), rejected.join("by-hand.json")).unwrap();
+    fs::write(dir.join(a.file_name()), b"{\"version\": 1, \"id\"").unwrap();
+    fs::rename(dir.join(b.file_name()), dir.join("renamed.json")).unwrap();
+    [a, b, c]
+}
+
+/// The damage of [`damage`] repaired: a in `corrupt/`, b and c under
+/// their canonical names.
+fn assert_repaired(root: &Path, [a, b, c]: &[SpooledWindow; 3]) {
+    assert_eq!(
+        names(&pending_dir(root, Destination::Beacon)),
+        vec![b.file_name()]
+    );
+    let rejected = names(&root.join("beacon/rejected"));
+    assert!(rejected.contains(&c.file_name()), "{rejected:?}");
+    let corrupt = names(&root.join("corrupt"));
+    assert_eq!(corrupt.len(), 2, "the file and its reason: {corrupt:?}");
+    assert!(corrupt[0].ends_with(&a.file_name()), "{corrupt:?}");
+}
+
+#[test]
+fn reads_never_repair_open_and_rescan_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let d = Destination::Beacon;
+    let spool = open(root);
+    let windows = damage(&spool, root);
+    let [_, b, c] = &windows;
+    let reads = |spool: &Spool| {
+        assert_eq!(spool.pending(d).unwrap(), vec![b.clone()], "a is skipped");
+        let listing = spool.list().unwrap();
+        assert_eq!(listing.pending[&d].len(), 1);
+        assert_eq!(listing.rejected.len(), 1, "{listing}");
+        assert!(listing.corrupt.is_empty(), "{listing}");
+        for id in [b.id, c.id].map(|id| id.to_string()) {
+            assert!(spool.show(&id).unwrap().contains(&id));
+        }
+        spool.stats(d).unwrap();
+        assert_eq!(spool.oldest(d).unwrap().map(|w| w.id), Some(b.id));
+        spool.export(&root.join("export.json")).unwrap();
+        fs::remove_file(root.join("export.json")).unwrap();
+    };
+    // Reads, held or read-only, change nothing; a rescan repairs.
+    let before = snapshot(root);
+    reads(&spool);
+    assert_eq!(snapshot(root), before, "a read changed the held spool");
+    reads(&Spool::open_read_only(root).unwrap());
+    assert_eq!(snapshot(root), before, "a read changed the spool");
+    spool.rescan().unwrap();
+    assert_repaired(root, &windows);
+    assert_eq!(spool.pending(d).unwrap(), vec![b.clone()]);
+
+    // The same damage found when the spool is opened: open repairs.
+    let tmp = tempfile::tempdir().unwrap();
+    let windows = damage(&open(tmp.path()), tmp.path());
+    let _spool = open(tmp.path());
+    assert_repaired(tmp.path(), &windows);
+}
+
 #[test]
 fn reject_keeps_the_answer_and_requeue_puts_it_back() {
     let tmp = tempfile::tempdir().unwrap();

@@ -4,11 +4,12 @@
 //!
 //! May import `super` (the spool's window types), `chrono`, `uuid`, `std`.
 //!
-//! The spool keeps it in step: it is seeded by every full load of the
-//! pending directory (at open and on an explicit rescan, which are also
-//! where repairs happen) and updated by every write, removal and merge made
-//! under the spool's lock. Nothing else writes a held spool: its `LOCK`
-//! keeps other processes out, and hand edits are picked up by a rescan.
+//! The spool keeps it in step: it is built from a scan of the pending
+//! directory (at open and on an explicit rescan, after their repairs, and
+//! when a read finds it stale) and updated by every write, removal and
+//! merge made under the spool's lock. Nothing else writes a held spool: its
+//! `LOCK` keeps other processes out, and hand edits are picked up by a
+//! rescan.
 
 use super::SpooledWindow;
 use chrono::{DateTime, Utc};
@@ -165,5 +166,25 @@ mod tests {
         assert_eq!(ix.remove(b.id).unwrap().name, "b");
         assert_eq!(ix.remove(b.id), None);
         assert_eq!((ix.len(), ix.bytes()), (1, 12));
+    }
+
+    #[test]
+    fn in_doubt_is_kept_by_a_replacement_set_on_the_head_and_carried_over() {
+        let (a, b) = (window(0), window(300));
+        let mut ix = Index::default();
+        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
+        ix.insert(&b, Indexed::new(&b, "b".into(), 1));
+        ix.suspect_head();
+        let doubt = |ix: &Index| ix.iter().map(|e| e.in_doubt).collect::<Vec<_>>();
+        assert_eq!(doubt(&ix), [true, false], "only the oldest");
+        // Rewritten (e.g. one more attempt) without the flag: it stays.
+        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
+        assert_eq!(doubt(&ix), [true, false]);
+        // Rebuilt from disk, where the mark was never written.
+        let mut rebuilt = Index::default();
+        rebuilt.insert(&a, Indexed::new(&a, "a".into(), 1));
+        rebuilt.insert(&b, Indexed::new(&b, "b".into(), 1));
+        rebuilt.carry_doubt(Some(&ix));
+        assert_eq!(doubt(&rebuilt), [true, false]);
     }
 }

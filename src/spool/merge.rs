@@ -185,36 +185,6 @@ mod tests {
         assert!(merge(&a, &b, Uuid::new_v4()).is_none(), "kind changed");
     }
 
-    #[test]
-    fn logs_are_concatenated_and_bounded() {
-        let rec = |i: usize| {
-            let mut m = Map::new();
-            m.insert("i".into(), i.into());
-            m
-        };
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..3).map(rec).collect();
-        b.report.logs = (3..5).map(rec).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs, (0..5).map(rec).collect::<Vec<_>>());
-
-        a.report.logs = (0..80).map(rec).collect();
-        b.report.logs = (80..160).map(rec).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), MAX_MERGED_LOGS);
-        assert_eq!(m.report.logs[98], rec(98));
-        assert_eq!(m.report.logs[99]["omitted"], 61);
-
-        let mut big = Map::new();
-        big.insert("x".into(), "y".repeat(MAX_MERGED_LOG_BYTES).into());
-        a.report.logs = vec![rec(0), big];
-        b.report.logs = vec![rec(1)];
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 2);
-        assert_eq!(m.report.logs[1]["omitted"], 2);
-    }
-
     /// A log record of exactly `len` bytes when serialized.
     fn sized(i: usize, len: usize) -> Log {
         let mut m = Map::new();
@@ -227,51 +197,36 @@ mod tests {
     }
 
     #[test]
-    fn log_byte_cap_is_64_kib() {
-        // Literal sizes, not the constant: a changed cap fails here.
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        // 64 records of exactly 1 KiB: 65 536 bytes, all kept.
-        a.report.logs = (0..32).map(|i| sized(i, 1024)).collect();
-        b.report.logs = (32..64).map(|i| sized(i, 1024)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 64, "65 536 bytes of logs fit");
-        assert!(m.report.logs.iter().all(|l| !l.contains_key("omitted")));
-        // One byte more does not: the last record gives way to the note.
-        b.report.logs[31] = sized(63, 1025);
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 64);
-        assert_eq!(m.report.logs[63]["omitted"], 1);
-    }
-
-    #[test]
-    fn exactly_100_logs_are_all_kept() {
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..50).map(|i| sized(i, 40)).collect();
-        b.report.logs = (50..100).map(|i| sized(i, 40)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 100);
-        assert_eq!(m.report.logs[99], sized(99, 40), "no record gives way");
-        // 101: 99 kept and one note for the 2 left out.
-        b.report.logs.push(sized(100, 40));
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        assert_eq!(m.report.logs.len(), 100);
-        assert_eq!(m.report.logs[99]["omitted"], 2);
-    }
-
-    #[test]
-    fn log_bytes_are_capped_cumulatively() {
-        // 90 records of 1 000 bytes: each small, together 90 000 bytes.
-        let mut a = window(0, 300, &[], &[]);
-        let mut b = window(300, 600, &[], &[]);
-        a.report.logs = (0..45).map(|i| sized(i, 1000)).collect();
-        b.report.logs = (45..90).map(|i| sized(i, 1000)).collect();
-        let m = merge(&a, &b, Uuid::new_v4()).unwrap();
-        let (note, kept) = m.report.logs.split_last().unwrap();
-        assert_eq!(kept.len(), 65, "65 000 bytes fit in 65 536, 66 000 do not");
-        assert_eq!(kept[64], sized(64, 1000));
-        assert_eq!(note["omitted"], 25);
+    fn logs_are_concatenated_up_to_100_records_and_64_kib() {
+        // Literal sizes, not the constants: a changed cap fails here.
+        // (record sizes, records kept, records left out)
+        let cases: [(Vec<usize>, usize, usize); 8] = [
+            (vec![20; 5], 5, 0),
+            (vec![20; 160], 99, 61),
+            (vec![20, 70_000, 20], 1, 2),
+            (vec![1024; 64], 64, 0), // 65 536 bytes fit
+            ([vec![1024; 63], vec![1025]].concat(), 63, 1),
+            (vec![40; 100], 100, 0), // no record gives way to a note
+            (vec![40; 101], 99, 2),
+            (vec![1000; 90], 65, 25), // 65 000 bytes fit, 66 000 do not
+        ];
+        for (sizes, kept, omitted) in cases {
+            let logs: Vec<Log> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| sized(i, n))
+                .collect();
+            let (mut a, mut b) = (window(0, 300, &[], &[]), window(300, 600, &[], &[]));
+            a.report.logs = logs[..logs.len() / 2].to_vec();
+            b.report.logs = logs[logs.len() / 2..].to_vec();
+            let merged = merge(&a, &b, Uuid::new_v4()).unwrap().report.logs;
+            let case = format!("{} records: {kept} kept, {omitted} left out", sizes.len());
+            assert_eq!(merged[..kept], logs[..kept], "{case}");
+            assert_eq!(merged.len(), kept + usize::from(omitted > 0), "{case}");
+            if omitted > 0 {
+                assert_eq!(merged[kept]["omitted"], omitted, "{case}");
+            }
+        }
     }
 
     #[test]

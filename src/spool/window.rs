@@ -38,11 +38,9 @@ impl Destination {
         }
     }
 
+    /// Its position in [`ALL`](Self::ALL).
     pub(crate) fn index(self) -> usize {
-        match self {
-            Destination::Beacon => 0,
-            Destination::Auth => 1,
-        }
+        self as usize
     }
 }
 
@@ -83,6 +81,14 @@ impl Default for SpoolLimits {
             max_windows: 10_000,
             max_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+impl SpoolLimits {
+    /// True if `windows` windows of `bytes` bytes in all are more than one
+    /// destination may hold.
+    pub(crate) fn exceeded_by(&self, windows: usize, bytes: u64) -> bool {
+        windows > self.max_windows || bytes > self.max_bytes
     }
 }
 
@@ -201,63 +207,24 @@ impl Checkpoint {
     }
 }
 
-/// The file form of a window: [`SpooledWindow`]'s fields plus the ids a
-/// merged window replaces (so that a crash between writing a merged window
-/// and deleting its originals never counts twice).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file form of a window: its fields plus, for a merged window, the ids
+/// it `replaces` (so that a crash between writing a merged window and
+/// deleting its originals never counts twice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct WindowFile {
-    pub version: u32,
-    pub id: Uuid,
-    pub destination: Destination,
-    pub closed_at: DateTime<Utc>,
-    pub attempts: u32,
-    pub in_doubt: bool,
-    pub gauges: Vec<String>,
-    pub merged: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(flatten)]
+    pub window: SpooledWindow,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<Uuid>,
-    pub report: ReportBody,
 }
 
 impl WindowFile {
-    pub fn new(w: SpooledWindow, replaces: Vec<Uuid>) -> Self {
-        WindowFile {
-            version: w.version,
-            id: w.id,
-            destination: w.destination,
-            closed_at: w.closed_at,
-            attempts: w.attempts,
-            in_doubt: w.in_doubt,
-            gauges: w.gauges,
-            merged: w.merged,
-            replaces,
-            report: w.report,
-        }
+    /// The file of `window`, which replaces the windows `replaces`.
+    pub fn new(window: SpooledWindow, replaces: Vec<Uuid>) -> Self {
+        WindowFile { window, replaces }
     }
 
-    /// True if `name` is this window's canonical file name.
-    pub fn file_name_matches(&self, name: &str) -> bool {
-        file_name(&self.report.from_timestamp, &self.id) == name
-    }
-
-    pub fn into_parts(self) -> (SpooledWindow, Vec<Uuid>) {
-        (
-            SpooledWindow {
-                version: self.version,
-                id: self.id,
-                destination: self.destination,
-                closed_at: self.closed_at,
-                attempts: self.attempts,
-                in_doubt: self.in_doubt,
-                gauges: self.gauges,
-                merged: self.merged,
-                report: self.report,
-            },
-            self.replaces,
-        )
-    }
-
+    /// Its bytes on disk.
     pub fn to_bytes(&self) -> Vec<u8> {
         to_pretty(self)
     }
@@ -327,12 +294,16 @@ fn check_version(bytes: &[u8]) -> Result<serde_json::Value, Unreadable> {
 
 /// Parses and validates a window file.
 pub(crate) fn parse_window_file(bytes: &[u8]) -> Result<WindowFile, Unreadable> {
-    let value = check_version(bytes)?;
-    let file: WindowFile = serde_json::from_value(value)
-        .map_err(|e| Unreadable::Invalid(format!("not a valid spooled window: {e}")))?;
-    let (window, _) = file.clone().into_parts();
+    let mut value = check_version(bytes)?;
+    let invalid =
+        |e: serde_json::Error| Unreadable::Invalid(format!("not a valid spooled window: {e}"));
+    let replaces = match value.as_object_mut().and_then(|o| o.remove("replaces")) {
+        Some(r) => serde_json::from_value(r).map_err(invalid)?,
+        None => Vec::new(),
+    };
+    let window: SpooledWindow = serde_json::from_value(value).map_err(invalid)?;
     window.check(false).map_err(Unreadable::Invalid)?;
-    Ok(file)
+    Ok(WindowFile::new(window, replaces))
 }
 
 /// Parses and validates a checkpoint file.
@@ -406,7 +377,7 @@ mod tests {
             report(0, 300),
         );
         let good = WindowFile::new(w.clone(), vec![]).to_bytes();
-        assert_eq!(parse_window_file(&good).unwrap().into_parts().0, w);
+        assert_eq!(parse_window_file(&good).unwrap().window, w);
 
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"".to_vec(), "empty"),

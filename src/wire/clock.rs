@@ -310,4 +310,29 @@ mod tests {
             t("2025-01-06T09:07:00.123Z")
         );
     }
+
+    #[test]
+    fn a_backward_jump_past_a_boundary_is_behind_and_waits_one_interval() {
+        // Times given directly: this fails if the window clock ignores a
+        // jump, whatever a test clock does (issue 10's surviving mutant).
+        let mut c = WindowClock::new(DEFAULT_INTERVAL, t("2025-01-06T09:00:00Z")).unwrap();
+        c.advance(t("2025-01-06T09:05:00Z"));
+        let back = t("2025-01-06T08:05:00Z");
+        assert!(c.is_behind(back));
+        assert_eq!(c.next_boundary() - back, TimeDelta::minutes(65));
+        assert_eq!(
+            c.wait(back),
+            secs(300),
+            "65 minutes away, one interval waited"
+        );
+        assert!(
+            c.is_behind(t("2025-01-06T09:05:00.000999Z")),
+            "cut to whole ms"
+        );
+        assert!(!c.is_behind(t("2025-01-06T09:05:00.001Z")));
+        assert_eq!(
+            c.advance(back),
+            (t("2025-01-06T09:05:00Z"), t("2025-01-06T09:05:00.001Z"))
+        );
+    }
 }

@@ -396,4 +396,15 @@ mod tests {
         assert_eq!(b.tags, body().tags);
         assert_eq!(b.logs, logs);
     }
+
+    #[test]
+    fn a_report_that_is_not_an_object_says_what_was_expected() {
+        for json in ["[1, 2]", "\"report\"", "42", "null"] {
+            let err = UsageReport::parse(json.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains("expected a usage report object"),
+                "{json}: {err}"
+            );
+        }
+    }
 }

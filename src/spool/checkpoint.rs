@@ -1,0 +1,178 @@
+//! The checkpoint of the open windows: saved periodically, pruned as
+//! windows close, recovered into pending windows after a crash.
+//!
+//! May import `super` (the spool's types and file helpers), `std`,
+//! `chrono`, `uuid`.
+
+use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
+use super::scan::{Loaded, Read, read_file};
+use super::window::{self, parse_checkpoint};
+use super::{
+    Area, CHECKPOINT_FILE, Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, Spool,
+    SpoolError, SpooledWindow,
+};
+use chrono::TimeDelta;
+use uuid::Uuid;
+
+impl Spool {
+    /// Atomically replaces `checkpoint.json`. Windows must be version 1 with
+    /// `from <= to`.
+    pub fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SpoolError> {
+        self.writable()?;
+        let invalid = |id, reason| SpoolError::InvalidWindow { id, reason };
+        if cp.version != FORMAT_VERSION {
+            return Err(invalid(
+                Uuid::nil(),
+                format!("checkpoint version {} is not {FORMAT_VERSION}", cp.version),
+            ));
+        }
+        for w in &cp.windows {
+            w.check(true).map_err(|r| invalid(w.id, r))?;
+        }
+        let _st = self.state.lock();
+        write_atomic(&self.dir, CHECKPOINT_FILE, &window::to_pretty(cp))?;
+        Ok(())
+    }
+
+    /// Reads and deletes the checkpoint. A corrupt one (or one from a newer
+    /// version) is moved to `corrupt/` and `None` returned.
+    pub fn take_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
+        self.writable()?;
+        let _st = self.state.lock();
+        let cp = self.read_checkpoint()?;
+        if cp.is_some() {
+            remove_if_exists(&self.checkpoint_path())?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(cp)
+    }
+
+    /// The restart path: turns the checkpoint's open windows into pending
+    /// windows, then deletes the checkpoint. Returns how many windows were
+    /// recovered.
+    ///
+    /// A checkpoint window is skipped if it is already spooled — pending or
+    /// rejected with its id, replaced by a merged window, pending or
+    /// rejected with the same destination and start, or inside the span of
+    /// a merged window — since the crash may have come between spooling a
+    /// closed window and replacing the checkpoint. A zero-length window
+    /// (saved right after a rotation) is skipped if it counted nothing, else
+    /// stretched to 1 ms.
+    ///
+    /// Safe to interrupt: recovered windows are pushed before the checkpoint
+    /// is deleted, and a second run skips them.
+    pub fn recover_checkpoint(&self) -> Result<usize, SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let Some(cp) = self.read_checkpoint()? else {
+            return Ok(0);
+        };
+        let mut recovered = 0;
+        for dest in Destination::ALL {
+            let mut known = self.windows(dest, Area::Pending)?;
+            known.extend(self.windows(dest, Area::Rejected)?);
+            for w in cp.windows.iter().filter(|w| w.destination == dest) {
+                if let Some(p) = known.iter().find(|l| covers(l, w)) {
+                    tracing::info!(destination = %dest, id = %w.id, spooled_as = %p.window.id,
+                        "checkpoint window already spooled; not recovered twice");
+                    continue;
+                }
+                let Some(w) = closable(w) else { continue };
+                self.push_locked(&mut st, &w)?;
+                let (name, bytes) = (w.file_name(), 0);
+                known.push(Loaded {
+                    window: w,
+                    replaces: Vec::new(),
+                    name,
+                    bytes,
+                });
+                recovered += 1;
+            }
+        }
+        remove_if_exists(&self.checkpoint_path())?;
+        sync_dir(&self.dir)?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                saved_at = %crate::wire::format_timestamp(&cp.saved_at),
+                "recovered the open windows of the previous run from its checkpoint"
+            );
+        }
+        Ok(recovered)
+    }
+
+    /// Drops from the checkpoint the open window that `w` closed.
+    pub(super) fn prune_checkpoint(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
+        let path = self.checkpoint_path();
+        let Read::Found(bytes) = read_file(&path, MAX_FILE_BYTES)? else {
+            return Ok(());
+        };
+        // An unreadable checkpoint is left for take/recover to report.
+        let Ok(mut cp) = parse_checkpoint(&bytes) else {
+            return Ok(());
+        };
+        let before = cp.windows.len();
+        cp.windows.retain(|c| {
+            !(c.destination == w.destination
+                && (c.id == w.id || c.report.from_timestamp == w.report.from_timestamp))
+        });
+        if cp.windows.len() == before {
+            return Ok(());
+        }
+        if cp.windows.is_empty() {
+            remove_if_exists(&path)?;
+            sync_dir(&self.dir)?;
+        } else {
+            write_atomic(&self.dir, CHECKPOINT_FILE, &window::to_pretty(&cp))?;
+        }
+        tracing::debug!(id = %w.id, "dropped the spooled window's open copy from the checkpoint");
+        Ok(())
+    }
+
+    /// The checkpoint, if there is a readable one; an unreadable one is
+    /// moved to `corrupt/`.
+    fn read_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
+        let path = self.checkpoint_path();
+        let why = match read_file(&path, MAX_FILE_BYTES)? {
+            Read::Gone => return Ok(None),
+            Read::Found(bytes) => match parse_checkpoint(&bytes) {
+                Ok(cp) => return Ok(Some(cp)),
+                Err(why) => why.to_string(),
+            },
+            Read::Bad(why) => why,
+        };
+        self.quarantine(&path, "root", &why)?;
+        Ok(None)
+    }
+}
+
+/// True if spooled window `l` already holds the usage of checkpoint window
+/// `w`: same id, replaces it, same start, or a merged span holding its start.
+fn covers(l: &Loaded, w: &SpooledWindow) -> bool {
+    let (p, from) = (&l.window, w.report.from_timestamp);
+    p.id == w.id
+        || l.replaces.contains(&w.id)
+        || p.report.from_timestamp == from
+        || (p.merged > 1 && p.report.from_timestamp <= from && from < p.report.to_timestamp)
+}
+
+/// `w` as a closed window: a zero-length one is dropped if it counted
+/// nothing (saved right after a rotation), else stretched to 1 ms.
+fn closable(w: &SpooledWindow) -> Option<SpooledWindow> {
+    let mut w = w.clone();
+    if w.report.from_timestamp < w.report.to_timestamp {
+        return Some(w);
+    }
+    let counted = w
+        .report
+        .measures
+        .iter()
+        .any(|(k, &v)| v > 0 && !w.is_gauge(k));
+    if !counted {
+        tracing::debug!(id = %w.id, "skipping an empty zero-length checkpoint window");
+        return None;
+    }
+    tracing::warn!(id = %w.id, "checkpoint window has zero length but counts; stretching it to 1 ms");
+    w.report.to_timestamp = w.report.from_timestamp + TimeDelta::milliseconds(1);
+    Some(w)
+}

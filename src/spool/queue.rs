@@ -1,0 +1,346 @@
+//! The sending queue of a held spool: push, the next window (or merged
+//! backlog) to send, and the outcome of a send (update, remove, reject),
+//! all through the in-memory index.
+//!
+//! May import `super` (the spool's types and file helpers), `std`,
+//! `chrono`, `uuid`.
+
+use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
+use super::index::{Index, Indexed};
+use super::scan::{Read, read_window};
+use super::window::WindowFile;
+use super::{
+    Area, Destination, MAX_ANSWER_BYTES, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow, State,
+    answer_file_name, cap_utf8, merge,
+};
+use chrono::{TimeDelta, Utc};
+use std::fs;
+use std::path::Path;
+use uuid::Uuid;
+
+impl Spool {
+    /// Stores a closed window durably: atomic write (temporary file in the
+    /// same directory, fsync, rename, fsync of the directory), mode 0600.
+    /// Then drops the matching open window from the checkpoint, and enforces
+    /// the bound by merging (never dropping).
+    ///
+    /// Pushing an id that is already pending replaces that window (a retried
+    /// push); its `in_doubt` flag stays set if it was.
+    ///
+    /// On [`SpoolError::DiskFull`] nothing was stored: keep the window and
+    /// retry.
+    pub fn push(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        self.push_locked(&mut st, w)
+    }
+
+    /// [`push`](Self::push), with the state locked.
+    pub(super) fn push_locked(&self, st: &mut State, w: &SpooledWindow) -> Result<(), SpoolError> {
+        let invalid = |reason: String| SpoolError::InvalidWindow { id: w.id, reason };
+        w.check(false).map_err(invalid)?;
+        let dest = w.destination;
+        let dir = self.area_dir(dest, Area::Pending);
+        let existing = self.indexed_name(st, dest, w.id)?;
+        let mut file = WindowFile::new(w.clone(), Vec::new());
+        if let Some(name) = &existing
+            && let Read::Found(old) = read_window(&dir.join(name), dest)?
+        {
+            file.window.in_doubt |= old.window.in_doubt;
+            file.replaces = old.replaces;
+        }
+        let bytes = file.to_bytes();
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(invalid(format!(
+                "it is {} bytes, more than the {MAX_FILE_BYTES} bytes a spool file may hold \
+                 (too many or too large log records)",
+                bytes.len()
+            )));
+        }
+        let w = file.window;
+        let name = w.file_name();
+        write_atomic(&dir, &name, &bytes)?;
+        remove_replaced(&dir, existing.as_deref(), &name)?;
+        let ix = self.index(st, dest)?;
+        ix.insert(&w, Indexed::new(&w, name, bytes.len() as u64));
+        let over = self.limits.exceeded_by(ix.len(), ix.bytes());
+        self.prune_checkpoint(&w)?;
+        if over {
+            let entries = self.windows(dest, Area::Pending)?;
+            self.enforce_bound(st, dest, entries)?;
+        } else {
+            st.over_bound_warned[dest.index()] = false;
+        }
+        Ok(())
+    }
+
+    /// The oldest pending window of `dest` (the next to send): on a held
+    /// spool, from the index and one file read.
+    pub fn oldest(&self, dest: Destination) -> Result<Option<SpooledWindow>, SpoolError> {
+        if self.is_read_only() {
+            let first = self.windows(dest, Area::Pending)?.into_iter().next();
+            return Ok(first.map(|l| l.window));
+        }
+        let mut st = self.state.lock();
+        Ok(self.head_batch(&mut st, dest, 1)?.into_iter().next())
+    }
+
+    /// The next report to send for `dest`. The oldest pending window, or,
+    /// when a backlog waits behind it, the oldest windows merged into one
+    /// (see [`merge`]): as many as fit in `max_span` from the oldest's
+    /// start, at most `max_windows`, stopping at the first in-doubt window
+    /// or one [`merge`] refuses. An in-doubt oldest window is sent alone.
+    ///
+    /// **Exactly once.** The merged window gets a new id (its
+    /// `Idempotency-Key`) and is written, recording the ids it `replaces`,
+    /// *before* the originals are deleted and before it is returned for
+    /// sending: a crash at any point leaves either the originals (never
+    /// sent) or the merged window (sent only under its own id; every read
+    /// skips an original it replaces). None of the originals was ever
+    /// sent: only the oldest window is ever sent, it is merged only if not
+    /// in doubt, and [`open`](Self::open) marks the oldest window in doubt
+    /// (a previous holder may have been sending it when it stopped). If the
+    /// merged window cannot be written (disk full), the oldest is returned
+    /// alone, so delivery goes on.
+    pub fn next_to_send(
+        &self,
+        dest: Destination,
+        max_span: TimeDelta,
+        max_windows: usize,
+    ) -> Result<Option<SpooledWindow>, SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let ix = self.index(&mut st, dest)?;
+        let Some(head) = ix.iter().next() else {
+            return Ok(None);
+        };
+        let (from, alone) = (head.from, head.in_doubt);
+        let n = match alone {
+            true => 1,
+            false => ix
+                .iter()
+                .take(max_windows)
+                .take_while(|e| !e.in_doubt && e.to - from <= max_span)
+                .count()
+                .max(1),
+        };
+        let batch = self.head_batch(&mut st, dest, n)?;
+        let id = Uuid::new_v4();
+        let mut merged = batch.first().cloned();
+        let mut used = 1;
+        while let (Some(m), Some(w)) = (&merged, batch.get(used)) {
+            let Some(next) = merge(m, w, id) else { break };
+            (merged, used) = (Some(next), used + 1);
+        }
+        match merged {
+            Some(m) if used > 1 => Ok(Some(self.commit_merge(&mut st, &batch[..used], m))),
+            _ => Ok(batch.into_iter().next()),
+        }
+    }
+
+    /// Makes `merged` (of `originals`, the head of the queue) durable and
+    /// the head in their place; returns what to send: `merged`, or the
+    /// oldest original alone if `merged` could not be written.
+    fn commit_merge(
+        &self,
+        st: &mut State,
+        originals: &[SpooledWindow],
+        merged: SpooledWindow,
+    ) -> SpooledWindow {
+        let dest = merged.destination;
+        let Some(ix) = st.index[dest.index()].as_mut() else {
+            return originals[0].clone();
+        };
+        let named: Vec<(Uuid, String)> = originals
+            .iter()
+            .filter_map(|w| Some((w.id, ix.get(w.id)?.name.clone())))
+            .collect();
+        match self.write_merged(&merged, &named) {
+            Ok(bytes) => {
+                originals.iter().for_each(|w| drop(ix.remove(w.id)));
+                ix.insert(&merged, Indexed::new(&merged, merged.file_name(), bytes));
+                merged
+            }
+            Err(e) => {
+                tracing::debug!(destination = %dest, error = %e,
+                    "could not write a merged window; sending the oldest alone");
+                originals[0].clone()
+            }
+        }
+    }
+
+    /// Up to `max` windows from the head of `dest`'s queue, read from the
+    /// files the index names. A file that is gone, unreadable or holds
+    /// another window (changed behind the spool's back) makes the index be
+    /// rebuilt from a scan (which skips it; a rescan repairs it) and a
+    /// second try.
+    fn head_batch(
+        &self,
+        st: &mut State,
+        dest: Destination,
+        max: usize,
+    ) -> Result<Vec<SpooledWindow>, SpoolError> {
+        let dir = self.area_dir(dest, Area::Pending);
+        for attempt in 0..2 {
+            let head: Vec<(String, Uuid)> = self
+                .index(st, dest)?
+                .iter()
+                .take(max)
+                .map(|e| (e.name.clone(), e.id))
+                .collect();
+            let mut out = Vec::with_capacity(head.len());
+            for (name, id) in &head {
+                match read_window(&dir.join(name), dest)? {
+                    Read::Found(f) if f.window.id == *id => out.push(f.window),
+                    _ => break,
+                }
+            }
+            if out.len() == head.len() || attempt == 1 {
+                return Ok(out);
+            }
+            tracing::warn!(destination = %dest, dir = %dir.display(),
+                "a pending file changed behind the spool's back: re-reading the directory (a rescan repairs it)");
+            st.stale[dest.index()] = true;
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// The index of `dest`, rebuilt from a scan if it is missing or stale.
+    pub(super) fn index<'s>(
+        &self,
+        st: &'s mut State,
+        dest: Destination,
+    ) -> Result<&'s mut Index, SpoolError> {
+        let d = dest.index();
+        if st.index[d].is_none() || st.stale[d] {
+            let entries = self.windows(dest, Area::Pending)?;
+            st.install_index(dest, &entries);
+        }
+        Ok(st.index[d].get_or_insert_with(Index::default))
+    }
+
+    /// The file name of pending window `id`, from the index.
+    pub(super) fn indexed_name(
+        &self,
+        st: &mut State,
+        dest: Destination,
+        id: Uuid,
+    ) -> Result<Option<String>, SpoolError> {
+        Ok(self.index(st, dest)?.get(id).map(|e| e.name.clone()))
+    }
+
+    /// Rewrites a pending window atomically with new `attempts` and
+    /// `in_doubt`. Every other field must equal the stored window's
+    /// ([`SpoolError::InvalidWindow`] otherwise), and `in_doubt` is sticky:
+    /// once set it stays set. [`SpoolError::NotFound`] if the window is no
+    /// longer pending.
+    pub fn update(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let dest = w.destination;
+        let dir = self.area_dir(dest, Area::Pending);
+        let Some(name) = self.indexed_name(&mut st, dest, w.id)? else {
+            return Err(self.not_found(dest, w.id));
+        };
+        let Read::Found(mut file) = read_window(&dir.join(&name), dest)? else {
+            return Err(self.not_found(dest, w.id));
+        };
+        let stored = &mut file.window;
+        let expected = SpooledWindow {
+            attempts: w.attempts,
+            in_doubt: w.in_doubt,
+            ..stored.clone()
+        };
+        if expected != *w {
+            return Err(SpoolError::InvalidWindow {
+                id: w.id,
+                reason: "update may change only `attempts` and `in_doubt`, but other fields \
+                         differ from the stored window (see `spool show`)"
+                    .to_owned(),
+            });
+        }
+        if stored.in_doubt && !w.in_doubt {
+            tracing::debug!(id = %w.id, "in_doubt stays set on a spooled window");
+        }
+        stored.attempts = w.attempts;
+        stored.in_doubt |= w.in_doubt;
+        let new_name = stored.file_name();
+        let bytes = file.to_bytes();
+        write_atomic(&dir, &new_name, &bytes)?;
+        remove_replaced(&dir, Some(&name), &new_name)?;
+        let entry = Indexed::new(&file.window, new_name, bytes.len() as u64);
+        self.index(&mut st, dest)?.insert(&file.window, entry);
+        Ok(())
+    }
+
+    /// Deletes a pending window (after a 2xx). [`SpoolError::NotFound`] if
+    /// it is not pending.
+    pub fn remove(&self, dest: Destination, id: Uuid) -> Result<(), SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
+            return Err(self.not_found(dest, id));
+        };
+        remove_replaced(&self.area_dir(dest, Area::Pending), Some(&name), "")?;
+        self.index(&mut st, dest)?.remove(id);
+        Ok(())
+    }
+
+    /// Moves a pending window the server refused to `<dest>/rejected/`,
+    /// with the server's answer (capped at [`MAX_ANSWER_BYTES`]) and HTTP
+    /// status in a sibling `.answer.txt`, and logs an error. The caller must
+    /// have scrubbed the credential from `answer` (`Secret::scrub`).
+    /// [`requeue_rejected`](Self::requeue_rejected) puts it back.
+    pub fn reject(
+        &self,
+        dest: Destination,
+        id: Uuid,
+        status: u16,
+        answer: &str,
+    ) -> Result<(), SpoolError> {
+        self.writable()?;
+        let mut st = self.state.lock();
+        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
+            return Err(self.not_found(dest, id));
+        };
+        let pending = self.area_dir(dest, Area::Pending);
+        let rejected = self.area_dir(dest, Area::Rejected);
+        let capped = cap_utf8(answer, MAX_ANSWER_BYTES);
+        let mut text = format!(
+            "status: {status}\nrejected_at: {}\ndestination: {dest}\nid: {id}\n\n{capped}\n",
+            crate::wire::format_timestamp(&Utc::now())
+        );
+        if capped.len() < answer.len() {
+            let more = answer.len() - capped.len();
+            text.push_str(&format!("[... {more} more bytes of the answer not kept]\n"));
+        }
+        write_atomic(&rejected, &answer_file_name(&name), text.as_bytes())?;
+        let target = rejected.join(&name);
+        fs::rename(pending.join(&name), &target)
+            .map_err(SpoolError::on("moving to rejected/", &target))?;
+        sync_dir(&rejected)?;
+        sync_dir(&pending)?;
+        self.index(&mut st, dest)?.remove(id);
+        tracing::error!(
+            destination = %dest,
+            %id,
+            status,
+            answer = %cap_utf8(answer, 512),
+            file = %target.display(),
+            "the server rejected a usage window; it was moved to rejected/ with the answer: \
+             fix the cause, then requeue it (`spool requeue`) or export it"
+        );
+        Ok(())
+    }
+}
+
+/// Deletes `old` (a window's previous file in `dir`) unless it is `kept`.
+fn remove_replaced(dir: &Path, old: Option<&str>, kept: &str) -> Result<(), SpoolError> {
+    match old.filter(|o| *o != kept) {
+        Some(o) => {
+            remove_if_exists(&dir.join(o))?;
+            sync_dir(dir)
+        }
+        None => Ok(()),
+    }
+}
