@@ -328,19 +328,6 @@ fn answer_file_name(window_file: &str) -> String {
     )
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a
-/// character boundary.
-fn cap_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 fn default_dir_from(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     let set = |k: &str| var(k).filter(|v| !v.is_empty());
     if let Some(d) = set("BEACON_SPOOL_DIR") {
@@ -391,13 +378,6 @@ mod tests {
             default_dir_from(env(&[("BEACON_SPOOL_DIR", "")])),
             PathBuf::from("beacon-meter-spool")
         );
-    }
-
-    #[test]
-    fn cap_utf8_respects_char_boundaries() {
-        assert_eq!(cap_utf8("héllo", 2), "h");
-        assert_eq!(cap_utf8("héllo", 3), "hé");
-        assert_eq!(cap_utf8("abc", 10), "abc");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use super::scan::{Read, read_window};
 use super::window::WindowFile;
 use super::{
     Area, Destination, MAX_ANSWER_BYTES, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow, State,
-    answer_file_name, cap_utf8, merge,
+    answer_file_name, merge,
 };
+use crate::wire::text::prefix_within;
 use chrono::{TimeDelta, Utc};
 use std::fs;
 use std::path::Path;
@@ -305,7 +306,7 @@ impl Spool {
         };
         let pending = self.area_dir(dest, Area::Pending);
         let rejected = self.area_dir(dest, Area::Rejected);
-        let capped = cap_utf8(answer, MAX_ANSWER_BYTES);
+        let capped = prefix_within(answer, MAX_ANSWER_BYTES);
         let mut text = format!(
             "status: {status}\nrejected_at: {}\ndestination: {dest}\nid: {id}\n\n{capped}\n",
             crate::wire::format_timestamp(&Utc::now())
@@ -325,7 +326,7 @@ impl Spool {
             destination = %dest,
             %id,
             status,
-            answer = %cap_utf8(answer, 512),
+            answer = %prefix_within(answer, 512),
             file = %target.display(),
             "the server rejected a usage window; it was moved to rejected/ with the answer: \
              fix the cause, then requeue it (`spool requeue`) or export it"

@@ -597,7 +597,10 @@ mod tests {
         assert!(Tags::new().custom("user_app.anything_else", "x").is_err());
         // The reference's one extra flag, computed by the platform.
         let delta = Tags::new().dynamic(USES_DELTA_CHANNEL, || "unknown".into());
-        assert_eq!(delta.unwrap().evaluate().tags[USES_DELTA_CHANNEL], "unknown");
+        assert_eq!(
+            delta.unwrap().evaluate().tags[USES_DELTA_CHANNEL],
+            "unknown"
+        );
         assert!(Tags::new().dynamic(HOST, String::new).is_err());
         assert!(Tags::new().custom("", "x").is_err());
         assert!(Tags::new().custom("n".repeat(129), "x").is_err());
