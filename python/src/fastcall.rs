@@ -228,14 +228,26 @@ unsafe fn call(
     ptr::null_mut()
 }
 
-/// `record_run(nodes=0, **custom)`.
-unsafe extern "C" fn record_run(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let body = |a: &Args<'_, '_>, m: &Meter, live: &Live| {
+/// Defines the `FastCall` function `$name`, whose body is a closure
+/// `|args, meter, live| -> PyResult<()>` run by [`call`].
+macro_rules! fastcall {
+    ($(#[$doc:meta])* $name:ident, $body:expr) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // safety: CPython calls it as a `FastCall` method (see `install`).
+            unsafe { call(slf, stringify!($name), args, nargs, kwnames, $body) }
+        }
+    };
+}
+
+fastcall! {
+    /// `record_run(nodes=0, **custom)`.
+    record_run, |a: &Args<'_, '_>, m: &Meter, live: &Live| {
         let mut nodes = a.positional(1)?.map(|v| v.extract::<u64>()).transpose()?;
         let mut extra = Vec::new(); // allocates only for custom counters
         for (name, value) in a.keywords().map(|i| a.keyword(i)) {
@@ -259,19 +271,12 @@ unsafe extern "C" fn record_run(
             false => live.core.record_run_with(nodes.unwrap_or(0), &extra),
         }
         Ok(())
-    };
-    // safety: called by CPython as a `FastCall` method (see `install`).
-    unsafe { call(slf, "record_run", args, nargs, kwnames, body) }
+    }
 }
 
-/// `record_nodes(n)`.
-unsafe extern "C" fn record_nodes(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let body = |a: &Args<'_, '_>, _: &Meter, live: &Live| {
+fastcall! {
+    /// `record_nodes(n)`.
+    record_nodes, |a: &Args<'_, '_>, _: &Meter, live: &Live| {
         let mut n = a.positional(1)?.map(|v| v.extract::<u64>()).transpose()?;
         for (name, value) in a.keywords().map(|i| a.keyword(i)) {
             match is(name, pyo3::intern!(a.py, "n")) && n.is_none() {
@@ -284,9 +289,7 @@ unsafe extern "C" fn record_nodes(
         })?;
         live.core.record_nodes(n);
         Ok(())
-    };
-    // safety: called by CPython as a `FastCall` method (see `install`).
-    unsafe { call(slf, "record_nodes", args, nargs, kwnames, body) }
+    }
 }
 
 /// The keyword-only `incr=1` of the reference's two functions, and
@@ -305,32 +308,20 @@ fn incr(a: &Args<'_, '_>, positional: usize) -> PyResult<(u64, bool)> {
     Ok((incr, node))
 }
 
-/// `incr_runs(*, incr=1)`: `incr` runs of no nodes.
-unsafe extern "C" fn incr_runs(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let body = |a: &Args<'_, '_>, _: &Meter, live: &Live| {
+fastcall! {
+    /// `incr_runs(*, incr=1)`: `incr` runs of no nodes.
+    incr_runs, |a: &Args<'_, '_>, _: &Meter, live: &Live| {
         for _ in 0..incr(a, 0)?.0 {
             live.core.record_run(0);
         }
         Ok(())
-    };
-    // safety: called by CPython as a `FastCall` method (see `install`).
-    unsafe { call(slf, "incr_runs", args, nargs, kwnames, body) }
+    }
 }
 
-/// `incr_nodes(_node, *, incr=1)`: `incr` nodes; the node is ignored,
-/// as the reference ignores it.
-unsafe extern "C" fn incr_nodes(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let body = |a: &Args<'_, '_>, _: &Meter, live: &Live| {
+fastcall! {
+    /// `incr_nodes(_node, *, incr=1)`: `incr` nodes; the node is ignored,
+    /// as the reference ignores it.
+    incr_nodes, |a: &Args<'_, '_>, _: &Meter, live: &Live| {
         let (n, node) = incr(a, 1)?;
         if !node {
             return Err(PyTypeError::new_err(
@@ -339,7 +330,5 @@ unsafe extern "C" fn incr_nodes(
         }
         live.core.record_nodes(n);
         Ok(())
-    };
-    // safety: called by CPython as a `FastCall` method (see `install`).
-    unsafe { call(slf, "incr_nodes", args, nargs, kwnames, body) }
+    }
 }
