@@ -6,7 +6,7 @@
 
 use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, ms};
 use crate::config::{Config, ENV_CA_CERT};
-use crate::text::error_chain as chain;
+use crate::text::error_chain;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,11 +85,11 @@ pub(super) fn probe_client(
             " (check)"
         ));
     if let Some(pem) = ca_pem {
-        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| chain(&e))? {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| error_chain(&e))? {
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| chain(&e))
+    builder.build().map_err(|e| error_chain(&e))
 }
 
 /// The proxy reqwest uses for `url`, per `*_PROXY` and `NO_PROXY`, shown
@@ -366,7 +366,7 @@ async fn http_step(
             StepKind::Http,
             format!(
                 "no HTTP answer to GET {url}{via}: {}",
-                chain(&e.without_url())
+                error_chain(&e.without_url())
             ),
         ),
     }
