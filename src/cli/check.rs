@@ -8,7 +8,7 @@
 //! `args` and `term`; probes nothing itself.
 
 use super::args::CheckArgs;
-use super::term::{Spinner, Term};
+use super::term::Term;
 use beacon_meter::config::ENV_WIRE;
 use beacon_meter::doctor::{
     CheckReport, CredentialKind, CredentialOutcome, Origin, Outcome, PathFinding, Verdict,
@@ -19,12 +19,8 @@ use std::io::{self, Write};
 /// Runs the check on the process environment, prints it (text or JSON) and
 /// returns the exit status.
 pub async fn run(args: &CheckArgs, term: Term, out: &mut dyn Write) -> io::Result<u8> {
-    let spinner = if args.json {
-        Spinner::none()
-    } else {
-        term.spinner("reading the configuration")
-    };
-    let report = check_env(&|what| spinner.set(what)).await;
+    let spinner = term.spinner(!args.json, "reading the configuration");
+    let report = check_env(&|what| spinner.set_message(what)).await;
     drop(spinner);
     if args.json {
         let json = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;

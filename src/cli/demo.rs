@@ -32,32 +32,25 @@ pub async fn run(args: &DemoArgs, term: Term, out: &mut dyn Write) -> Result<(),
     }
     let bar = progress_bar(term, args.json, args.duration);
     let outcome = demo
-        .run(Duration::from_secs(args.duration), &mut |p| {
-            let Some(bar) = &bar else { return };
-            match p {
-                Progress::Running {
-                    elapsed,
-                    runs,
-                    stats,
-                } => {
-                    bar.set_position(elapsed.as_secs().min(args.duration));
-                    bar.set_message(format!(
-                        "runs recorded {runs:>9}  windows delivered {:>3}  pending {:>2}  \
+        .run(Duration::from_secs(args.duration), &mut |p| match p {
+            Progress::Running {
+                elapsed,
+                runs,
+                stats,
+            } => {
+                bar.set_position(elapsed.as_secs().min(args.duration));
+                bar.set_message(format!(
+                    "runs recorded {runs:>9}  windows delivered {:>3}  pending {:>2}  \
                          retries {:>3}",
-                        stats.windows_sent,
-                        stats.pending(),
-                        stats.retries
-                    ));
-                }
-                Progress::ShuttingDown => {
-                    bar.set_message("shutting down: delivering what is pending")
-                }
+                    stats.windows_sent,
+                    stats.pending(),
+                    stats.retries
+                ));
             }
+            Progress::ShuttingDown => bar.set_message("shutting down: delivering what is pending"),
         })
         .await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    bar.finish_and_clear();
     if args.json {
         print_json(&outcome, out)?;
     } else {
@@ -86,16 +79,18 @@ fn print_header(demo: &Demo, args: &DemoArgs, out: &mut dyn Write) -> std::io::R
     writeln!(out, "  spool: {}", demo.spool_dir.display())
 }
 
-fn progress_bar(term: Term, json: bool, secs: u64) -> Option<ProgressBar> {
+/// A bar for `secs` seconds on stderr, hidden unless interactive and not
+/// `json`.
+fn progress_bar(term: Term, json: bool, secs: u64) -> ProgressBar {
     if json || !term.interactive {
-        return None;
+        return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(secs);
     if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos:>2}/{len}s {msg}") {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
+    bar
 }
 
 /// Nanoseconds per run of the metered and the unmetered blocks, and the

@@ -80,31 +80,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let term = Term::detect();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match cli.command {
-        Command::Demo(args) => {
-            runtime()?.block_on(demo::run(&args, term, &mut out))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Sink(args) => {
-            match &args.action {
-                Some(args::SinkAction::Usage(usage)) => sink::usage(usage, term, &mut out)?,
-                None => drop(runtime()?.block_on(sink::run(&args, term, &mut out))?),
+    let code = match cli.command {
+        Command::Demo(args) => runtime()?
+            .block_on(demo::run(&args, term, &mut out))
+            .map(|()| 0)?,
+        Command::Sink(args) => match &args.action {
+            Some(args::SinkAction::Usage(usage)) => {
+                sink::usage(usage, term, &mut out).map(|()| 0)?
             }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check(args) => {
-            let code = runtime()?.block_on(check::run(&args, term, &mut out))?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Preview(args) => {
-            preview::run(&args, term, &mut out)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Spool(args) => {
-            spool::run(&args, term, &mut out)?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+            None => runtime()?
+                .block_on(sink::run(&args, term, &mut out))
+                .map(|_| 0)?,
+        },
+        Command::Check(args) => runtime()?.block_on(check::run(&args, term, &mut out))?,
+        Command::Preview(args) => preview::run(&args, term, &mut out).map(|()| 0)?,
+        Command::Spool(args) => spool::run(&args, term, &mut out).map(|()| 0)?,
+    };
+    Ok(ExitCode::from(code))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

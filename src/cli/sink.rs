@@ -174,14 +174,10 @@ pub async fn run(
     let config = sink_config(args)?;
     // Installed before anything is printed, so a signal sent as soon as the
     // address appears is caught.
-    let mut signals = Signals::install().map_err(SinkCommandError::Signal)?;
+    let signal = stop_signal().map_err(SinkCommandError::Signal)?;
     let handle = Sink::start(config).await?;
     let addr = handle.addr();
-    let scheme = if args.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = args.tls_cert.as_ref().map_or("http", |_| "https");
     let url = format!("{scheme}://{addr}");
     let client_url = format!("{scheme}://{}", client_addr(addr));
 
@@ -200,7 +196,7 @@ pub async fn run(
         warn_exposed(args, term, addr);
     }
 
-    let signal = wait(&handle, &mut signals, term, args.json).await;
+    let signal = wait(&handle, signal, term, args.json).await;
     let summary = handle.summary();
     if !args.json {
         writeln!(
@@ -226,11 +222,8 @@ pub async fn run(
 
 /// What a sink listening beyond loopback exposes, on stderr.
 fn warn_exposed(args: &SinkArgs, term: Term, addr: SocketAddr) {
-    let anyone = if args.licenses.is_empty() {
-        " for any lcl_ license"
-    } else {
-        ""
-    };
+    let anyone = args.licenses.is_empty().then_some(" for any lcl_ license");
+    let anyone = anyone.unwrap_or_default();
     eprintln!(
         "{} the sink listens on {addr}, not only on loopback: anyone who can reach it can \
          submit reports and get tokens{anyone}. Use --bind 127.0.0.1:PORT to keep it local.",
@@ -255,15 +248,12 @@ fn warn_exposed(args: &SinkArgs, term: Term, addr: SocketAddr) {
 /// The address a client on this machine uses: loopback of the same family
 /// when the sink listens on all interfaces.
 fn client_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
-    }
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 fn print_banner(
@@ -281,17 +271,13 @@ fn print_banner(
         writeln!(out, "  export LANGSMITH_AUTH_ENDPOINT={client_url}")?;
     }
     writeln!(out)?;
-    let licenses = if args.licenses.is_empty() {
-        "any key starting with lcl_".to_owned()
-    } else {
-        beacon_meter::secret::redacted_list(args.licenses.iter().map(Secret::expose)).join(", ")
+    let shown = |keys: &[Secret], none: &str| match keys {
+        [] => none.to_owned(),
+        _ => beacon_meter::secret::redacted_list(keys.iter().map(Secret::expose)).join(", "),
     };
+    let licenses = shown(&args.licenses, "any key starting with lcl_");
     writeln!(out, "Licenses accepted: {licenses}")?;
-    let keys = if args.api_keys.is_empty() {
-        "none (add --api-key KEY)".to_owned()
-    } else {
-        beacon_meter::secret::redacted_list(args.api_keys.iter().map(Secret::expose)).join(", ")
-    };
+    let keys = shown(&args.api_keys, "none (add --api-key KEY)");
     writeln!(out, "API keys accepted: {keys} (org id {})", args.org_id)?;
     writeln!(out, "Token lifetime: {} s", args.token_lifetime)?;
     if args.admin_token_file.is_some() {
@@ -338,22 +324,24 @@ fn print_banner(
     writeln!(out, "Stop with Ctrl-C; the totals are printed then.")
 }
 
-/// Waits for the stop signal, showing live totals when interactive.
+/// Waits for the stop `signal`, showing live totals when interactive.
 /// Returns the signal's name.
-async fn wait(handle: &SinkHandle, signals: &mut Signals, term: Term, json: bool) -> &'static str {
-    let spinner = if json {
-        super::term::Spinner::none()
-    } else {
-        term.spinner("waiting for requests")
-    };
-    if !spinner.is_active() {
-        return signals.next().await;
+async fn wait(
+    handle: &SinkHandle,
+    signal: impl Future<Output = &'static str>,
+    term: Term,
+    json: bool,
+) -> &'static str {
+    let spinner = term.spinner(!json, "waiting for requests");
+    if spinner.is_hidden() {
+        return signal.await;
     }
+    tokio::pin!(signal);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
-            s = signals.next() => return s,
-            _ = tick.tick() => spinner.set(live_line(&handle.summary())),
+            s = &mut signal => return s,
+            _ = tick.tick() => spinner.set_message(live_line(&handle.summary())),
         }
     }
 }
@@ -468,44 +456,27 @@ fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result
     )
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM, registered at once.
-struct Signals {
+/// The name of the first stop signal to come, Ctrl-C (SIGINT) or SIGTERM.
+/// The handlers are registered by this call, not when the future is first
+/// polled.
+fn stop_signal() -> io::Result<impl Future<Output = &'static str>> {
     #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> io::Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Signals {})
-        }
-    }
-
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
             tokio::select! {
-                _ = self.interrupt.recv() => "Ctrl-C",
-                _ = self.terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "Ctrl-C",
+                _ = terminate.recv() => "SIGTERM",
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
 }
 
 #[cfg(test)]

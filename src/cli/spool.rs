@@ -42,15 +42,10 @@ pub enum SpoolCommandError {
     Output(#[from] io::Error),
 }
 
-/// The spool directory: `--dir`, else [`Spool::default_dir`] (which reads
-/// `BEACON_SPOOL_DIR` first).
-pub fn spool_dir(args: &SpoolArgs) -> PathBuf {
-    args.dir.clone().unwrap_or_else(Spool::default_dir)
-}
-
-/// Runs one `spool` subcommand, writing its result to `out`.
+/// Runs one `spool` subcommand on `--dir`, else [`Spool::default_dir`]
+/// (which reads `BEACON_SPOOL_DIR` first), writing its result to `out`.
 pub fn run(args: &SpoolArgs, term: Term, out: &mut dyn Write) -> Result<(), SpoolCommandError> {
-    let dir = spool_dir(args);
+    let dir = args.dir.clone().unwrap_or_else(Spool::default_dir);
     match &args.action {
         SpoolAction::List { json } => list(&dir, *json, term, out),
         SpoolAction::Show { id } => {

@@ -7,7 +7,7 @@
 //!
 //! May import indicatif and std alone.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -74,57 +74,26 @@ impl Term {
         self.paint("1", text)
     }
 
-    /// A spinner on stderr with `message`, or nothing when not
+    /// A spinner on stderr with `message`, cleared when dropped; hidden
+    /// (every call a no-op) unless `wanted` (not for `--json`) and
     /// [interactive](Self::interactive).
-    pub fn spinner(&self, message: &str) -> Spinner {
-        if !self.interactive {
-            return Spinner(None);
+    pub fn spinner(&self, wanted: bool, message: &str) -> ProgressBar {
+        if !(wanted && self.interactive) {
+            return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new_spinner();
+        let bar = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
         if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
             bar.set_style(style);
         }
         bar.set_message(message.to_owned());
         bar.enable_steady_tick(Duration::from_millis(100));
-        Spinner(Some(bar))
+        bar
     }
 }
 
 /// True unless `NO_COLOR` is set (to anything) or `TERM` is `dumb`.
 pub(crate) fn color_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
-}
-
-/// A spinner that may not exist; every method is a no-op then. Cleared
-/// when dropped.
-#[derive(Debug)]
-pub struct Spinner(Option<ProgressBar>);
-
-impl Spinner {
-    /// No spinner.
-    pub fn none() -> Spinner {
-        Spinner(None)
-    }
-
-    /// True if a spinner is shown.
-    pub fn is_active(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Changes the message.
-    pub fn set(&self, message: impl Into<String>) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(message.into());
-        }
-    }
-}
-
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -142,6 +111,6 @@ mod tests {
         };
         assert_eq!(c.bad("FAIL"), "\x1b[31mFAIL\x1b[0m");
         // no spinner when not interactive
-        assert!(t.spinner("x").0.is_none());
+        assert!(t.spinner(true, "x").is_hidden());
     }
 }
