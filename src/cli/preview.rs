@@ -10,10 +10,10 @@ use super::args::PreviewArgs;
 use super::term::Term;
 use anyhow::Context as _;
 use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_WIRE};
-use beacon_meter::doctor::preview::{Counts, Preview, Previews, build};
+use beacon_meter::doctor::preview::{Preview, Previews, build};
 use beacon_meter::spool::{Destination, Spool};
 use beacon_meter::wire::{Credential, format_timestamp};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::Utc;
 use std::io::{self, Write};
 
 /// Reads the environment and the spool and prints the reports.
@@ -30,18 +30,12 @@ pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> anyhow::Resul
         let text = serde_json::to_string_pretty(&reports).map_err(io::Error::other)?;
         writeln!(out, "{text}")
     } else {
-        render(&previews, &config, term, Utc::now(), out)
+        render(&previews, term, out)
     };
     written.context("could not write the output")
 }
 
-fn render(
-    p: &Previews,
-    config: &Config,
-    term: Term,
-    now: DateTime<Utc>,
-    out: &mut dyn Write,
-) -> io::Result<()> {
+fn render(p: &Previews, term: Term, out: &mut dyn Write) -> io::Result<()> {
     if p.reports.is_empty() {
         writeln!(
             out,
@@ -99,7 +93,7 @@ fn render(
             r.dialect,
             r.report.credential.field_in(r.dialect)
         )?;
-        writeln!(out, "  counts: {}", counts_text(&r.counts, p, config, now))?;
+        writeln!(out, "  counts: {}", r.counts)?;
         writeln!(
             out,
             "  tags: from this environment; tags the application sets itself (versions, \
@@ -112,45 +106,6 @@ fn render(
         }
     }
     Ok(())
-}
-
-fn counts_text(c: &Counts, p: &Previews, config: &Config, now: DateTime<Utc>) -> String {
-    let checkpoint = Spool::checkpoint_file(&p.spool_dir);
-    match c {
-        Counts::Checkpoint { saved_at } => {
-            let age = (now - *saved_at).num_seconds().max(0);
-            let stale = TimeDelta::from_std(config.checkpoint_interval * 3)
-                .unwrap_or(TimeDelta::MAX)
-                .max(TimeDelta::seconds(30));
-            let mut text = format!(
-                "the running reporter's open window, saved {age} s ago ({})",
-                checkpoint.display()
-            );
-            if now - *saved_at > stale {
-                text.push_str(
-                    "; that is old: is the reporter running? A stopped reporter's open window \
-                     is turned into a pending window when it starts again",
-                );
-            }
-            text
-        }
-        Counts::NotInCheckpoint => format!(
-            "zero: the checkpoint ({}) holds no open window for this destination",
-            checkpoint.display()
-        ),
-        Counts::NoCheckpoint => format!(
-            "zero: no checkpoint at {} (no reporter is running with this spool, or it has not \
-             saved one yet)",
-            checkpoint.display()
-        ),
-        Counts::NoSpool => format!(
-            "zero: no spool at {} yet (set BEACON_SPOOL_DIR if the reporter uses another one)",
-            p.spool_dir.display()
-        ),
-        Counts::Unreadable { reason } => {
-            format!("zero: the checkpoint could not be read: {reason}")
-        }
-    }
 }
 
 #[cfg(test)]
@@ -173,7 +128,7 @@ mod tests {
             Utc::now(),
         );
         let mut out = Vec::new();
-        render(&p, &c, Term::plain(), Utc::now(), &mut out).unwrap();
+        render(&p, Term::plain(), &mut out).unwrap();
         (p, String::from_utf8(out).unwrap())
     }
 

@@ -29,30 +29,9 @@ use crate::wire::{
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt::Display;
+use std::path::Path;
 use url::Url;
-
-/// Where a preview's counts come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Counts {
-    /// The running reporter's checkpoint, saved at this time.
-    Checkpoint {
-        /// When the reporter saved it.
-        saved_at: DateTime<Utc>,
-    },
-    /// The checkpoint holds no open window for this destination.
-    NotInCheckpoint,
-    /// The spool has no checkpoint (no reporter is running, or it has not
-    /// saved one yet).
-    NoCheckpoint,
-    /// There is no spool directory yet.
-    NoSpool,
-    /// The checkpoint could not be read.
-    Unreadable {
-        /// Why.
-        reason: String,
-    },
-}
 
 /// One report as it would be sent.
 #[derive(Debug, Clone)]
@@ -67,8 +46,8 @@ pub struct Preview {
     pub report: UsageReport,
     /// The key, redacted (as in the report).
     pub key: String,
-    /// Where the counts come from.
-    pub counts: Counts,
+    /// Where the counts come from, in words.
+    pub counts: String,
     /// When the reporter will close this window (the next interval
     /// boundary after its start).
     pub closes_at: DateTime<Utc>,
@@ -91,8 +70,6 @@ pub struct Previews {
     pub offline: Option<String>,
     /// Why the license is not sent although the API key is, if so.
     pub withheld: Option<String>,
-    /// The spool directory the checkpoint was looked for in.
-    pub spool_dir: PathBuf,
 }
 
 /// The reports `config` would send at `now`, with tags from `tags` (plus the
@@ -101,6 +78,7 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     let plan = Plan::for_license(config.license_key.is_some());
     let tags = tags.clone().plan(plan).evaluate().tags;
     let checkpoint = read_checkpoint(spool_dir);
+    let file = Spool::checkpoint_file(spool_dir);
     let now = crate::wire::clock::truncate(now);
     // Offline, every credential's report is shown as it would look (the
     // spool keeps them for export); online, those that are sent.
@@ -111,23 +89,22 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
     };
     let reports = destinations
         .into_iter()
-        .map(|d| preview_one(config, d, &tags, &checkpoint, now))
+        .map(|d| preview_one(config, d, &tags, (&checkpoint, &file), now))
         .collect();
     Previews {
         reports,
         offline: offline_reason(config),
         withheld: withheld_license(config),
-        spool_dir: spool_dir.to_path_buf(),
     }
 }
 
-/// The report to `target` at `now`: its open window in `checkpoint`, or an
-/// empty one from the last boundary.
+/// The report to `target` at `now`: its open window in `checkpoint` (read
+/// from `file`), or an empty one from the last boundary.
 fn preview_one(
     config: &Config,
     target: Target,
     tags: &BTreeMap<String, String>,
-    checkpoint: &Result<Checkpoint, Counts>,
+    (checkpoint, file): (&Result<Checkpoint, String>, &Path),
     now: DateTime<Utc>,
 ) -> Preview {
     // The report carries the redacted form in place of the key.
@@ -140,20 +117,18 @@ fn preview_one(
         let w = cp.windows.iter().find(|w| w.destination == destination)?;
         Some((w, cp.saved_at))
     });
+    let file = file.display();
     let (from, mut measures, counts) = match (open, checkpoint) {
-        (Some((w, saved_at)), _) => (
-            w.report.from_timestamp,
-            w.report.measures.clone(),
-            Counts::Checkpoint { saved_at },
-        ),
+        (Some((w, saved_at)), _) => {
+            let counts = saved_counts(config, &file, saved_at, now);
+            (w.report.from_timestamp, w.report.measures.clone(), counts)
+        }
         (None, found) => (
             crate::wire::clock::boundary_at_or_before(now, config.interval),
             BTreeMap::new(),
-            found
-                .as_ref()
-                .err()
-                .cloned()
-                .unwrap_or(Counts::NotInCheckpoint),
+            found.as_ref().err().cloned().unwrap_or_else(|| {
+                format!("zero: the checkpoint ({file}) holds no open window for this destination")
+            }),
         ),
     };
     measures.entry(RUNS.to_owned()).or_insert(0);
@@ -184,6 +159,28 @@ fn preview_one(
     }
 }
 
+/// The counts' source when they come from a checkpoint (in `file`) saved
+/// at `saved_at`, with a warning when it is too old for a running reporter.
+fn saved_counts(
+    config: &Config,
+    file: &dyn Display,
+    saved_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> String {
+    let age = (now - saved_at).num_seconds().max(0);
+    let stale = TimeDelta::from_std(config.checkpoint_interval * 3)
+        .unwrap_or(TimeDelta::MAX)
+        .max(TimeDelta::seconds(30));
+    let mut text = format!("the running reporter's open window, saved {age} s ago ({file})");
+    if now - saved_at > stale {
+        text.push_str(
+            "; that is old: is the reporter running? A stopped reporter's open window is \
+             turned into a pending window when it starts again",
+        );
+    }
+    text
+}
+
 /// Why `config` sends nothing, if it is offline.
 pub fn offline_reason(config: &Config) -> Option<String> {
     if config.offline {
@@ -211,8 +208,10 @@ pub fn withheld_license(config: &Config) -> Option<String> {
 /// The open windows of every process on the spool root `dir` (its slots,
 /// and the root itself for a spool written before slots), as one
 /// checkpoint: each destination's windows merged (counters summed), or why
-/// there is none to read. Never takes a lock and never changes the spool.
-fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
+/// there is none to read, as the counts' source. Never takes a lock and
+/// never changes the spool.
+fn read_checkpoint(dir: &Path) -> Result<Checkpoint, String> {
+    let unreadable = |why: String| Err(format!("zero: the checkpoint could not be read: {why}"));
     let mut dirs = vec![dir.to_path_buf()];
     dirs.extend(
         slots::slot_dirs(dir)
@@ -226,22 +225,22 @@ fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
             Ok(CheckpointPeek::Found(cp)) => cp,
             Ok(CheckpointPeek::Absent) => continue,
             Ok(CheckpointPeek::Newer(v)) => {
-                let reason = format!(
+                return unreadable(format!(
                     "format version {v} (this build reads version {FORMAT_VERSION}); upgrade \
                      beacon-meter to preview it"
-                );
-                return Err(Counts::Unreadable { reason });
+                ));
             }
             Ok(CheckpointPeek::Unreadable(why)) => {
-                let reason = format!("not a checkpoint: {why}");
-                return Err(Counts::Unreadable { reason });
+                return unreadable(format!("not a checkpoint: {why}"));
             }
-            Err(SpoolError::NoSpool { .. }) => return Err(Counts::NoSpool),
-            Err(e) => {
-                return Err(Counts::Unreadable {
-                    reason: e.to_string(),
-                });
+            Err(SpoolError::NoSpool { .. }) => {
+                return Err(format!(
+                    "zero: no spool at {} yet (set BEACON_SPOOL_DIR if the reporter uses another \
+                     one)",
+                    dir.display()
+                ));
             }
+            Err(e) => return unreadable(e.to_string()),
         };
         let Some(acc) = &mut all else {
             all = Some(cp);
@@ -259,7 +258,13 @@ fn read_checkpoint(dir: &Path) -> Result<Checkpoint, Counts> {
             }
         }
     }
-    all.ok_or(Counts::NoCheckpoint)
+    all.ok_or_else(|| {
+        format!(
+            "zero: no checkpoint at {} (no reporter is running with this spool, or it has not \
+             saved one yet)",
+            Spool::checkpoint_file(dir).display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -293,7 +298,7 @@ mod tests {
             r.submit_url.as_str(),
             "https://beacon.langchain.com/v1/metadata/submit"
         );
-        assert_eq!(r.counts, Counts::NoSpool);
+        assert!(r.counts.starts_with("zero: no spool at "), "{}", r.counts);
         assert_eq!(r.report.body.from_timestamp, at("2025-01-06T09:05:00Z"));
         assert_eq!(r.report.body.to_timestamp, at("2025-01-06T09:07:12.345Z"));
         assert_eq!(r.closes_at, at("2025-01-06T09:10:00Z"));
@@ -352,12 +357,19 @@ mod tests {
         // The reporter holds the lock: preview must still read it.
         let c = config(&[(ENV_LICENSE_KEY, LICENSE), (ENV_API_KEY, API_KEY)]);
         let p = build(&c, &Tags::new(), dir.path(), at("2025-01-06T09:06:31Z"));
-        assert_eq!(p.reports[0].counts, Counts::Checkpoint { saved_at: saved });
+        let file = Spool::checkpoint_file(dir.path()).display().to_string();
+        assert_eq!(
+            p.reports[0].counts,
+            format!("the running reporter's open window, saved 1 s ago ({file})")
+        );
         assert_eq!(p.reports[0].report.body.from_timestamp, from);
         assert_eq!(p.reports[0].report.body.measures[RUNS], 7);
         assert_eq!(p.reports[0].report.body.measures[NODES], 21);
         // no open auth window in the checkpoint
-        assert_eq!(p.reports[1].counts, Counts::NotInCheckpoint);
+        assert_eq!(
+            p.reports[1].counts,
+            format!("zero: the checkpoint ({file}) holds no open window for this destination")
+        );
         assert_eq!(p.reports[1].report.body.measures[RUNS], 0);
         drop(spool);
     }
