@@ -325,6 +325,7 @@ pub async fn check_env(progress: Progress<'_>) -> CheckReport {
     check_config(&config, &tags, progress).await
 }
 
+/// `report` with the configuration problem `message`, blamed on `variable`.
 fn config_failure(
     mut report: CheckReport,
     variable: Option<String>,
@@ -332,9 +333,7 @@ fn config_failure(
 ) -> CheckReport {
     report.problems.push(message.clone());
     report.config_error = Some(ConfigProblem { variable, message });
-    report.verdict = Verdict::ConfigError;
-    report.exit_code = Verdict::ConfigError.exit_code();
-    report
+    finish(report)
 }
 
 /// The checks of a readable configuration: settings, tags, offline,
@@ -426,39 +425,24 @@ async fn probe_all(
 fn egress_targets(config: &Config, destinations: &[crate::config::Endpoint]) -> Vec<(Url, Egress)> {
     let mut targets: Vec<(Url, Egress)> = Vec::new();
     for d in destinations {
-        let (base, purpose) = match d.credential {
-            Credential::License(_) => (&config.beacon_url, ENV_BEACON_URL),
+        let (base, what, var) = match d.credential {
+            Credential::License(_) => (&config.beacon_url, "license", ENV_BEACON_URL),
             Credential::ApiKey(_) => {
                 let var = config.sources.auth_endpoint.var();
-                (
-                    &config.auth_endpoint,
-                    var.unwrap_or("the default auth endpoint"),
-                )
+                let var = var.unwrap_or("the default auth endpoint");
+                (&config.auth_endpoint, "API-key", var)
             }
         };
-        let what = match d.credential {
-            Credential::License(_) => "license",
-            Credential::ApiKey(_) => "API-key",
+        let egress = Egress {
+            scheme: base.scheme().to_owned(),
+            host: base.host_str().unwrap_or_default().to_owned(),
+            port: base.port_or_known_default().unwrap_or(443),
+            purpose: vec![format!("{what} verification and usage reports ({var})")],
         };
-        let purpose = format!("{what} verification and usage reports ({purpose})");
-        let scheme = base.scheme().to_owned();
-        let host = base.host_str().unwrap_or_default().to_owned();
-        let port = base.port_or_known_default().unwrap_or(443);
-        let same = |e: &Egress| e.scheme == scheme && e.host == host && e.port == port;
-        match targets.iter_mut().find(|(_, e)| same(e)) {
-            Some((_, e)) => e.purpose.push(purpose),
-            None => {
-                let purpose = vec![purpose];
-                targets.push((
-                    base.clone(),
-                    Egress {
-                        scheme,
-                        host,
-                        port,
-                        purpose,
-                    },
-                ));
-            }
+        let key = |e: &Egress| (e.scheme.clone(), e.host.clone(), e.port);
+        match targets.iter_mut().find(|(_, e)| key(e) == key(&egress)) {
+            Some((_, e)) => e.purpose.extend(egress.purpose),
+            None => targets.push((base.clone(), egress)),
         }
     }
     targets

@@ -7,7 +7,6 @@
 use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, ms};
 use crate::config::{Config, ENV_CA_CERT};
 use crate::text::error_chain;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,12 +181,8 @@ async fn resolve(
     let found = tokio::time::timeout(wait, tokio::net::lookup_host((name.as_str(), port))).await;
     let detail = match found {
         Ok(Ok(found)) => {
-            let mut list: Vec<SocketAddr> = Vec::new();
-            for a in found {
-                if !list.contains(&a) {
-                    list.push(a);
-                }
-            }
+            let mut seen = std::collections::HashSet::new();
+            let list: Vec<SocketAddr> = found.filter(|a| seen.insert(*a)).collect();
             if !list.is_empty() {
                 let shown: Vec<String> = list.iter().map(|a| a.ip().to_string()).collect();
                 let detail = format!("{name} → {} ({})", shown.join(", "), ms(started));
@@ -242,9 +237,16 @@ fn host_ip(url: &Url) -> Option<std::net::IpAddr> {
 }
 
 async fn connect(addr: SocketAddr, wait: Duration) -> Result<TcpStream, String> {
-    match tokio::time::timeout(wait, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
+    within(wait, TcpStream::connect(addr)).await
+}
+
+/// `step`'s result, or "timed out" after `wait`; errors as text.
+async fn within<T, E: std::fmt::Display>(
+    wait: Duration,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(wait, step).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!("timed out after {} s", wait.as_secs())),
     }
 }
@@ -259,68 +261,61 @@ async fn tls_step(
     wait: Duration,
     progress: Progress<'_>,
 ) -> Step {
-    let bare = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let server_name = pki_types::ServerName::try_from(bare.to_owned()).ok();
-    let Some(server_name) = server_name else {
-        return failed(
-            StepKind::Tls,
-            format!("{url} has no host name usable for TLS"),
-        );
-    };
     let host = url.host_str().unwrap_or_default();
-    progress(format!("TLS handshake with {host}"));
-
-    let started = Instant::now();
-    let builtin = match &tls.webpki {
-        Some(c) => handshake(c.clone(), stream, server_name.clone(), wait).await,
-        None => Err("the built-in roots could not be loaded".to_owned()),
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(server_name) = pki_types::ServerName::try_from(bare.to_owned()) else {
+        let detail = format!("{url} has no host name usable for TLS");
+        return failed(StepKind::Tls, detail);
     };
-    if let Ok(version) = &builtin {
-        return ok(
+    progress(format!("TLS handshake with {host}"));
+    let started = Instant::now();
+    let builtin_err = match &tls.webpki {
+        Some(c) => match handshake(c.clone(), stream, server_name.clone(), wait).await {
+            Ok(version) => {
+                let detail = format!(
+                    "{version}; {host}'s certificate verified by the built-in webpki roots \
+                     (Mozilla's CA list) ({})",
+                    ms(started)
+                );
+                return ok(StepKind::Tls, detail);
+            }
+            Err(e) => e,
+        },
+        None => "the built-in roots could not be loaded".to_owned(),
+    };
+    let (config, path) = match &tls.extra {
+        Some(Ok((config, path))) => (config, path.display()),
+        unusable => {
+            let why = match unusable {
+                Some(Err(e)) => format!("; {e}"),
+                _ => String::new(),
+            };
+            let detail = format!("handshake with {host} failed: {builtin_err}{why}");
+            return failed(StepKind::Tls, detail);
+        }
+    };
+    let started = Instant::now();
+    let retry = match connect(addr, wait).await {
+        Ok(s) => handshake(config.clone(), s, server_name, wait).await,
+        Err(e) => Err(format!("reconnecting failed: {e}")),
+    };
+    match retry {
+        Ok(version) => ok(
             StepKind::Tls,
             format!(
-                "{version}; {host}'s certificate verified by the built-in webpki roots \
-                 (Mozilla's CA list) ({})",
+                "{version}; {host}'s certificate verified by {ENV_CA_CERT} {path} (not by the \
+                 built-in roots) ({})",
                 ms(started)
             ),
-        );
-    }
-    let builtin_err = builtin.err().unwrap_or_default();
-    if let Some(Ok((config, path))) = &tls.extra {
-        let started = Instant::now();
-        let retry = match connect(addr, wait).await {
-            Ok(s) => handshake(config.clone(), s, server_name, wait).await,
-            Err(e) => Err(format!("reconnecting failed: {e}")),
-        };
-        return match retry {
-            Ok(version) => ok(
-                StepKind::Tls,
-                format!(
-                    "{version}; {host}'s certificate verified by {ENV_CA_CERT} {} (not by the \
-                     built-in roots) ({})",
-                    path.display(),
-                    ms(started)
-                ),
+        ),
+        Err(e) => failed(
+            StepKind::Tls,
+            format!(
+                "handshake with {host} failed: with the built-in roots: {builtin_err}; \
+                 with {ENV_CA_CERT} {path} alone: {e}"
             ),
-            Err(e) => failed(
-                StepKind::Tls,
-                format!(
-                    "handshake with {host} failed: with the built-in roots: {builtin_err}; \
-                     with {ENV_CA_CERT} {} alone: {e}",
-                    path.display()
-                ),
-            ),
-        };
+        ),
     }
-    let mut detail = format!("handshake with {host} failed: {builtin_err}");
-    if let Some(Err(e)) = &tls.extra {
-        let _ = write!(detail, "; {e}");
-    }
-    failed(StepKind::Tls, detail)
 }
 
 async fn handshake(
@@ -330,16 +325,13 @@ async fn handshake(
     wait: Duration,
 ) -> Result<String, String> {
     let connector = tokio_rustls::TlsConnector::from(config);
-    match tokio::time::timeout(wait, connector.connect(name, stream)).await {
-        Ok(Ok(tls)) => Ok(match tls.get_ref().1.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_owned(),
-            Some(v) => format!("{v:?}"),
-            None => "TLS".to_owned(),
-        }),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("timed out after {} s", wait.as_secs())),
-    }
+    let tls = within(wait, connector.connect(name, stream)).await?;
+    Ok(match tls.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_owned(),
+        Some(v) => format!("{v:?}"),
+        None => "TLS".to_owned(),
+    })
 }
 
 async fn http_step(

@@ -14,105 +14,66 @@ use std::time::Duration;
 /// The effective configuration, each value with the variable it came from
 /// ([`Config::sources`]); secrets redacted.
 pub fn settings(config: &Config) -> Vec<Setting> {
-    let src = &config.sources;
+    let (s, c) = (&config.sources, config);
     let secs = |d: Duration| Some(d.as_secs().to_string());
-    let spool = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
-    let ca_cert = config
-        .ca_cert
-        .as_ref()
-        .map(|c| c.path.display().to_string());
-    let license = license_row(config);
-    let mut wire = row(
-        "wire",
-        &[ENV_WIRE],
-        src.wire,
-        Some(config.wire.name().to_owned()),
-    );
-    wire.note = Some(format!(
-        "license reports go to {{beacon}}/{} with \"{}\"",
-        config.wire.license_report_path().join("/"),
-        config.wire.license_field()
-    ));
-    let mut spool = row(
-        "spool_dir",
-        &[ENV_SPOOL_DIR],
-        src.spool_dir,
-        Some(spool.display().to_string()),
-    );
-    if spool.origin == Origin::Unset {
-        spool.origin = Origin::Default;
-    }
-    let api_key = config.api_key.as_ref().map(Secret::redacted);
-    vec![
-        license,
-        row("api_key", &API_KEY_VARS, src.api_key, api_key),
-        row(
-            "beacon_url",
-            &[ENV_BEACON_URL],
-            src.beacon_url,
-            Some(config.beacon_url.to_string()),
-        ),
-        row(
-            "auth_endpoint",
-            &AUTH_ENDPOINT_VARS,
-            src.auth_endpoint,
-            Some(config.auth_endpoint.to_string()),
-        ),
-        wire,
-        row(
-            "interval",
-            &[ENV_INTERVAL],
-            src.interval,
-            secs(config.interval),
-        ),
-        row("timeout", &[ENV_TIMEOUT], src.timeout, secs(config.timeout)),
-        row(
-            "offline",
-            &[ENV_OFFLINE],
-            src.offline,
-            Some(config.offline.to_string()),
-        ),
-        spool,
-        row("ca_cert", &[ENV_CA_CERT], src.ca_cert, ca_cert),
-        row(
-            "checkpoint_interval",
-            &[ENV_CHECKPOINT],
-            src.checkpoint_interval,
-            secs(config.checkpoint_interval),
-        ),
-    ]
-}
-
-/// The license's row, with a note on where (if anywhere) it is sent.
-fn license_row(config: &Config) -> Setting {
-    let src = &config.sources;
-    let mut license = row(
-        "license_key",
-        &[ENV_LICENSE_KEY],
-        src.license_key,
-        config.license_key.as_ref().map(Secret::redacted),
-    );
-    license.note = config.license_key.as_ref().map(|k| {
-        if k.is_online_license() {
-            "online license"
-        } else if config.api_key.is_some() {
-            "offline (air-gapped) license: never sent; the API key reports alone"
-        } else {
-            "offline (air-gapped) license: nothing is sent"
+    let text = |v: &dyn ToString| Some(v.to_string());
+    let spool = c.spool_dir.clone().unwrap_or_else(Spool::default_dir);
+    let (beacon, auth) = (text(&c.beacon_url), text(&c.auth_endpoint));
+    let (wire, spool) = (text(&c.wire.name()), text(&spool.display()));
+    let ca = c.ca_cert.as_ref().map(|c| c.path.display().to_string());
+    let license = c.license_key.as_ref().map(Secret::redacted);
+    let api_key = c.api_key.as_ref().map(Secret::redacted);
+    let (cp, cp_var) = (secs(c.checkpoint_interval), [ENV_CHECKPOINT]);
+    let table: [Row; 11] = [
+        ("license_key", &[ENV_LICENSE_KEY], s.license_key, license),
+        ("api_key", &API_KEY_VARS, s.api_key, api_key),
+        ("beacon_url", &[ENV_BEACON_URL], s.beacon_url, beacon),
+        ("auth_endpoint", &AUTH_ENDPOINT_VARS, s.auth_endpoint, auth),
+        ("wire", &[ENV_WIRE], s.wire, wire),
+        ("interval", &[ENV_INTERVAL], s.interval, secs(c.interval)),
+        ("timeout", &[ENV_TIMEOUT], s.timeout, secs(c.timeout)),
+        ("offline", &[ENV_OFFLINE], s.offline, text(&c.offline)),
+        ("spool_dir", &[ENV_SPOOL_DIR], s.spool_dir, spool),
+        ("ca_cert", &[ENV_CA_CERT], s.ca_cert, ca),
+        ("checkpoint_interval", &cp_var, s.checkpoint_interval, cp),
+    ];
+    let mut rows: Vec<Setting> = table.into_iter().map(row).collect();
+    for r in &mut rows {
+        match r.setting {
+            "license_key" => r.note = license_note(config),
+            "wire" => {
+                r.note = Some(format!(
+                    "license reports go to {{beacon}}/{} with \"{}\"",
+                    c.wire.license_report_path().join("/"),
+                    c.wire.license_field()
+                ))
+            }
+            // The spool always has a directory: unset means the default.
+            "spool_dir" if r.origin == Origin::Unset => r.origin = Origin::Default,
+            _ => {}
         }
-        .to_owned()
-    });
-    license
+    }
+    rows
 }
 
-/// One row of [`settings`]: `setting`, whose variables are `vars` (first
-/// set wins), came `from` there and has `value`.
-fn row(
-    setting: &'static str,
-    vars: &[&'static str],
-    from: Source,
-    value: Option<String>,
-) -> Setting {
+/// The note on the license: where (if anywhere) it is sent.
+fn license_note(config: &Config) -> Option<String> {
+    let note = if config.license_key.as_ref()?.is_online_license() {
+        "online license"
+    } else if config.api_key.is_some() {
+        "offline (air-gapped) license: never sent; the API key reports alone"
+    } else {
+        "offline (air-gapped) license: nothing is sent"
+    };
+    Some(note.to_owned())
+}
+
+/// A setting, its variables (first set wins), where its value came from
+/// and the value.
+type Row<'a> = (&'static str, &'a [&'static str], Source, Option<String>);
+
+/// One row of [`settings`].
+fn row((setting, vars, from, value): Row<'_>) -> Setting {
     let (variable, origin) = match from {
         Source::Var(v) => (v, Origin::Environment),
         Source::Default => (vars[0], Origin::Default),
