@@ -58,10 +58,8 @@ pub fn run_executor(
     let start = Arc::new(Barrier::new(threads));
     let workers: Vec<_> = (0..threads)
         .map(|i| {
-            let meter = meter.clone();
-            let live = live.clone();
-            let stop = stop.clone();
-            let start = start.clone();
+            let (meter, live) = (meter.clone(), live.clone());
+            let (stop, start) = (stop.clone(), start.clone());
             std::thread::spawn(move || {
                 let local = meter.local();
                 let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((i as u64 + 1) << 32);
@@ -73,9 +71,7 @@ pub fn run_executor(
                     let began = Instant::now();
                     let (mut runs, mut nodes) = (0u64, 0u64);
                     for _ in 0..BLOCK_RUNS {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        rng = xorshift(rng);
                         let n = 1 + rng % 20;
                         for node in 0..n {
                             sink = sink.wrapping_add(node_work(rng ^ node));
@@ -118,13 +114,15 @@ pub fn run_executor(
 
 /// A few microseconds of arithmetic the optimizer cannot remove.
 fn node_work(seed: u64) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..NODE_WORK {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    std::hint::black_box(x)
+    std::hint::black_box((0..NODE_WORK).fold(seed | 1, |x, _| xorshift(x)))
+}
+
+/// One step of Marsaglia's xorshift64 generator.
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
 }
 
 #[cfg(test)]

@@ -160,14 +160,13 @@ impl Demo {
             }
         };
         let carried = carried_over(&spool_dir)?;
-        let sink = match &options.endpoint {
-            Some(_) => None,
-            None => Some(Sink::start(demo_sink_config()).await?),
-        };
-        let endpoint = match (options.endpoint, &sink) {
-            (Some(url), _) => url,
-            (None, Some(s)) => s.base_url().to_string(),
-            (None, None) => unreachable!("a sink is started when no endpoint is given"),
+        let (sink, endpoint) = match options.endpoint {
+            Some(url) => (None, url),
+            None => {
+                let sink = Sink::start(demo_sink_config()).await?;
+                let url = sink.base_url().to_string();
+                (Some(sink), url)
+            }
         };
         let license = std::env::var("LANGGRAPH_CLOUD_LICENSE_KEY")
             .ok()
@@ -224,15 +223,14 @@ impl Demo {
         while started.elapsed() < duration {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let stats = self.reporter.stats();
-            let runs = live.runs.load(Ordering::Relaxed);
-            let elapsed = started.elapsed();
             progress(Progress::Running {
-                elapsed,
-                runs,
+                elapsed: started.elapsed(),
+                runs: live.runs.load(Ordering::Relaxed),
                 stats: &stats,
             });
             if last_write.elapsed() >= Duration::from_millis(500) {
-                self.write_summary(&live, &stats, false)?;
+                let (path, sink) = (self.summary_json.as_deref(), self.sink.as_ref());
+                write_summary(path, &self.carried, sink, &live, &stats, false)?;
                 last_write = Instant::now();
             }
         }
@@ -251,9 +249,8 @@ impl Demo {
         let stats = self.reporter.shutdown(SHUTDOWN_DEADLINE).await;
         let duplicates = self.sink.as_ref().map(|s| s.summary().duplicates);
         let delivered = delivered(self.sink.as_ref(), &stats);
-        if let Some(path) = &self.summary_json {
-            write_summary(path, &self.carried, self.sink.as_ref(), live, &stats, true)?;
-        }
+        let (path, sink) = (self.summary_json.as_deref(), self.sink.as_ref());
+        write_summary(path, &self.carried, sink, live, &stats, true)?;
         let expected = sum(recorded(live), &self.carried);
         let reconciled = [RUNS, NODES]
             .iter()
@@ -275,52 +272,31 @@ impl Demo {
             spool_dir: self.spool_dir,
         })
     }
-
-    /// Rewrites the `--summary-json` file, if one is wanted.
-    fn write_summary(
-        &self,
-        live: &Live,
-        stats: &ReporterStats,
-        finished: bool,
-    ) -> std::io::Result<()> {
-        let Some(path) = &self.summary_json else {
-            return Ok(());
-        };
-        write_summary(
-            path,
-            &self.carried,
-            self.sink.as_ref(),
-            live,
-            stats,
-            finished,
-        )
-    }
 }
 
-/// Rewrites the summary at `path`: what was recorded (with what was
-/// `carried` over), delivered and is pending.
+/// Rewrites the `--summary-json` file at `path`, if one is wanted: what was
+/// recorded (with what was `carried` over), delivered and is pending.
 fn write_summary(
-    path: &Path,
+    path: Option<&Path>,
     carried: &Counts,
     sink: Option<&SinkHandle>,
     live: &Live,
     stats: &ReporterStats,
     finished: bool,
 ) -> std::io::Result<()> {
-    {
-        let doc = SummaryJson {
-            recorded: sum(recorded(live), carried),
-            delivered: delivered(sink, stats),
-            windows_delivered: stats.windows_sent,
-            pending: stats.pending(),
-            retries: stats.retries,
-            finished,
-        };
-        let tmp: PathBuf = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
-    }
+    let Some(path) = path else { return Ok(()) };
+    let doc = SummaryJson {
+        recorded: sum(recorded(live), carried),
+        delivered: delivered(sink, stats),
+        windows_delivered: stats.windows_sent,
+        pending: stats.pending(),
+        retries: stats.retries,
+        finished,
+    };
+    let tmp: PathBuf = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The `--summary-json` document.
