@@ -176,11 +176,10 @@ fn result_line(r: &CheckReport, term: Term, out: &mut dyn Write) -> io::Result<(
             writeln!(out, "{} {p}", term.bad("problem:"))?;
         }
     }
-    let offline = if r.offline.is_some() {
-        " (offline: no network checks)"
-    } else {
-        ""
-    };
+    let offline = r
+        .offline
+        .as_ref()
+        .map_or("", |_| " (offline: no network checks)");
     writeln!(out, "Result: {painted}{offline} (exit {})", r.exit_code)
 }
 

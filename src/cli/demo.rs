@@ -128,12 +128,8 @@ fn print_json(o: &DemoOutcome, out: &mut dyn Write) -> std::io::Result<()> {
 fn print_table(o: &DemoOutcome, term: Term, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(out, "{}", term.bold("Reconciliation"))?;
-    let head = ("measure", "recorded", "earlier runs", "delivered");
-    writeln!(
-        out,
-        "  {:<28} {:>14} {:>14} {:>14}",
-        head.0, head.1, head.2, head.3
-    )?;
+    let (m, r, c, d) = ("measure", "recorded", "earlier runs", "delivered");
+    writeln!(out, "  {m:<28} {r:>14} {c:>14} {d:>14}")?;
     for m in [RUNS, NODES] {
         let get = |counts: &beacon_meter::demo::Counts| counts.get(m).copied().unwrap_or(0);
         let (r, c, d) = (get(&o.recorded), get(&o.carried), get(&o.delivered));
@@ -148,16 +144,11 @@ fn print_table(o: &DemoOutcome, term: Term, out: &mut dyn Write) -> std::io::Res
     writeln!(out, "  windows delivered       {:>8}", o.stats.windows_sent)?;
     writeln!(out, "  windows still pending   {:>8}", o.stats.pending())?;
     writeln!(out, "  retries                 {:>8}", o.stats.retries)?;
-    match o.duplicates {
-        Some(d) => writeln!(
-            out,
-            "  duplicates suppressed   {d:>8}  (by Idempotency-Key, at the Beacon)"
-        )?,
-        None => writeln!(
-            out,
-            "  duplicates suppressed        n/a  (external endpoint)"
-        )?,
-    }
+    let duplicates = match o.duplicates {
+        Some(d) => format!("{d:>8}  (by Idempotency-Key, at the Beacon)"),
+        None => "     n/a  (external endpoint)".to_owned(),
+    };
+    writeln!(out, "  duplicates suppressed   {duplicates}")?;
     print_overhead(o, term, out)?;
     writeln!(out)?;
     if o.reconciled {
@@ -174,15 +165,11 @@ fn print_overhead(o: &DemoOutcome, term: Term, out: &mut dyn Write) -> std::io::
     let title = "Executor throughput, metering on vs off (same run, interleaved blocks)";
     writeln!(out, "{}", term.bold(title))?;
     let (runs_on, runs_off) = (o.totals.runs_on, o.totals.runs_off);
+    let (on, off) = (on / 1000.0, off / 1000.0);
+    writeln!(out, "  metering on   {runs_on:>10} runs  {on:>8.2} µs/run")?;
     writeln!(
         out,
-        "  metering on   {runs_on:>10} runs  {:>8.2} µs/run",
-        on / 1000.0
-    )?;
-    writeln!(
-        out,
-        "  metering off  {runs_off:>10} runs  {:>8.2} µs/run",
-        off / 1000.0
+        "  metering off  {runs_off:>10} runs  {off:>8.2} µs/run"
     )?;
     writeln!(
         out,

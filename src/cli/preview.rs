@@ -11,7 +11,7 @@ use super::term::Term;
 use anyhow::Context as _;
 use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_WIRE};
 use beacon_meter::doctor::preview::{Preview, Previews, build};
-use beacon_meter::spool::{Destination, Spool};
+use beacon_meter::spool::Spool;
 use beacon_meter::wire::{Credential, format_timestamp};
 use chrono::Utc;
 use std::io::{self, Write};
@@ -57,30 +57,18 @@ fn render(p: &Previews, term: Term, out: &mut dyn Write) -> io::Result<()> {
     }
     let total = p.reports.len();
     for (i, r) in p.reports.iter().enumerate() {
-        let who = match &r.report.credential {
-            Credential::License(_) => format!("license {}", r.key),
-            Credential::ApiKey(_) => format!("API key {}", r.key),
+        let (who, to) = match &r.report.credential {
+            Credential::License(_) => ("license", "Beacon"),
+            Credential::ApiKey(_) => ("API key", "auth endpoint"),
         };
+        let url = &r.submit_url;
         let whereto = if p.offline.is_some() {
-            format!(
-                "would NOT be sent (offline); online it goes to {}",
-                r.submit_url
-            )
+            format!("would NOT be sent (offline); online it goes to {url}")
         } else {
-            format!("would be POSTed to {}", r.submit_url)
+            format!("would be POSTed to {url}")
         };
-        writeln!(
-            out,
-            "{} ({who}): {whereto}",
-            term.bold(&format!(
-                "Report {} of {total} to the {}",
-                i + 1,
-                match r.destination {
-                    Destination::Beacon => "Beacon",
-                    Destination::Auth => "auth endpoint",
-                }
-            ))
-        )?;
+        let title = term.bold(&format!("Report {} of {total} to the {to}", i + 1));
+        writeln!(out, "{title} ({who} {}): {whereto}", r.key)?;
         writeln!(
             out,
             "  window: {} to now; the reporter closes it at {}",
@@ -112,6 +100,7 @@ fn render(p: &Previews, term: Term, out: &mut dyn Write) -> io::Result<()> {
 mod tests {
     use super::*;
     use beacon_meter::config::ENV_API_KEY;
+    use beacon_meter::spool::Destination;
     use std::path::Path;
 
     const LICENSE: &str = "lcl_0123456789abcdef9f2a";

@@ -182,12 +182,10 @@ pub async fn run(
     let client_url = format!("{scheme}://{}", client_addr(addr));
 
     if args.json {
-        writeln!(
-            out,
-            "{}",
-            json!({ "event": "listening", "url": url, "addr": addr.to_string(),
-                    "beacon_url": client_url })
-        )?;
+        let addr = addr.to_string();
+        let event =
+            json!({ "event": "listening", "url": url, "addr": addr, "beacon_url": client_url });
+        writeln!(out, "{event}")?;
     } else {
         print_banner(args, term, out, &url, &client_url)?;
     }
@@ -208,11 +206,8 @@ pub async fn run(
     handle.shutdown().await;
 
     if args.json {
-        writeln!(
-            out,
-            "{}",
-            json!({ "event": "summary", "signal": signal, "summary": summary })
-        )?;
+        let event = json!({ "event": "summary", "signal": signal, "summary": summary });
+        writeln!(out, "{event}")?;
     } else {
         print_summary(term, out, &summary)?;
     }

@@ -6,17 +6,14 @@
 //! [`crate::config::tags_from_env`]) and finds, in order:
 //!
 //! 1. the effective configuration, secrets redacted, each value with the
-//!    variable it came from (several variables may set one value);
+//!    variable it came from ([`settings`]);
 //! 2. the egress allowlist the configuration needs (scheme, host, port),
 //!    for the firewall team; none when offline;
-//! 3. for each host: DNS resolution, TCP connect, TLS handshake (and which
-//!    roots verified the certificate: the built-in webpki roots or
-//!    `BEACON_CA_CERT`, found by handshaking with each alone), and whether
-//!    it answers HTTP at all (any status counts; this request goes through
-//!    the `*_PROXY` proxy when one applies, as the library's requests do);
-//! 4. for each destination, the wire dialect and the exact URL and body of
-//!    its reports, and a `GET` probe of the report path (and, for a
-//!    license, of the other dialect's), see [`ReportPath`];
+//! 3. for each host, the DNS, TCP, TLS and HTTP steps (`net.rs`); the HTTP
+//!    request goes through the `*_PROXY` proxy when one applies, as the
+//!    library's requests do;
+//! 4. for each destination, its report URL and body and a probe of the path
+//!    ([`ReportPath`]);
 //! 5. the license verification (token expiry) and the API-key verification
 //!    (organization id). An offline license beside an API key is never
 //!    sent, so never verified.

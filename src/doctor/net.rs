@@ -1,5 +1,7 @@
-//! The probes of one host: DNS, TCP, TLS (which roots verify it) and any
-//! HTTP answer, each a [`Step`], and the problems they show.
+//! The probes of one host: DNS, TCP, the TLS handshake and any HTTP answer
+//! (any status counts), each a [`Step`], and the problems they show. The
+//! TLS step names the roots that verified the certificate, the built-in
+//! webpki roots or `BEACON_CA_CERT`, found by handshaking with each alone.
 //!
 //! May import the configuration, reqwest, hyper's proxy matcher, rustls
 //! and tokio's networking.
@@ -39,11 +41,8 @@ impl TlsRoots {
                 })
                 .collect();
             if store.is_empty() {
-                let why = if errors.is_empty() {
-                    "none found".to_owned()
-                } else {
-                    errors.join("; ")
-                };
+                let why = errors.is_empty().then(|| "none found".to_owned());
+                let why = why.unwrap_or_else(|| errors.join("; "));
                 let path = ca.path.display();
                 return Err(format!(
                     "{ENV_CA_CERT} {path} holds no certificate usable as a root ({why})"
