@@ -49,19 +49,6 @@ pub struct PathProbe {
     pub detail: String,
 }
 
-impl PathProbe {
-    fn new(url: &Url, finding: PathFinding, detail: String) -> PathProbe {
-        let (dialect, status, url) = (None, None, url.to_string());
-        PathProbe {
-            dialect,
-            url,
-            status,
-            finding,
-            detail,
-        }
-    }
-}
-
 /// One destination's reports: where they go, what they carry, and whether
 /// the path is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,14 +93,21 @@ pub(super) async fn report_paths(
         }
         let mut probes = Vec::new();
         for (url, dialect) in targets {
-            let mut p = if reachable(&url) {
+            let (status, finding, detail) = if reachable(&url) {
                 probe(&url, client).await
             } else {
                 let why = "not probed: the host is unreachable".to_owned();
-                PathProbe::new(&url, PathFinding::Skipped, why)
+                (None, PathFinding::Skipped, why)
             };
-            p.dialect = (kind == CredentialKind::License).then_some(dialect.name());
-            probes.push(p);
+            let dialect = (kind == CredentialKind::License).then_some(dialect.name());
+            let url = url.to_string();
+            probes.push(PathProbe {
+                dialect,
+                url,
+                status,
+                finding,
+                detail,
+            });
         }
         let problem = judge(&probes, d.dialect, &d.no_report_path_hint());
         out.push(ReportPath {
@@ -128,41 +122,41 @@ pub(super) async fn report_paths(
     out
 }
 
-/// `GET url`, and what its status says.
-async fn probe(url: &Url, client: Result<&reqwest::Client, &String>) -> PathProbe {
-    let mut p = PathProbe::new(url, PathFinding::Failed, String::new());
-    let client = match client {
-        Ok(c) => c,
+/// `GET url`: the status of the answer (if any), what it says, and that
+/// in words.
+async fn probe(
+    url: &Url,
+    client: Result<&reqwest::Client, &String>,
+) -> (Option<u16>, PathFinding, String) {
+    let answer = match client {
+        Ok(c) => c.get(url.clone()).send().await,
+        Err(e) => return (None, PathFinding::Failed, format!("no HTTP client: {e}")),
+    };
+    let status = match answer {
+        Ok(response) => response.status().as_u16(),
         Err(e) => {
-            p.detail = format!("no HTTP client: {e}");
-            return p;
+            let detail = format!("no HTTP answer to GET: {}", e.without_url());
+            return (None, PathFinding::Failed, detail);
         }
     };
-    match client.get(url.clone()).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            p.status = Some(status);
-            (p.finding, p.detail) = match status {
-                405 => (
-                    PathFinding::Exists,
-                    "HTTP 405 to GET: the path exists (it takes POST only)".to_owned(),
-                ),
-                404 => (
-                    PathFinding::Missing,
-                    "HTTP 404 to GET: nothing is at this path".to_owned(),
-                ),
-                s => (
-                    PathFinding::Other,
-                    format!(
-                        "HTTP {s} to GET: neither 405 (the path exists) nor 404 (it does not), \
-                         so this cannot tell whether reports are taken here"
-                    ),
-                ),
-            };
-        }
-        Err(e) => p.detail = format!("no HTTP answer to GET: {}", e.without_url()),
-    }
-    p
+    let (finding, detail) = match status {
+        405 => (
+            PathFinding::Exists,
+            "HTTP 405 to GET: the path exists (it takes POST only)".to_owned(),
+        ),
+        404 => (
+            PathFinding::Missing,
+            "HTTP 404 to GET: nothing is at this path".to_owned(),
+        ),
+        s => (
+            PathFinding::Other,
+            format!(
+                "HTTP {s} to GET: neither 405 (the path exists) nor 404 (it does not), so this \
+                 cannot tell whether reports are taken here"
+            ),
+        ),
+    };
+    (Some(status), finding, detail)
 }
 
 /// The problem, if the report path (`probes[0]`) is missing: with the
