@@ -376,7 +376,6 @@ fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(value))
 }
 
-/// A share between 0 and 1.
 /// What `beacon-meter sink` does instead of serving.
 #[derive(Debug, Subcommand)]
 pub enum SinkAction {
@@ -416,6 +415,7 @@ fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|_| "expected RFC 3339 like 2026-11-30T09:00:00Z or a date like 2026-11-30".into())
 }
 
+/// A share between 0 and 1.
 fn parse_rate(value: &str) -> Result<f64, String> {
     let rate: f64 = value
         .trim()
