@@ -6,7 +6,7 @@
 //! [`crate::config::tags_from_env`]) and finds, in order:
 //!
 //! 1. the effective configuration, secrets redacted, each value with the
-//!    variable it came from ([`settings`]);
+//!    variable it came from ([`settings()`]);
 //! 2. the egress allowlist the configuration needs (scheme, host, port),
 //!    for the firewall team; none when offline;
 //! 3. for each host, the DNS, TCP, TLS and HTTP steps (`net.rs`); the HTTP
