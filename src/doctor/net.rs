@@ -365,49 +365,40 @@ async fn http_step(
 
 /// The problems of one host, each with its fix.
 pub(super) fn host_problems(host: &HostCheck, tls: &TlsRoots) -> Vec<String> {
-    let mut out = Vec::new();
     if host.reachable {
-        return out;
+        return Vec::new();
     }
-    let target = format!("{}:{}", host.host, host.port);
-    for s in host.steps.iter().filter(|s| s.outcome == Outcome::Failed) {
-        out.push(match s.step {
-            StepKind::Dns => format!(
-                "{}; check the host name in the URL and this machine's DNS (or set HTTPS_PROXY \
-                 if egress goes through a proxy)",
-                s.detail
-            ),
-            StepKind::Tcp => format!(
-                "{}; allow egress to {target} in the firewall (see the allowlist), check the \
-                 URL, or set HTTPS_PROXY if egress goes through a proxy",
-                s.detail
-            ),
-            StepKind::Tls => {
-                let fix = if matches!(tls.extra, Some(Ok(_))) {
-                    format!(
-                        "check that {ENV_CA_CERT} is the CA that signs {}",
-                        host.host
-                    )
-                } else {
-                    format!(
-                        "if a TLS-inspecting proxy or a private CA signs {}, set {ENV_CA_CERT} \
-                         to that CA's certificate (PEM)",
-                        host.host
-                    )
-                };
-                format!("{}; {fix}", s.detail)
-            }
-            StepKind::Http => format!(
-                "{}; check that {target} is reachable from here{}",
-                s.detail,
-                host.proxy
-                    .as_deref()
-                    .map(|p| format!(" and that the proxy {p} lets it through"))
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    out
+    let (name, target) = (&host.host, format!("{}:{}", host.host, host.port));
+    let via = host
+        .proxy
+        .as_deref()
+        .map(|p| format!(" and that the proxy {p} lets it through"));
+    let failed = host.steps.iter().filter(|s| s.outcome == Outcome::Failed);
+    failed
+        .map(|s| {
+            let fix = match s.step {
+                StepKind::Dns => "check the host name in the URL and this machine's DNS (or set \
+                                  HTTPS_PROXY if egress goes through a proxy)"
+                    .to_owned(),
+                StepKind::Tcp => format!(
+                    "allow egress to {target} in the firewall (see the allowlist), check the URL, \
+                     or set HTTPS_PROXY if egress goes through a proxy"
+                ),
+                StepKind::Tls if matches!(tls.extra, Some(Ok(_))) => {
+                    format!("check that {ENV_CA_CERT} is the CA that signs {name}")
+                }
+                StepKind::Tls => format!(
+                    "if a TLS-inspecting proxy or a private CA signs {name}, set {ENV_CA_CERT} to \
+                     that CA's certificate (PEM)"
+                ),
+                StepKind::Http => {
+                    let via = via.as_deref().unwrap_or_default();
+                    format!("check that {target} is reachable from here{via}")
+                }
+            };
+            format!("{}; {fix}", s.detail)
+        })
+        .collect()
 }
 
 fn ok(step: StepKind, detail: impl Into<String>) -> Step {
