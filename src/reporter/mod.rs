@@ -83,8 +83,9 @@ mod stats;
 pub use crate::client::RetryPolicy;
 pub use stats::{DestinationStats, ReporterStats};
 
-use crate::client::Verification;
-use crate::client::{ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings};
+use crate::client::{
+    ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings, LicenseError,
+};
 use crate::client::{HttpClient, LicenseSettings, LicenseVerifier, RefreshGuard, RetryNow};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Endpoint};
@@ -493,23 +494,19 @@ pub(crate) fn routes(config: &Config) -> Vec<Route> {
 }
 
 async fn verify_license(v: LicenseVerifier, shared: Arc<ReporterState>) {
-    let outcome = v.verify().await;
-    let text = match &outcome {
-        Verification::Valid { expires_at, .. } => {
+    let text = match v.verify().await {
+        Ok(token) => {
+            let expires_at = token.expires_at();
             tracing::info!(%expires_at, "license verified");
             format!("valid until {expires_at}")
         }
-        Verification::Rejected { status, message } => {
-            tracing::error!(status, %message, "the Beacon REFUSED the license key: usage is still spooled; fix LANGGRAPH_CLOUD_LICENSE_KEY and restart");
-            format!("rejected ({status}): {message}")
+        Err(e @ LicenseError::Rejected { .. }) => {
+            tracing::error!(error = %e, "the Beacon REFUSED the license key: usage is still spooled; fix LANGGRAPH_CLOUD_LICENSE_KEY and restart");
+            e.to_string()
         }
-        Verification::Unreachable { reason } => {
-            tracing::warn!(%reason, "license verification could not reach the Beacon; will retry");
-            format!("unreachable: {reason}")
-        }
-        Verification::Malformed { reason } => {
-            tracing::warn!(%reason, "license verification answer was malformed");
-            format!("malformed answer: {reason}")
+        Err(e) => {
+            tracing::warn!(error = %e, "license verification failed; the refresh task retries");
+            e.to_string()
         }
     };
     shared.stats.lock().license = Some(text);
