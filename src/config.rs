@@ -165,7 +165,7 @@ pub enum ConfigError {
     )]
     BadUrl {
         /// The variable.
-        var: String,
+        var: &'static str,
         /// The value (user info replaced by `***`).
         value: String,
         /// What is wrong.
@@ -177,7 +177,7 @@ pub enum ConfigError {
     )]
     InsecureUrl {
         /// The variable.
-        var: String,
+        var: &'static str,
         /// The value (user info replaced by `***`).
         value: String,
     },
@@ -231,8 +231,9 @@ impl ConfigError {
             | ConfigError::BadSeconds { var, .. }
             | ConfigError::BadBool { var, .. }
             | ConfigError::BadDialect { var, .. }
-            | ConfigError::BadCaCert { var, .. } => var,
-            ConfigError::BadUrl { var, .. } | ConfigError::InsecureUrl { var, .. } => var,
+            | ConfigError::BadCaCert { var, .. }
+            | ConfigError::BadUrl { var, .. }
+            | ConfigError::InsecureUrl { var, .. } => var,
         }
     }
 }
@@ -556,10 +557,10 @@ fn join(base: &Url, segments: &[&str]) -> Url {
 /// Checks an endpoint URL: it must parse as an absolute `https` URL, or plain
 /// `http` to a loopback host (127.0.0.0/8, ::1, `localhost`), with no user
 /// info, query or fragment. `var` names the setting in the error.
-pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
+pub fn check_endpoint(var: &'static str, value: &str) -> Result<Url, ConfigError> {
     let value = value.trim();
     let bad = |reason: &str| ConfigError::BadUrl {
-        var: var.to_owned(),
+        var,
         value: shown(&hide_credentials(value)),
         reason: reason.to_owned(),
     };
@@ -575,7 +576,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
         "http" => {
             if !urls::is_loopback(&url) {
                 return Err(ConfigError::InsecureUrl {
-                    var: var.to_owned(),
+                    var,
                     value: shown(&hide_credentials(value)),
                 });
             }

@@ -97,13 +97,9 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client: rustls with the built-in roots plus
-    /// `settings.ca_cert_pem`, the connect and total timeouts, proxies from
-    /// the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`
-    /// and their lower-case forms, read now), and a redirect policy that
-    /// follows at most 3 redirects, all within the origin of the first URL.
-    ///
-    /// No connection is opened here.
+    /// Builds the client described in the [module docs](super): proxies
+    /// (and their lower-case variable names) are read now; no connection is
+    /// opened.
     pub fn new(settings: ClientSettings) -> Result<HttpClient, ClientError> {
         let policy = redirect::Policy::custom(|attempt| {
             let previous = attempt.previous();
@@ -164,11 +160,6 @@ impl HttpClient {
             client,
             max_body: settings.max_body,
         })
-    }
-
-    /// The most bytes read from any response body.
-    pub fn max_body(&self) -> usize {
-        self.max_body
     }
 
     /// A POST to `url`, after checking once more that the URL is secure.
@@ -446,27 +437,20 @@ pub(crate) fn answer_text(body: &Capped, secret: &Secret, limit: usize) -> Strin
         json_message(&raw).unwrap_or_else(|| raw.into_owned())
     };
     let scrubbed = scrub(&text, secret, body.truncated);
-    let mut line = String::with_capacity(scrubbed.len().min(limit + 4));
-    let mut count = 0;
-    let mut last_space = true;
+    // Whitespace and control characters as one space, none leading.
+    let mut collapsed = String::with_capacity(scrubbed.len());
     for c in scrubbed.chars() {
         let c = if c.is_control() || c.is_whitespace() {
             ' '
         } else {
             c
         };
-        if c == ' ' && last_space {
-            continue;
+        if c != ' ' || !(collapsed.is_empty() || collapsed.ends_with(' ')) {
+            collapsed.push(c);
         }
-        last_space = c == ' ';
-        if count == limit {
-            line.push('…');
-            return line.trim_end().to_owned();
-        }
-        line.push(c);
-        count += 1;
     }
-    let line = line.trim_end();
+    let cut = crate::wire::text::cut_chars(&collapsed, limit);
+    let line = cut.trim_end();
     if line.is_empty() {
         "(empty answer)".to_owned()
     } else if body.truncated && !line.ends_with('…') {

@@ -3,10 +3,10 @@
 use super::pacing::{self, Pacer};
 use super::{Phase, ReporterState, RetryPolicy, Route};
 use crate::client::{Backoff, ClientError, HttpClient, SubmitOutcome};
+use crate::config::Endpoint;
 use crate::spool::{Destination, SpooledWindow};
-use crate::wire::{Credential, Dialect, encode_report_in};
+use crate::wire::encode_report_in;
 use chrono::Utc;
-use reqwest::Url;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,11 +22,8 @@ const SPOOL_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Sender {
     shared: Arc<ReporterState>,
     dest: Destination,
-    url: Url,
-    dialect: Dialect,
-    credential: Credential,
-    /// What to do when [`SubmitOutcome::NoReportPath`] comes back.
-    no_path_hint: String,
+    /// Where, in which dialect and with which credential.
+    to: Endpoint,
     http: HttpClient,
     backoff: Backoff,
     /// A window the server accepted but that could not be removed from the
@@ -61,12 +58,9 @@ impl Sender {
             phase: shared.phase.subscribe(),
             windows: shared.new_window.subscribe(),
             backoff: Backoff::new(retry, &shared.retry_now),
-            no_path_hint: target.no_report_path_hint(),
             shared,
             dest: route.dest,
-            url: target.submit_url,
-            dialect: target.dialect,
-            credential: target.credential,
+            to: target,
             http,
             undeleted: None,
             pacer: Pacer::new(),
@@ -108,9 +102,9 @@ impl Sender {
             }
             self.backoff.attempting();
             let submit = self.http.submit(
-                &self.url,
-                self.dialect,
-                &self.credential,
+                &self.to.submit_url,
+                self.to.dialect,
+                &self.to.credential,
                 &next.report,
                 next.id,
             );
@@ -209,9 +203,9 @@ impl Sender {
             } => {
                 // Not the window's fault: the URL is wrong for every window,
                 // so they all stay, on hold like a refused credential.
-                let (wait, hint) = (self.backoff.hold(), &self.no_path_hint);
+                let (wait, hint) = (self.backoff.hold(), self.to.no_report_path_hint());
                 tracing::error!(
-                    destination = %dest, status, %url, dialect = %self.dialect, %message, retry_in = ?wait,
+                    destination = %dest, status, %url, dialect = %self.to.dialect, %message, retry_in = ?wait,
                     "NOTHING TAKES REPORTS AT {url} (HTTP {status}): usage stays spooled and \
                      nothing is lost; {hint}"
                 );
@@ -228,7 +222,7 @@ impl Sender {
     /// A `2xx`: the window leaves the spool and the stats count it.
     async fn delivered(&mut self, w: SpooledWindow, status: u16) -> Next {
         let (dest, id) = (self.dest, w.id);
-        let bytes = encode_report_in(self.dialect, &self.credential, &w.report).len() as u64;
+        let bytes = encode_report_in(self.to.dialect, &self.to.credential, &w.report).len() as u64;
         self.backoff.reset();
         let removed = self.shared.spool(move |s| s.remove(dest, id)).await;
         {
