@@ -145,29 +145,30 @@ impl Sender {
         outcome: Result<SubmitOutcome, ClientError>,
     ) -> Next {
         let dest = self.dest;
-        let outcome = match outcome {
-            Ok(o) => o,
+        if let Ok(o) = &outcome
+            && !matches!(
+                o,
+                SubmitOutcome::Accepted { .. } | SubmitOutcome::PayloadRejected { .. }
+            )
+        {
+            w.attempts = w.attempts.saturating_add(1);
+        }
+        let (wait, reason, credential) = match outcome {
+            Ok(SubmitOutcome::Accepted { status }) => return self.delivered(w, status).await,
+            Ok(SubmitOutcome::PayloadRejected { status, answer }) => {
+                return self.rejected(w.id, status, answer).await;
+            }
             Err(e) => {
                 // The URL was validated at start; this means a setup error
                 // that retrying quickly will not fix.
                 tracing::error!(destination = %dest, error = %e, "cannot send to this destination");
-                self.record_failure(w, e.to_string(), false).await;
-                return Next::Wait(self.backoff.hold());
+                (self.backoff.hold(), e.to_string(), false)
             }
-        };
-        if !matches!(
-            outcome,
-            SubmitOutcome::Accepted { .. } | SubmitOutcome::PayloadRejected { .. }
-        ) {
-            w.attempts = w.attempts.saturating_add(1);
-        }
-        match outcome {
-            SubmitOutcome::Accepted { status } => self.delivered(w, status).await,
-            SubmitOutcome::Retry {
+            Ok(SubmitOutcome::Retry {
                 reason,
                 retry_after,
                 in_doubt,
-            } => {
+            }) => {
                 let wait = self.backoff.retry(retry_after);
                 let failures = self.backoff.failures();
                 // A lone failure is routine (the retry fixes it); several in
@@ -178,10 +179,9 @@ impl Sender {
                     tracing::info!(destination = %dest, id = %w.id, attempt = w.attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
                 }
                 w.in_doubt |= in_doubt;
-                self.record_failure(w, reason, false).await;
-                Next::Wait(wait)
+                (wait, reason, false)
             }
-            SubmitOutcome::CredentialRejected { status, message } => {
+            Ok(SubmitOutcome::CredentialRejected { status, message }) => {
                 let wait = self.backoff.hold();
                 tracing::error!(
                     destination = %dest,
@@ -193,14 +193,13 @@ impl Sender {
                      LANGSMITH_CONTROL_PLANE_API_KEY / LANGSMITH_API_KEY / LANGCHAIN_API_KEY) and restart"
                 );
                 let reason = format!("credential refused (HTTP {status}): {message}");
-                self.record_failure(w, reason, true).await;
-                Next::Wait(wait)
+                (wait, reason, true)
             }
-            SubmitOutcome::NoReportPath {
+            Ok(SubmitOutcome::NoReportPath {
                 status,
                 url,
                 message,
-            } => {
+            }) => {
                 // Not the window's fault: the URL is wrong for every window,
                 // so they all stay, on hold like a refused credential.
                 let (wait, hint) = (self.backoff.hold(), self.to.no_report_path_hint());
@@ -210,13 +209,11 @@ impl Sender {
                      nothing is lost; {hint}"
                 );
                 let reason = format!("no report path at {url} (HTTP {status}): {message}; {hint}");
-                self.record_failure(w, reason, false).await;
-                Next::Wait(wait)
+                (wait, reason, false)
             }
-            SubmitOutcome::PayloadRejected { status, answer } => {
-                self.rejected(w.id, status, answer).await
-            }
-        }
+        };
+        self.record_failure(w, reason, credential).await;
+        Next::Wait(wait)
     }
 
     /// A `2xx`: the window leaves the spool and the stats count it.
