@@ -32,13 +32,12 @@
 //! `BEACON_OFFLINE` is true, or when the only credential is such an offline
 //! license ([`Config::is_offline`]).
 
-use crate::secret::Secret;
+use crate::secret::{Pem, Secret};
 use crate::spool::Destination;
 use crate::urls;
 use crate::wire::tags::ENV_VARS;
 use crate::wire::{Credential, Dialect, TagError, Tags};
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
@@ -166,7 +165,7 @@ pub enum ConfigError {
     )]
     BadUrl {
         /// The variable.
-        var: String,
+        var: &'static str,
         /// The value (user info replaced by `***`).
         value: String,
         /// What is wrong.
@@ -178,7 +177,7 @@ pub enum ConfigError {
     )]
     InsecureUrl {
         /// The variable.
-        var: String,
+        var: &'static str,
         /// The value (user info replaced by `***`).
         value: String,
     },
@@ -199,7 +198,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// The error with every occurrence of `secrets` in the values it shows
     /// replaced by their redacted form.
-    fn without_secrets(mut self, secrets: &[&Secret]) -> ConfigError {
+    fn without_secrets(mut self, secrets: &[Secret]) -> ConfigError {
         let clean =
             |s: &mut String| *s = secrets.iter().fold(std::mem::take(s), |s, k| k.scrub(&s));
         match &mut self {
@@ -232,28 +231,20 @@ impl ConfigError {
             | ConfigError::BadSeconds { var, .. }
             | ConfigError::BadBool { var, .. }
             | ConfigError::BadDialect { var, .. }
-            | ConfigError::BadCaCert { var, .. } => var,
-            ConfigError::BadUrl { var, .. } | ConfigError::InsecureUrl { var, .. } => var,
+            | ConfigError::BadCaCert { var, .. }
+            | ConfigError::BadUrl { var, .. }
+            | ConfigError::InsecureUrl { var, .. } => var,
         }
     }
 }
 
 /// An extra CA certificate file, checked and read at load.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaCert {
     /// Where it was read from.
     pub path: PathBuf,
     /// Its PEM text (at least one CERTIFICATE block).
-    pub pem: Vec<u8>,
-}
-
-impl fmt::Debug for CaCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaCert")
-            .field("path", &self.path)
-            .field("pem_bytes", &self.pem.len())
-            .finish()
-    }
+    pub pem: Pem,
 }
 
 /// Where and how reports go with one credential.
@@ -363,7 +354,7 @@ pub struct Sources {
 }
 
 /// The whole configuration. `Debug` shows credentials redacted.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `LANGGRAPH_CLOUD_LICENSE_KEY`
     pub license_key: Option<Secret>,
@@ -389,25 +380,6 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Which variable each value came from.
     pub sources: Sources,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("license_key", &self.license_key)
-            .field("api_key", &self.api_key)
-            .field("auth_endpoint", &self.auth_endpoint.as_str())
-            .field("beacon_url", &self.beacon_url.as_str())
-            .field("wire", &self.wire)
-            .field("interval", &self.interval)
-            .field("timeout", &self.timeout)
-            .field("offline", &self.offline)
-            .field("spool_dir", &self.spool_dir)
-            .field("ca_cert", &self.ca_cert)
-            .field("checkpoint_interval", &self.checkpoint_interval)
-            .field("sources", &self.sources)
-            .finish()
-    }
 }
 
 /// The platform tags from the process environment ([`Tags::from_lookup`]
@@ -439,54 +411,43 @@ impl Config {
         let api_key = api_var.map(|v| env.secret(v)).transpose()?.flatten();
         // A key pasted into another variable (say, two variables swapped)
         // is shown in that variable's error: redact it there.
-        let secrets: Vec<&Secret> = license_key.iter().chain(&api_key).collect();
-        let keys = Keys {
-            license_key: license_key.clone(),
-            license_var,
-            api_key: api_key.clone(),
-            api_var,
+        let secrets: Vec<Secret> = license_key.iter().chain(&api_key).cloned().collect();
+        let rest = move || -> Result<Config, ConfigError> {
+            let auth_var = env.first(&AUTH_ENDPOINT_VARS, MAX_VALUE_BYTES)?;
+            let set = |var: &'static str| env.first(&[var], MAX_VALUE_BYTES);
+            let sources = Sources {
+                license_key: Source::of(license_var, false),
+                api_key: Source::of(api_var, false),
+                auth_endpoint: Source::of(auth_var, true),
+                beacon_url: Source::of(set(ENV_BEACON_URL)?, true),
+                wire: Source::of(set(ENV_WIRE)?, true),
+                interval: Source::of(set(ENV_INTERVAL)?, true),
+                timeout: Source::of(set(ENV_TIMEOUT)?, true),
+                offline: Source::of(set(ENV_OFFLINE)?, true),
+                spool_dir: Source::of(set(ENV_SPOOL_DIR)?, false),
+                ca_cert: Source::of(set(ENV_CA_CERT)?, false),
+                checkpoint_interval: Source::of(set(ENV_CHECKPOINT)?, true),
+            };
+            let auth_var = auth_var.unwrap_or(ENV_AUTH_ENDPOINT);
+            Ok(Config {
+                license_key,
+                api_key,
+                auth_endpoint: env.url(auth_var, DEFAULT_AUTH_ENDPOINT)?,
+                beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
+                wire: env.dialect(ENV_WIRE)?.unwrap_or_default(),
+                interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
+                timeout: env.seconds(ENV_TIMEOUT, 30, 1, 600)?,
+                offline: env.boolean(ENV_OFFLINE)?.unwrap_or(false),
+                spool_dir: env.text(ENV_SPOOL_DIR)?.map(PathBuf::from),
+                ca_cert: env
+                    .text(ENV_CA_CERT)?
+                    .map(|p| load_ca_cert(ENV_CA_CERT, Path::new(&p)))
+                    .transpose()?,
+                checkpoint_interval: env.seconds(ENV_CHECKPOINT, 5, 1, 3600)?,
+                sources,
+            })
         };
-        Config::from_env_with(&env, keys).map_err(|e| e.without_secrets(&secrets))
-    }
-
-    fn from_env_with<F: Fn(&str) -> Option<OsString>>(
-        env: &Env<'_, F>,
-        keys: Keys,
-    ) -> Result<Config, ConfigError> {
-        let auth_var = env.first(&AUTH_ENDPOINT_VARS, MAX_VALUE_BYTES)?;
-        let set = |var: &'static str| -> Result<Option<&'static str>, ConfigError> {
-            env.first(&[var], MAX_VALUE_BYTES)
-        };
-        let sources = Sources {
-            license_key: Source::of(keys.license_var, false),
-            api_key: Source::of(keys.api_var, false),
-            auth_endpoint: Source::of(auth_var, true),
-            beacon_url: Source::of(set(ENV_BEACON_URL)?, true),
-            wire: Source::of(set(ENV_WIRE)?, true),
-            interval: Source::of(set(ENV_INTERVAL)?, true),
-            timeout: Source::of(set(ENV_TIMEOUT)?, true),
-            offline: Source::of(set(ENV_OFFLINE)?, true),
-            spool_dir: Source::of(set(ENV_SPOOL_DIR)?, false),
-            ca_cert: Source::of(set(ENV_CA_CERT)?, false),
-            checkpoint_interval: Source::of(set(ENV_CHECKPOINT)?, true),
-        };
-        Ok(Config {
-            license_key: keys.license_key,
-            api_key: keys.api_key,
-            auth_endpoint: env.url(auth_var.unwrap_or(ENV_AUTH_ENDPOINT), DEFAULT_AUTH_ENDPOINT)?,
-            beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
-            wire: env.dialect(ENV_WIRE)?.unwrap_or_default(),
-            interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
-            timeout: env.seconds(ENV_TIMEOUT, 30, 1, 600)?,
-            offline: env.boolean(ENV_OFFLINE)?.unwrap_or(false),
-            spool_dir: env.text(ENV_SPOOL_DIR)?.map(PathBuf::from),
-            ca_cert: env
-                .text(ENV_CA_CERT)?
-                .map(|p| load_ca_cert(ENV_CA_CERT, Path::new(&p)))
-                .transpose()?,
-            checkpoint_interval: env.seconds(ENV_CHECKPOINT, 5, 1, 3600)?,
-            sources,
-        })
+        rest().map_err(|e| e.without_secrets(&secrets))
     }
 
     /// The configuration from explicit `(variable, value)` pairs, ignoring
@@ -588,14 +549,6 @@ impl Config {
     }
 }
 
-/// The credentials read, and the variables they came from.
-struct Keys {
-    license_key: Option<Secret>,
-    license_var: Option<&'static str>,
-    api_key: Option<Secret>,
-    api_var: Option<&'static str>,
-}
-
 /// `segments` under `base` ([`urls::join`]).
 fn join(base: &Url, segments: &[&str]) -> Url {
     urls::join(base, segments).expect("a checked endpoint URL takes a path")
@@ -604,10 +557,10 @@ fn join(base: &Url, segments: &[&str]) -> Url {
 /// Checks an endpoint URL: it must parse as an absolute `https` URL, or plain
 /// `http` to a loopback host (127.0.0.0/8, ::1, `localhost`), with no user
 /// info, query or fragment. `var` names the setting in the error.
-pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
+pub fn check_endpoint(var: &'static str, value: &str) -> Result<Url, ConfigError> {
     let value = value.trim();
     let bad = |reason: &str| ConfigError::BadUrl {
-        var: var.to_owned(),
+        var,
         value: shown(&hide_credentials(value)),
         reason: reason.to_owned(),
     };
@@ -623,7 +576,7 @@ pub fn check_endpoint(var: &str, value: &str) -> Result<Url, ConfigError> {
         "http" => {
             if !urls::is_loopback(&url) {
                 return Err(ConfigError::InsecureUrl {
-                    var: var.to_owned(),
+                    var,
                     value: shown(&hide_credentials(value)),
                 });
             }
@@ -695,7 +648,7 @@ fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {
     }
     Ok(CaCert {
         path: path.to_owned(),
-        pem,
+        pem: Pem(pem),
     })
 }
 

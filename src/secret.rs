@@ -79,6 +79,31 @@ pub fn redacted_list<K: AsRef<str>>(keys: impl IntoIterator<Item = K>) -> Vec<St
     keys.into_iter().map(|k| redact(k.as_ref())).collect()
 }
 
+/// PEM text (certificates, a public key), which `Debug` shows by size
+/// only: it is long, and what was given may be a credential pasted into
+/// the wrong setting. Derefs to its bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem(pub Vec<u8>);
+
+impl From<Vec<u8>> for Pem {
+    fn from(bytes: Vec<u8>) -> Self {
+        Pem(bytes)
+    }
+}
+
+impl std::ops::Deref for Pem {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({})", self.redacted())

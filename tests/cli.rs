@@ -232,7 +232,6 @@ fn sink_runs_until_interrupted_and_prints_totals() {
     rt.block_on(async {
         use beacon_meter::client::{
             ClientSettings, HttpClient, LicenseSettings, LicenseVerifier, SubmitOutcome,
-            Verification,
         };
         use beacon_meter::secret::Secret;
         use beacon_meter::wire::Credential;
@@ -244,10 +243,7 @@ fn sink_runs_until_interrupted_and_prints_totals() {
             LicenseSettings::default(),
         )
         .unwrap();
-        assert!(matches!(
-            verifier.verify().await,
-            Verification::Valid { .. }
-        ));
+        assert!(verifier.verify().await.is_ok());
         let body = ReportBody {
             from_timestamp: Utc.timestamp_opt(1_736_154_000, 0).unwrap(),
             to_timestamp: Utc.timestamp_opt(1_736_154_300, 0).unwrap(),

@@ -8,7 +8,7 @@ use base64::Engine as _;
 mod jwt;
 use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseError,
-    LicenseSettings, LicenseVerifier, SubmitOutcome, Verification,
+    LicenseSettings, LicenseToken, LicenseVerifier, SubmitOutcome,
 };
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, Dialect, ReportBody, encode_report, encode_report_in};
@@ -433,7 +433,7 @@ async fn insecure_urls_are_refused() {
 #[test]
 fn bad_ca_bundle_and_public_key_are_clear_errors() {
     let err = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(b"not a certificate".to_vec()),
+        ca_cert_pem: Some(b"not a certificate".to_vec().into()),
         ..settings()
     })
     .unwrap_err();
@@ -442,7 +442,9 @@ fn bad_ca_bundle_and_public_key_are_clear_errors() {
     // A PEM block that is not a certificate inside.
     let err = HttpClient::new(ClientSettings {
         ca_cert_pem: Some(
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+                .to_vec()
+                .into(),
         ),
         ..settings()
     })
@@ -455,7 +457,7 @@ fn bad_ca_bundle_and_public_key_are_clear_errors() {
         &url,
         Secret::new(LICENSE),
         LicenseSettings {
-            public_key_pem: Some(include_bytes!("fixtures/ca.pem").to_vec()),
+            public_key_pem: Some(include_bytes!("fixtures/ca.pem").to_vec().into()),
             ..license_settings()
         },
     )
@@ -1067,14 +1069,14 @@ async fn license_outcomes() {
         assert_secret_free(&format!("{outcome:?}"));
         let (kind, detail) = case.split_once(' ').unwrap();
         match (&outcome, kind) {
-            (Verification::Rejected { status, message }, "rejected") => {
+            (Err(LicenseError::Rejected { status, message }), "rejected") => {
                 assert_eq!(status.to_string(), detail);
                 assert!(!message.is_empty());
             }
-            (Verification::Unreachable { reason }, "unreachable") => {
+            (Err(LicenseError::Unreachable { reason }), "unreachable") => {
                 assert!(reason.contains(detail), "{case}: {reason}");
             }
-            (Verification::Malformed { reason }, "malformed:") => {
+            (Err(LicenseError::Malformed { reason }), "malformed:") => {
                 assert!(reason.contains(detail), "{case}: {reason}");
             }
             _ => panic!("{case}: unexpected {outcome:?}"),
@@ -1117,10 +1119,10 @@ async fn a_token_without_exp_lives_the_default_lifetime() {
     );
     let before = Utc::now();
     match v.verify().await {
-        Verification::Valid { expires_at, claims } => {
-            let lifetime = (expires_at - before).num_seconds();
+        Ok(token) => {
+            let lifetime = (token.expires_at() - before).num_seconds();
             assert!((599..=601).contains(&lifetime), "{lifetime}");
-            assert_eq!(claims, json!({ "sub": "x" }));
+            assert_eq!(*token.claims(), json!({ "sub": "x" }));
         }
         other => panic!("{other:?}"),
     }
@@ -1142,7 +1144,9 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     .unwrap();
     let started = Instant::now();
     match v.verify().await {
-        Verification::Unreachable { reason } => assert!(reason.contains("timed out"), "{reason}"),
+        Err(LicenseError::Unreachable { reason }) => {
+            assert!(reason.contains("timed out"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -1154,7 +1158,7 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     );
     let redirecting = TestServer::always(reply_with(308, &[("location", &target)], "")).await;
     match verifier(&redirecting, license_settings()).verify().await {
-        Verification::Unreachable { reason } => {
+        Err(LicenseError::Unreachable { reason }) => {
             assert!(reason.contains("refused"), "{reason}");
             assert_secret_free(&reason);
         }
@@ -1169,13 +1173,16 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     .verify()
     .await
     {
-        Verification::Malformed { .. } => {}
+        Err(LicenseError::Malformed { .. }) => {}
         other => panic!("{other:?}"),
     }
     let closed = closed_port_url().await;
     let v =
         LicenseVerifier::new(client(), &closed, Secret::new(LICENSE), license_settings()).unwrap();
-    assert!(matches!(v.verify().await, Verification::Unreachable { .. }));
+    assert!(matches!(
+        v.verify().await,
+        Err(LicenseError::Unreachable { .. })
+    ));
 }
 
 #[tokio::test]
@@ -1189,15 +1196,21 @@ async fn the_last_valid_token_is_served_while_the_beacon_is_down_and_dropped_on_
     ])
     .await;
     let v = verifier(&server, license_settings());
-    assert!(matches!(v.verify().await, Verification::Valid { .. }));
-    assert!(matches!(v.verify().await, Verification::Unreachable { .. }));
+    assert!(v.verify().await.is_ok());
+    assert!(matches!(
+        v.verify().await,
+        Err(LicenseError::Unreachable { .. })
+    ));
     assert_eq!(v.token().await.unwrap().jwt().expose(), jwt);
-    assert!(matches!(v.verify().await, Verification::Malformed { .. }));
+    assert!(matches!(
+        v.verify().await,
+        Err(LicenseError::Malformed { .. })
+    ));
     assert_eq!(v.token().await.unwrap().jwt().expose(), jwt);
     assert_eq!(server.count(), 3);
     assert!(matches!(
         v.verify().await,
-        Verification::Rejected { status: 403, .. }
+        Err(LicenseError::Rejected { status: 403, .. })
     ));
     assert!(v.cached().is_none());
     assert!(matches!(
@@ -1231,12 +1244,12 @@ fn rs256(claims: &Value) -> String {
     format!("{input}.{}", b64(sig))
 }
 
-async fn verify_with_key(key_pem: &[u8], jwt: &str) -> Verification {
+async fn verify_with_key(key_pem: &[u8], jwt: &str) -> Result<LicenseToken, LicenseError> {
     let server = TestServer::always(token_reply(jwt)).await;
     let v = verifier(
         &server,
         LicenseSettings {
-            public_key_pem: Some(key_pem.to_vec()),
+            public_key_pem: Some(key_pem.to_vec().into()),
             ..license_settings()
         },
     );
@@ -1251,14 +1264,8 @@ async fn signed_tokens_are_checked_when_a_public_key_is_configured() {
 
     let good_es = es.sign(&claims);
     let good_rs = rs256(&claims);
-    assert!(matches!(
-        verify_with_key(&es.public_pem, &good_es).await,
-        Verification::Valid { .. }
-    ));
-    assert!(matches!(
-        verify_with_key(rsa_pub, &good_rs).await,
-        Verification::Valid { .. }
-    ));
+    assert!(verify_with_key(&es.public_pem, &good_es).await.is_ok());
+    assert!(verify_with_key(rsa_pub, &good_rs).await.is_ok());
 
     // Tampered payload, same signature.
     let forged_claims =
@@ -1284,16 +1291,15 @@ async fn signed_tokens_are_checked_when_a_public_key_is_configured() {
     ];
     for (key, jwt, why) in bad {
         match verify_with_key(&key, &jwt).await {
-            Verification::Malformed { reason } => assert!(reason.contains(why), "{why}: {reason}"),
+            Err(LicenseError::Malformed { reason }) => {
+                assert!(reason.contains(why), "{why}: {reason}")
+            }
             other => panic!("{why}: {other:?}"),
         }
     }
     // Without a key the same unsigned token is accepted as is.
     let server = TestServer::always(token_reply(&unsigned_jwt(&claims))).await;
-    assert!(matches!(
-        verifier(&server, license_settings()).verify().await,
-        Verification::Valid { .. }
-    ));
+    assert!(verifier(&server, license_settings()).verify().await.is_ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -1609,7 +1615,7 @@ async fn https_with_an_extra_ca_root() {
     assert_eq!(server.count(), 0);
 
     let trusting = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(include_bytes!("fixtures/ca.pem").to_vec()),
+        ca_cert_pem: Some(include_bytes!("fixtures/ca.pem").to_vec().into()),
         ..settings()
     })
     .unwrap();

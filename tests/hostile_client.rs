@@ -15,8 +15,8 @@
 #[path = "support/jwt.rs"]
 mod jwt;
 use beacon_meter::client::{
-    ApiKeyError, ApiKeyVerifier, ClientSettings, HttpClient, LicenseSettings, LicenseVerifier,
-    SubmitOutcome, Verification,
+    ApiKeyError, ApiKeyVerifier, ClientSettings, HttpClient, LicenseError, LicenseSettings,
+    LicenseVerifier, SubmitOutcome,
 };
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, Dialect, ReportBody};
@@ -689,14 +689,11 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
                         }
                     }
                     let license_ok = match (&l, status) {
-                        (
-                            Verification::Valid { .. } | Verification::Malformed { .. },
-                            200..=299,
-                        ) => true,
-                        (Verification::Rejected { status: got, .. }, 400..=499) => {
+                        (Ok(_) | Err(LicenseError::Malformed { .. }), 200..=299) => true,
+                        (Err(LicenseError::Rejected { status: got, .. }), 400..=499) => {
                             *got == status && status != 408 && status != 429
                         }
-                        (Verification::Unreachable { .. }, s) => {
+                        (Err(LicenseError::Unreachable { .. }), s) => {
                             (300..400).contains(&s) || s >= 500 || s == 408 || s == 429
                         }
                         _ => false,
@@ -979,7 +976,9 @@ fn every_token_is_judged_and_only_usable_ones_are_kept() {
                 framing: Framing::Length,
             });
             let settings = LicenseSettings {
-                public_key_pem: case.key_configured.then(|| trusted.public_pem.clone()),
+                public_key_pem: case
+                    .key_configured
+                    .then(|| trusted.public_pem.clone().into()),
                 ..LicenseSettings::default()
             };
             let v = LicenseVerifier::new(
@@ -994,14 +993,14 @@ fn every_token_is_judged_and_only_usable_ones_are_kept() {
                 leak_free(&format!("{outcome:?}"), LICENSE)?;
                 leak_free(&format!("{v:?}"), LICENSE)?;
                 match (&outcome, case.valid()) {
-                    (Verification::Valid { expires_at, .. }, true) => {
-                        prop_assert!(*expires_at > Utc::now(), "{:?}", outcome);
+                    (Ok(valid), true) => {
+                        prop_assert!(valid.expires_at() > Utc::now(), "{:?}", outcome);
                         let kept = v.cached().expect("a valid token is kept");
                         leak_free(&format!("{kept:?}"), LICENSE)?;
                         prop_assert_eq!(kept.jwt().expose(), token.trim());
                         prop_assert!(kept.refresh_at() <= kept.expires_at());
                     }
-                    (Verification::Malformed { reason }, false) => {
+                    (Err(LicenseError::Malformed { reason }), false) => {
                         prop_assert!(!reason.is_empty());
                         prop_assert!(
                             token.trim().len() < 8 || !reason.contains(token.trim()),

@@ -11,7 +11,7 @@
 //! * (c) `Display` and `Debug` of every error and outcome type that can be
 //!   provoked: `ConfigError`, `ClientError`, `LicenseError`, `ApiKeyError`,
 //!   `SpoolError`, `ReporterError`, `SinkError`, `SubmitOutcome`,
-//!   `Verification`, and the reporter's stats;
+//!   and the reporter's stats;
 //! * (d) the stdout and stderr, at `-vvv`, of the real binary: `check`,
 //!   `preview`, `spool list/show/export`, `sink --license --api-key` and
 //!   `demo --endpoint`.
@@ -616,7 +616,8 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     let e = HttpClient::new(ClientSettings {
         ca_cert_pem: Some(
             format!("-----BEGIN CERTIFICATE-----\n{LICENSE}\n-----END CERTIFICATE-----\n")
-                .into_bytes(),
+                .into_bytes()
+                .into(),
         ),
         ..ClientSettings::default()
     })
@@ -641,7 +642,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
         &reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
         Secret::new(LICENSE),
         LicenseSettings {
-            public_key_pem: Some(LICENSE.as_bytes().to_vec()),
+            public_key_pem: Some(LICENSE.as_bytes().to_vec().into()),
             ..LicenseSettings::default()
         },
     )
@@ -661,7 +662,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
         .unwrap_err();
     push(format!("{e:?}"), e.to_string());
 
-    // SubmitOutcome, LicenseError / Verification, ApiKeyError: against a sink
+    // SubmitOutcome, LicenseError, ApiKeyError: against a sink
     // forcing statuses, a refusing sink, a closed port, and echoing servers.
     let sink = Sink::start(accepting_sink()).await.unwrap();
     let refusing = Sink::start(SinkConfig::ephemeral()).await.unwrap();

@@ -5,11 +5,9 @@ use super::flight::SingleFlight;
 use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
 use super::status::Class;
 use crate::secret::Secret;
-use crate::urls;
 use crate::wire::AuthResponse;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
-use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 /// The organization an API key belongs to.
@@ -98,30 +96,19 @@ impl ApiKeyError {
 /// Verifies an API key once per process: the first success is kept for
 /// the life of the verifier (and its clones). Concurrent callers share one
 /// request and its outcome; a failure is not kept, so a later call tries
-/// again. Construction opens no connection.
-#[derive(Clone)]
+/// again. Construction opens no connection. `Debug` shows the key redacted.
+#[derive(Clone, Debug)]
 pub struct ApiKeyVerifier {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     http: HttpClient,
     url: Url,
     key: Secret,
     verified: OnceLock<OrgInfo>,
     flight: SingleFlight<Result<OrgInfo, ApiKeyError>>,
-}
-
-impl fmt::Debug for ApiKeyVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (url, inner) = (urls::display(&self.inner.url), &self.inner);
-        let verified = inner.verified.get();
-        write!(
-            f,
-            "ApiKeyVerifier {{ url: {url:?}, key: {:?}, verified: {verified:?} }}",
-            inner.key
-        )
-    }
 }
 
 impl ApiKeyVerifier {

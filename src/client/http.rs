@@ -2,11 +2,10 @@
 //! and capped body reads.
 
 use super::status::Class;
-use crate::secret::Secret;
+use crate::secret::{Pem, Secret};
 use crate::text::error_chain;
 use crate::urls;
 use reqwest::{RequestBuilder, Response, Url, redirect};
-use std::fmt;
 use std::time::Duration;
 
 /// Longest server answer quoted in a message or reason.
@@ -15,7 +14,7 @@ pub(crate) const MESSAGE_CHARS: usize = 300;
 const MAX_REDIRECTS: usize = 3;
 
 /// How the [`HttpClient`] talks to the network.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     /// Total time for one request, from connecting to the last body byte.
     /// Default 30 s.
@@ -25,7 +24,7 @@ pub struct ClientSettings {
     /// Extra trusted root certificates, a PEM bundle of one or more
     /// `CERTIFICATE` blocks, trusted in addition to the built-in roots
     /// (e.g. a corporate TLS-inspecting proxy's CA). Default none.
-    pub ca_cert_pem: Option<Vec<u8>>,
+    pub ca_cert_pem: Option<Pem>,
     /// Most bytes read from any response body; the rest is never read.
     /// Default 64 KiB.
     pub max_body: usize,
@@ -39,23 +38,6 @@ impl Default for ClientSettings {
             ca_cert_pem: None,
             max_body: 64 * 1024,
         }
-    }
-}
-
-impl fmt::Debug for ClientSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field(
-                "ca_cert_pem",
-                &self
-                    .ca_cert_pem
-                    .as_ref()
-                    .map(|p| format!("{} bytes", p.len())),
-            )
-            .field("max_body", &self.max_body)
-            .finish()
     }
 }
 
@@ -115,20 +97,14 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client: rustls with the built-in roots plus
-    /// `settings.ca_cert_pem`, the connect and total timeouts, proxies from
-    /// the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`
-    /// and their lower-case forms, read now), and a redirect policy that
-    /// follows at most 3 redirects, all within the origin of the first URL.
-    ///
-    /// No connection is opened here.
+    /// Builds the client described in the [module docs](super): proxies
+    /// (and their lower-case variable names) are read now; no connection is
+    /// opened.
     pub fn new(settings: ClientSettings) -> Result<HttpClient, ClientError> {
         let policy = redirect::Policy::custom(|attempt| {
             let previous = attempt.previous();
             if previous.len() > MAX_REDIRECTS {
-                return attempt.error(RedirectRefused(format!(
-                    "more than {MAX_REDIRECTS} redirects"
-                )));
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
             }
             let Some(first) = previous.first() else {
                 return attempt.follow();
@@ -141,7 +117,7 @@ impl HttpClient {
                     from.ascii_serialization(),
                     to.ascii_serialization()
                 );
-                return attempt.error(RedirectRefused(message));
+                return attempt.error(message);
             }
             attempt.follow()
         });
@@ -184,11 +160,6 @@ impl HttpClient {
             client,
             max_body: settings.max_body,
         })
-    }
-
-    /// The most bytes read from any response body.
-    pub fn max_body(&self) -> usize {
-        self.max_body
     }
 
     /// A POST to `url`, after checking once more that the URL is secure.
@@ -262,34 +233,24 @@ impl HttpClient {
         mut response: Response,
     ) -> Result<Capped, SendError> {
         let max = self.max_body;
-        let mut bytes = Vec::with_capacity(
-            response
-                .content_length()
-                .map_or(0, |n| n.min(max as u64) as usize)
-                .min(8 * 1024),
-        );
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = max - bytes.len();
-                    if chunk.len() > room {
-                        bytes.extend_from_slice(&chunk[..room]);
-                        return Ok(Capped {
-                            bytes,
-                            truncated: true,
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => {
-                    return Ok(Capped {
-                        bytes,
-                        truncated: false,
-                    });
-                }
-                Err(e) => return Err(SendError::from_reqwest(url, e)),
+        let expected = response.content_length().unwrap_or(0);
+        let mut bytes = Vec::with_capacity(expected.min(max.min(8 * 1024) as u64) as usize);
+        let read_error = |e| SendError::from_reqwest(url, e);
+        while let Some(chunk) = response.chunk().await.map_err(read_error)? {
+            let room = max - bytes.len();
+            if chunk.len() > room {
+                bytes.extend_from_slice(&chunk[..room]);
+                return Ok(Capped {
+                    bytes,
+                    truncated: true,
+                });
             }
+            bytes.extend_from_slice(&chunk);
         }
+        Ok(Capped {
+            bytes,
+            truncated: false,
+        })
     }
 }
 
@@ -310,18 +271,6 @@ pub(crate) enum Refusal {
     Malformed(String),
 }
 
-/// The error a refused redirect carries inside reqwest's error.
-#[derive(Debug)]
-struct RedirectRefused(String);
-
-impl fmt::Display for RedirectRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RedirectRefused {}
-
 /// A request that got no (complete) answer.
 #[derive(Debug, Clone)]
 pub(crate) struct SendError {
@@ -334,25 +283,22 @@ pub(crate) struct SendError {
 
 impl SendError {
     fn from_reqwest(url: &Url, e: reqwest::Error) -> SendError {
-        let connect = e.is_connect();
-        let timeout = e.is_timeout();
-        let redirect = e.is_redirect();
-        let builder = e.is_builder();
-        let what = if redirect {
-            "redirect refused"
-        } else if builder {
-            "request could not be built"
-        } else if connect && timeout {
-            "connecting timed out"
-        } else if connect {
-            "could not connect"
-        } else if timeout {
-            "timed out after connecting (the request may have arrived)"
-        } else {
-            "the connection failed during the request (it may have arrived)"
+        let (what, in_doubt) = match (e.is_redirect(), e.is_builder(), e.is_connect()) {
+            (true, _, _) => ("redirect refused", false),
+            (_, true, _) => ("request could not be built", false),
+            (_, _, true) if e.is_timeout() => ("connecting timed out", false),
+            (_, _, true) => ("could not connect", false),
+            _ if e.is_timeout() => (
+                "timed out after connecting (the request may have arrived)",
+                true,
+            ),
+            _ => (
+                "the connection failed during the request (it may have arrived)",
+                true,
+            ),
         };
         SendError {
-            in_doubt: !(connect || redirect || builder),
+            in_doubt,
             reason: format!(
                 "POST {}: {what}: {}",
                 urls::display(url),
@@ -491,27 +437,20 @@ pub(crate) fn answer_text(body: &Capped, secret: &Secret, limit: usize) -> Strin
         json_message(&raw).unwrap_or_else(|| raw.into_owned())
     };
     let scrubbed = scrub(&text, secret, body.truncated);
-    let mut line = String::with_capacity(scrubbed.len().min(limit + 4));
-    let mut count = 0;
-    let mut last_space = true;
+    // Whitespace and control characters as one space, none leading.
+    let mut collapsed = String::with_capacity(scrubbed.len());
     for c in scrubbed.chars() {
         let c = if c.is_control() || c.is_whitespace() {
             ' '
         } else {
             c
         };
-        if c == ' ' && last_space {
-            continue;
+        if c != ' ' || !(collapsed.is_empty() || collapsed.ends_with(' ')) {
+            collapsed.push(c);
         }
-        last_space = c == ' ';
-        if count == limit {
-            line.push('…');
-            return line.trim_end().to_owned();
-        }
-        line.push(c);
-        count += 1;
     }
-    let line = line.trim_end();
+    let cut = crate::wire::text::cut_chars(&collapsed, limit);
+    let line = cut.trim_end();
     if line.is_empty() {
         "(empty answer)".to_owned()
     } else if body.truncated && !line.ends_with('…') {

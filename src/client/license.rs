@@ -5,7 +5,7 @@ use super::flight::SingleFlight;
 use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
 use super::retry::{Backoff, RetryNow, RetryPolicy};
 use crate::jwt::{self, PublicKey};
-use crate::secret::Secret;
+use crate::secret::{Pem, Secret};
 use crate::urls;
 use crate::wire::{VerifyRequest, VerifyResponse};
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use std::time::Duration;
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// How license tokens are kept and refreshed.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LicenseSettings {
     /// Subtracted from the token's `exp` before it is trusted, for clocks
     /// that disagree. Default 30 s.
@@ -37,9 +37,9 @@ pub struct LicenseSettings {
     /// A PEM public key (`PUBLIC KEY`: RSA or EC P-256; or `RSA PUBLIC
     /// KEY`). When set, a token must carry a valid RS256 / ES256 signature
     /// by this key; an unsigned (`alg: none`) or altered token is
-    /// [`Verification::Malformed`]. When unset, the token is trusted as the
+    /// [`LicenseError::Malformed`]. When unset, the token is trusted as the
     /// answer of the Beacon over TLS and only decoded. Default none.
-    pub public_key_pem: Option<Vec<u8>>,
+    pub public_key_pem: Option<Pem>,
 }
 
 impl Default for LicenseSettings {
@@ -51,18 +51,6 @@ impl Default for LicenseSettings {
             retry: RetryPolicy::default(),
             public_key_pem: None,
         }
-    }
-}
-
-impl fmt::Debug for LicenseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LicenseSettings")
-            .field("clock_skew", &self.clock_skew)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("refresh_fraction", &self.refresh_fraction)
-            .field("retry", &self.retry)
-            .field("public_key_pem", &self.public_key_pem.is_some())
-            .finish()
     }
 }
 
@@ -100,47 +88,13 @@ impl LicenseToken {
     }
 }
 
-/// The result of one verification request. Every text is free of the
-/// license key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verification {
-    /// The Beacon returned a usable token.
-    Valid {
-        /// See [`LicenseToken::expires_at`].
-        expires_at: DateTime<Utc>,
-        /// The token's claims.
-        claims: serde_json::Value,
-    },
+/// Why [`LicenseVerifier::token`] or [`LicenseVerifier::verify`] has no
+/// token to give. Every text is free of the license key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
     /// The Beacon refused the license: `401`, `403`, or any other `4xx`
     /// except `408` and `429` (see [`super::status`] for why). The kept
     /// token is dropped.
-    Rejected {
-        /// The HTTP status.
-        status: u16,
-        /// The Beacon's answer, one line, scrubbed.
-        message: String,
-    },
-    /// No verdict: network error, timeout, refused redirect, `408`, `429`,
-    /// `3xx` or `5xx` (a server in trouble says nothing about the license).
-    /// The last valid token keeps being served until it expires.
-    Unreachable {
-        /// What went wrong.
-        reason: String,
-    },
-    /// The Beacon answered `2xx` with something unusable: not JSON, no
-    /// `token` string, not a JWT, bad `exp`, already expired, a bad
-    /// signature, or a body over the size cap. The last valid token keeps
-    /// being served until it expires.
-    Malformed {
-        /// What was wrong (never the token itself).
-        reason: String,
-    },
-}
-
-/// Why [`LicenseVerifier::token`] has no token to give.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LicenseError {
-    /// See [`Verification::Rejected`].
     #[error(
         "the Beacon rejected the license key (HTTP {status}): {message}; check the license key \
          (LANGGRAPH_CLOUD_LICENSE_KEY)"
@@ -151,13 +105,18 @@ pub enum LicenseError {
         /// The Beacon's answer, scrubbed.
         message: String,
     },
-    /// See [`Verification::Unreachable`].
+    /// No verdict: network error, timeout, refused redirect, `408`, `429`,
+    /// `3xx` or `5xx` (a server in trouble says nothing about the license).
+    /// The last valid token keeps being served until it expires.
     #[error("the license could not be verified, the Beacon is unreachable: {reason}")]
     Unreachable {
         /// What went wrong.
         reason: String,
     },
-    /// See [`Verification::Malformed`].
+    /// The Beacon answered `2xx` with something unusable: not JSON, no
+    /// `token` string, not a JWT, bad `exp`, already expired, a bad
+    /// signature, or a body over the size cap. The last valid token keeps
+    /// being served until it expires.
     #[error("the Beacon's license verification answer is unusable: {reason}")]
     Malformed {
         /// What was wrong.
@@ -175,27 +134,6 @@ impl LicenseError {
             Refusal::Status { code, message, .. } => LicenseError::Rejected {
                 status: code,
                 message,
-            },
-        }
-    }
-}
-
-impl From<&Result<LicenseToken, LicenseError>> for Verification {
-    fn from(result: &Result<LicenseToken, LicenseError>) -> Self {
-        match result {
-            Ok(t) => Verification::Valid {
-                expires_at: t.expires_at,
-                claims: t.claims.clone(),
-            },
-            Err(LicenseError::Rejected { status, message }) => Verification::Rejected {
-                status: *status,
-                message: message.clone(),
-            },
-            Err(LicenseError::Unreachable { reason }) => Verification::Unreachable {
-                reason: reason.clone(),
-            },
-            Err(LicenseError::Malformed { reason }) => Verification::Malformed {
-                reason: reason.clone(),
             },
         }
     }
@@ -289,8 +227,8 @@ impl LicenseVerifier {
     /// Verifies now, even if a valid token is kept, and keeps the new
     /// token. A caller that arrives while a verification is in flight gets
     /// that one's outcome instead of starting another.
-    pub async fn verify(&self) -> Verification {
-        Verification::from(&self.inner.verify_shared(false).await)
+    pub async fn verify(&self) -> Result<LicenseToken, LicenseError> {
+        self.inner.verify_shared(false).await
     }
 
     /// Starts a tokio task that keeps the token fresh: it verifies at once

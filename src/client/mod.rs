@@ -34,9 +34,7 @@ mod submit;
 
 pub use apikey::{ApiKeyError, ApiKeyVerifier, OrgInfo};
 pub use http::{ClientError, ClientSettings, HttpClient};
-pub use license::{
-    LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, RefreshGuard, Verification,
-};
+pub use license::{LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, RefreshGuard};
 pub use retry::RetryPolicy;
 pub(crate) use retry::{Backoff, RetryNow};
 pub use submit::SubmitOutcome;

@@ -5,7 +5,7 @@
 
 use super::{CredentialCheck, CredentialKind, CredentialOutcome, Progress, from_now};
 use crate::client::{
-    ApiKeyError, ApiKeyVerifier, HttpClient, LicenseSettings, LicenseVerifier, Verification,
+    ApiKeyError, ApiKeyVerifier, HttpClient, LicenseError, LicenseSettings, LicenseVerifier,
 };
 use crate::config::{API_KEY_VARS, Config, ENV_BEACON_URL, ENV_LICENSE_KEY, Endpoint};
 use crate::secret::Secret;
@@ -59,7 +59,8 @@ async fn verify_license(
             Err(e) => return invalid(check, &e),
         };
     (check.outcome, check.detail) = match verifier.verify().await {
-        Verification::Valid { expires_at, .. } => {
+        Ok(token) => {
+            let expires_at = token.expires_at();
             check.expires_at = Some(expires_at);
             let when = crate::wire::format_timestamp(&expires_at);
             let detail = format!(
@@ -68,18 +69,18 @@ async fn verify_license(
             );
             (CredentialOutcome::Valid, detail)
         }
-        Verification::Rejected { status, message } => (
+        Err(LicenseError::Rejected { status, message }) => (
             CredentialOutcome::Rejected,
             format!(
                 "the Beacon rejected the license key (HTTP {status}): {message}; check \
                  {ENV_LICENSE_KEY} (and {ENV_BEACON_URL})"
             ),
         ),
-        Verification::Unreachable { reason } => (
+        Err(LicenseError::Unreachable { reason }) => (
             CredentialOutcome::Unreachable,
             format!("the license could not be verified: {reason}"),
         ),
-        Verification::Malformed { reason } => (
+        Err(LicenseError::Malformed { reason }) => (
             CredentialOutcome::Unexpected,
             format!(
                 "{} does not answer like a Beacon: {reason}; check {ENV_BEACON_URL}",

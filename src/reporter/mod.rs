@@ -14,10 +14,9 @@
 //! * **Idempotency.** Each window's id, fixed when it opens, travels as the
 //!   `Idempotency-Key` header on every attempt, so a server drops a
 //!   duplicate (e.g. after a timeout where it had in fact accepted).
-//! * **Retries.** Network errors, timeouts, `408`, `429` and `5xx` back off
-//!   exponentially with full jitter (1 s up to 5 min), honouring
-//!   `Retry-After`. `401`/`403` keep the windows and back off long (15 min)
-//!   with a loud error. Any other `4xx` moves that window to `rejected/`.
+//! * **Retries.** Each answer is sorted by the client's status table and
+//!   waited on by its [`RetryPolicy`]; a window the server refuses (another
+//!   `4xx`) moves to `rejected/`, a refused credential keeps every window.
 //! * **Destinations.** A license key reports to the Beacon, an API key to
 //!   the auth endpoint; with both, each destination has its own queue and
 //!   sender, and one failing never holds up the other.
@@ -83,8 +82,9 @@ mod stats;
 pub use crate::client::RetryPolicy;
 pub use stats::{DestinationStats, ReporterStats};
 
-use crate::client::Verification;
-use crate::client::{ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings};
+use crate::client::{
+    ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings, LicenseError,
+};
 use crate::client::{HttpClient, LicenseSettings, LicenseVerifier, RefreshGuard, RetryNow};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Endpoint};
@@ -469,47 +469,42 @@ async fn open_spool(options: &ReporterOptions) -> Result<(Arc<Spool>, usize), Re
 /// if there is none.
 pub(crate) fn routes(config: &Config) -> Vec<Route> {
     let online = config.credentials();
-    if !online.is_empty() {
-        return online
-            .into_iter()
-            .map(|e| Route {
-                dest: e.destination(),
-                send: Some(e),
-            })
-            .collect();
-    }
-    let mut offline: Vec<Destination> = config
-        .every_endpoint()
-        .iter()
-        .map(Endpoint::destination)
-        .collect();
-    if offline.is_empty() {
-        offline.push(Destination::Beacon);
-    }
-    offline
+    let send = !online.is_empty();
+    let endpoints = if send {
+        online
+    } else {
+        config.every_endpoint()
+    };
+    let mut routes: Vec<Route> = endpoints
         .into_iter()
-        .map(|dest| Route { dest, send: None })
-        .collect()
+        .map(|e| Route {
+            dest: e.destination(),
+            send: send.then_some(e),
+        })
+        .collect();
+    if routes.is_empty() {
+        routes.push(Route {
+            dest: Destination::Beacon,
+            send: None,
+        });
+    }
+    routes
 }
 
 async fn verify_license(v: LicenseVerifier, shared: Arc<ReporterState>) {
-    let outcome = v.verify().await;
-    let text = match &outcome {
-        Verification::Valid { expires_at, .. } => {
+    let text = match v.verify().await {
+        Ok(token) => {
+            let expires_at = token.expires_at();
             tracing::info!(%expires_at, "license verified");
             format!("valid until {expires_at}")
         }
-        Verification::Rejected { status, message } => {
-            tracing::error!(status, %message, "the Beacon REFUSED the license key: usage is still spooled; fix LANGGRAPH_CLOUD_LICENSE_KEY and restart");
-            format!("rejected ({status}): {message}")
+        Err(e @ LicenseError::Rejected { .. }) => {
+            tracing::error!(error = %e, "the Beacon REFUSED the license key: usage is still spooled; fix LANGGRAPH_CLOUD_LICENSE_KEY and restart");
+            e.to_string()
         }
-        Verification::Unreachable { reason } => {
-            tracing::warn!(%reason, "license verification could not reach the Beacon; will retry");
-            format!("unreachable: {reason}")
-        }
-        Verification::Malformed { reason } => {
-            tracing::warn!(%reason, "license verification answer was malformed");
-            format!("malformed answer: {reason}")
+        Err(e) => {
+            tracing::warn!(error = %e, "license verification failed; the refresh task retries");
+            e.to_string()
         }
     };
     shared.stats.lock().license = Some(text);

@@ -3,10 +3,10 @@
 use super::pacing::{self, Pacer};
 use super::{Phase, ReporterState, RetryPolicy, Route};
 use crate::client::{Backoff, ClientError, HttpClient, SubmitOutcome};
+use crate::config::Endpoint;
 use crate::spool::{Destination, SpooledWindow};
-use crate::wire::{Credential, Dialect, encode_report_in};
+use crate::wire::encode_report_in;
 use chrono::Utc;
-use reqwest::Url;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,11 +22,8 @@ const SPOOL_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Sender {
     shared: Arc<ReporterState>,
     dest: Destination,
-    url: Url,
-    dialect: Dialect,
-    credential: Credential,
-    /// What to do when [`SubmitOutcome::NoReportPath`] comes back.
-    no_path_hint: String,
+    /// Where, in which dialect and with which credential.
+    to: Endpoint,
     http: HttpClient,
     backoff: Backoff,
     /// A window the server accepted but that could not be removed from the
@@ -61,12 +58,9 @@ impl Sender {
             phase: shared.phase.subscribe(),
             windows: shared.new_window.subscribe(),
             backoff: Backoff::new(retry, &shared.retry_now),
-            no_path_hint: target.no_report_path_hint(),
             shared,
             dest: route.dest,
-            url: target.submit_url,
-            dialect: target.dialect,
-            credential: target.credential,
+            to: target,
             http,
             undeleted: None,
             pacer: Pacer::new(),
@@ -108,9 +102,9 @@ impl Sender {
             }
             self.backoff.attempting();
             let submit = self.http.submit(
-                &self.url,
-                self.dialect,
-                &self.credential,
+                &self.to.submit_url,
+                self.to.dialect,
+                &self.to.credential,
                 &next.report,
                 next.id,
             );
@@ -151,29 +145,30 @@ impl Sender {
         outcome: Result<SubmitOutcome, ClientError>,
     ) -> Next {
         let dest = self.dest;
-        let outcome = match outcome {
-            Ok(o) => o,
+        if let Ok(o) = &outcome
+            && !matches!(
+                o,
+                SubmitOutcome::Accepted { .. } | SubmitOutcome::PayloadRejected { .. }
+            )
+        {
+            w.attempts = w.attempts.saturating_add(1);
+        }
+        let (wait, reason, credential) = match outcome {
+            Ok(SubmitOutcome::Accepted { status }) => return self.delivered(w, status).await,
+            Ok(SubmitOutcome::PayloadRejected { status, answer }) => {
+                return self.rejected(w.id, status, answer).await;
+            }
             Err(e) => {
                 // The URL was validated at start; this means a setup error
                 // that retrying quickly will not fix.
                 tracing::error!(destination = %dest, error = %e, "cannot send to this destination");
-                self.record_failure(w, e.to_string(), false).await;
-                return Next::Wait(self.backoff.hold());
+                (self.backoff.hold(), e.to_string(), false)
             }
-        };
-        if !matches!(
-            outcome,
-            SubmitOutcome::Accepted { .. } | SubmitOutcome::PayloadRejected { .. }
-        ) {
-            w.attempts = w.attempts.saturating_add(1);
-        }
-        match outcome {
-            SubmitOutcome::Accepted { status } => self.delivered(w, status).await,
-            SubmitOutcome::Retry {
+            Ok(SubmitOutcome::Retry {
                 reason,
                 retry_after,
                 in_doubt,
-            } => {
+            }) => {
                 let wait = self.backoff.retry(retry_after);
                 let failures = self.backoff.failures();
                 // A lone failure is routine (the retry fixes it); several in
@@ -184,10 +179,9 @@ impl Sender {
                     tracing::info!(destination = %dest, id = %w.id, attempt = w.attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
                 }
                 w.in_doubt |= in_doubt;
-                self.record_failure(w, reason, false).await;
-                Next::Wait(wait)
+                (wait, reason, false)
             }
-            SubmitOutcome::CredentialRejected { status, message } => {
+            Ok(SubmitOutcome::CredentialRejected { status, message }) => {
                 let wait = self.backoff.hold();
                 tracing::error!(
                     destination = %dest,
@@ -199,36 +193,33 @@ impl Sender {
                      LANGSMITH_CONTROL_PLANE_API_KEY / LANGSMITH_API_KEY / LANGCHAIN_API_KEY) and restart"
                 );
                 let reason = format!("credential refused (HTTP {status}): {message}");
-                self.record_failure(w, reason, true).await;
-                Next::Wait(wait)
+                (wait, reason, true)
             }
-            SubmitOutcome::NoReportPath {
+            Ok(SubmitOutcome::NoReportPath {
                 status,
                 url,
                 message,
-            } => {
+            }) => {
                 // Not the window's fault: the URL is wrong for every window,
                 // so they all stay, on hold like a refused credential.
-                let (wait, hint) = (self.backoff.hold(), &self.no_path_hint);
+                let (wait, hint) = (self.backoff.hold(), self.to.no_report_path_hint());
                 tracing::error!(
-                    destination = %dest, status, %url, dialect = %self.dialect, %message, retry_in = ?wait,
+                    destination = %dest, status, %url, dialect = %self.to.dialect, %message, retry_in = ?wait,
                     "NOTHING TAKES REPORTS AT {url} (HTTP {status}): usage stays spooled and \
                      nothing is lost; {hint}"
                 );
                 let reason = format!("no report path at {url} (HTTP {status}): {message}; {hint}");
-                self.record_failure(w, reason, false).await;
-                Next::Wait(wait)
+                (wait, reason, false)
             }
-            SubmitOutcome::PayloadRejected { status, answer } => {
-                self.rejected(w.id, status, answer).await
-            }
-        }
+        };
+        self.record_failure(w, reason, credential).await;
+        Next::Wait(wait)
     }
 
     /// A `2xx`: the window leaves the spool and the stats count it.
     async fn delivered(&mut self, w: SpooledWindow, status: u16) -> Next {
         let (dest, id) = (self.dest, w.id);
-        let bytes = encode_report_in(self.dialect, &self.credential, &w.report).len() as u64;
+        let bytes = encode_report_in(self.to.dialect, &self.to.credential, &w.report).len() as u64;
         self.backoff.reset();
         let removed = self.shared.spool(move |s| s.remove(dest, id)).await;
         {

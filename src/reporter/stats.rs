@@ -105,14 +105,6 @@ impl ReporterStats {
         out
     }
 
-    /// When any destination last delivered.
-    pub fn last_success(&self) -> Option<DateTime<Utc>> {
-        self.destinations
-            .iter()
-            .filter_map(|d| d.last_success)
-            .max()
-    }
-
     /// The most recent error of any destination.
     pub fn last_error(&self) -> Option<&str> {
         self.destinations
