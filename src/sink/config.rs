@@ -187,7 +187,7 @@ pub struct TlsFiles {
 ///    timeout-after-accept case that idempotency keys exist for. A
 ///    duplicate is never dropped this way, so a retry gets its `204`.
 ///
-/// The random draws come from a xorshift generator seeded with
+/// The random draws come from a `fastrand` generator seeded with
 /// [`seed`](Faults::seed): one sink fed the same requests in the same order
 /// makes the same decisions. A rate of 0 or 1 draws nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,80 +277,9 @@ impl Faults {
     }
 }
 
-/// A tiny deterministic generator (xorshift64, seeded through splitmix64).
-/// Not for anything but fault injection.
-#[derive(Debug, Clone)]
-pub(crate) struct XorShift(u64);
-
-impl XorShift {
-    pub(crate) fn new(seed: u64) -> Self {
-        // splitmix64 spreads small seeds over all bits; xorshift needs a
-        // non-zero state.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `rate`; draws nothing when the answer is
-    /// certain.
-    pub(crate) fn chance(&mut self, rate: f64) -> bool {
-        if rate <= 0.0 || rate.is_nan() {
-            false
-        } else if rate >= 1.0 {
-            true
-        } else {
-            self.next_f64() < rate
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xorshift_is_deterministic_and_roughly_uniform() {
-        let mut a = XorShift::new(7);
-        let mut b = XorShift::new(7);
-        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(XorShift::new(8).next_u64(), xs[0]);
-        // seed 0 must not get stuck at 0
-        let mut z = XorShift::new(0);
-        assert!((0..10).any(|_| z.next_u64() != 0));
-
-        let mut g = XorShift::new(42);
-        let hits = (0..10_000).filter(|_| g.chance(0.3)).count();
-        assert!((2_700..3_300).contains(&hits), "{hits}");
-        assert!((0..1000).all(|_| (0.0..1.0).contains(&g.next_f64())));
-    }
-
-    #[test]
-    fn certain_rates_draw_nothing() {
-        let mut g = XorShift::new(1);
-        let before = g.clone().next_u64();
-        assert!(g.chance(1.0));
-        assert!(!g.chance(0.0));
-        assert!(!g.chance(f64::NAN));
-        assert_eq!(g.next_u64(), before);
-    }
 
     #[test]
     fn config_validation_names_the_field() {

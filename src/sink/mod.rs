@@ -233,7 +233,7 @@ impl SinkHandle {
     pub fn reports(&self) -> Vec<serde_json::Value> {
         let mut all = Vec::new();
         loop {
-            match self.shared.reports(all.len() as u64, MAX_PAGE) {
+            match self.shared.store.records(all.len() as u64, MAX_PAGE) {
                 Ok(page) if page.is_empty() => return all,
                 Ok(page) => all.extend(page),
                 Err(e) => {
@@ -251,7 +251,7 @@ impl SinkHandle {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        self.shared.reports(offset, limit)
+        self.shared.store.records(offset, limit)
     }
 
     /// Replaces the faults (and reseeds their generator with
