@@ -30,11 +30,6 @@ impl Credential {
         }
     }
 
-    /// The JSON field the credential travels in, in the published format.
-    pub fn field(&self) -> &'static str {
-        self.field_in(Dialect::Published)
-    }
-
     /// The JSON field the credential travels in, in `dialect`.
     pub fn field_in(&self, dialect: Dialect) -> &'static str {
         match self {
@@ -290,7 +285,10 @@ mod tests {
             assert_eq!(serde_json::to_vec(&report).unwrap(), bytes);
             assert_eq!(UsageReport::parse(&bytes).unwrap(), report);
             let text = String::from_utf8(bytes).unwrap();
-            assert!(text.starts_with(&format!(r#"{{"{}":"{KEY}","#, credential.field())));
+            assert!(text.starts_with(&format!(
+                r#"{{"{}":"{KEY}","#,
+                credential.field_in(Dialect::Published)
+            )));
             assert!(text.contains(r#""to_timestamp":"2025-01-06T09:05:00.250Z""#));
             assert!(!format!("{report:?}").contains(KEY));
         }
@@ -310,7 +308,7 @@ mod tests {
                 assert_eq!(obj.len(), 6, "one credential field plus the body: {obj:?}");
                 let mut published = obj.clone();
                 let v = published.remove(credential.field_in(dialect)).unwrap();
-                published.insert(credential.field().to_owned(), v);
+                published.insert(credential.field_in(Dialect::Published).to_owned(), v);
                 let expected: serde_json::Value =
                     serde_json::from_slice(&encode_report(&credential, &body())).unwrap();
                 assert_eq!(serde_json::Value::Object(published), expected);
