@@ -147,32 +147,28 @@ impl Sink {
     /// down or dropped.
     pub async fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
         config.validate()?;
-        let jsonl = match &config.jsonl {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| SinkError::Jsonl {
-                        path: path.clone(),
-                        source,
-                    })?,
-            ),
-            None => None,
-        };
+        let jsonl = config.jsonl.as_ref().map(|path| {
+            let open = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            open.map_err(|source| SinkError::Jsonl {
+                path: path.clone(),
+                source,
+            })
+        });
+        let jsonl = jsonl.transpose()?;
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let store = Store::open(config.db.as_deref(), jsonl)?;
         let key = jwt::new_key().map_err(|_| SinkError::Random)?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| SinkError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SinkError::Bind {
+        let bind = |source| SinkError::Bind {
             addr: config.bind,
             source,
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
         let shared = Arc::new(SinkState::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();

@@ -193,26 +193,20 @@ pub fn fit_report(body: &mut ReportBody, max_bytes: usize) -> Result<usize, Repo
         let note_len = serde_json::to_vec(&note(n - k)).expect("serializes").len();
         base + sizes[..k].iter().sum::<usize>() + note_len + k
     };
-    let mut keep = (0..n).rev().find(|&k| estimate(k) <= budget);
-    let mut logs = logs;
-    loop {
-        match keep {
-            Some(k) => {
-                logs.truncate(k);
-                body.logs = logs.clone();
-                body.logs.push(note(n - k));
-                if len(body) <= budget {
-                    return Ok(n - k);
-                }
-                keep = k.checked_sub(1);
-            }
-            None => {
-                // Not even the note fits: send the report with no logs.
-                body.logs.clear();
-                return Ok(n);
+    // The estimate may be short by a few bytes: check, and keep one fewer
+    // record while the report does not fit.
+    if let Some(start) = (0..n).rev().find(|&k| estimate(k) <= budget) {
+        for k in (0..=start).rev() {
+            body.logs = logs[..k].to_vec();
+            body.logs.push(note(n - k));
+            if len(body) <= budget {
+                return Ok(n - k);
             }
         }
     }
+    // Not even the note fits: send the report with no logs.
+    body.logs.clear();
+    Ok(n)
 }
 
 /// `s` cut to at most `max` bytes at a character boundary, with `…`
