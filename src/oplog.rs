@@ -215,6 +215,9 @@ impl FieldVisitor {
     }
 }
 
+/// Numbers, booleans and strings are kept as such; everything else,
+/// errors included (through `Visit`'s default `record_error`), is written
+/// with its `Debug` (an error's `Debug` there is its `Display`).
 impl tracing::field::Visit for FieldVisitor {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
         self.put(field, Value::String(format!("{value:?}")));
@@ -233,13 +236,6 @@ impl tracing::field::Visit for FieldVisitor {
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         self.put(field, value.into());
-    }
-    fn record_error(
-        &mut self,
-        field: &tracing::field::Field,
-        value: &(dyn std::error::Error + 'static),
-    ) {
-        self.put(field, Value::String(value.to_string()));
     }
 }
 

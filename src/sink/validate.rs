@@ -157,6 +157,9 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
     }
 }
 
+/// A [`Value`] that refuses duplicate keys. Only read by `serde_json`,
+/// whose `deserialize_any` calls the `visit_*` methods below and no others
+/// (`null` is `visit_unit`, never `visit_none`/`visit_some`).
 struct StrictValue(Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
@@ -188,17 +191,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        StrictValue::deserialize(d).map(|v| v.0)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
