@@ -1,7 +1,6 @@
 //! What a sink accepts and which faults it injects. May import `std`,
 //! uuid and `crate::secret`; nothing of HTTP serving or `crate::cli`.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +17,9 @@ pub const DEFAULT_ORG_ID: Uuid = Uuid::from_u128(0x5e1f_0c41_0000_4000_8000_0000
 /// `127.0.0.1:8787` that accepts any online license (`lcl_` prefix), no API
 /// key, and injects no fault.
 ///
-/// `Debug` shows the license keys and API keys only in redacted form.
-#[derive(Clone)]
+/// `Debug` shows the license keys, API keys and admin token only in
+/// redacted form (they are [`Secret`]s).
+#[derive(Clone, Debug)]
 pub struct SinkConfig {
     /// Address to listen on. Default `127.0.0.1:8787`; tests use
     /// `127.0.0.1:0` and read the port from [`super::SinkHandle::addr`].
@@ -30,10 +30,10 @@ pub struct SinkConfig {
     /// License keys accepted by `/v1/beacon/verify` and in reports. `None`
     /// (the default) accepts any key that starts with `lcl_`, the prefix of
     /// an online license.
-    pub licenses: Option<Vec<String>>,
+    pub licenses: Option<Vec<Secret>>,
     /// `X-Api-Key` values accepted by `/auth`, and `api_key` values accepted
     /// in reports. Default: none.
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
     pub org_id: Uuid,
     /// The SQLite database the sink stores accepted reports, idempotency
@@ -126,37 +126,14 @@ impl SinkConfig {
     /// True if `license` is accepted, per [`SinkConfig::licenses`].
     pub(crate) fn accepts_license(&self, license: &str) -> bool {
         match &self.licenses {
-            Some(list) => list.iter().any(|l| l == license),
+            Some(list) => list.iter().any(|l| l.expose() == license),
             None => license.starts_with("lcl_"),
         }
     }
 
     /// True if `key` is one of [`SinkConfig::api_keys`].
     pub(crate) fn accepts_api_key(&self, key: &str) -> bool {
-        self.api_keys.iter().any(|k| k == key)
-    }
-}
-
-impl fmt::Debug for SinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SinkConfig")
-            .field("bind", &self.bind)
-            .field("token_lifetime", &self.token_lifetime)
-            .field(
-                "licenses",
-                &self.licenses.as_deref().map(crate::secret::redacted_list),
-            )
-            .field("api_keys", &crate::secret::redacted_list(&self.api_keys))
-            .field("org_id", &self.org_id)
-            .field("db", &self.db)
-            .field("jsonl", &self.jsonl)
-            .field("admin_token", &self.admin_token)
-            .field("tls", &self.tls)
-            .field("faults", &self.faults)
-            .field("max_body", &self.max_body)
-            .field("request_timeout", &self.request_timeout)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish()
+        self.api_keys.iter().any(|k| k.expose() == key)
     }
 }
 
@@ -311,8 +288,8 @@ mod tests {
     #[test]
     fn debug_redacts_credentials() {
         let c = SinkConfig {
-            licenses: Some(vec!["lcl_0123456789abcdef9f2a".into()]),
-            api_keys: vec!["lsv2_pt_0123456789abcdef_77".into()],
+            licenses: Some(vec![Secret::new("lcl_0123456789abcdef9f2a")]),
+            api_keys: vec![Secret::new("lsv2_pt_0123456789abcdef_77")],
             ..SinkConfig::ephemeral()
         };
         let shown = format!("{c:?}");
@@ -326,7 +303,7 @@ mod tests {
         assert!(any.accepts_license("lcl_x"));
         assert!(!any.accepts_license("offline-x"));
         let listed = SinkConfig {
-            licenses: Some(vec!["lcl_a".into(), "custom".into()]),
+            licenses: Some(vec![Secret::new("lcl_a"), Secret::new("custom")]),
             ..SinkConfig::ephemeral()
         };
         assert!(listed.accepts_license("custom"));

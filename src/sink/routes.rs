@@ -324,8 +324,7 @@ fn without_known_keys(shared: &SinkState, reason: String) -> String {
         .iter()
         .flatten()
         .chain(&config.api_keys)
-        .filter(|k| !k.is_empty())
-        .fold(reason, |r, k| Secret::new(k.as_str()).scrub(&r))
+        .fold(reason, |r, k| k.scrub(&r))
 }
 
 /// Everything that can refuse a report before it is stored.
