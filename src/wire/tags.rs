@@ -197,13 +197,20 @@ pub enum TagError {
     },
 }
 
-/// A dynamic tag's value source.
-type DynamicFn = Arc<dyn Fn() -> String + Send + Sync>;
+/// A dynamic tag's value source; `Debug` shows only that it is a closure.
+#[derive(Clone)]
+struct DynamicFn(Arc<dyn Fn() -> String + Send + Sync>);
+
+impl fmt::Debug for DynamicFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<closure>")
+    }
+}
 
 /// The tags of a platform. See the [module docs](self).
 ///
 /// Cheap to clone (dynamic closures are shared), `Send + Sync`.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Tags {
     platform: BTreeMap<&'static str, String>,
     flags: UserAppFlags,
@@ -322,7 +329,7 @@ impl Tags {
     ) -> Result<Tags, TagError> {
         let name = name.into();
         self.check_new_name(&name, false)?;
-        self.dynamic.push((name, Arc::new(f)));
+        self.dynamic.push((name, DynamicFn(Arc::new(f))));
         Ok(self)
     }
 
@@ -379,7 +386,7 @@ impl Tags {
         tags.extend(self.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut errors = Vec::new();
         for (name, f) in &self.dynamic {
-            match catch_unwind(AssertUnwindSafe(|| f())) {
+            match catch_unwind(AssertUnwindSafe(|| (f.0)())) {
                 Ok(v) => {
                     tags.insert(name.clone(), cut_bytes(v));
                 }
@@ -397,20 +404,6 @@ impl Tags {
             }
         }
         EvaluatedTags { tags, errors }
-    }
-}
-
-impl fmt::Debug for Tags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tags")
-            .field("platform", &self.platform)
-            .field("flags", &self.flags)
-            .field("custom", &self.custom)
-            .field(
-                "dynamic",
-                &self.dynamic.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish()
     }
 }
 
