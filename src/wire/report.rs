@@ -170,14 +170,11 @@ impl<'de> serde::de::Visitor<'de> for UsageReportVisitor {
     }
 }
 
+/// A report as it travels: the credential's one field, then the body's.
 #[derive(Serialize)]
 struct WireOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license_key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key: Option<&'a str>,
+    #[serde(flatten)]
+    credential: BTreeMap<&'static str, &'a str>,
     #[serde(flatten)]
     body: &'a ReportBody,
 }
@@ -185,19 +182,9 @@ struct WireOut<'a> {
 impl<'a> WireOut<'a> {
     /// `body` with the credential in the field `dialect` gives it.
     fn new(dialect: Dialect, credential: &'a Credential, body: &'a ReportBody) -> WireOut<'a> {
-        let mut out = WireOut {
-            license: None,
-            license_key: None,
-            api_key: None,
-            body,
-        };
-        let key = Some(credential.secret().expose());
-        match (credential, dialect) {
-            (Credential::License(_), Dialect::Published) => out.license = key,
-            (Credential::License(_), Dialect::LanggraphApi) => out.license_key = key,
-            (Credential::ApiKey(_), _) => out.api_key = key,
-        }
-        out
+        let field = credential.field_in(dialect);
+        let credential = BTreeMap::from([(field, credential.secret().expose())]);
+        WireOut { credential, body }
     }
 }
 
