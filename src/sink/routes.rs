@@ -20,9 +20,10 @@ use super::state::SinkState;
 use super::store::Stored;
 use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
 
-/// Marks a response that must not be sent: the connection is closed
-/// instead (see `server::handle`).
-#[derive(Debug, Clone, Copy)]
+/// Marks a response that must not be sent; `server::handle` returns it as
+/// the service's error, on which hyper closes the connection unanswered.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("connection dropped by the sink's fault injection")]
 pub(crate) struct DropConnection;
 
 pub(crate) fn router(shared: Arc<SinkState>) -> Router {
