@@ -124,10 +124,7 @@ impl PublicKey {
         signed: &str,
         signature_b64: &str,
     ) -> Result<(), String> {
-        let expected = match self.alg {
-            Algorithm::RS256 => "RS256",
-            _ => "ES256",
-        };
+        let expected = format!("{:?}", self.alg); // RS256 or ES256
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         if alg != expected {
             return Err(format!(

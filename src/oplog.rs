@@ -28,6 +28,7 @@ pub const DEFAULT_LOG_CAPACITY: usize = 64;
 /// A bounded buffer of log records. See the [module docs](self).
 ///
 /// Share it with `Arc`; every method takes `&self`.
+#[derive(Debug)]
 pub struct LogBuffer {
     queue: Option<ArrayQueue<LogRecord>>,
     capacity: usize,
@@ -120,16 +121,6 @@ impl Default for LogBuffer {
     }
 }
 
-impl fmt::Debug for LogBuffer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogBuffer")
-            .field("capacity", &self.capacity)
-            .field("len", &self.len())
-            .field("dropped_total", &self.dropped_total())
-            .finish()
-    }
-}
-
 /// A `tracing` layer that forwards WARN and ERROR events into a
 /// [`LogBuffer`], as records with the event's message, fields and target.
 ///
@@ -145,7 +136,8 @@ impl fmt::Debug for LogBuffer {
 /// redacted form wherever they appear in a message or string field; an event
 /// that puts an unregistered raw credential into its own text is forwarded
 /// as written, so never log one.
-#[derive(Clone)]
+/// `Debug` shows the scrubbed secrets redacted.
+#[derive(Clone, Debug)]
 pub struct LogBufferLayer {
     buffer: Arc<LogBuffer>,
     scrub: Vec<Secret>,
@@ -176,15 +168,6 @@ impl LogBufferLayer {
             }
         }
         s
-    }
-}
-
-impl fmt::Debug for LogBufferLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogBufferLayer")
-            .field("buffer", &self.buffer)
-            .field("scrubbing", &self.scrub.len())
-            .finish()
     }
 }
 
@@ -232,6 +215,9 @@ impl FieldVisitor {
     }
 }
 
+/// Numbers, booleans and strings are kept as such; everything else,
+/// errors included (through `Visit`'s default `record_error`), is written
+/// with its `Debug` (an error's `Debug` there is its `Display`).
 impl tracing::field::Visit for FieldVisitor {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
         self.put(field, Value::String(format!("{value:?}")));
@@ -250,13 +236,6 @@ impl tracing::field::Visit for FieldVisitor {
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         self.put(field, value.into());
-    }
-    fn record_error(
-        &mut self,
-        field: &tracing::field::Field,
-        value: &(dyn std::error::Error + 'static),
-    ) {
-        self.put(field, Value::String(value.to_string()));
     }
 }
 

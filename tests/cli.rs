@@ -8,6 +8,7 @@
 mod common;
 
 use assert_cmd::Command;
+use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{
     Checkpoint, Destination, EXPORT_FORMAT, Spool, SpoolExport, SpoolLimits, SpooledWindow,
@@ -233,7 +234,6 @@ fn sink_runs_until_interrupted_and_prints_totals() {
         use beacon_meter::client::{
             ClientSettings, HttpClient, LicenseSettings, LicenseVerifier, SubmitOutcome,
         };
-        use beacon_meter::secret::Secret;
         use beacon_meter::wire::Credential;
         let http = HttpClient::new(ClientSettings::default()).unwrap();
         let verifier = LicenseVerifier::new(
@@ -323,7 +323,7 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
     let sink = start_sink(
         &rt,
         SinkConfig {
-            api_keys: vec![API_KEY.to_owned()],
+            api_keys: vec![Secret::new(API_KEY)],
             ..SinkConfig::ephemeral()
         },
     );
@@ -458,7 +458,7 @@ fn check_with_a_rejected_license_exits_4() {
     let sink = start_sink(
         &rt,
         SinkConfig {
-            licenses: Some(vec![OTHER_LICENSE.to_owned()]),
+            licenses: Some(vec![Secret::new(OTHER_LICENSE)]),
             ..SinkConfig::ephemeral()
         },
     );

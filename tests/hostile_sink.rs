@@ -10,6 +10,7 @@
 //! Then raw-TCP abuse: framing that lies, nesting bombs, huge headers.
 #![cfg(feature = "shell")]
 
+use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Sink, SinkConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -408,8 +409,8 @@ fn client() -> reqwest::Client {
 
 fn config() -> SinkConfig {
     SinkConfig {
-        licenses: Some(vec![LICENSE.to_owned()]),
-        api_keys: vec![API_KEY.to_owned()],
+        licenses: Some(vec![Secret::new(LICENSE)]),
+        api_keys: vec![Secret::new(API_KEY)],
         ..SinkConfig::ephemeral()
     }
 }

@@ -9,6 +9,7 @@
 mod common;
 
 use beacon_meter::Meter;
+use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Sink, SinkConfig};
 use common::*;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporter_in_the_langgraph_api_dialect_delivers_exact_totals_to_both_destinations() {
     let sink = Sink::start(SinkConfig {
-        api_keys: vec![API_KEY.to_owned()],
+        api_keys: vec![Secret::new(API_KEY)],
         ..SinkConfig::ephemeral()
     })
     .await

@@ -13,6 +13,7 @@ mod common;
 use beacon_meter::Meter;
 use beacon_meter::meter::RUNS;
 use beacon_meter::reporter::ReporterStats;
+use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Faults, Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits};
 use chrono::Utc;
@@ -712,7 +713,7 @@ async fn graceful_shutdown_delivers_everything_including_the_partial_window() {
 async fn one_destination_down(down: Destination) {
     let beacon_sink = start_sink(SinkConfig::ephemeral()).await;
     let auth_sink = start_sink(SinkConfig {
-        api_keys: vec![API_KEY.to_owned()],
+        api_keys: vec![Secret::new(API_KEY)],
         ..SinkConfig::ephemeral()
     })
     .await;

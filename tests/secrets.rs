@@ -248,8 +248,8 @@ fn options(config: Config) -> ReporterOptions {
 
 fn accepting_sink() -> SinkConfig {
     SinkConfig {
-        licenses: Some(vec![LICENSE.to_owned()]),
-        api_keys: vec![API_KEY.to_owned()],
+        licenses: Some(vec![Secret::new(LICENSE)]),
+        api_keys: vec![Secret::new(API_KEY)],
         ..SinkConfig::ephemeral()
     }
 }
@@ -332,7 +332,7 @@ async fn reporter_runs(tmp: &Path) -> RunResult {
 
     // Reporter 2: both keys refused.
     let refusing = Sink::start(SinkConfig {
-        licenses: Some(vec!["lcl_someone_else_entirely".into()]),
+        licenses: Some(vec![Secret::new("lcl_someone_else_entirely")]),
         api_keys: vec![],
         ..SinkConfig::ephemeral()
     })

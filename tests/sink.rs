@@ -30,7 +30,7 @@ fn client() -> Client {
 
 fn config() -> SinkConfig {
     SinkConfig {
-        api_keys: vec![API_KEY.to_owned()],
+        api_keys: vec![Secret::new(API_KEY)],
         ..SinkConfig::ephemeral()
     }
 }
@@ -182,7 +182,7 @@ async fn verify_issues_hs256_tokens_for_accepted_licenses() {
 
     // With an explicit list, only listed keys pass, prefix or not.
     let sink = start(SinkConfig {
-        licenses: Some(vec!["custom-license".into()]),
+        licenses: Some(vec![Secret::new("custom-license")]),
         ..config()
     })
     .await;
@@ -709,7 +709,7 @@ async fn submit_validation_table() {
     ];
     let n = cases.len() as u64;
     let sink_with_list = start(SinkConfig {
-        licenses: Some(vec![LICENSE.into()]),
+        licenses: Some(vec![Secret::new(LICENSE)]),
         ..config()
     })
     .await;

@@ -107,10 +107,10 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
                 if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     Err(SinkCommandError::BadKey { flag, index: i + 1 })
                 } else {
-                    Ok(v.to_owned())
+                    Ok(k.clone())
                 }
             })
-            .collect::<Result<Vec<String>, _>>()
+            .collect::<Result<Vec<Secret>, _>>()
     };
     let admin_token = args
         .admin_token_file
@@ -511,9 +511,9 @@ mod tests {
         assert_eq!(c.bind.port(), 0);
         assert_eq!(
             c.licenses.as_deref(),
-            Some(&["lcl_0123456789abcdef9f2a".to_owned()][..])
+            Some(&[Secret::new("lcl_0123456789abcdef9f2a")][..])
         );
-        assert_eq!(c.api_keys, ["lsv2_0123456789abcdef_77"]);
+        assert_eq!(c.api_keys, [Secret::new("lsv2_0123456789abcdef_77")]);
         assert_eq!(c.token_lifetime, Duration::from_secs(60));
         assert_eq!(c.faults.drop_rate, 0.25);
         assert_eq!(c.faults.latency, Duration::from_millis(15));

@@ -1,7 +1,6 @@
 //! What a sink accepts and which faults it injects. May import `std`,
 //! uuid and `crate::secret`; nothing of HTTP serving or `crate::cli`.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +17,9 @@ pub const DEFAULT_ORG_ID: Uuid = Uuid::from_u128(0x5e1f_0c41_0000_4000_8000_0000
 /// `127.0.0.1:8787` that accepts any online license (`lcl_` prefix), no API
 /// key, and injects no fault.
 ///
-/// `Debug` shows the license keys and API keys only in redacted form.
-#[derive(Clone)]
+/// `Debug` shows the license keys, API keys and admin token only in
+/// redacted form (they are [`Secret`]s).
+#[derive(Clone, Debug)]
 pub struct SinkConfig {
     /// Address to listen on. Default `127.0.0.1:8787`; tests use
     /// `127.0.0.1:0` and read the port from [`super::SinkHandle::addr`].
@@ -30,10 +30,10 @@ pub struct SinkConfig {
     /// License keys accepted by `/v1/beacon/verify` and in reports. `None`
     /// (the default) accepts any key that starts with `lcl_`, the prefix of
     /// an online license.
-    pub licenses: Option<Vec<String>>,
+    pub licenses: Option<Vec<Secret>>,
     /// `X-Api-Key` values accepted by `/auth`, and `api_key` values accepted
     /// in reports. Default: none.
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
     pub org_id: Uuid,
     /// The SQLite database the sink stores accepted reports, idempotency
@@ -126,37 +126,14 @@ impl SinkConfig {
     /// True if `license` is accepted, per [`SinkConfig::licenses`].
     pub(crate) fn accepts_license(&self, license: &str) -> bool {
         match &self.licenses {
-            Some(list) => list.iter().any(|l| l == license),
+            Some(list) => list.iter().any(|l| l.expose() == license),
             None => license.starts_with("lcl_"),
         }
     }
 
     /// True if `key` is one of [`SinkConfig::api_keys`].
     pub(crate) fn accepts_api_key(&self, key: &str) -> bool {
-        self.api_keys.iter().any(|k| k == key)
-    }
-}
-
-impl fmt::Debug for SinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SinkConfig")
-            .field("bind", &self.bind)
-            .field("token_lifetime", &self.token_lifetime)
-            .field(
-                "licenses",
-                &self.licenses.as_deref().map(crate::secret::redacted_list),
-            )
-            .field("api_keys", &crate::secret::redacted_list(&self.api_keys))
-            .field("org_id", &self.org_id)
-            .field("db", &self.db)
-            .field("jsonl", &self.jsonl)
-            .field("admin_token", &self.admin_token)
-            .field("tls", &self.tls)
-            .field("faults", &self.faults)
-            .field("max_body", &self.max_body)
-            .field("request_timeout", &self.request_timeout)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish()
+        self.api_keys.iter().any(|k| k.expose() == key)
     }
 }
 
@@ -187,7 +164,7 @@ pub struct TlsFiles {
 ///    timeout-after-accept case that idempotency keys exist for. A
 ///    duplicate is never dropped this way, so a retry gets its `204`.
 ///
-/// The random draws come from a xorshift generator seeded with
+/// The random draws come from a `fastrand` generator seeded with
 /// [`seed`](Faults::seed): one sink fed the same requests in the same order
 /// makes the same decisions. A rate of 0 or 1 draws nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,80 +254,9 @@ impl Faults {
     }
 }
 
-/// A tiny deterministic generator (xorshift64, seeded through splitmix64).
-/// Not for anything but fault injection.
-#[derive(Debug, Clone)]
-pub(crate) struct XorShift(u64);
-
-impl XorShift {
-    pub(crate) fn new(seed: u64) -> Self {
-        // splitmix64 spreads small seeds over all bits; xorshift needs a
-        // non-zero state.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `rate`; draws nothing when the answer is
-    /// certain.
-    pub(crate) fn chance(&mut self, rate: f64) -> bool {
-        if rate <= 0.0 || rate.is_nan() {
-            false
-        } else if rate >= 1.0 {
-            true
-        } else {
-            self.next_f64() < rate
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xorshift_is_deterministic_and_roughly_uniform() {
-        let mut a = XorShift::new(7);
-        let mut b = XorShift::new(7);
-        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(XorShift::new(8).next_u64(), xs[0]);
-        // seed 0 must not get stuck at 0
-        let mut z = XorShift::new(0);
-        assert!((0..10).any(|_| z.next_u64() != 0));
-
-        let mut g = XorShift::new(42);
-        let hits = (0..10_000).filter(|_| g.chance(0.3)).count();
-        assert!((2_700..3_300).contains(&hits), "{hits}");
-        assert!((0..1000).all(|_| (0.0..1.0).contains(&g.next_f64())));
-    }
-
-    #[test]
-    fn certain_rates_draw_nothing() {
-        let mut g = XorShift::new(1);
-        let before = g.clone().next_u64();
-        assert!(g.chance(1.0));
-        assert!(!g.chance(0.0));
-        assert!(!g.chance(f64::NAN));
-        assert_eq!(g.next_u64(), before);
-    }
 
     #[test]
     fn config_validation_names_the_field() {
@@ -382,8 +288,8 @@ mod tests {
     #[test]
     fn debug_redacts_credentials() {
         let c = SinkConfig {
-            licenses: Some(vec!["lcl_0123456789abcdef9f2a".into()]),
-            api_keys: vec!["lsv2_pt_0123456789abcdef_77".into()],
+            licenses: Some(vec![Secret::new("lcl_0123456789abcdef9f2a")]),
+            api_keys: vec![Secret::new("lsv2_pt_0123456789abcdef_77")],
             ..SinkConfig::ephemeral()
         };
         let shown = format!("{c:?}");
@@ -397,7 +303,7 @@ mod tests {
         assert!(any.accepts_license("lcl_x"));
         assert!(!any.accepts_license("offline-x"));
         let listed = SinkConfig {
-            licenses: Some(vec!["lcl_a".into(), "custom".into()]),
+            licenses: Some(vec![Secret::new("lcl_a"), Secret::new("custom")]),
             ..SinkConfig::ephemeral()
         };
         assert!(listed.accepts_license("custom"));

@@ -147,32 +147,28 @@ impl Sink {
     /// down or dropped.
     pub async fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
         config.validate()?;
-        let jsonl = match &config.jsonl {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| SinkError::Jsonl {
-                        path: path.clone(),
-                        source,
-                    })?,
-            ),
-            None => None,
-        };
+        let jsonl = config.jsonl.as_ref().map(|path| {
+            let open = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            open.map_err(|source| SinkError::Jsonl {
+                path: path.clone(),
+                source,
+            })
+        });
+        let jsonl = jsonl.transpose()?;
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let store = Store::open(config.db.as_deref(), jsonl)?;
         let key = jwt::new_key().map_err(|_| SinkError::Random)?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| SinkError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SinkError::Bind {
+        let bind = |source| SinkError::Bind {
             addr: config.bind,
             source,
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
         let shared = Arc::new(SinkState::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();
@@ -233,7 +229,7 @@ impl SinkHandle {
     pub fn reports(&self) -> Vec<serde_json::Value> {
         let mut all = Vec::new();
         loop {
-            match self.shared.reports(all.len() as u64, MAX_PAGE) {
+            match self.shared.store.records(all.len() as u64, MAX_PAGE) {
                 Ok(page) if page.is_empty() => return all,
                 Ok(page) => all.extend(page),
                 Err(e) => {
@@ -251,7 +247,7 @@ impl SinkHandle {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        self.shared.reports(offset, limit)
+        self.shared.store.records(offset, limit)
     }
 
     /// Replaces the faults (and reseeds their generator with

@@ -20,9 +20,10 @@ use super::state::SinkState;
 use super::store::Stored;
 use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
 
-/// Marks a response that must not be sent: the connection is closed
-/// instead (see `server::handle`).
-#[derive(Debug, Clone, Copy)]
+/// Marks a response that must not be sent; `server::handle` returns it as
+/// the service's error, on which hyper closes the connection unanswered.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("connection dropped by the sink's fault injection")]
 pub(crate) struct DropConnection;
 
 pub(crate) fn router(shared: Arc<SinkState>) -> Router {
@@ -71,77 +72,54 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-enum BodyError {
-    TooLarge,
-    Read(String),
-}
-
-/// Reads a whole body of at most `max` bytes. A larger body is read on and
-/// discarded up to a bound, so that the client, still sending, gets to read
-/// the `413` instead of a reset connection.
-async fn read_body(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
+/// Reads a whole body of at most [`SinkConfig::max_body`] bytes, or
+/// answers for it: `413` for a larger one, which is read on and discarded up
+/// to a bound, so that the client, still sending, gets to read the `413`
+/// instead of a reset connection.
+///
+/// [`SinkConfig::max_body`]: super::SinkConfig::max_body
+async fn read_body(
+    shared: &SinkState,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<Vec<u8>, Response> {
+    let max = shared.config.max_body;
     let drain_cap = max.saturating_mul(4).saturating_add(1 << 20);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > drain_cap as u64) {
-        return Err(BodyError::TooLarge);
-    }
     let mut buf = Vec::new();
     let mut total = 0usize;
-    loop {
+    if declared.is_some_and(|n| n > drain_cap as u64) {
+        total = usize::MAX;
+    }
+    while total <= drain_cap {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        match frame {
-            None => break,
-            Some(Err(e)) => return Err(BodyError::Read(e.to_string())),
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                total = total.saturating_add(data.len());
-                if total > max {
-                    buf = Vec::new();
-                    if total > drain_cap {
-                        break;
-                    }
-                } else {
-                    buf.extend_from_slice(&data);
-                }
-            }
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| {
+            let reason = format!("could not read the request body: {e}");
+            detail(StatusCode::BAD_REQUEST, reason)
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > max {
+            buf = Vec::new();
+        } else {
+            buf.extend_from_slice(&data);
         }
     }
-    if total > max {
-        Err(BodyError::TooLarge)
-    } else {
-        Ok(buf)
+    if total <= max {
+        return Ok(buf);
     }
-}
-
-/// The body, or the answer for a body that could not be read.
-async fn body_or_answer(
-    shared: &SinkState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Vec<u8>, Response> {
-    let max = shared.config.max_body;
-    match read_body(headers, body, max).await {
-        Ok(bytes) => Ok(bytes),
-        Err(BodyError::TooLarge) => {
-            let mut response = detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than this sink's limit of {max} bytes"),
-            );
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Err(response)
-        }
-        Err(BodyError::Read(e)) => Err(detail(
-            StatusCode::BAD_REQUEST,
-            format!("could not read the request body: {e}"),
-        )),
-    }
+    let reason = format!("request body is larger than this sink's limit of {max} bytes");
+    let mut response = detail(StatusCode::PAYLOAD_TOO_LARGE, reason);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Err(response)
 }
 
 async fn add_latency(shared: &SinkState) {
@@ -154,31 +132,26 @@ async fn add_latency(shared: &SinkState) {
 /// A refusal: its status and the reason for its `detail`.
 type Refusal = (StatusCode, String);
 
-fn refusal(e: Invalid) -> Refusal {
-    // Both are `422`: a body that is not JSON is as unprocessable as one
-    // of the wrong shape, and the reason says which it was.
-    match e {
-        Invalid::Syntax(m) | Invalid::Shape(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+impl From<Invalid> for Refusal {
+    /// A body that is not JSON is as unprocessable as one of the wrong
+    /// shape: both `422`, and the reason says which it was.
+    fn from(Invalid(reason): Invalid) -> Refusal {
+        (StatusCode::UNPROCESSABLE_ENTITY, reason)
     }
-}
-
-fn invalid(e: Invalid) -> Response {
-    let (status, reason) = refusal(e);
-    detail(status, reason)
 }
 
 /// `POST /v1/beacon/verify` `{"license": "..."}` -> `{"token": JWT}`.
 async fn verify(State(shared): State<Arc<SinkState>>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match body_or_answer(&shared, &headers, body).await {
+    let bytes = match read_body(&shared, &headers, body).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
     add_latency(&shared).await;
     let license = match validate::parse_json(&bytes).and_then(validate::validate_verify) {
         Ok(l) => l,
-        Err(e) => return invalid(e),
+        Err(e) => return detail(StatusCode::UNPROCESSABLE_ENTITY, e.0),
     };
-    if !shared.config.accepts_license(&license) {
+    if !shared.config.accepts_license(license.expose()) {
         let why = if shared.config.licenses.is_none() {
             "license is not accepted: this sink accepts online licenses (keys starting with \"lcl_\")"
         } else {
@@ -191,7 +164,7 @@ async fn verify(State(shared): State<Arc<SinkState>>, headers: HeaderMap, body: 
         chrono::Utc::now().timestamp(),
         shared.config.token_lifetime,
     );
-    shared.count_verification();
+    shared.count(|s| &mut s.verifications);
     let token = VerifyResponse {
         token: Secret::new(token),
     };
@@ -211,7 +184,7 @@ async fn auth(State(shared): State<Arc<SinkState>>, headers: HeaderMap) -> Respo
             "X-Api-Key is not accepted by this sink",
         );
     }
-    shared.count_auth();
+    shared.count(|s| &mut s.auths);
     let body = json!({
         "org_config": {
             "org_id": shared.config.org_id,
@@ -280,10 +253,10 @@ async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match body_or_answer(&shared, &headers, body).await {
+    let bytes = match read_body(&shared, &headers, body).await {
         Ok(b) => b,
         Err(answer) => {
-            shared.count_reject();
+            shared.count(|s| &mut s.rejects);
             return answer;
         }
     };
@@ -291,11 +264,11 @@ async fn submit(
 
     let faults = shared.faults();
     if let Some(status) = faults.forced_status {
-        shared.count_fault();
+        shared.count(|s| &mut s.faults_injected);
         return forced(status, faults.retry_after_secs);
     }
     if shared.chance(|f| f.failure_rate) {
-        shared.count_fault();
+        shared.count(|s| &mut s.faults_injected);
         return with_retry_after(
             detail(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -305,14 +278,14 @@ async fn submit(
         );
     }
     if shared.chance(|f| f.drop_rate) {
-        shared.count_fault();
+        shared.count(|s| &mut s.faults_injected);
         return dropped();
     }
 
     let submission = match check(&shared, &headers, &bytes, path_dialect) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            shared.count_reject();
+            shared.count(|s| &mut s.rejects);
             return detail(status, without_known_keys(&shared, reason));
         }
     };
@@ -323,7 +296,7 @@ async fn submit(
         .unwrap_or_else(|e| Stored::Failed(format!("the storing task failed: {e}")));
     match stored {
         Stored::New if shared.chance(|f| f.accept_then_drop_rate) => {
-            shared.count_fault();
+            shared.count(|s| &mut s.faults_injected);
             dropped()
         }
         Stored::New | Stored::Duplicate => StatusCode::NO_CONTENT.into_response(),
@@ -352,8 +325,7 @@ fn without_known_keys(shared: &SinkState, reason: String) -> String {
         .iter()
         .flatten()
         .chain(&config.api_keys)
-        .filter(|k| !k.is_empty())
-        .fold(reason, |r, k| Secret::new(k.as_str()).scrub(&r))
+        .fold(reason, |r, k| k.scrub(&r))
 }
 
 /// Everything that can refuse a report before it is stored.
@@ -369,8 +341,7 @@ fn check(
             "Content-Type header must be application/json".into(),
         ));
     }
-    let value = validate::parse_json(bytes).map_err(refusal)?;
-    let report = validate::validate_report(value).map_err(refusal)?;
+    let report = validate::validate_report(validate::parse_json(bytes)?)?;
     let field = report.credential_field;
     let known = match field {
         CredentialField::ApiKey => shared.config.accepts_api_key(&report.credential),
@@ -451,17 +422,12 @@ struct Page {
     /// Records to skip. Default 0.
     #[serde(default)]
     offset: u64,
-    /// Records to return, at most [`MAX_PAGE`]. Default [`MAX_PAGE`].
-    #[serde(default = "max_page")]
-    limit: u64,
+    /// Records to return, at most (and by default) [`MAX_PAGE`].
+    limit: Option<u64>,
 }
 
 /// The most records one `GET /v1/reports` returns.
 pub const MAX_PAGE: u64 = 1000;
-
-fn max_page() -> u64 {
-    MAX_PAGE
-}
 
 /// `GET /v1/reports?offset=N&limit=M`: stored records in arrival order,
 /// credentials redacted, at most [`MAX_PAGE`] at a time.
@@ -479,9 +445,9 @@ async fn reports(
             "the query must be offset=N&limit=M with non-negative integers",
         );
     };
-    let limit = page.limit.min(MAX_PAGE);
+    let limit = page.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let reading = shared.clone();
-    match tokio::task::spawn_blocking(move || reading.reports(page.offset, limit)).await {
+    match tokio::task::spawn_blocking(move || reading.store.records(page.offset, limit)).await {
         Ok(Ok(records)) => axum::Json(Value::Array(records)).into_response(),
         Ok(Err(e)) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -24,11 +24,6 @@ use tokio_rustls::TlsAcceptor;
 use super::routes::{DropConnection, detail, router};
 use super::state::{RecordedRequest, SinkState, redact_headers};
 
-/// Returned by the service to make hyper close the connection unanswered.
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped by the sink's fault injection")]
-struct ConnectionDropped;
-
 /// Accepts connections until `shutdown` changes (or its sender is gone),
 /// then lets open connections finish for up to `grace` and closes the rest.
 pub(crate) async fn serve(
@@ -132,7 +127,7 @@ async fn handle(
     service: TowerToHyperService<Router>,
     shared: Arc<SinkState>,
     request: Request<Incoming>,
-) -> Result<Response<Body>, ConnectionDropped> {
+) -> Result<Response<Body>, DropConnection> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers = redact_headers(request.headers());
@@ -165,7 +160,7 @@ async fn handle(
         status: (!drop_it).then(|| response.status().as_u16()),
     });
     if drop_it {
-        Err(ConnectionDropped)
+        Err(DropConnection)
     } else {
         Ok(response)
     }

@@ -5,11 +5,10 @@
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 
-use super::config::{Faults, SinkConfig, XorShift};
-use super::store::{Store, StoreError, Stored};
+use super::config::{Faults, SinkConfig};
+use super::store::{Store, Stored};
 use super::validate::Submission;
 use crate::secret::Secret;
 
@@ -124,13 +123,13 @@ pub(crate) struct SinkState {
     /// drawn when the sink starts: a presented token is checked with
     /// `hmac::verify`, which compares in constant time, whatever the lengths.
     admin: Option<(ring::hmac::Key, ring::hmac::Tag)>,
-    store: Store,
+    pub(crate) store: Store,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     faults: Faults,
-    rng: XorShift,
+    rng: fastrand::Rng,
     /// The counters kept since this sink started (duplicates, rejects,
     /// faults, verifications, auths); the rest of the [`Summary`] is read
     /// from the store.
@@ -158,7 +157,7 @@ impl SinkState {
         Ok(SinkState {
             admin,
             inner: Mutex::new(Inner {
-                rng: XorShift::new(faults.seed),
+                rng: fastrand::Rng::with_seed(faults.seed),
                 faults,
                 counters: Summary::default(),
                 requests: VecDeque::new(),
@@ -188,7 +187,7 @@ impl SinkState {
     pub(crate) fn set_faults(&self, faults: Faults) {
         let faults = faults.sanitized();
         let mut inner = self.inner.lock();
-        inner.rng = XorShift::new(faults.seed);
+        inner.rng = fastrand::Rng::with_seed(faults.seed);
         inner.faults = faults;
     }
 
@@ -196,33 +195,31 @@ impl SinkState {
         self.inner.lock().faults.forced_status = status;
     }
 
-    /// Draws against the current value of one of the rates.
+    /// Draws against the current value of one of the rates. A rate of 0 or
+    /// 1 (or NaN, as 0) draws nothing, so it leaves the sequence of later
+    /// decisions as it was.
     pub(crate) fn chance(&self, rate: impl Fn(&Faults) -> f64) -> bool {
         let mut inner = self.inner.lock();
         let rate = rate(&inner.faults);
-        inner.rng.chance(rate)
+        rate >= 1.0 || (rate > 0.0 && inner.rng.f64() < rate)
     }
 
     /// The store's totals with this run's counters. If the store cannot be
     /// read (logged), its part is left at zero.
     pub(crate) fn summary(&self) -> Summary {
-        let mut summary = self.inner.lock().counters.clone();
-        match self.store.totals() {
-            Ok(t) => {
-                summary.reports = t.reports;
-                summary.without_idempotency_key = t.without_idempotency_key;
-                summary.measures = t.measures;
-                summary.by_credential = t.by_credential;
-                summary.by_dialect = t.by_dialect;
-            }
-            Err(e) => tracing::error!(error = %e, "sink could not read its totals"),
+        let run = self.inner.lock().counters.clone();
+        let totals = self.store.totals().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "sink could not read its totals");
+            Summary::default()
+        });
+        Summary {
+            duplicates: run.duplicates,
+            rejects: run.rejects,
+            faults_injected: run.faults_injected,
+            verifications: run.verifications,
+            auths: run.auths,
+            ..totals
         }
-        summary
-    }
-
-    /// Up to `limit` stored records from `offset` on, in arrival order.
-    pub(crate) fn reports(&self, offset: u64, limit: u64) -> Result<Vec<Value>, StoreError> {
-        self.store.records(offset, limit)
     }
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
@@ -237,20 +234,9 @@ impl SinkState {
         inner.requests.push_back(request);
     }
 
-    pub(crate) fn count_reject(&self) {
-        self.inner.lock().counters.rejects += 1;
-    }
-
-    pub(crate) fn count_fault(&self) {
-        self.inner.lock().counters.faults_injected += 1;
-    }
-
-    pub(crate) fn count_verification(&self) {
-        self.inner.lock().counters.verifications += 1;
-    }
-
-    pub(crate) fn count_auth(&self) {
-        self.inner.lock().counters.auths += 1;
+    /// Adds one to the run counter `which` picks.
+    pub(crate) fn count(&self, which: fn(&mut Summary) -> &mut u64) {
+        *which(&mut self.inner.lock().counters) += 1;
     }
 
     /// Deduplicates, stores and counts a valid report (blocking: it waits
@@ -259,10 +245,34 @@ impl SinkState {
     pub(crate) fn accept(&self, submission: &Submission) -> Stored {
         let stored = self.store.accept(submission);
         match stored {
-            Stored::Duplicate => self.inner.lock().counters.duplicates += 1,
-            Stored::Conflict => self.count_reject(),
+            Stored::Duplicate => self.count(|s| &mut s.duplicates),
+            Stored::Conflict => self.count(|s| &mut s.rejects),
             Stored::New | Stored::Failed(_) => {}
         }
         stored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certain_rates_draw_nothing_and_seeds_repeat() {
+        let state = || {
+            let store = Store::open(None, None).unwrap();
+            SinkState::new(
+                SinkConfig::ephemeral(),
+                crate::jwt::new_key().unwrap(),
+                store,
+            )
+            .unwrap()
+        };
+        let draws = |s: &SinkState| (0..64).map(|_| s.chance(|_| 0.5)).collect::<Vec<_>>();
+        let (a, b) = (state(), state());
+        assert!(a.chance(|_| 1.0) && !a.chance(|_| 0.0) && !a.chance(|_| f64::NAN));
+        let seq = draws(&a);
+        assert_eq!(seq, draws(&b), "certain rates drew from the generator");
+        assert!(seq.contains(&true) && seq.contains(&false), "{seq:?}");
     }
 }

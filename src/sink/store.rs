@@ -32,11 +32,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::Summary;
 use super::validate::Submission;
 use crate::secret::Secret;
 
@@ -100,6 +100,16 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Wraps a SQLite error on the database at `path`.
+    pub(crate) fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+        |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// What became of a valid report.
 #[derive(Debug)]
 pub(crate) enum Stored {
@@ -113,17 +123,6 @@ pub(crate) enum Stored {
     Failed(String),
 }
 
-/// The totals kept in the database: what [`super::Summary`] reports about
-/// accepted reports.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Totals {
-    pub(crate) reports: u64,
-    pub(crate) without_idempotency_key: u64,
-    pub(crate) measures: BTreeMap<String, u64>,
-    pub(crate) by_credential: BTreeMap<String, u64>,
-    pub(crate) by_dialect: BTreeMap<String, u64>,
-}
-
 /// One database connection, used by one sink.
 pub(crate) struct Store {
     path: PathBuf,
@@ -131,26 +130,12 @@ pub(crate) struct Store {
     jsonl: Mutex<Option<File>>,
 }
 
-/// A u64 read back from its i64 bit pattern (SQLite integers are i64;
-/// measures go up to `u64::MAX`).
-pub(crate) fn i64_bits_to_u64(v: i64) -> u64 {
-    v as u64
-}
-
-/// A u64 as the i64 with the same bits, to store it.
-fn u64_to_i64_bits(v: u64) -> i64 {
-    v as i64
-}
-
 impl Store {
     /// Opens (creating if needed) the database at `path`, or a fresh one in
     /// memory for `None`, and the JSONL export file if any.
     pub(crate) fn open(path: Option<&Path>, jsonl: Option<File>) -> Result<Store, StoreError> {
         let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
-        let err = |source| StoreError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
+        let err = StoreError::sqlite(&shown);
         let conn = match path {
             Some(p) => Connection::open(p),
             None => Connection::open_in_memory(),
@@ -166,7 +151,10 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::Version { path: shown, found });
+            return Err(StoreError::Version {
+                path: shown.clone(),
+                found,
+            });
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -230,13 +218,11 @@ impl Store {
         Ok(())
     }
 
-    /// The totals over every stored report.
-    pub(crate) fn totals(&self) -> Result<Totals, StoreError> {
+    /// The totals over every stored report: the fields of a [`Summary`]
+    /// read from the database (the others left at zero).
+    pub(crate) fn totals(&self) -> Result<Summary, StoreError> {
         let conn = self.conn.lock();
-        read_totals(&conn).map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })
+        read_totals(&conn).map_err(StoreError::sqlite(&self.path))
     }
 
     /// Up to `limit` stored records, in arrival order, skipping `offset`.
@@ -251,10 +237,7 @@ impl Store {
             })?;
             rows.collect::<Result<Vec<String>, _>>()
         })()
-        .map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })?;
+        .map_err(StoreError::sqlite(&self.path))?;
         Ok(rows
             .iter()
             .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
@@ -305,7 +288,7 @@ fn insert(
     let mut measure =
         tx.prepare_cached("INSERT INTO measures (report_id, name, value) VALUES (?1, ?2, ?3)")?;
     for (name, value) in &report.measures {
-        measure.execute(params![id, name, u64_to_i64_bits(*value)])?;
+        measure.execute(params![id, name, *value as i64])?;
     }
     bump(tx, "count", "reports", 1)?;
     if key.is_none() {
@@ -324,20 +307,20 @@ fn bump(tx: &rusqlite::Transaction<'_>, kind: &str, name: &str, by: u64) -> rusq
         .prepare_cached("SELECT value FROM totals WHERE kind = ?1 AND name = ?2")?
         .query_row(params![kind, name], |r| r.get(0))
         .optional()?;
-    let next = now.map_or(0, i64_bits_to_u64).saturating_add(by);
+    let next = now.map_or(0, |v| v as u64).saturating_add(by);
     tx.prepare_cached("INSERT OR REPLACE INTO totals (kind, name, value) VALUES (?1, ?2, ?3)")?
-        .execute(params![kind, name, u64_to_i64_bits(next)])?;
+        .execute(params![kind, name, next as i64])?;
     Ok(())
 }
 
-fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
-    let mut totals = Totals::default();
+fn read_totals(conn: &Connection) -> rusqlite::Result<Summary> {
+    let mut totals = Summary::default();
     let mut stmt = conn.prepare_cached("SELECT kind, name, value FROM totals")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
-            i64_bits_to_u64(r.get(2)?),
+            r.get::<_, i64>(2)? as u64,
         ))
     })?;
     for row in rows {

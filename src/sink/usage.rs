@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::store::{StoreError, i64_bits_to_u64};
+use super::store::StoreError;
 
 /// How [`usage`] groups reports in time: by the hour or the day (UTC) in
 /// which their window starts.
@@ -58,10 +58,7 @@ pub fn usage(
     by: Period,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<UsageRow>, StoreError> {
-    let err = |source| StoreError::Sqlite {
-        path: db.to_path_buf(),
-        source,
-    };
+    let err = StoreError::sqlite(db);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db, flags).map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -92,7 +89,7 @@ fn group(conn: &Connection, by: Period, since: &str) -> rusqlite::Result<Vec<Usa
             last_id = Some(id);
         }
         if let Some(name) = row.get::<_, Option<String>>(5)? {
-            let value = i64_bits_to_u64(row.get(6)?);
+            let value = row.get::<_, i64>(6)? as u64; // stored as its i64 bit pattern
             let total = entry.1.entry(name).or_default();
             *total = total.saturating_add(value);
         }

@@ -4,32 +4,19 @@
 //! credential's value. May import serde, serde_json, chrono, uuid and
 //! `crate::wire`; nothing of HTTP, I/O or `crate::cli`.
 
+use crate::secret::Secret;
 pub(crate) use crate::wire::Dialect;
-use crate::wire::{API_KEY_FIELD, tags};
+use crate::wire::{API_KEY_FIELD, VerifyRequest, tags};
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Why a body was refused: malformed JSON or a well-formed body that
-/// breaks the protocol. Both are answered `422`, with the reason.
+/// Why a body was refused, naming the field: malformed JSON or a
+/// well-formed body that breaks the protocol, both answered `422`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Invalid {
-    /// Not JSON at all.
-    Syntax(String),
-    /// JSON, but not what the protocol allows.
-    Shape(String),
-}
-
-#[cfg(test)]
-impl Invalid {
-    pub(crate) fn message(&self) -> &str {
-        match self {
-            Invalid::Syntax(m) | Invalid::Shape(m) => m,
-        }
-    }
-}
+pub(crate) struct Invalid(pub(crate) String);
 
 /// Which field carries the credential of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +99,7 @@ impl ValidReport {
         if let Value::Object(map) = &mut value {
             map.insert(
                 self.credential_field.name().to_owned(),
-                Value::String(crate::secret::Secret::new(self.credential.as_str()).redacted()),
+                Value::String(Secret::new(self.credential.as_str()).redacted()),
             );
             for (field, t) in [("from_timestamp", &self.from), ("to_timestamp", &self.to)] {
                 map.insert(
@@ -165,13 +152,14 @@ fn type_name(v: &Value) -> &'static str {
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
     match serde_json::from_slice::<StrictValue>(bytes) {
         Ok(StrictValue(v)) => Ok(v),
-        Err(e) if e.is_data() => Err(Invalid::Shape(format!("request body: {e}"))),
-        Err(e) => Err(Invalid::Syntax(format!(
-            "request body is not valid JSON: {e}"
-        ))),
+        Err(e) if e.is_data() => Err(shape(format!("request body: {e}"))),
+        Err(e) => Err(shape(format!("request body is not valid JSON: {e}"))),
     }
 }
 
+/// A [`Value`] that refuses duplicate keys. Only read by `serde_json`,
+/// whose `deserialize_any` calls the `visit_*` methods below and no others
+/// (`null` is `visit_unit`, never `visit_none`/`visit_some`).
 struct StrictValue(Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
@@ -203,17 +191,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        StrictValue::deserialize(d).map(|v| v.0)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
@@ -244,7 +223,7 @@ const REQUIRED: [&str; 5] = ["from_timestamp", "to_timestamp", "tags", "measures
 const UUID_TAGS: [&str; 2] = [tags::TENANT_ID, tags::PROJECT_ID];
 
 fn shape(msg: impl Into<String>) -> Invalid {
-    Invalid::Shape(msg.into())
+    Invalid(msg.into())
 }
 
 /// Checks a usage report (`POST .../metadata/submit`) against the spec:
@@ -256,19 +235,14 @@ fn shape(msg: impl Into<String>) -> Invalid {
 /// own credential (a client that put its key in the wrong field), it is
 /// shown redacted.
 pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
-    let credentials: Vec<crate::secret::Secret> = CREDENTIAL_FIELDS
+    let credentials: Vec<Secret> = CREDENTIAL_FIELDS
         .iter()
         .filter_map(|f| value.get(f.name())?.as_str())
         .filter(|s| !s.is_empty())
-        .map(crate::secret::Secret::new)
+        .map(Secret::new)
         .collect();
-    check_report(value).map_err(|e| {
-        let scrub = |m: String| credentials.iter().fold(m, |m, c| c.scrub(&m));
-        match e {
-            Invalid::Syntax(m) => Invalid::Syntax(scrub(m)),
-            Invalid::Shape(m) => Invalid::Shape(scrub(m)),
-        }
-    })
+    check_report(value)
+        .map_err(|Invalid(m)| Invalid(credentials.iter().fold(m, |m, c| c.scrub(&m))))
 }
 
 fn check_report(value: Value) -> Result<ValidReport, Invalid> {
@@ -449,24 +423,22 @@ fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
         })
 }
 
-/// Checks a license verification body: exactly `{"license": "<string>"}`.
-/// Returns the license.
-pub(crate) fn validate_verify(value: Value) -> Result<String, Invalid> {
-    let Value::Object(map) = value else {
+/// Checks a license verification body: exactly `{"license": "<string>"}`
+/// ([`VerifyRequest`]). Returns the license.
+pub(crate) fn validate_verify(value: Value) -> Result<Secret, Invalid> {
+    // Checked first: serde would quote a bare string, which may be a key.
+    if !value.is_object() {
         return Err(wrong("verification body", "a JSON object", &value));
-    };
-    if let Some(unknown) = map.keys().find(|k| *k != "license") {
-        return Err(shape(format!(
-            "unknown field {} (the body is {{\"license\": \"...\"}})",
-            shown(unknown)
-        )));
     }
-    match map.get("license") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(shape("`license` must not be empty")),
-        Some(other) => Err(wrong("`license`", "a string", other)),
-        None => Err(shape("missing field `license`")),
+    let VerifyRequest { license } = serde_json::from_value(value).map_err(|e| {
+        shape(format!(
+            "verification body (`{{\"license\": \"...\"}}`): {e}"
+        ))
+    })?;
+    if license.expose().is_empty() {
+        return Err(shape("`license` must not be empty"));
     }
+    Ok(license)
 }
 
 #[cfg(test)]
@@ -498,13 +470,12 @@ mod tests {
 
     #[test]
     fn strict_parse_refuses_duplicate_keys_at_any_depth() {
-        let e = parse_json(br#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
-        assert!(
-            matches!(&e, Invalid::Shape(m) if m.contains("duplicate key \"b\"")),
-            "{e:?}"
-        );
-        assert!(matches!(parse_json(b"{nope"), Err(Invalid::Syntax(_))));
-        assert!(matches!(parse_json(b""), Err(Invalid::Syntax(_))));
+        let Invalid(e) = parse_json(br#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
+        assert!(e.contains("duplicate key \"b\""), "{e}");
+        for bad in [&b"{nope"[..], b""] {
+            let Invalid(e) = parse_json(bad).unwrap_err();
+            assert!(e.contains("not valid JSON"), "{e}");
+        }
         assert_eq!(
             parse_json(br#"[1, -2, 2.5, "x", null, true, {}]"#).unwrap(),
             json!([1, -2, 2.5, "x", null, true, {}])
@@ -520,14 +491,14 @@ mod tests {
             let mut v = good();
             v["measures"]["x"] = bad.clone();
             let e = validate_report(v).unwrap_err();
-            assert!(e.message().contains("`measures.\"x\"`"), "{bad}: {e:?}");
+            assert!(e.0.contains("`measures.\"x\"`"), "{bad}: {e:?}");
         }
         // larger than u64::MAX parses as a float
         let text = serde_json::to_string(&good())
             .unwrap()
             .replace("18446744073709551615", "18446744073709551616");
         let e = validate_report(parse_json(text.as_bytes()).unwrap()).unwrap_err();
-        assert!(e.message().contains("measures.\"big\""), "{e:?}");
+        assert!(e.0.contains("measures.\"big\""), "{e:?}");
     }
 
     #[test]
@@ -535,23 +506,23 @@ mod tests {
         let mut v = good();
         v["api_key"] = json!("lsv2_secret_api_key");
         let e = validate_report(v).unwrap_err();
-        assert!(!e.message().contains("secret"), "{e:?}");
+        assert!(!e.0.contains("secret"), "{e:?}");
         let mut v = good();
         v["license"] = json!(["lcl_secret"]);
         let e = validate_report(v).unwrap_err();
-        assert!(!e.message().contains("secret"), "{e:?}");
+        assert!(!e.0.contains("secret"), "{e:?}");
         // The credential put in a field whose value is quoted back.
         for field in ["from_timestamp", "to_timestamp"] {
             let mut v = good();
             v[field] = v["license"].clone();
             let e = validate_report(v).unwrap_err();
-            assert!(e.message().contains(field), "{e:?}");
-            assert!(!e.message().contains("secret_license"), "{e:?}");
+            assert!(e.0.contains(field), "{e:?}");
+            assert!(!e.0.contains("secret_license"), "{e:?}");
         }
         let mut v = good();
         v["tags"]["langgraph.platform.tenant_id"] = v["license"].clone();
         let e = validate_report(v).unwrap_err();
-        assert!(!e.message().contains("secret_license"), "{e:?}");
+        assert!(!e.0.contains("secret_license"), "{e:?}");
     }
 
     #[test]
@@ -611,10 +582,8 @@ mod tests {
 
     #[test]
     fn verify_body() {
-        assert_eq!(
-            validate_verify(json!({"license": "lcl_x"})).unwrap(),
-            "lcl_x"
-        );
+        let license = validate_verify(json!({"license": "lcl_x"})).unwrap();
+        assert_eq!(license.expose(), "lcl_x");
         for bad in [
             json!({}),
             json!({"license": 1}),
@@ -622,7 +591,7 @@ mod tests {
             json!({"license": "x", "y": 1}),
             json!("lcl_x"),
         ] {
-            assert!(matches!(validate_verify(bad), Err(Invalid::Shape(_))));
+            assert!(validate_verify(bad).is_err());
         }
     }
 }

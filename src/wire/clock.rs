@@ -81,7 +81,7 @@ impl WindowClock {
     /// [`current_start`](Self::current_start): where the open window is
     /// meant to close.
     pub fn next_boundary(&self) -> DateTime<Utc> {
-        self.boundary_after(self.current_start)
+        boundary_at_or_before(self.current_start, self.interval()) + self.interval
     }
 
     /// How long to wait, at `now`, before closing the open window: the time
@@ -122,20 +122,12 @@ impl WindowClock {
         let to = if now <= from {
             from + TimeDelta::from_std(RESOLUTION).expect("1 ms fits")
         } else {
-            let aligned = self.boundary_at_or_before(now);
+            let aligned = boundary_at_or_before(now, self.interval());
             if aligned > from { aligned } else { now }
         };
         debug_assert!(to > from);
         self.current_start = to;
         (from, to)
-    }
-
-    fn boundary_at_or_before(&self, t: DateTime<Utc>) -> DateTime<Utc> {
-        boundary_at_or_before(t, self.interval())
-    }
-
-    fn boundary_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
-        self.boundary_at_or_before(t) + self.interval
     }
 }
 

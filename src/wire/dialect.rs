@@ -1,6 +1,6 @@
 //! The two wire dialects of a usage report: the published format and the
 //! one the reference reporter (`langgraph-api` 0.16.7) sends. Pure data:
-//! imports nothing but `std`.
+//! imports nothing but `std` and thiserror.
 //!
 //! They differ for the license destination only, in the report path and in
 //! the name of the credential field; the API-key destination and every
@@ -69,16 +69,9 @@ impl fmt::Display for Dialect {
 }
 
 /// A dialect name that is neither `published` nor `langgraph-api`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a wire dialect: use published or langgraph-api")]
 pub struct UnknownDialect;
-
-impl fmt::Display for UnknownDialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a wire dialect: use published or langgraph-api")
-    }
-}
-
-impl std::error::Error for UnknownDialect {}
 
 impl FromStr for Dialect {
     type Err = UnknownDialect;

@@ -20,9 +20,10 @@
 //!
 //! `target` is present only when known.
 
-use super::report::{ReportBody, format_timestamp};
+use super::report::ReportBody;
 use super::text::prefix_within;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// The report size limit: 64 KiB.
@@ -39,8 +40,9 @@ pub const MAX_MESSAGE_BYTES: usize = 2048;
 /// String field values longer than this (in bytes) are cut when recorded.
 pub const MAX_FIELD_BYTES: usize = 1024;
 
-/// A log record's severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A log record's severity, written upper-case (`"WARN"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     /// `"ERROR"`
     Error,
@@ -54,27 +56,17 @@ pub enum LogLevel {
     Trace,
 }
 
-impl LogLevel {
-    /// The level as written in a record.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "ERROR",
-            LogLevel::Warn => "WARN",
-            LogLevel::Info => "INFO",
-            LogLevel::Debug => "DEBUG",
-            LogLevel::Trace => "TRACE",
-        }
-    }
-}
-
-/// One operational log record.
-#[derive(Debug, Clone, PartialEq)]
+/// One operational log record; it serializes to the [record
+/// shape](self#record-shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRecord {
     /// When it happened.
+    #[serde(serialize_with = "super::report::rfc3339_z::serialize")]
     pub timestamp: DateTime<Utc>,
     /// How bad it is.
     pub level: LogLevel,
     /// Where it came from (a module path), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// What happened.
     pub message: String,
@@ -102,15 +94,10 @@ impl LogRecord {
 
     /// The record as a JSON object for the report's `logs`.
     pub fn to_json(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("timestamp".into(), format_timestamp(&self.timestamp).into());
-        m.insert("level".into(), self.level.as_str().into());
-        if let Some(t) = &self.target {
-            m.insert("target".into(), t.clone().into());
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => unreachable!("a struct of strings and a JSON map serializes to an object"),
         }
-        m.insert("message".into(), self.message.clone().into());
-        m.insert("fields".into(), Value::Object(self.fields.clone()));
-        m
     }
 
     /// The record with its message cut to [`MAX_MESSAGE_BYTES`] and each
@@ -193,26 +180,20 @@ pub fn fit_report(body: &mut ReportBody, max_bytes: usize) -> Result<usize, Repo
         let note_len = serde_json::to_vec(&note(n - k)).expect("serializes").len();
         base + sizes[..k].iter().sum::<usize>() + note_len + k
     };
-    let mut keep = (0..n).rev().find(|&k| estimate(k) <= budget);
-    let mut logs = logs;
-    loop {
-        match keep {
-            Some(k) => {
-                logs.truncate(k);
-                body.logs = logs.clone();
-                body.logs.push(note(n - k));
-                if len(body) <= budget {
-                    return Ok(n - k);
-                }
-                keep = k.checked_sub(1);
-            }
-            None => {
-                // Not even the note fits: send the report with no logs.
-                body.logs.clear();
-                return Ok(n);
+    // The estimate may be short by a few bytes: check, and keep one fewer
+    // record while the report does not fit.
+    if let Some(start) = (0..n).rev().find(|&k| estimate(k) <= budget) {
+        for k in (0..=start).rev() {
+            body.logs = logs[..k].to_vec();
+            body.logs.push(note(n - k));
+            if len(body) <= budget {
+                return Ok(n - k);
             }
         }
     }
+    // Not even the note fits: send the report with no logs.
+    body.logs.clear();
+    Ok(n)
 }
 
 /// `s` cut to at most `max` bytes at a character boundary, with `…`

@@ -30,11 +30,6 @@ impl Credential {
         }
     }
 
-    /// The JSON field the credential travels in, in the published format.
-    pub fn field(&self) -> &'static str {
-        self.field_in(Dialect::Published)
-    }
-
     /// The JSON field the credential travels in, in `dialect`.
     pub fn field_in(&self, dialect: Dialect) -> &'static str {
         match self {
@@ -175,14 +170,11 @@ impl<'de> serde::de::Visitor<'de> for UsageReportVisitor {
     }
 }
 
+/// A report as it travels: the credential's one field, then the body's.
 #[derive(Serialize)]
 struct WireOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license_key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key: Option<&'a str>,
+    #[serde(flatten)]
+    credential: BTreeMap<&'static str, &'a str>,
     #[serde(flatten)]
     body: &'a ReportBody,
 }
@@ -190,19 +182,9 @@ struct WireOut<'a> {
 impl<'a> WireOut<'a> {
     /// `body` with the credential in the field `dialect` gives it.
     fn new(dialect: Dialect, credential: &'a Credential, body: &'a ReportBody) -> WireOut<'a> {
-        let mut out = WireOut {
-            license: None,
-            license_key: None,
-            api_key: None,
-            body,
-        };
-        let key = Some(credential.secret().expose());
-        match (credential, dialect) {
-            (Credential::License(_), Dialect::Published) => out.license = key,
-            (Credential::License(_), Dialect::LanggraphApi) => out.license_key = key,
-            (Credential::ApiKey(_), _) => out.api_key = key,
-        }
-        out
+        let field = credential.field_in(dialect);
+        let credential = BTreeMap::from([(field, credential.secret().expose())]);
+        WireOut { credential, body }
     }
 }
 
@@ -227,7 +209,7 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-mod rfc3339_z {
+pub(super) mod rfc3339_z {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
@@ -290,7 +272,10 @@ mod tests {
             assert_eq!(serde_json::to_vec(&report).unwrap(), bytes);
             assert_eq!(UsageReport::parse(&bytes).unwrap(), report);
             let text = String::from_utf8(bytes).unwrap();
-            assert!(text.starts_with(&format!(r#"{{"{}":"{KEY}","#, credential.field())));
+            assert!(text.starts_with(&format!(
+                r#"{{"{}":"{KEY}","#,
+                credential.field_in(Dialect::Published)
+            )));
             assert!(text.contains(r#""to_timestamp":"2025-01-06T09:05:00.250Z""#));
             assert!(!format!("{report:?}").contains(KEY));
         }
@@ -310,7 +295,7 @@ mod tests {
                 assert_eq!(obj.len(), 6, "one credential field plus the body: {obj:?}");
                 let mut published = obj.clone();
                 let v = published.remove(credential.field_in(dialect)).unwrap();
-                published.insert(credential.field().to_owned(), v);
+                published.insert(credential.field_in(Dialect::Published).to_owned(), v);
                 let expected: serde_json::Value =
                     serde_json::from_slice(&encode_report(&credential, &body())).unwrap();
                 assert_eq!(serde_json::Value::Object(published), expected);

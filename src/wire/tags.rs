@@ -35,22 +35,33 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// `langgraph.python.version`
-pub const PYTHON_VERSION: &str = "langgraph.python.version";
-/// `langgraph_api.version`
-pub const API_VERSION: &str = "langgraph_api.version";
-/// `langgraph.platform.revision`
-pub const REVISION: &str = "langgraph.platform.revision";
-/// `langgraph.platform.variant`
-pub const VARIANT: &str = "langgraph.platform.variant";
-/// `langgraph.platform.host`
-pub const HOST: &str = "langgraph.platform.host";
-/// `langgraph.platform.tenant_id`
-pub const TENANT_ID: &str = "langgraph.platform.tenant_id";
-/// `langgraph.platform.project_id`
-pub const PROJECT_ID: &str = "langgraph.platform.project_id";
-/// `langgraph.platform.plan`
-pub const PLAN: &str = "langgraph.platform.plan";
+/// Declares each platform tag's name constant, [`PLATFORM_TAGS`] (in the
+/// spec's order, which is this order) and, for the plain-text ones, its
+/// setter on [`Tags`].
+macro_rules! platform_tags {
+    ($($name:ident = $tag:literal $(, $setter:ident)?;)*) => {
+        $(#[doc = concat!("`", $tag, "`")] pub const $name: &str = $tag;)*
+        /// The platform tags, in the spec's order. Every report carries all of them.
+        pub const PLATFORM_TAGS: [&str; [$($name),*].len()] = [$($name),*];
+        impl Tags {
+            $($(#[doc = concat!("`", $tag, "`")]
+            pub fn $setter(self, v: impl Into<String>) -> Tags {
+                self.set($name, v)
+            })?)*
+        }
+    };
+}
+
+platform_tags! {
+    PYTHON_VERSION = "langgraph.python.version", python_version;
+    API_VERSION = "langgraph_api.version", api_version;
+    REVISION = "langgraph.platform.revision", revision;
+    VARIANT = "langgraph.platform.variant", variant;
+    HOST = "langgraph.platform.host", host;
+    TENANT_ID = "langgraph.platform.tenant_id";
+    PROJECT_ID = "langgraph.platform.project_id";
+    PLAN = "langgraph.platform.plan";
+}
 
 /// The prefix of the feature-flag tags.
 pub const USER_APP_PREFIX: &str = "user_app.";
@@ -62,18 +73,6 @@ pub const USES_DELTA_CHANNEL: &str = "user_app.uses_delta_channel";
 
 /// The environment variables [`Tags::from_lookup`] reads.
 pub const ENV_VARS: [&str; 4] = [ENV_REVISION, ENV_VARIANT, ENV_PROJECT_ID, ENV_TENANT_ID];
-
-/// The platform tags, in the spec's order. Every report carries all of them.
-pub const PLATFORM_TAGS: [&str; 8] = [
-    PYTHON_VERSION,
-    API_VERSION,
-    REVISION,
-    VARIANT,
-    HOST,
-    TENANT_ID,
-    PROJECT_ID,
-    PLAN,
-];
 
 /// Environment variable: the platform revision.
 pub const ENV_REVISION: &str = "LANGSMITH_LANGGRAPH_API_REVISION";
@@ -198,13 +197,20 @@ pub enum TagError {
     },
 }
 
-/// A dynamic tag's value source.
-type DynamicFn = Arc<dyn Fn() -> String + Send + Sync>;
+/// A dynamic tag's value source; `Debug` shows only that it is a closure.
+#[derive(Clone)]
+struct DynamicFn(Arc<dyn Fn() -> String + Send + Sync>);
+
+impl fmt::Debug for DynamicFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<closure>")
+    }
+}
 
 /// The tags of a platform. See the [module docs](self).
 ///
 /// Cheap to clone (dynamic closures are shared), `Send + Sync`.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Tags {
     platform: BTreeMap<&'static str, String>,
     flags: UserAppFlags,
@@ -259,50 +265,24 @@ impl Tags {
         } else {
             "self-hosted"
         };
-        let mut tags = Tags::new().host(host);
-        if let Some(r) = get(ENV_REVISION) {
-            tags = tags.revision(r);
-        }
-        if let Some(v) = variant {
-            tags = tags.variant(v);
-        }
-        if let Some(p) = project {
-            tags = tags.project_id(p);
-        }
-        if let Some(t) = tenant {
-            tags = tags.tenant_id(t);
-        }
-        Ok(tags)
+        let id = |id: Option<Uuid>| id.map(|id| id.hyphenated().to_string());
+        let set = [
+            (REVISION, get(ENV_REVISION)),
+            (VARIANT, variant),
+            (PROJECT_ID, id(project)),
+            (TENANT_ID, id(tenant)),
+        ];
+        Ok(set
+            .into_iter()
+            .fold(Tags::new().host(host), |tags, (tag, v)| match v {
+                Some(v) => tags.set(tag, v),
+                None => tags,
+            }))
     }
 
     fn set(mut self, tag: &'static str, value: impl Into<String>) -> Tags {
         self.platform.insert(tag, cut_bytes(value.into()));
         self
-    }
-
-    /// `langgraph.python.version`
-    pub fn python_version(self, v: impl Into<String>) -> Tags {
-        self.set(PYTHON_VERSION, v)
-    }
-
-    /// `langgraph_api.version`
-    pub fn api_version(self, v: impl Into<String>) -> Tags {
-        self.set(API_VERSION, v)
-    }
-
-    /// `langgraph.platform.revision`
-    pub fn revision(self, v: impl Into<String>) -> Tags {
-        self.set(REVISION, v)
-    }
-
-    /// `langgraph.platform.variant`
-    pub fn variant(self, v: impl Into<String>) -> Tags {
-        self.set(VARIANT, v)
-    }
-
-    /// `langgraph.platform.host`
-    pub fn host(self, v: impl Into<String>) -> Tags {
-        self.set(HOST, v)
     }
 
     /// `langgraph.platform.tenant_id` (a UUID, written lowercase hyphenated).
@@ -349,7 +329,7 @@ impl Tags {
     ) -> Result<Tags, TagError> {
         let name = name.into();
         self.check_new_name(&name, false)?;
-        self.dynamic.push((name, Arc::new(f)));
+        self.dynamic.push((name, DynamicFn(Arc::new(f))));
         Ok(self)
     }
 
@@ -406,7 +386,7 @@ impl Tags {
         tags.extend(self.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut errors = Vec::new();
         for (name, f) in &self.dynamic {
-            match catch_unwind(AssertUnwindSafe(|| f())) {
+            match catch_unwind(AssertUnwindSafe(|| (f.0)())) {
                 Ok(v) => {
                     tags.insert(name.clone(), cut_bytes(v));
                 }
@@ -424,20 +404,6 @@ impl Tags {
             }
         }
         EvaluatedTags { tags, errors }
-    }
-}
-
-impl fmt::Debug for Tags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tags")
-            .field("platform", &self.platform)
-            .field("flags", &self.flags)
-            .field("custom", &self.custom)
-            .field(
-                "dynamic",
-                &self.dynamic.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish()
     }
 }
 
