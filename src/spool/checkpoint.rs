@@ -4,15 +4,30 @@
 //! May import `super` (the spool's types and file helpers), `std`,
 //! `chrono`, `uuid`.
 
+use super::fsutil::{Read, read_regular};
 use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
-use super::scan::{Loaded, Read, read_file};
-use super::window::{self, parse_checkpoint};
+use super::scan::Loaded;
+use super::window::{self, Unreadable, parse_checkpoint};
 use super::{
     Area, CHECKPOINT_FILE, Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, Spool,
     SpoolError, SpooledWindow,
 };
 use chrono::TimeDelta;
+use std::path::Path;
 use uuid::Uuid;
+
+/// What [`Spool::peek_checkpoint`] found in one spool directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointPeek {
+    /// There is no checkpoint.
+    Absent,
+    /// The open windows of the process that saved it.
+    Found(Checkpoint),
+    /// Written by a newer beacon-meter, in this format version.
+    Newer(u64),
+    /// It cannot be read as a checkpoint, for this reason.
+    Unreadable(String),
+}
 
 impl Spool {
     /// Atomically replaces `checkpoint.json`. Windows must be version 1 with
@@ -41,7 +56,7 @@ impl Spool {
         let _st = self.state.lock();
         let cp = self.read_checkpoint()?;
         if cp.is_some() {
-            remove_if_exists(&self.checkpoint_path())?;
+            remove_if_exists(&Spool::checkpoint_file(&self.dir))?;
             sync_dir(&self.dir)?;
         }
         Ok(cp)
@@ -89,7 +104,7 @@ impl Spool {
                 recovered += 1;
             }
         }
-        remove_if_exists(&self.checkpoint_path())?;
+        remove_if_exists(&Spool::checkpoint_file(&self.dir))?;
         sync_dir(&self.dir)?;
         if recovered > 0 {
             tracing::info!(
@@ -103,12 +118,9 @@ impl Spool {
 
     /// Drops from the checkpoint the open window that `w` closed.
     pub(super) fn prune_checkpoint(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        let path = self.checkpoint_path();
-        let Read::Found(bytes) = read_file(&path, MAX_FILE_BYTES)? else {
-            return Ok(());
-        };
+        let path = Spool::checkpoint_file(&self.dir);
         // An unreadable checkpoint is left for take/recover to report.
-        let Ok(mut cp) = parse_checkpoint(&bytes) else {
+        let CheckpointPeek::Found(mut cp) = peek_file(&path)? else {
             return Ok(());
         };
         let before = cp.windows.len();
@@ -132,18 +144,42 @@ impl Spool {
     /// The checkpoint, if there is a readable one; an unreadable one is
     /// moved to `corrupt/`.
     fn read_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
-        let path = self.checkpoint_path();
-        let why = match read_file(&path, MAX_FILE_BYTES)? {
-            Read::Gone => return Ok(None),
-            Read::Found(bytes) => match parse_checkpoint(&bytes) {
-                Ok(cp) => return Ok(Some(cp)),
-                Err(why) => why.to_string(),
-            },
-            Read::Bad(why) => why,
+        let path = Spool::checkpoint_file(&self.dir);
+        let why = match peek_file(&path)? {
+            CheckpointPeek::Absent => return Ok(None),
+            CheckpointPeek::Found(cp) => return Ok(Some(cp)),
+            CheckpointPeek::Newer(v) => Unreadable::Future(v).to_string(),
+            CheckpointPeek::Unreadable(why) => why,
         };
         self.quarantine(&path, "root", &why)?;
         Ok(None)
     }
+
+    /// The checkpoint of the directory `dir` alone (not its slots), read
+    /// without taking the lock and without changing anything (an
+    /// unreadable one is left for the reporter to quarantine).
+    /// [`SpoolError::NoSpool`] if `dir` is not a directory.
+    pub fn peek_checkpoint(dir: &Path) -> Result<CheckpointPeek, SpoolError> {
+        if !dir.is_dir() {
+            return Err(SpoolError::NoSpool {
+                dir: dir.to_path_buf(),
+            });
+        }
+        peek_file(&Spool::checkpoint_file(dir))
+    }
+}
+
+/// What the checkpoint file at `path` holds.
+fn peek_file(path: &Path) -> Result<CheckpointPeek, SpoolError> {
+    Ok(match read_regular(path, MAX_FILE_BYTES)? {
+        Read::Gone => CheckpointPeek::Absent,
+        Read::Found(bytes) => match parse_checkpoint(&bytes) {
+            Ok(cp) => CheckpointPeek::Found(cp),
+            Err(Unreadable::Future(v)) => CheckpointPeek::Newer(v),
+            Err(Unreadable::Invalid(why)) => CheckpointPeek::Unreadable(why),
+        },
+        Read::Bad(why) => CheckpointPeek::Unreadable(why),
+    })
 }
 
 /// True if spooled window `l` already holds the usage of checkpoint window

@@ -98,12 +98,8 @@ impl Index {
     /// Carries `old`'s in-doubt marks (some only in memory) over to this
     /// index, rebuilt from disk.
     pub fn carry_doubt(&mut self, old: Option<&Index>) {
-        for id in old
-            .iter()
-            .flat_map(|o| o.iter())
-            .filter(|e| e.in_doubt)
-            .map(|e| e.id)
-        {
+        let doubted = old.into_iter().flat_map(Index::iter).filter(|e| e.in_doubt);
+        for id in doubted.map(|e| e.id) {
             if let Some(e) = self.by_id.get(&id).and_then(|k| self.by_order.get_mut(k)) {
                 e.in_doubt = true;
             }

@@ -26,10 +26,10 @@ impl Spool {
             let pending = self.area_dir(dest, Area::Pending);
             for l in self.windows(dest, Area::Rejected)? {
                 if self.indexed_name(&mut st, dest, l.window.id)?.is_none() {
-                    let mut w = l.window;
-                    w.attempts = 0;
-                    let name = w.file_name();
-                    write_atomic(&pending, &name, &WindowFile::new(w, l.replaces).to_bytes())?;
+                    let (mut window, replaces) = (l.window, l.replaces);
+                    window.attempts = 0;
+                    let name = window.file_name();
+                    write_atomic(&pending, &name, &WindowFile { window, replaces }.to_bytes())?;
                     moved += 1;
                 }
                 remove_if_exists(&rejected.join(&l.name))?;
@@ -73,7 +73,7 @@ impl Spool {
             {
                 self.mark_in_doubt(&mut mine)?;
             }
-            for area in [Area::Pending, Area::Rejected] {
+            for area in Area::ALL {
                 let mut entries = other.windows(dest, area)?;
                 if area == Area::Pending {
                     other.mark_in_doubt(&mut entries)?;
@@ -125,7 +125,8 @@ impl Spool {
         };
         head.window.in_doubt = true;
         let dir = self.area_dir(head.window.destination, Area::Pending);
-        let bytes = WindowFile::new(head.window.clone(), head.replaces.clone()).to_bytes();
+        let (window, replaces) = (head.window.clone(), head.replaces.clone());
+        let bytes = WindowFile { window, replaces }.to_bytes();
         write_atomic(&dir, &head.name, &bytes)?;
         head.bytes = bytes.len() as u64;
         Ok(())

@@ -5,9 +5,10 @@
 //! May import `super` (the spool's types and file helpers), `std`,
 //! `chrono`, `uuid`.
 
+use super::fsutil::Read;
 use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
 use super::index::{Index, Indexed};
-use super::scan::{Read, read_window};
+use super::scan::read_window;
 use super::window::WindowFile;
 use super::{
     Area, Destination, MAX_ANSWER_BYTES, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow, State,
@@ -28,8 +29,8 @@ impl Spool {
     /// Pushing an id that is already pending replaces that window (a retried
     /// push); its `in_doubt` flag stays set if it was.
     ///
-    /// On [`SpoolError::DiskFull`] nothing was stored: keep the window and
-    /// retry.
+    /// On a full disk ([`SpoolError::Io`]) nothing was stored: keep the
+    /// window and retry.
     pub fn push(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
         self.writable()?;
         let mut st = self.state.lock();
@@ -43,7 +44,8 @@ impl Spool {
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
         let existing = self.indexed_name(st, dest, w.id)?;
-        let mut file = WindowFile::new(w.clone(), Vec::new());
+        let (window, replaces) = (w.clone(), Vec::new());
+        let mut file = WindowFile { window, replaces };
         if let Some(name) = &existing
             && let Read::Found(old) = read_window(&dir.join(name), dest)?
         {
@@ -112,31 +114,27 @@ impl Spool {
         self.writable()?;
         let mut st = self.state.lock();
         let ix = self.index(&mut st, dest)?;
-        let Some(head) = ix.iter().next() else {
+        let Some(from) = ix.iter().next().map(|head| head.from) else {
             return Ok(None);
         };
-        let (from, alone) = (head.from, head.in_doubt);
-        let n = match alone {
-            true => 1,
-            false => ix
-                .iter()
-                .take(max_windows)
-                .take_while(|e| !e.in_doubt && e.to - from <= max_span)
-                .count()
-                .max(1),
+        // An in-doubt oldest window stops the batch at once: sent alone.
+        let n = ix
+            .iter()
+            .take(max_windows)
+            .take_while(|e| !e.in_doubt && e.to - from <= max_span)
+            .count();
+        let batch = self.head_batch(&mut st, dest, n.max(1))?;
+        let Some(mut merged) = batch.first().cloned() else {
+            return Ok(None);
         };
-        let batch = self.head_batch(&mut st, dest, n)?;
-        let id = Uuid::new_v4();
-        let mut merged = batch.first().cloned();
-        let mut used = 1;
-        while let (Some(m), Some(w)) = (&merged, batch.get(used)) {
-            let Some(next) = merge(m, w, id) else { break };
-            (merged, used) = (Some(next), used + 1);
+        let (id, mut used) = (Uuid::new_v4(), 1);
+        while let Some(next) = batch.get(used).and_then(|w| merge(&merged, w, id)) {
+            (merged, used) = (next, used + 1);
         }
-        match merged {
-            Some(m) if used > 1 => Ok(Some(self.commit_merge(&mut st, &batch[..used], m))),
-            _ => Ok(batch.into_iter().next()),
-        }
+        Ok(Some(match used {
+            1 => merged,
+            _ => self.commit_merge(&mut st, &batch[..used], merged),
+        }))
     }
 
     /// Makes `merged` (of `originals`, the head of the queue) durable and
@@ -230,6 +228,22 @@ impl Spool {
         Ok(self.index(st, dest)?.get(id).map(|e| e.name.clone()))
     }
 
+    /// The file name of pending window `id`, or [`SpoolError::NotFound`].
+    fn pending_name(
+        &self,
+        st: &mut State,
+        dest: Destination,
+        id: Uuid,
+    ) -> Result<String, SpoolError> {
+        let dir = self.area_dir(dest, Area::Pending);
+        let not_found = || SpoolError::NotFound {
+            destination: dest,
+            id,
+            dir,
+        };
+        self.indexed_name(st, dest, id)?.ok_or_else(not_found)
+    }
+
     /// Rewrites a pending window atomically with new `attempts` and
     /// `in_doubt`. Every other field must equal the stored window's
     /// ([`SpoolError::InvalidWindow`] otherwise), and `in_doubt` is sticky:
@@ -240,11 +254,13 @@ impl Spool {
         let mut st = self.state.lock();
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
-        let Some(name) = self.indexed_name(&mut st, dest, w.id)? else {
-            return Err(self.not_found(dest, w.id));
-        };
+        let name = self.pending_name(&mut st, dest, w.id)?;
         let Read::Found(mut file) = read_window(&dir.join(&name), dest)? else {
-            return Err(self.not_found(dest, w.id));
+            return Err(SpoolError::NotFound {
+                destination: dest,
+                id: w.id,
+                dir,
+            });
         };
         let stored = &mut file.window;
         let expected = SpooledWindow {
@@ -279,9 +295,7 @@ impl Spool {
     pub fn remove(&self, dest: Destination, id: Uuid) -> Result<(), SpoolError> {
         self.writable()?;
         let mut st = self.state.lock();
-        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
-            return Err(self.not_found(dest, id));
-        };
+        let name = self.pending_name(&mut st, dest, id)?;
         remove_replaced(&self.area_dir(dest, Area::Pending), Some(&name), "")?;
         self.index(&mut st, dest)?.remove(id);
         Ok(())
@@ -301,9 +315,7 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         self.writable()?;
         let mut st = self.state.lock();
-        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
-            return Err(self.not_found(dest, id));
-        };
+        let name = self.pending_name(&mut st, dest, id)?;
         let pending = self.area_dir(dest, Area::Pending);
         let rejected = self.area_dir(dest, Area::Rejected);
         let capped = prefix_within(answer, MAX_ANSWER_BYTES);

@@ -99,7 +99,7 @@ impl Spool {
         match fs::rename(path, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(SpoolError::io("moving to corrupt/", path, e)),
+            Err(e) => return Err(SpoolError::on("moving to corrupt/", path)(e)),
         }
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
