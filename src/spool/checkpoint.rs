@@ -49,30 +49,15 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads and deletes the checkpoint. A corrupt one (or one from a newer
-    /// version) is moved to `corrupt/` and `None` returned.
-    pub fn take_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
-        self.writable()?;
-        let _st = self.state.lock();
-        let cp = self.read_checkpoint()?;
-        if cp.is_some() {
-            remove_if_exists(&Spool::checkpoint_file(&self.dir))?;
-            sync_dir(&self.dir)?;
-        }
-        Ok(cp)
-    }
-
     /// The restart path: turns the checkpoint's open windows into pending
     /// windows, then deletes the checkpoint. Returns how many windows were
     /// recovered.
     ///
-    /// A checkpoint window is skipped if it is already spooled — pending or
-    /// rejected with its id, replaced by a merged window, pending or
-    /// rejected with the same destination and start, or inside the span of
-    /// a merged window — since the crash may have come between spooling a
-    /// closed window and replacing the checkpoint. A zero-length window
-    /// (saved right after a rotation) is skipped if it counted nothing, else
-    /// stretched to 1 ms.
+    /// A checkpoint window already spooled (pending or rejected: same id or
+    /// start, replaced by or inside a merged window) is skipped: the crash
+    /// may have come between spooling a closed window and replacing the
+    /// checkpoint. A zero-length window is skipped if it counted nothing,
+    /// else stretched to 1 ms.
     ///
     /// Safe to interrupt: recovered windows are pushed before the checkpoint
     /// is deleted, and a second run skips them.
@@ -119,7 +104,7 @@ impl Spool {
     /// Drops from the checkpoint the open window that `w` closed.
     pub(super) fn prune_checkpoint(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
         let path = Spool::checkpoint_file(&self.dir);
-        // An unreadable checkpoint is left for take/recover to report.
+        // An unreadable checkpoint is left for recover to report.
         let CheckpointPeek::Found(mut cp) = peek_file(&path)? else {
             return Ok(());
         };

@@ -65,12 +65,8 @@ impl Spool {
             // Adopted windows may go ahead of this spool's oldest, which
             // is in doubt only in memory so far: make that durable.
             let mut mine = self.windows(dest, Area::Pending)?;
-            if self
-                .index(&mut st, dest)?
-                .iter()
-                .next()
-                .is_some_and(|h| h.in_doubt)
-            {
+            let head = self.index(&mut st, dest)?.iter().next();
+            if head.is_some_and(|h| h.in_doubt) {
                 self.mark_in_doubt(&mut mine)?;
             }
             for area in Area::ALL {

@@ -200,9 +200,9 @@ impl Spool {
             let mut st = spool.state.lock();
             for dest in Destination::ALL {
                 spool.repair_dest(&mut st, dest)?;
-                if let Some(ix) = st.index[dest.index()].as_mut() {
-                    ix.suspect_head();
-                }
+                st.index[dest.index()]
+                    .iter_mut()
+                    .for_each(Index::suspect_head);
             }
         }
         tracing::debug!(dir = %spool.dir.display(), "spool opened");
@@ -262,11 +262,6 @@ impl Spool {
     /// The path of the checkpoint file in the spool directory `dir`.
     pub fn checkpoint_file(dir: &Path) -> PathBuf {
         dir.join(CHECKPOINT_FILE)
-    }
-
-    /// The limits in force.
-    pub fn limits(&self) -> SpoolLimits {
-        self.limits
     }
 
     /// True if opened with [`open_read_only`](Self::open_read_only).

@@ -21,10 +21,8 @@ use std::path::Path;
 use uuid::Uuid;
 
 impl Spool {
-    /// Stores a closed window durably: atomic write (temporary file in the
-    /// same directory, fsync, rename, fsync of the directory), mode 0600.
-    /// Then drops the matching open window from the checkpoint, and enforces
-    /// the bound by merging (never dropping).
+    /// Stores a closed window durably (an atomic write, mode 0600), then
+    /// drops its open copy from the checkpoint and enforces the bound.
     ///
     /// Pushing an id that is already pending replaces that window (a retried
     /// push); its `in_doubt` flag stays set if it was.

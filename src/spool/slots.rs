@@ -82,15 +82,6 @@ pub fn claim(root: &Path, limits: SpoolLimits) -> Result<Claim, SpoolError> {
     })
 }
 
-/// Adopts what dead processes left in the free slots under `root` (and in
-/// an old flat spool) into `mine`, a slot this process holds. Returns how
-/// many windows moved. Cheap when there is nothing to adopt: one directory
-/// listing and one failed lock attempt per live slot.
-pub fn adopt_orphans(root: &Path, mine: &Spool) -> Result<usize, SpoolError> {
-    let _guard = lock_root(root)?;
-    adopt_locked(root, mine, mine.limits())
-}
-
 /// The slot directories under `root`, by number.
 pub fn slot_dirs(root: &Path) -> Result<Vec<(usize, PathBuf)>, SpoolError> {
     let (names, _) = fsutil::list_names(root)?;
