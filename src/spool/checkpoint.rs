@@ -33,7 +33,7 @@ impl Spool {
     /// Atomically replaces `checkpoint.json`. Windows must be version 1 with
     /// `from <= to`.
     pub fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SpoolError> {
-        self.writable()?;
+        let _st = self.held()?;
         let invalid = |id, reason| SpoolError::InvalidWindow { id, reason };
         if cp.version != FORMAT_VERSION {
             return Err(invalid(
@@ -44,7 +44,6 @@ impl Spool {
         for w in &cp.windows {
             w.check(true).map_err(|r| invalid(w.id, r))?;
         }
-        let _st = self.state.lock();
         write_atomic(&self.dir, CHECKPOINT_FILE, &window::to_pretty(cp))?;
         Ok(())
     }
@@ -62,8 +61,7 @@ impl Spool {
     /// Safe to interrupt: recovered windows are pushed before the checkpoint
     /// is deleted, and a second run skips them.
     pub fn recover_checkpoint(&self) -> Result<usize, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let Some(cp) = self.read_checkpoint()? else {
             return Ok(0);
         };

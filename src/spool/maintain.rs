@@ -18,14 +18,13 @@ impl Spool {
     /// refusal under that key rejects it again; [`export`](Self::export) is
     /// then the way out.
     pub fn requeue_rejected(&self) -> Result<usize, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let mut moved = 0;
         for dest in Destination::ALL {
             let rejected = self.area_dir(dest, Area::Rejected);
             let pending = self.area_dir(dest, Area::Pending);
             for l in self.windows(dest, Area::Rejected)? {
-                if self.indexed_name(&mut st, dest, l.window.id)?.is_none() {
+                if self.index(&mut st, dest)?.get(l.window.id).is_none() {
                     let (mut window, replaces) = (l.window, l.replaces);
                     window.attempts = 0;
                     let name = window.file_name();
@@ -56,10 +55,8 @@ impl Spool {
     /// only ever sent as itself, under its own id (never merged). Returns
     /// how many windows moved.
     pub(crate) fn take_over(&self, other: &Spool) -> Result<usize, SpoolError> {
-        self.writable()?;
-        other.writable()?;
-        let mut st = self.state.lock();
-        let _other = other.state.lock();
+        let mut st = self.held()?;
+        let _other = other.held()?;
         let mut moved = 0;
         for dest in Destination::ALL {
             // Adopted windows may go ahead of this spool's oldest, which

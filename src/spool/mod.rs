@@ -103,8 +103,8 @@ pub use window::{
     Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, SpoolLimits, SpooledWindow,
 };
 
-use index::{Index, Indexed};
-use parking_lot::Mutex;
+use index::Index;
+use parking_lot::{Mutex, MutexGuard};
 use scan::Loaded;
 use std::ffi::OsString;
 use std::fs::File;
@@ -154,7 +154,7 @@ impl State {
         let d = dest.index();
         let mut ix = Index::default();
         for l in entries {
-            ix.insert(&l.window, Indexed::new(&l.window, l.name.clone(), l.bytes));
+            ix.insert(&l.window, l.name.clone(), l.bytes);
         }
         ix.carry_doubt(self.index[d].as_ref());
         self.index[d] = Some(ix);
@@ -269,13 +269,15 @@ impl Spool {
         self.lock.is_none()
     }
 
-    fn writable(&self) -> Result<(), SpoolError> {
-        if self.lock.is_none() {
-            return Err(SpoolError::ReadOnly {
+    /// The state, locked, of a spool opened with its lock;
+    /// [`SpoolError::ReadOnly`] if opened read-only.
+    fn held(&self) -> Result<MutexGuard<'_, State>, SpoolError> {
+        match self.lock {
+            Some(_) => Ok(self.state.lock()),
+            None => Err(SpoolError::ReadOnly {
                 dir: self.dir.clone(),
-            });
+            }),
         }
-        Ok(())
     }
 
     fn area_dir(&self, dest: Destination, area: Area) -> PathBuf {

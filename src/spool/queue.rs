@@ -7,7 +7,7 @@
 
 use super::fsutil::Read;
 use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
-use super::index::{Index, Indexed};
+use super::index::Index;
 use super::scan::read_window;
 use super::window::WindowFile;
 use super::{
@@ -30,8 +30,7 @@ impl Spool {
     /// On a full disk ([`SpoolError::Io`]) nothing was stored: keep the
     /// window and retry.
     pub fn push(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         self.push_locked(&mut st, w)
     }
 
@@ -41,7 +40,7 @@ impl Spool {
         w.check(false).map_err(invalid)?;
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
-        let existing = self.indexed_name(st, dest, w.id)?;
+        let existing = self.index(st, dest)?.get(w.id).map(|e| e.name.clone());
         let (window, replaces) = (w.clone(), Vec::new());
         let mut file = WindowFile { window, replaces };
         if let Some(name) = &existing
@@ -63,7 +62,7 @@ impl Spool {
         write_atomic(&dir, &name, &bytes)?;
         remove_replaced(&dir, existing.as_deref(), &name)?;
         let ix = self.index(st, dest)?;
-        ix.insert(&w, Indexed::new(&w, name, bytes.len() as u64));
+        ix.insert(&w, name, bytes.len() as u64);
         let over = self.limits.exceeded_by(ix.len(), ix.bytes());
         self.prune_checkpoint(&w)?;
         if over {
@@ -109,8 +108,7 @@ impl Spool {
         max_span: TimeDelta,
         max_windows: usize,
     ) -> Result<Option<SpooledWindow>, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let ix = self.index(&mut st, dest)?;
         let Some(from) = ix.iter().next().map(|head| head.from) else {
             return Ok(None);
@@ -155,7 +153,7 @@ impl Spool {
         match self.write_merged(&merged, &named) {
             Ok(bytes) => {
                 originals.iter().for_each(|w| drop(ix.remove(w.id)));
-                ix.insert(&merged, Indexed::new(&merged, merged.file_name(), bytes));
+                ix.insert(&merged, merged.file_name(), bytes);
                 merged
             }
             Err(e) => {
@@ -216,16 +214,6 @@ impl Spool {
         Ok(st.index[d].get_or_insert_with(Index::default))
     }
 
-    /// The file name of pending window `id`, from the index.
-    pub(super) fn indexed_name(
-        &self,
-        st: &mut State,
-        dest: Destination,
-        id: Uuid,
-    ) -> Result<Option<String>, SpoolError> {
-        Ok(self.index(st, dest)?.get(id).map(|e| e.name.clone()))
-    }
-
     /// The file name of pending window `id`, or [`SpoolError::NotFound`].
     fn pending_name(
         &self,
@@ -239,7 +227,8 @@ impl Spool {
             id,
             dir,
         };
-        self.indexed_name(st, dest, id)?.ok_or_else(not_found)
+        let name = self.index(st, dest)?.get(id).map(|e| e.name.clone());
+        name.ok_or_else(not_found)
     }
 
     /// Rewrites a pending window atomically with new `attempts` and
@@ -248,8 +237,7 @@ impl Spool {
     /// once set it stays set. [`SpoolError::NotFound`] if the window is no
     /// longer pending.
     pub fn update(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
         let name = self.pending_name(&mut st, dest, w.id)?;
@@ -283,16 +271,15 @@ impl Spool {
         let bytes = file.to_bytes();
         write_atomic(&dir, &new_name, &bytes)?;
         remove_replaced(&dir, Some(&name), &new_name)?;
-        let entry = Indexed::new(&file.window, new_name, bytes.len() as u64);
-        self.index(&mut st, dest)?.insert(&file.window, entry);
+        let ix = self.index(&mut st, dest)?;
+        ix.insert(&file.window, new_name, bytes.len() as u64);
         Ok(())
     }
 
     /// Deletes a pending window (after a 2xx). [`SpoolError::NotFound`] if
     /// it is not pending.
     pub fn remove(&self, dest: Destination, id: Uuid) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let name = self.pending_name(&mut st, dest, id)?;
         remove_replaced(&self.area_dir(dest, Area::Pending), Some(&name), "")?;
         self.index(&mut st, dest)?.remove(id);
@@ -311,8 +298,7 @@ impl Spool {
         status: u16,
         answer: &str,
     ) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let name = self.pending_name(&mut st, dest, id)?;
         let pending = self.area_dir(dest, Area::Pending);
         let rejected = self.area_dir(dest, Area::Rejected);

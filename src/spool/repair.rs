@@ -19,8 +19,7 @@ impl Spool {
     /// finished, the bound enforced), then rebuilds the index. Reads never
     /// repair; call this after changing a held spool's files by hand.
     pub fn rescan(&self) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         Destination::ALL
             .into_iter()
             .try_for_each(|dest| self.repair_dest(&mut st, dest))
