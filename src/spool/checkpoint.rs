@@ -9,12 +9,11 @@ use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
 use super::scan::Loaded;
 use super::window::{self, Unreadable, parse_checkpoint};
 use super::{
-    Area, CHECKPOINT_FILE, Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, Spool,
-    SpoolError, SpooledWindow,
+    Area, CHECKPOINT_FILE, Checkpoint, Destination, MAX_FILE_BYTES, Spool, SpoolError,
+    SpooledWindow,
 };
 use chrono::TimeDelta;
 use std::path::Path;
-use uuid::Uuid;
 
 /// What [`Spool::peek_checkpoint`] found in one spool directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +33,8 @@ impl Spool {
     /// `from <= to`.
     pub fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SpoolError> {
         let _st = self.held()?;
-        let invalid = |id, reason| SpoolError::InvalidWindow { id, reason };
-        if cp.version != FORMAT_VERSION {
-            return Err(invalid(
-                Uuid::nil(),
-                format!("checkpoint version {} is not {FORMAT_VERSION}", cp.version),
-            ));
-        }
-        for w in &cp.windows {
-            w.check(true).map_err(|r| invalid(w.id, r))?;
-        }
+        cp.check()
+            .map_err(|(id, reason)| SpoolError::InvalidWindow { id, reason })?;
         write_atomic(&self.dir, CHECKPOINT_FILE, &window::to_pretty(cp))?;
         Ok(())
     }

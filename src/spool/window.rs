@@ -189,6 +189,20 @@ impl Checkpoint {
             windows,
         }
     }
+
+    /// Checks its version and windows; `Err` names the window (nil: the
+    /// checkpoint itself) and the rule broken.
+    pub(crate) fn check(&self) -> Result<(), (Uuid, String)> {
+        if self.version != FORMAT_VERSION {
+            let why = format!(
+                "checkpoint version {} is not {FORMAT_VERSION}",
+                self.version
+            );
+            return Err((Uuid::nil(), why));
+        }
+        let mut windows = self.windows.iter();
+        windows.try_for_each(|w| w.check(true).map_err(|why| (w.id, why)))
+    }
 }
 
 /// The file form of a window: its fields plus, for a merged window, the ids
@@ -274,10 +288,8 @@ pub(crate) fn parse_checkpoint(bytes: &[u8]) -> Result<Checkpoint, Unreadable> {
     let value = check_version(bytes)?;
     let cp: Checkpoint = serde_json::from_value(value)
         .map_err(|e| Unreadable::Invalid(format!("not a valid checkpoint: {e}")))?;
-    for w in &cp.windows {
-        w.check(true)
-            .map_err(|why| Unreadable::Invalid(format!("checkpoint window {}: {why}", w.id)))?;
-    }
+    cp.check()
+        .map_err(|(id, why)| Unreadable::Invalid(format!("checkpoint window {id}: {why}")))?;
     Ok(cp)
 }
 
