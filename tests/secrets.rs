@@ -755,8 +755,6 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     push(format!("{e:?}"), e.to_string());
     let e = spool.show("no-such-window").unwrap_err();
     push(format!("{e:?}"), e.to_string());
-    let e = "auth-key".parse::<Destination>().unwrap_err();
-    push(format!("{e:?}"), e.to_string());
 
     // ReporterError: the spool root cannot be created (a process only meets
     // a locked spool no more: it claims a slot of its own); a CA file the

@@ -3,8 +3,8 @@
 //! export, and slots (one per process) under a spool root.
 
 use beacon_meter::spool::{
-    Checkpoint, Destination, EXPORT_FORMAT, Spool, SpoolError, SpoolExport, SpoolLimits,
-    SpooledWindow, slots,
+    Checkpoint, CheckpointPeek, Destination, EXPORT_FORMAT, Spool, SpoolError, SpoolExport,
+    SpoolLimits, SpooledWindow, slots,
 };
 use beacon_meter::wire::ReportBody;
 use chrono::{DateTime, TimeZone, Utc};
@@ -613,22 +613,26 @@ fn update_changes_only_attempts_and_in_doubt_which_is_sticky() {
 }
 
 #[test]
-fn checkpoint_save_take_and_corrupt() {
+fn checkpoint_save_read_and_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = open(tmp.path());
-    assert_eq!(spool.take_checkpoint().unwrap(), None);
+    let peek = || Spool::peek_checkpoint(tmp.path()).unwrap();
+    assert_eq!(peek(), CheckpointPeek::Absent);
+    assert_eq!(spool.recover_checkpoint().unwrap(), 0);
     let mut open_w = window(Destination::Beacon, 0, 5, 5);
     open_w.report.to_timestamp = ts(T0 + 120);
     let cp = Checkpoint::new(ts(T0 + 120), vec![open_w]);
     spool.save_checkpoint(&cp).unwrap();
     let text = fs::read_to_string(tmp.path().join("checkpoint.json")).unwrap();
     assert!(text.contains("\"saved_at\""), "{text}");
-    assert_eq!(spool.take_checkpoint().unwrap(), Some(cp.clone()));
+    assert_eq!(peek(), CheckpointPeek::Found(cp.clone()));
+    assert_eq!(spool.recover_checkpoint().unwrap(), 1);
     assert!(!tmp.path().join("checkpoint.json").exists());
-    assert_eq!(spool.take_checkpoint().unwrap(), None);
+    assert_eq!(spool.recover_checkpoint().unwrap(), 0);
 
     fs::write(tmp.path().join("checkpoint.json"), &text[..text.len() - 10]).unwrap();
-    assert_eq!(spool.take_checkpoint().unwrap(), None);
+    assert!(matches!(peek(), CheckpointPeek::Unreadable(_)));
+    assert_eq!(spool.recover_checkpoint().unwrap(), 0);
     assert!(!tmp.path().join("checkpoint.json").exists());
     let listing = spool.list().unwrap();
     assert_eq!(listing.corrupt.len(), 1);

@@ -70,7 +70,8 @@ impl Spool {
         let dest = merged.destination;
         let dir = self.area_dir(dest, Area::Pending);
         let replaces = originals.iter().map(|(id, _)| *id).collect();
-        let bytes = WindowFile::new(merged.clone(), replaces).to_bytes();
+        let window = merged.clone();
+        let bytes = WindowFile { window, replaces }.to_bytes();
         write_atomic(&dir, &merged.file_name(), &bytes)?;
         let removed = originals
             .iter()

@@ -4,66 +4,55 @@
 //! May import `super` (the spool's types and file helpers), `std`,
 //! `chrono`, `uuid`.
 
+use super::fsutil::{Read, read_regular};
 use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
-use super::scan::{Loaded, Read, read_file};
-use super::window::{self, parse_checkpoint};
+use super::scan::Loaded;
+use super::window::{self, Unreadable, parse_checkpoint};
 use super::{
-    Area, CHECKPOINT_FILE, Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, Spool,
-    SpoolError, SpooledWindow,
+    Area, CHECKPOINT_FILE, Checkpoint, Destination, MAX_FILE_BYTES, Spool, SpoolError,
+    SpooledWindow,
 };
 use chrono::TimeDelta;
-use uuid::Uuid;
+use std::path::Path;
+
+/// What [`Spool::peek_checkpoint`] found in one spool directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointPeek {
+    /// There is no checkpoint.
+    Absent,
+    /// The open windows of the process that saved it.
+    Found(Checkpoint),
+    /// Written by a newer beacon-meter, in this format version.
+    Newer(u64),
+    /// It cannot be read as a checkpoint, for this reason.
+    Unreadable(String),
+}
 
 impl Spool {
     /// Atomically replaces `checkpoint.json`. Windows must be version 1 with
     /// `from <= to`.
     pub fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SpoolError> {
-        self.writable()?;
-        let invalid = |id, reason| SpoolError::InvalidWindow { id, reason };
-        if cp.version != FORMAT_VERSION {
-            return Err(invalid(
-                Uuid::nil(),
-                format!("checkpoint version {} is not {FORMAT_VERSION}", cp.version),
-            ));
-        }
-        for w in &cp.windows {
-            w.check(true).map_err(|r| invalid(w.id, r))?;
-        }
-        let _st = self.state.lock();
+        let _st = self.held()?;
+        cp.check()
+            .map_err(|(id, reason)| SpoolError::InvalidWindow { id, reason })?;
         write_atomic(&self.dir, CHECKPOINT_FILE, &window::to_pretty(cp))?;
         Ok(())
-    }
-
-    /// Reads and deletes the checkpoint. A corrupt one (or one from a newer
-    /// version) is moved to `corrupt/` and `None` returned.
-    pub fn take_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
-        self.writable()?;
-        let _st = self.state.lock();
-        let cp = self.read_checkpoint()?;
-        if cp.is_some() {
-            remove_if_exists(&self.checkpoint_path())?;
-            sync_dir(&self.dir)?;
-        }
-        Ok(cp)
     }
 
     /// The restart path: turns the checkpoint's open windows into pending
     /// windows, then deletes the checkpoint. Returns how many windows were
     /// recovered.
     ///
-    /// A checkpoint window is skipped if it is already spooled — pending or
-    /// rejected with its id, replaced by a merged window, pending or
-    /// rejected with the same destination and start, or inside the span of
-    /// a merged window — since the crash may have come between spooling a
-    /// closed window and replacing the checkpoint. A zero-length window
-    /// (saved right after a rotation) is skipped if it counted nothing, else
-    /// stretched to 1 ms.
+    /// A checkpoint window already spooled (pending or rejected: same id or
+    /// start, replaced by or inside a merged window) is skipped: the crash
+    /// may have come between spooling a closed window and replacing the
+    /// checkpoint. A zero-length window is skipped if it counted nothing,
+    /// else stretched to 1 ms.
     ///
     /// Safe to interrupt: recovered windows are pushed before the checkpoint
     /// is deleted, and a second run skips them.
     pub fn recover_checkpoint(&self) -> Result<usize, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let Some(cp) = self.read_checkpoint()? else {
             return Ok(0);
         };
@@ -89,7 +78,7 @@ impl Spool {
                 recovered += 1;
             }
         }
-        remove_if_exists(&self.checkpoint_path())?;
+        remove_if_exists(&Spool::checkpoint_file(&self.dir))?;
         sync_dir(&self.dir)?;
         if recovered > 0 {
             tracing::info!(
@@ -103,12 +92,9 @@ impl Spool {
 
     /// Drops from the checkpoint the open window that `w` closed.
     pub(super) fn prune_checkpoint(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        let path = self.checkpoint_path();
-        let Read::Found(bytes) = read_file(&path, MAX_FILE_BYTES)? else {
-            return Ok(());
-        };
-        // An unreadable checkpoint is left for take/recover to report.
-        let Ok(mut cp) = parse_checkpoint(&bytes) else {
+        let path = Spool::checkpoint_file(&self.dir);
+        // An unreadable checkpoint is left for recover to report.
+        let CheckpointPeek::Found(mut cp) = peek_file(&path)? else {
             return Ok(());
         };
         let before = cp.windows.len();
@@ -132,18 +118,42 @@ impl Spool {
     /// The checkpoint, if there is a readable one; an unreadable one is
     /// moved to `corrupt/`.
     fn read_checkpoint(&self) -> Result<Option<Checkpoint>, SpoolError> {
-        let path = self.checkpoint_path();
-        let why = match read_file(&path, MAX_FILE_BYTES)? {
-            Read::Gone => return Ok(None),
-            Read::Found(bytes) => match parse_checkpoint(&bytes) {
-                Ok(cp) => return Ok(Some(cp)),
-                Err(why) => why.to_string(),
-            },
-            Read::Bad(why) => why,
+        let path = Spool::checkpoint_file(&self.dir);
+        let why = match peek_file(&path)? {
+            CheckpointPeek::Absent => return Ok(None),
+            CheckpointPeek::Found(cp) => return Ok(Some(cp)),
+            CheckpointPeek::Newer(v) => Unreadable::Future(v).to_string(),
+            CheckpointPeek::Unreadable(why) => why,
         };
         self.quarantine(&path, "root", &why)?;
         Ok(None)
     }
+
+    /// The checkpoint of the directory `dir` alone (not its slots), read
+    /// without taking the lock and without changing anything (an
+    /// unreadable one is left for the reporter to quarantine).
+    /// [`SpoolError::NoSpool`] if `dir` is not a directory.
+    pub fn peek_checkpoint(dir: &Path) -> Result<CheckpointPeek, SpoolError> {
+        if !dir.is_dir() {
+            return Err(SpoolError::NoSpool {
+                dir: dir.to_path_buf(),
+            });
+        }
+        peek_file(&Spool::checkpoint_file(dir))
+    }
+}
+
+/// What the checkpoint file at `path` holds.
+fn peek_file(path: &Path) -> Result<CheckpointPeek, SpoolError> {
+    Ok(match read_regular(path, MAX_FILE_BYTES)? {
+        Read::Gone => CheckpointPeek::Absent,
+        Read::Found(bytes) => match parse_checkpoint(&bytes) {
+            Ok(cp) => CheckpointPeek::Found(cp),
+            Err(Unreadable::Future(v)) => CheckpointPeek::Newer(v),
+            Err(Unreadable::Invalid(why)) => CheckpointPeek::Unreadable(why),
+        },
+        Read::Bad(why) => CheckpointPeek::Unreadable(why),
+    })
 }
 
 /// True if spooled window `l` already holds the usage of checkpoint window

@@ -21,38 +21,11 @@ pub enum SpoolError {
         holder: String,
     },
 
-    /// A file or directory of the spool cannot be created or written.
-    #[error(
-        "cannot write {}: the spool directory is not writable: check its owner and permissions, or set BEACON_SPOOL_DIR to a writable directory ({source})",
-        path.display()
-    )]
-    NotWritable {
-        /// The path that could not be written.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// The filesystem holding the spool is full. Nothing was dropped: the
-    /// caller still holds the window it tried to write.
-    #[error(
-        "no space left to write {}: free space on that filesystem or move the spool (BEACON_SPOOL_DIR); the window was not stored, keep it in memory and retry ({source})",
-        path.display()
-    )]
-    DiskFull {
-        /// The path that could not be written.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// Any other I/O failure.
-    #[error(
-        "spool I/O failed while {action} {}: {source} (check that the spool path is a directory on a healthy local filesystem, or set BEACON_SPOOL_DIR)",
-        path.display()
-    )]
+    /// An I/O failure. The message's advice follows the error's kind: a
+    /// permission or read-only filesystem error, a full disk (then nothing
+    /// was stored: the caller still holds the window it tried to write),
+    /// or anything else.
+    #[error("{}", io_message(.action, .path, .source))]
     Io {
         /// What the spool was doing ("reading", "renaming", ...).
         action: &'static str,
@@ -117,39 +90,36 @@ pub enum SpoolError {
         /// The path given.
         dir: PathBuf,
     },
-
-    /// A destination name other than `beacon` or `auth`.
-    #[error("unknown destination {given:?}: expected \"beacon\" or \"auth\"")]
-    UnknownDestination {
-        /// The name given.
-        given: String,
-    },
 }
 
 impl SpoolError {
-    /// Classifies an I/O error on `path`: permission and read-only
-    /// filesystem errors become [`SpoolError::NotWritable`], a full disk
-    /// [`SpoolError::DiskFull`], anything else [`SpoolError::Io`].
-    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> SpoolError {
-        let path = path.to_path_buf();
-        match source.kind() {
-            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                SpoolError::NotWritable { path, source }
-            }
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                SpoolError::DiskFull { path, source }
-            }
-            _ => SpoolError::Io {
-                action,
-                path,
-                source,
-            },
+    /// A closure for `map_err`: an I/O error on `path` while doing `action`.
+    pub(crate) fn on(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+        move |source| SpoolError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
         }
     }
+}
 
-    /// A closure for `map_err`.
-    pub(crate) fn on(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
-        move |e| SpoolError::io(action, path, e)
+/// The message of [`SpoolError::Io`]: what failed and what to do about it,
+/// by the kind of error.
+fn io_message(action: &str, path: &Path, source: &io::Error) -> String {
+    let path = path.display();
+    match source.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => format!(
+            "cannot write {path}: the spool directory is not writable: check its owner and \
+             permissions, or set BEACON_SPOOL_DIR to a writable directory ({source})"
+        ),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+            "no space left to write {path}: free space on that filesystem or move the spool \
+             (BEACON_SPOOL_DIR); the window was not stored, keep it in memory and retry ({source})"
+        ),
+        _ => format!(
+            "spool I/O failed while {action} {path}: {source} (check that the spool path is a \
+             directory on a healthy local filesystem, or set BEACON_SPOOL_DIR)"
+        ),
     }
 }
 
@@ -159,29 +129,26 @@ mod tests {
 
     #[test]
     fn messages_name_the_path_and_the_fix() {
-        let e = SpoolError::io(
-            "writing",
-            Path::new("/x/spool"),
-            io::Error::from(io::ErrorKind::PermissionDenied),
-        );
+        let e = SpoolError::on("writing", Path::new("/x/spool"))(io::Error::from(
+            io::ErrorKind::PermissionDenied,
+        ));
         let msg = e.to_string();
         assert!(msg.contains("cannot write /x/spool"), "{msg}");
         assert!(msg.contains("not writable"), "{msg}");
         assert!(msg.contains("BEACON_SPOOL_DIR"), "{msg}");
 
-        let e = SpoolError::io(
-            "writing",
-            Path::new("/x/f.json"),
-            io::Error::from(io::ErrorKind::StorageFull),
+        let e = SpoolError::on("writing", Path::new("/x/f.json"))(io::Error::from(
+            io::ErrorKind::StorageFull,
+        ));
+        assert!(
+            e.to_string().contains("no space left to write /x/f.json"),
+            "{e}"
         );
-        assert!(matches!(e, SpoolError::DiskFull { .. }));
         assert!(e.to_string().contains("free space"), "{e}");
 
-        let e = SpoolError::io(
-            "renaming",
-            Path::new("/x/f.json"),
-            io::Error::from(io::ErrorKind::Interrupted),
-        );
+        let e = SpoolError::on("renaming", Path::new("/x/f.json"))(io::Error::from(
+            io::ErrorKind::Interrupted,
+        ));
         assert!(e.to_string().contains("renaming /x/f.json"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 use super::SpoolError;
 use chrono::Utc;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read as _, Write};
 use std::path::{Path, PathBuf};
 
 /// Temporary files start with this; any left at open time are from a write
@@ -16,22 +16,23 @@ pub(crate) fn create_dir_private(path: &Path) -> Result<(), SpoolError> {
     let mut b = fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
     b.create(path).map_err(SpoolError::on("creating", path))
 }
 
-fn open_new_private(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.write(true).create_new(true);
+/// Opens `path` with `o`; a file it creates gets mode 0600 on Unix.
+fn open_private(o: &mut OpenOptions, path: &Path) -> io::Result<File> {
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(o, 0o600);
     o.open(path)
+}
+
+/// Opens the lock file at `path` for reading and writing, creating it
+/// (mode 0600) if needed, never truncating it.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File, SpoolError> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    open_private(&mut o, path).map_err(SpoolError::on("opening", path))
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -61,7 +62,8 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
         name
     ));
     let written = (|| {
-        let mut f = open_new_private(&tmp).map_err(SpoolError::on("creating", &tmp))?;
+        let mut f = open_private(OpenOptions::new().write(true).create_new(true), &tmp)
+            .map_err(SpoolError::on("creating", &tmp))?;
         f.write_all(bytes)
             .map_err(SpoolError::on("writing", &tmp))?;
         f.sync_all().map_err(SpoolError::on("syncing", &tmp))?;
@@ -76,54 +78,57 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
     Ok(target)
 }
 
-/// What reading a spool entry found.
-pub(crate) enum Entry {
-    /// A regular file and its bytes.
-    File(Vec<u8>),
-    /// Not a regular file (symbolic link, directory, ...): never read.
-    NotRegular(&'static str),
-    /// A regular file larger than the limit.
-    TooLarge(u64),
-    /// A regular file this process may not read (permission denied): the
-    /// reason, for the warning and `corrupt/`.
-    Unreadable(String),
+/// What reading one spool file found.
+pub(crate) enum Read<T> {
+    /// Its content.
+    Found(T),
     /// Gone (removed between listing and reading).
     Gone,
+    /// Not usable, and why: not a regular file (never read), larger than
+    /// the limit, not readable by this process, or (from a caller) not
+    /// what it should hold. The reason goes to the warning and `corrupt/`.
+    Bad(String),
 }
 
 /// Reads `path` if, and only if, it is a regular file no larger than `max`.
 /// A symbolic link is reported, never followed; on Unix the opened file is
 /// checked to be the very inode that was inspected.
-pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Entry, SpoolError> {
+pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Read<Vec<u8>>, SpoolError> {
+    let bad = |why: &str| Ok(Read::Bad(why.to_owned()));
+    let too_large = |n| {
+        Ok(Read::Bad(format!(
+            "{n} bytes, larger than the {max} bytes any spool file may hold"
+        )))
+    };
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Gone),
-        Err(e) => return Err(SpoolError::io("inspecting", path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Gone),
+        Err(e) => return Err(SpoolError::on("inspecting", path)(e)),
     };
     let ft = meta.file_type();
     if ft.is_symlink() {
-        return Ok(Entry::NotRegular("a symbolic link (never followed)"));
+        return bad("a symbolic link (never followed)");
     }
     if ft.is_dir() {
-        return Ok(Entry::NotRegular("a directory"));
+        return bad("a directory");
     }
     if !ft.is_file() {
-        return Ok(Entry::NotRegular("not a regular file"));
+        return bad("not a regular file");
     }
     if meta.len() > max {
-        return Ok(Entry::TooLarge(meta.len()));
+        return too_large(meta.len());
     }
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Gone),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Gone),
         // One file's mode (say, written by another user) must not make the
         // whole spool unusable: the caller moves it aside.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Ok(Entry::Unreadable(format!(
+            return bad(&format!(
                 "it cannot be read ({e}): give this process read access to it, then move it back"
-            )));
+            ));
         }
-        Err(e) => return Err(SpoolError::io("opening", path, e)),
+        Err(e) => return Err(SpoolError::on("opening", path)(e)),
     };
     #[cfg(unix)]
     {
@@ -133,7 +138,7 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Entry, SpoolError> {
             .map_err(SpoolError::on("inspecting", path))?;
         if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
             // Swapped between the check and the open.
-            return Ok(Entry::NotRegular("replaced while being read"));
+            return bad("replaced while being read");
         }
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
@@ -141,9 +146,9 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Entry, SpoolError> {
         .read_to_end(&mut bytes)
         .map_err(SpoolError::on("reading", path))?;
     if bytes.len() as u64 > max {
-        return Ok(Entry::TooLarge(bytes.len() as u64));
+        return too_large(bytes.len() as u64);
     }
-    Ok(Entry::File(bytes))
+    Ok(Read::Found(bytes))
 }
 
 /// Removes `path`; a file already gone is fine.
@@ -151,23 +156,26 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<(), SpoolError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SpoolError::io("removing", path, e)),
+        Err(e) => Err(SpoolError::on("removing", path)(e)),
     }
 }
 
-/// A file's entries by name (UTF-8 names only; others are returned
+/// The entries of directory `dir`; none if it does not exist.
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, SpoolError> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd.collect::<io::Result<_>>(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+    .map_err(SpoolError::on("listing", dir))
+}
+
+/// A directory's entries by name (UTF-8 names only; others are returned
 /// separately so the caller can move them aside). Temporary files are left
 /// out.
 pub(crate) fn list_names(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>), SpoolError> {
-    let mut names = Vec::new();
-    let mut odd = Vec::new();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((names, odd)),
-        Err(e) => return Err(SpoolError::io("listing", dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(SpoolError::on("listing", dir))?;
+    let (mut names, mut odd) = (Vec::new(), Vec::new());
+    for entry in read_dir(dir)? {
         match entry.file_name().into_string() {
             Ok(n) if n.starts_with(TMP_PREFIX) => {}
             Ok(n) => names.push(n),
@@ -179,26 +187,17 @@ pub(crate) fn list_names(dir: &Path) -> Result<(Vec<String>, Vec<PathBuf>), Spoo
 }
 
 /// Removes temporary files left in `dir` by writes cut short.
-pub(crate) fn remove_stale_temps(dir: &Path) -> Result<usize, SpoolError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(SpoolError::io("listing", dir, e)),
-    };
-    let mut removed = 0;
-    for entry in rd {
-        let entry = entry.map_err(SpoolError::on("listing", dir))?;
-        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-            let path = entry.path();
-            let is_file = fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir());
-            if is_file {
-                remove_if_exists(&path)?;
-                tracing::debug!(path = %path.display(), "removed a temporary file left by an interrupted write");
-                removed += 1;
-            }
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<(), SpoolError> {
+    for entry in read_dir(dir)? {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir())
+        {
+            remove_if_exists(&path)?;
+            tracing::debug!(path = %path.display(), "removed a temporary file left by an interrupted write");
         }
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// The file name of the lock.
@@ -210,14 +209,7 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// lock).
 pub(crate) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
     let path = dir.join(LOCK_FILE);
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut file = o.open(&path).map_err(SpoolError::on("opening", &path))?;
+    let mut file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
@@ -228,7 +220,7 @@ pub(crate) fn acquire_lock(dir: &Path) -> Result<File, SpoolError> {
                 holder: describe_holder(&text),
             });
         }
-        Err(fs::TryLockError::Error(e)) => return Err(SpoolError::io("locking", &path, e)),
+        Err(fs::TryLockError::Error(e)) => return Err(SpoolError::on("locking", &path)(e)),
     }
     let info = format!(
         "pid={}\nhost={}\nstarted={}\n",
@@ -307,17 +299,15 @@ mod tests {
         fs::write(&target, b"secret").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(
-            read_regular(&link, 100).unwrap(),
-            Entry::NotRegular(_)
-        ));
-        assert!(matches!(
-            read_regular(&target, 3).unwrap(),
-            Entry::TooLarge(6)
-        ));
+        let bad = |r| match r {
+            Read::Bad(why) => why,
+            _ => String::new(),
+        };
+        assert!(bad(read_regular(&link, 100).unwrap()).contains("symbolic link"));
+        assert!(bad(read_regular(&target, 3).unwrap()).starts_with("6 bytes, larger than"));
         assert!(matches!(
             read_regular(&dir.path().join("nope"), 3).unwrap(),
-            Entry::Gone
+            Read::Gone
         ));
     }
 }

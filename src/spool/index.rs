@@ -40,20 +40,6 @@ pub(crate) struct Indexed {
     pub to: DateTime<Utc>,
 }
 
-impl Indexed {
-    /// The entry of `w`, stored as `name` in `bytes` bytes.
-    pub fn new(w: &SpooledWindow, name: String, bytes: u64) -> Indexed {
-        Indexed {
-            name,
-            id: w.id,
-            bytes,
-            in_doubt: w.in_doubt,
-            from: w.report.from_timestamp,
-            to: w.report.to_timestamp,
-        }
-    }
-}
-
 /// The pending windows of one destination, oldest first. Every operation
 /// is O(log n) (O(1) for the totals).
 #[derive(Debug, Default)]
@@ -64,10 +50,18 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Adds (or replaces, by id) the entry of `w`. In doubt stays in
-    /// doubt, as on disk.
-    pub fn insert(&mut self, w: &SpooledWindow, mut e: Indexed) {
-        e.in_doubt |= self.remove(e.id).is_some_and(|old| old.in_doubt);
+    /// Adds (or replaces, by id) window `w`, stored as `name` in `bytes`
+    /// bytes. In doubt stays in doubt, as on disk.
+    pub fn insert(&mut self, w: &SpooledWindow, name: String, bytes: u64) {
+        let was_in_doubt = self.remove(w.id).is_some_and(|old| old.in_doubt);
+        let e = Indexed {
+            name,
+            id: w.id,
+            bytes,
+            in_doubt: w.in_doubt || was_in_doubt,
+            from: w.report.from_timestamp,
+            to: w.report.to_timestamp,
+        };
         let key = order_key(w);
         self.bytes += e.bytes;
         self.by_id.insert(e.id, key);
@@ -98,12 +92,8 @@ impl Index {
     /// Carries `old`'s in-doubt marks (some only in memory) over to this
     /// index, rebuilt from disk.
     pub fn carry_doubt(&mut self, old: Option<&Index>) {
-        for id in old
-            .iter()
-            .flat_map(|o| o.iter())
-            .filter(|e| e.in_doubt)
-            .map(|e| e.id)
-        {
+        let doubted = old.into_iter().flat_map(Index::iter).filter(|e| e.in_doubt);
+        for id in doubted.map(|e| e.id) {
             if let Some(e) = self.by_id.get(&id).and_then(|k| self.by_order.get_mut(k)) {
                 e.in_doubt = true;
             }
@@ -154,13 +144,13 @@ mod tests {
     fn oldest_first_totals_and_replacement_by_id() {
         let mut ix = Index::default();
         let (a, b) = (window(600), window(0));
-        ix.insert(&a, Indexed::new(&a, "a".into(), 10));
-        ix.insert(&b, Indexed::new(&b, "b".into(), 5));
+        ix.insert(&a, "a".into(), 10);
+        ix.insert(&b, "b".into(), 5);
         let names: Vec<&str> = ix.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
         assert_eq!((ix.len(), ix.bytes()), (2, 15));
         // Same id again: replaced, not added.
-        ix.insert(&a, Indexed::new(&a, "a2".into(), 12));
+        ix.insert(&a, "a2".into(), 12);
         assert_eq!((ix.len(), ix.bytes()), (2, 17));
         assert_eq!(ix.get(a.id).unwrap().name, "a2");
         assert_eq!(ix.remove(b.id).unwrap().name, "b");
@@ -172,18 +162,18 @@ mod tests {
     fn in_doubt_is_kept_by_a_replacement_set_on_the_head_and_carried_over() {
         let (a, b) = (window(0), window(300));
         let mut ix = Index::default();
-        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
-        ix.insert(&b, Indexed::new(&b, "b".into(), 1));
+        ix.insert(&a, "a".into(), 1);
+        ix.insert(&b, "b".into(), 1);
         ix.suspect_head();
         let doubt = |ix: &Index| ix.iter().map(|e| e.in_doubt).collect::<Vec<_>>();
         assert_eq!(doubt(&ix), [true, false], "only the oldest");
         // Rewritten (e.g. one more attempt) without the flag: it stays.
-        ix.insert(&a, Indexed::new(&a, "a".into(), 1));
+        ix.insert(&a, "a".into(), 1);
         assert_eq!(doubt(&ix), [true, false]);
         // Rebuilt from disk, where the mark was never written.
         let mut rebuilt = Index::default();
-        rebuilt.insert(&a, Indexed::new(&a, "a".into(), 1));
-        rebuilt.insert(&b, Indexed::new(&b, "b".into(), 1));
+        rebuilt.insert(&a, "a".into(), 1);
+        rebuilt.insert(&b, "b".into(), 1);
         rebuilt.carry_doubt(Some(&ix));
         assert_eq!(doubt(&rebuilt), [true, false]);
     }

@@ -4,9 +4,8 @@
 //! May import `super` (the spool's types and file helpers), `std`,
 //! `chrono`, `uuid`.
 
-use super::fsutil::{self, write_atomic};
+use super::fsutil::{self, Read, read_regular, write_atomic};
 use super::index::order_key;
-use super::scan::{Read, read_file};
 use super::window::{self, id_from_file_name};
 use super::{
     ANSWER_SUFFIX, Area, CORRUPT_DIR, CorruptSummary, Destination, EXPORT_FORMAT, MAX_ANSWER_BYTES,
@@ -45,31 +44,23 @@ impl Spool {
             pending: Default::default(),
             rejected: Vec::new(),
             corrupt: Vec::new(),
-            checkpoint: fs::symlink_metadata(self.checkpoint_path()).is_ok(),
+            checkpoint: fs::symlink_metadata(Spool::checkpoint_file(&self.dir)).is_ok(),
         };
         for dest in Destination::ALL {
             let windows = self.windows(dest, Area::Pending)?.into_iter();
             let file = |name| format!("{dest}/pending/{name}");
             let summaries = windows.map(|l| WindowSummary::new(file(l.name), &l.window, l.bytes));
             listing.pending.insert(dest, summaries.collect());
-        }
-        for dest in Destination::ALL {
             listing.rejected.extend(self.rejected_summaries(dest)?);
         }
-        let (names, _) = fsutil::list_names(&self.corrupt_dir())?;
-        for name in names.iter().filter(|n| !n.ends_with(REASON_SUFFIX)) {
-            let path = self.corrupt_dir().join(name);
-            let reason = match read_file(
-                &path.with_file_name(format!("{name}{REASON_SUFFIX}")),
-                65536,
-            )? {
-                Read::Found(b) => Some(String::from_utf8_lossy(&b).trim().to_owned()),
-                _ => None,
-            };
+        let corrupt = self.corrupt_dir();
+        let (names, _) = fsutil::list_names(&corrupt)?;
+        for name in names.into_iter().filter(|n| !n.ends_with(REASON_SUFFIX)) {
+            let reason = read_text(&corrupt.join(format!("{name}{REASON_SUFFIX}")), 65536)?;
             listing.corrupt.push(CorruptSummary {
+                bytes: fs::symlink_metadata(corrupt.join(&name)).map_or(0, |m| m.len()),
+                reason: reason.map(|r| r.trim().to_owned()),
                 file: format!("{CORRUPT_DIR}/{name}"),
-                bytes: fs::symlink_metadata(&path).map_or(0, |m| m.len()),
-                reason,
             });
         }
         drop(st);
@@ -85,21 +76,13 @@ impl Spool {
         let mut out = Vec::new();
         for l in self.windows(dest, Area::Rejected)? {
             let answer = answer_file_name(&l.name);
-            let status = match read_file(&dir.join(&answer), 2 * MAX_ANSWER_BYTES as u64)? {
-                Read::Found(b) => Some(
-                    String::from_utf8_lossy(&b)
-                        .lines()
-                        .next()
-                        .and_then(|s| s.strip_prefix("status: "))
-                        .and_then(|s| s.trim().parse().ok()),
-                ),
-                _ => None,
-            };
+            let text = read_text(&dir.join(&answer), 2 * MAX_ANSWER_BYTES as u64)?;
+            let first = text.as_deref().and_then(|t| t.lines().next());
             let file = format!("{dest}/rejected/{}", l.name);
             out.push(RejectedSummary {
                 window: WindowSummary::new(file, &l.window, l.bytes),
-                status: status.flatten(),
-                answer_file: status.map(|_| format!("{dest}/rejected/{answer}")),
+                status: first.and_then(|s| s.strip_prefix("status: ")?.trim().parse().ok()),
+                answer_file: text.map(|_| format!("{dest}/rejected/{answer}")),
             });
         }
         Ok(out)
@@ -140,7 +123,7 @@ impl Spool {
     /// else by content), then corrupt.
     fn files_of(&self, id: Uuid) -> Result<Vec<PathBuf>, SpoolError> {
         let mut out = Vec::new();
-        for area in [Area::Pending, Area::Rejected] {
+        for area in Area::ALL {
             for dest in Destination::ALL {
                 let dir = self.area_dir(dest, area);
                 let (names, _) = fsutil::list_names(&dir)?;
@@ -186,13 +169,7 @@ impl Spool {
             }
             return vec![self.dir.join(rel)];
         }
-        let mut dirs = vec![self.dir.clone()];
-        for dest in Destination::ALL {
-            dirs.push(self.area_dir(dest, Area::Pending));
-            dirs.push(self.area_dir(dest, Area::Rejected));
-        }
-        dirs.push(self.corrupt_dir());
-        dirs.into_iter().map(|d| d.join(rel)).collect()
+        self.dirs().into_iter().map(|d| d.join(rel)).collect()
     }
 
     /// Writes every pending window (Beacon's first, each destination oldest
@@ -213,14 +190,10 @@ impl Spool {
             windows,
         };
         let (Some(name), false) = (out.file_name(), out.is_dir()) else {
-            return Err(SpoolError::io(
-                "exporting to",
-                out,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "give the path of a file to write, not a directory",
-                ),
-            ));
+            return Err(SpoolError::on("exporting to", out)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "give the path of a file to write, not a directory",
+            )));
         };
         let parent = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -265,24 +238,26 @@ impl Spool {
     }
 }
 
+/// The text of the regular file at `path` if it holds at most `max` bytes.
+fn read_text(path: &Path, max: u64) -> Result<Option<String>, SpoolError> {
+    Ok(match read_regular(path, max)? {
+        Read::Found(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    })
+}
+
 /// What `show` prints for the file at `path`: its text, or a line saying
-/// what it is instead (a link is described, never followed); `None` if
-/// there is no such file.
+/// why not (a link is described, never followed); `None` if there is no
+/// such file.
 fn read_regular_text(path: &Path) -> Result<Option<String>, SpoolError> {
-    use super::fsutil::{Entry, read_regular};
-    Ok(Some(match read_regular(path, MAX_FILE_BYTES)? {
-        Entry::Gone => return Ok(None),
-        Entry::File(b) => String::from_utf8_lossy(&b).into_owned(),
-        Entry::TooLarge(n) => format!(
-            "({} is {n} bytes, larger than {MAX_FILE_BYTES}: not shown)\n",
-            path.display()
-        ),
-        Entry::NotRegular(what) => {
+    Ok(match read_regular(path, MAX_FILE_BYTES)? {
+        Read::Gone => None,
+        Read::Found(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Read::Bad(why) => {
             let target = fs::read_link(path)
                 .map(|t| format!(" pointing to {}", t.display()))
                 .unwrap_or_default();
-            format!("({} is {what}{target})\n", path.display())
+            Some(format!("({} not shown: {why}{target})\n", path.display()))
         }
-        Entry::Unreadable(why) => format!("({}: {why})\n", path.display()),
-    }))
+    })
 }

@@ -113,56 +113,44 @@ impl SpoolListing {
     }
 }
 
+impl fmt::Display for WindowSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ts = crate::wire::format_timestamp;
+        let (from, to) = (ts(&self.from), ts(&self.to));
+        write!(f, "{}  {from} .. {to}  attempts={}", self.id, self.attempts)?;
+        if self.in_doubt {
+            f.write_str(" IN-DOUBT")?;
+        }
+        if self.merged > 1 {
+            write!(f, " merged={}", self.merged)?;
+        }
+        let measures: Vec<String> = self
+            .measures
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        write!(f, "  {}", measures.join(" "))
+    }
+}
+
 impl fmt::Display for SpoolListing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "spool {}", self.dir.display())?;
-        let ts = |t: &DateTime<Utc>| crate::wire::format_timestamp(t);
-        let line = |f: &mut fmt::Formatter<'_>, w: &WindowSummary| {
-            let measures: Vec<String> =
-                w.measures.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            writeln!(
-                f,
-                "  {}  {} .. {}  attempts={}{}{}  {}",
-                w.id,
-                ts(&w.from),
-                ts(&w.to),
-                w.attempts,
-                if w.in_doubt { " IN-DOUBT" } else { "" },
-                if w.merged > 1 {
-                    format!(" merged={}", w.merged)
-                } else {
-                    String::new()
-                },
-                measures.join(" ")
-            )
-        };
         for (dest, windows) in &self.pending {
             let bytes: u64 = windows.iter().map(|w| w.bytes).sum();
             writeln!(f, "{dest}: {} pending ({bytes} bytes)", windows.len())?;
-            for w in windows {
-                line(f, w)?;
-            }
+            windows.iter().try_for_each(|w| writeln!(f, "  {w}"))?;
         }
         writeln!(f, "rejected: {}", self.rejected.len())?;
         for r in &self.rejected {
-            write!(f, "  [{}] ", r.window.destination)?;
-            if let Some(s) = r.status {
-                write!(f, "HTTP {s} ")?;
-            }
-            line(f, &r.window)?;
+            let status = r.status.map(|s| format!("HTTP {s} ")).unwrap_or_default();
+            writeln!(f, "  [{}] {status}  {}", r.window.destination, r.window)?;
         }
         writeln!(f, "corrupt: {}", self.corrupt.len())?;
         for c in &self.corrupt {
-            writeln!(
-                f,
-                "  {} ({} bytes){}",
-                c.file,
-                c.bytes,
-                c.reason
-                    .as_deref()
-                    .map(|r| format!(": {}", r.lines().next().unwrap_or("")))
-                    .unwrap_or_default()
-            )?;
+            let reason = c.reason.as_deref().map(|r| r.lines().next().unwrap_or(""));
+            let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+            writeln!(f, "  {} ({} bytes){reason}", c.file, c.bytes)?;
         }
         if self.checkpoint {
             writeln!(f, "checkpoint: present (open windows of the last run)")?;
@@ -188,52 +176,4 @@ pub struct SpoolExport {
     pub exported_at: DateTime<Utc>,
     /// The windows, Beacon's first, each oldest first.
     pub windows: Vec<SpooledWindow>,
-}
-
-/// What [`Spool::peek_checkpoint`] found in one spool directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckpointPeek {
-    /// There is no checkpoint.
-    Absent,
-    /// The open windows of the process that saved it.
-    Found(super::Checkpoint),
-    /// Written by a newer beacon-meter, in this format version.
-    Newer(u64),
-    /// It cannot be read as a checkpoint, for this reason.
-    Unreadable(String),
-}
-
-impl super::Spool {
-    /// The path of the checkpoint file in the spool directory `dir`.
-    pub fn checkpoint_file(dir: &std::path::Path) -> PathBuf {
-        dir.join(super::CHECKPOINT_FILE)
-    }
-
-    /// The checkpoint of the directory `dir` alone (not its slots), read
-    /// without taking the lock and without changing anything (an
-    /// unreadable one is left for the reporter to quarantine).
-    /// [`SpoolError::NoSpool`](super::SpoolError::NoSpool) if `dir` is not
-    /// a directory.
-    pub fn peek_checkpoint(dir: &std::path::Path) -> Result<CheckpointPeek, super::SpoolError> {
-        use super::fsutil::{Entry, read_regular};
-        use super::window::Unreadable;
-        if !dir.is_dir() {
-            return Err(super::SpoolError::NoSpool {
-                dir: dir.to_path_buf(),
-            });
-        }
-        Ok(
-            match read_regular(&Self::checkpoint_file(dir), super::MAX_FILE_BYTES)? {
-                Entry::Gone => CheckpointPeek::Absent,
-                Entry::File(bytes) => match super::window::parse_checkpoint(&bytes) {
-                    Ok(cp) => CheckpointPeek::Found(cp),
-                    Err(Unreadable::Future(v)) => CheckpointPeek::Newer(v),
-                    Err(Unreadable::Invalid(why)) => CheckpointPeek::Unreadable(why),
-                },
-                Entry::NotRegular(what) => CheckpointPeek::Unreadable(what.to_owned()),
-                Entry::TooLarge(n) => CheckpointPeek::Unreadable(format!("{n} bytes, too large")),
-                Entry::Unreadable(why) => CheckpointPeek::Unreadable(why),
-            },
-        )
-    }
 }

@@ -18,18 +18,17 @@ impl Spool {
     /// refusal under that key rejects it again; [`export`](Self::export) is
     /// then the way out.
     pub fn requeue_rejected(&self) -> Result<usize, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let mut moved = 0;
         for dest in Destination::ALL {
             let rejected = self.area_dir(dest, Area::Rejected);
             let pending = self.area_dir(dest, Area::Pending);
             for l in self.windows(dest, Area::Rejected)? {
-                if self.indexed_name(&mut st, dest, l.window.id)?.is_none() {
-                    let mut w = l.window;
-                    w.attempts = 0;
-                    let name = w.file_name();
-                    write_atomic(&pending, &name, &WindowFile::new(w, l.replaces).to_bytes())?;
+                if self.index(&mut st, dest)?.get(l.window.id).is_none() {
+                    let (mut window, replaces) = (l.window, l.replaces);
+                    window.attempts = 0;
+                    let name = window.file_name();
+                    write_atomic(&pending, &name, &WindowFile { window, replaces }.to_bytes())?;
                     moved += 1;
                 }
                 remove_if_exists(&rejected.join(&l.name))?;
@@ -56,24 +55,18 @@ impl Spool {
     /// only ever sent as itself, under its own id (never merged). Returns
     /// how many windows moved.
     pub(crate) fn take_over(&self, other: &Spool) -> Result<usize, SpoolError> {
-        self.writable()?;
-        other.writable()?;
-        let mut st = self.state.lock();
-        let _other = other.state.lock();
+        let mut st = self.held()?;
+        let _other = other.held()?;
         let mut moved = 0;
         for dest in Destination::ALL {
             // Adopted windows may go ahead of this spool's oldest, which
             // is in doubt only in memory so far: make that durable.
             let mut mine = self.windows(dest, Area::Pending)?;
-            if self
-                .index(&mut st, dest)?
-                .iter()
-                .next()
-                .is_some_and(|h| h.in_doubt)
-            {
+            let head = self.index(&mut st, dest)?.iter().next();
+            if head.is_some_and(|h| h.in_doubt) {
                 self.mark_in_doubt(&mut mine)?;
             }
-            for area in [Area::Pending, Area::Rejected] {
+            for area in Area::ALL {
                 let mut entries = other.windows(dest, area)?;
                 if area == Area::Pending {
                     other.mark_in_doubt(&mut entries)?;
@@ -125,7 +118,8 @@ impl Spool {
         };
         head.window.in_doubt = true;
         let dir = self.area_dir(head.window.destination, Area::Pending);
-        let bytes = WindowFile::new(head.window.clone(), head.replaces.clone()).to_bytes();
+        let (window, replaces) = (head.window.clone(), head.replaces.clone());
+        let bytes = WindowFile { window, replaces }.to_bytes();
         write_atomic(&dir, &head.name, &bytes)?;
         head.bytes = bytes.len() as u64;
         Ok(())

@@ -92,15 +92,13 @@ fn merge_logs(a: &[Log], b: &[Log]) -> Vec<Log> {
     }
     let omitted = total - kept.len();
     if omitted > 0 {
-        let mut note = Map::new();
-        note.insert("level".into(), "warning".into());
-        note.insert("source".into(), "beacon-meter spool".into());
-        note.insert(
-            "message".into(),
-            format!("{omitted} log records omitted while merging spooled windows").into(),
-        );
-        note.insert("omitted".into(), omitted.into());
-        kept.push(note);
+        let note = serde_json::json!({
+            "level": "warning",
+            "source": "beacon-meter spool",
+            "message": format!("{omitted} log records omitted while merging spooled windows"),
+            "omitted": omitted,
+        });
+        kept.extend(note.as_object().cloned());
     }
     kept
 }

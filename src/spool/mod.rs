@@ -33,62 +33,44 @@
 //!
 //! A window gets its id (the `Idempotency-Key`) when it closes and keeps it
 //! on every retry. The reporter [`push`](Spool::push)es a closed window,
-//! then sends the [`oldest`](Spool::oldest) pending window of a destination,
-//! one at a time, and after the answer calls [`remove`](Spool::remove) (2xx),
-//! [`reject`](Spool::reject) (a refusal that retrying cannot fix) or
-//! [`update`](Spool::update) (more attempts; `in_doubt` if the request may
-//! have been accepted, e.g. a timeout after it was sent).
+//! sends the head of a destination's queue
+//! ([`next_to_send`](Spool::next_to_send)), one report at a time, and after
+//! the answer calls [`remove`](Spool::remove) (2xx), [`reject`](Spool::reject)
+//! (a refusal that retrying cannot fix) or [`update`](Spool::update) (more
+//! attempts; `in_doubt` if the request may have been accepted).
 //!
 //! # Bounded without loss
 //!
-//! When a destination holds more than [`SpoolLimits::max_windows`] windows or
-//! [`SpoolLimits::max_bytes`] bytes, the oldest *adjacent* pair of mergeable
-//! windows is merged into one wider window (see [`merge`]): counters summed,
-//! gauges from the later window, the span of both, a new id. A count is
+//! Past [`SpoolLimits`], the oldest *adjacent* pair of mergeable windows is
+//! merged into one wider window under a new id ([`merge`]). A count is
 //! never dropped: if nothing can be merged the spool grows past its bound
 //! and says so in a warning.
 //!
 //! * **In-doubt windows are never merged.** If an attempt may have been
 //!   accepted, the server may already have counted the window under its id.
 //!   Sent again under the *same* id it is deduplicated; folded into a merged
-//!   window under a *new* id it would be counted twice. So an in-doubt
-//!   window is only ever retried as itself.
-//! * **The oldest pending window is never merged**: it is the one a reporter
-//!   may be sending right now, and merging it away would make that send
-//!   count twice (once under its id, once inside the merged window).
-//! * **Merging is crash-safe**: the merged file, which records the ids it
-//!   `replaces`, is written and synced before the two originals are deleted;
-//!   every read skips a window that a merged window replaces (and a repair
-//!   deletes it), so a crash in between never counts twice.
+//!   window under a *new* id it would be counted twice.
+//! * **The oldest pending window is never merged** by the bound: a reporter
+//!   may be sending it right now, and that send would then count twice.
+//! * **Merging is crash-safe**: the merged file records the ids it
+//!   `replaces` and is durable before the originals are deleted; every read
+//!   skips a replaced window, so a crash in between never counts twice.
 //!
-//! # Checkpoint
+//! # Checkpoint, unreadable files, reading and repairing
 //!
-//! The reporter periodically [`save_checkpoint`](Spool::save_checkpoint)s
-//! the *open* window of each destination, with the id it will carry when it
-//! closes. After a crash, [`recover_checkpoint`](Spool::recover_checkpoint)
-//! turns those windows into pending ones, skipping any already spooled. When
-//! a window is pushed, the spool also drops the matching open window from
-//! the checkpoint (same destination and id, or same start), so the
-//! checkpoint never holds usage that is already pending.
+//! The *open* window of each destination is saved in the checkpoint, with
+//! the id it will carry when it closes, and recovered after a crash (see
+//! [`recover_checkpoint`](Spool::recover_checkpoint)).
 //!
-//! # Unreadable files
-//!
-//! A file that is empty, truncated, not JSON, not a window, breaks a rule
-//! (negative or overflowing measure, window ending before it starts), is a
+//! A file that is empty, truncated, not a window, breaks a rule, is a
 //! symbolic link (never followed) or a directory is skipped by every read
-//! and moved to `corrupt/` with a warning by the next repair; it never
-//! stops the spool. A file written by a
-//! **newer** beacon-meter (a format version above [`FORMAT_VERSION`]) is
-//! never read as this version: it is also moved to `corrupt/`, byte for byte
-//! untouched, and the warning says to move it back into `pending/` after
-//! upgrading.
-//!
-//! # Reading and repairing
+//! and moved to `corrupt/` with its reason by the next repair; it never
+//! stops the spool. A file of a **newer** format version (above
+//! [`FORMAT_VERSION`]) is never read as this one: it is moved to `corrupt/`
+//! byte for byte, to be moved back after upgrading.
 //!
 //! Reads ([`pending`](Spool::pending), [`list`](Spool::list),
-//! [`show`](Spool::show), ...) never change a file: they skip what they
-//! cannot use. Repairs (unreadable files to `corrupt/`, hand-renamed files
-//! to their canonical names, interrupted merges finished) happen only in
+//! [`show`](Spool::show), ...) never change a file. Repairs happen only in
 //! [`open`](Spool::open) and [`rescan`](Spool::rescan).
 //!
 //! The spool holds no secret: the credential is added at send time.
@@ -111,23 +93,22 @@ mod scan;
 pub mod slots;
 mod window;
 
+pub use checkpoint::CheckpointPeek;
 pub use error::SpoolError;
 pub use listing::{
-    CheckpointPeek, CorruptSummary, EXPORT_FORMAT, RejectedSummary, SpoolExport, SpoolListing,
-    WindowSummary,
+    CorruptSummary, EXPORT_FORMAT, RejectedSummary, SpoolExport, SpoolListing, WindowSummary,
 };
 pub use merge::{MAX_MERGED_LOG_BYTES, MAX_MERGED_LOGS, merge};
 pub use window::{
     Checkpoint, Destination, FORMAT_VERSION, MAX_FILE_BYTES, SpoolLimits, SpooledWindow,
 };
 
-use index::{Index, Indexed};
-use parking_lot::Mutex;
+use index::Index;
+use parking_lot::{Mutex, MutexGuard};
 use scan::Loaded;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use uuid::Uuid;
 
 const CHECKPOINT_FILE: &str = "checkpoint.json";
 const CORRUPT_DIR: &str = "corrupt";
@@ -143,6 +124,8 @@ enum Area {
 }
 
 impl Area {
+    const ALL: [Area; 2] = [Area::Pending, Area::Rejected];
+
     fn as_str(self) -> &'static str {
         match self {
             Area::Pending => "pending",
@@ -171,7 +154,7 @@ impl State {
         let d = dest.index();
         let mut ix = Index::default();
         for l in entries {
-            ix.insert(&l.window, Indexed::new(&l.window, l.name.clone(), l.bytes));
+            ix.insert(&l.window, l.name.clone(), l.bytes);
         }
         ix.carry_doubt(self.index[d].as_ref());
         self.index[d] = Some(ix);
@@ -209,12 +192,7 @@ impl Spool {
             state: Mutex::new(State::default()),
             slots: Vec::new(),
         };
-        let mut dirs = vec![spool.dir.clone(), spool.corrupt_dir()];
-        for dest in Destination::ALL {
-            dirs.push(spool.area_dir(dest, Area::Pending));
-            dirs.push(spool.area_dir(dest, Area::Rejected));
-        }
-        for d in &dirs {
+        for d in &spool.dirs() {
             fsutil::create_dir_private(d)?;
             fsutil::remove_stale_temps(d)?;
         }
@@ -222,9 +200,9 @@ impl Spool {
             let mut st = spool.state.lock();
             for dest in Destination::ALL {
                 spool.repair_dest(&mut st, dest)?;
-                if let Some(ix) = st.index[dest.index()].as_mut() {
-                    ix.suspect_head();
-                }
+                st.index[dest.index()]
+                    .iter_mut()
+                    .for_each(Index::suspect_head);
             }
         }
         tracing::debug!(dir = %spool.dir.display(), "spool opened");
@@ -281,9 +259,9 @@ impl Spool {
         &self.dir
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> SpoolLimits {
-        self.limits
+    /// The path of the checkpoint file in the spool directory `dir`.
+    pub fn checkpoint_file(dir: &Path) -> PathBuf {
+        dir.join(CHECKPOINT_FILE)
     }
 
     /// True if opened with [`open_read_only`](Self::open_read_only).
@@ -291,13 +269,15 @@ impl Spool {
         self.lock.is_none()
     }
 
-    fn writable(&self) -> Result<(), SpoolError> {
-        if self.lock.is_none() {
-            return Err(SpoolError::ReadOnly {
+    /// The state, locked, of a spool opened with its lock;
+    /// [`SpoolError::ReadOnly`] if opened read-only.
+    fn held(&self) -> Result<MutexGuard<'_, State>, SpoolError> {
+        match self.lock {
+            Some(_) => Ok(self.state.lock()),
+            None => Err(SpoolError::ReadOnly {
                 dir: self.dir.clone(),
-            });
+            }),
         }
-        Ok(())
     }
 
     fn area_dir(&self, dest: Destination, area: Area) -> PathBuf {
@@ -308,16 +288,14 @@ impl Spool {
         self.dir.join(CORRUPT_DIR)
     }
 
-    fn checkpoint_path(&self) -> PathBuf {
-        self.dir.join(CHECKPOINT_FILE)
-    }
-
-    fn not_found(&self, destination: Destination, id: Uuid) -> SpoolError {
-        SpoolError::NotFound {
-            destination,
-            id,
-            dir: self.area_dir(destination, Area::Pending),
-        }
+    /// Every directory of the spool: itself, each area, then `corrupt/`.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let areas = Destination::ALL
+            .into_iter()
+            .flat_map(|d| Area::ALL.map(|a| self.area_dir(d, a)));
+        let mut dirs: Vec<PathBuf> = std::iter::once(self.dir.clone()).chain(areas).collect();
+        dirs.push(self.corrupt_dir());
+        dirs
     }
 }
 

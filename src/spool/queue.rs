@@ -5,9 +5,10 @@
 //! May import `super` (the spool's types and file helpers), `std`,
 //! `chrono`, `uuid`.
 
+use super::fsutil::Read;
 use super::fsutil::{remove_if_exists, sync_dir, write_atomic};
-use super::index::{Index, Indexed};
-use super::scan::{Read, read_window};
+use super::index::Index;
+use super::scan::read_window;
 use super::window::WindowFile;
 use super::{
     Area, Destination, MAX_ANSWER_BYTES, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow, State,
@@ -20,19 +21,16 @@ use std::path::Path;
 use uuid::Uuid;
 
 impl Spool {
-    /// Stores a closed window durably: atomic write (temporary file in the
-    /// same directory, fsync, rename, fsync of the directory), mode 0600.
-    /// Then drops the matching open window from the checkpoint, and enforces
-    /// the bound by merging (never dropping).
+    /// Stores a closed window durably (an atomic write, mode 0600), then
+    /// drops its open copy from the checkpoint and enforces the bound.
     ///
     /// Pushing an id that is already pending replaces that window (a retried
     /// push); its `in_doubt` flag stays set if it was.
     ///
-    /// On [`SpoolError::DiskFull`] nothing was stored: keep the window and
-    /// retry.
+    /// On a full disk ([`SpoolError::Io`]) nothing was stored: keep the
+    /// window and retry.
     pub fn push(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         self.push_locked(&mut st, w)
     }
 
@@ -42,8 +40,9 @@ impl Spool {
         w.check(false).map_err(invalid)?;
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
-        let existing = self.indexed_name(st, dest, w.id)?;
-        let mut file = WindowFile::new(w.clone(), Vec::new());
+        let existing = self.index(st, dest)?.get(w.id).map(|e| e.name.clone());
+        let (window, replaces) = (w.clone(), Vec::new());
+        let mut file = WindowFile { window, replaces };
         if let Some(name) = &existing
             && let Read::Found(old) = read_window(&dir.join(name), dest)?
         {
@@ -63,7 +62,7 @@ impl Spool {
         write_atomic(&dir, &name, &bytes)?;
         remove_replaced(&dir, existing.as_deref(), &name)?;
         let ix = self.index(st, dest)?;
-        ix.insert(&w, Indexed::new(&w, name, bytes.len() as u64));
+        ix.insert(&w, name, bytes.len() as u64);
         let over = self.limits.exceeded_by(ix.len(), ix.bytes());
         self.prune_checkpoint(&w)?;
         if over {
@@ -109,34 +108,29 @@ impl Spool {
         max_span: TimeDelta,
         max_windows: usize,
     ) -> Result<Option<SpooledWindow>, SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let ix = self.index(&mut st, dest)?;
-        let Some(head) = ix.iter().next() else {
+        let Some(from) = ix.iter().next().map(|head| head.from) else {
             return Ok(None);
         };
-        let (from, alone) = (head.from, head.in_doubt);
-        let n = match alone {
-            true => 1,
-            false => ix
-                .iter()
-                .take(max_windows)
-                .take_while(|e| !e.in_doubt && e.to - from <= max_span)
-                .count()
-                .max(1),
+        // An in-doubt oldest window stops the batch at once: sent alone.
+        let n = ix
+            .iter()
+            .take(max_windows)
+            .take_while(|e| !e.in_doubt && e.to - from <= max_span)
+            .count();
+        let batch = self.head_batch(&mut st, dest, n.max(1))?;
+        let Some(mut merged) = batch.first().cloned() else {
+            return Ok(None);
         };
-        let batch = self.head_batch(&mut st, dest, n)?;
-        let id = Uuid::new_v4();
-        let mut merged = batch.first().cloned();
-        let mut used = 1;
-        while let (Some(m), Some(w)) = (&merged, batch.get(used)) {
-            let Some(next) = merge(m, w, id) else { break };
-            (merged, used) = (Some(next), used + 1);
+        let (id, mut used) = (Uuid::new_v4(), 1);
+        while let Some(next) = batch.get(used).and_then(|w| merge(&merged, w, id)) {
+            (merged, used) = (next, used + 1);
         }
-        match merged {
-            Some(m) if used > 1 => Ok(Some(self.commit_merge(&mut st, &batch[..used], m))),
-            _ => Ok(batch.into_iter().next()),
-        }
+        Ok(Some(match used {
+            1 => merged,
+            _ => self.commit_merge(&mut st, &batch[..used], merged),
+        }))
     }
 
     /// Makes `merged` (of `originals`, the head of the queue) durable and
@@ -159,7 +153,7 @@ impl Spool {
         match self.write_merged(&merged, &named) {
             Ok(bytes) => {
                 originals.iter().for_each(|w| drop(ix.remove(w.id)));
-                ix.insert(&merged, Indexed::new(&merged, merged.file_name(), bytes));
+                ix.insert(&merged, merged.file_name(), bytes);
                 merged
             }
             Err(e) => {
@@ -220,14 +214,21 @@ impl Spool {
         Ok(st.index[d].get_or_insert_with(Index::default))
     }
 
-    /// The file name of pending window `id`, from the index.
-    pub(super) fn indexed_name(
+    /// The file name of pending window `id`, or [`SpoolError::NotFound`].
+    fn pending_name(
         &self,
         st: &mut State,
         dest: Destination,
         id: Uuid,
-    ) -> Result<Option<String>, SpoolError> {
-        Ok(self.index(st, dest)?.get(id).map(|e| e.name.clone()))
+    ) -> Result<String, SpoolError> {
+        let dir = self.area_dir(dest, Area::Pending);
+        let not_found = || SpoolError::NotFound {
+            destination: dest,
+            id,
+            dir,
+        };
+        let name = self.index(st, dest)?.get(id).map(|e| e.name.clone());
+        name.ok_or_else(not_found)
     }
 
     /// Rewrites a pending window atomically with new `attempts` and
@@ -236,15 +237,16 @@ impl Spool {
     /// once set it stays set. [`SpoolError::NotFound`] if the window is no
     /// longer pending.
     pub fn update(&self, w: &SpooledWindow) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         let dest = w.destination;
         let dir = self.area_dir(dest, Area::Pending);
-        let Some(name) = self.indexed_name(&mut st, dest, w.id)? else {
-            return Err(self.not_found(dest, w.id));
-        };
+        let name = self.pending_name(&mut st, dest, w.id)?;
         let Read::Found(mut file) = read_window(&dir.join(&name), dest)? else {
-            return Err(self.not_found(dest, w.id));
+            return Err(SpoolError::NotFound {
+                destination: dest,
+                id: w.id,
+                dir,
+            });
         };
         let stored = &mut file.window;
         let expected = SpooledWindow {
@@ -269,19 +271,16 @@ impl Spool {
         let bytes = file.to_bytes();
         write_atomic(&dir, &new_name, &bytes)?;
         remove_replaced(&dir, Some(&name), &new_name)?;
-        let entry = Indexed::new(&file.window, new_name, bytes.len() as u64);
-        self.index(&mut st, dest)?.insert(&file.window, entry);
+        let ix = self.index(&mut st, dest)?;
+        ix.insert(&file.window, new_name, bytes.len() as u64);
         Ok(())
     }
 
     /// Deletes a pending window (after a 2xx). [`SpoolError::NotFound`] if
     /// it is not pending.
     pub fn remove(&self, dest: Destination, id: Uuid) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
-        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
-            return Err(self.not_found(dest, id));
-        };
+        let mut st = self.held()?;
+        let name = self.pending_name(&mut st, dest, id)?;
         remove_replaced(&self.area_dir(dest, Area::Pending), Some(&name), "")?;
         self.index(&mut st, dest)?.remove(id);
         Ok(())
@@ -299,11 +298,8 @@ impl Spool {
         status: u16,
         answer: &str,
     ) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
-        let Some(name) = self.indexed_name(&mut st, dest, id)? else {
-            return Err(self.not_found(dest, id));
-        };
+        let mut st = self.held()?;
+        let name = self.pending_name(&mut st, dest, id)?;
         let pending = self.area_dir(dest, Area::Pending);
         let rejected = self.area_dir(dest, Area::Rejected);
         let capped = prefix_within(answer, MAX_ANSWER_BYTES);

@@ -19,8 +19,7 @@ impl Spool {
     /// finished, the bound enforced), then rebuilds the index. Reads never
     /// repair; call this after changing a held spool's files by hand.
     pub fn rescan(&self) -> Result<(), SpoolError> {
-        self.writable()?;
-        let mut st = self.state.lock();
+        let mut st = self.held()?;
         Destination::ALL
             .into_iter()
             .try_for_each(|dest| self.repair_dest(&mut st, dest))
@@ -99,7 +98,7 @@ impl Spool {
         match fs::rename(path, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(SpoolError::io("moving to corrupt/", path, e)),
+            Err(e) => return Err(SpoolError::on("moving to corrupt/", path)(e)),
         }
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;

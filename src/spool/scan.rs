@@ -3,7 +3,7 @@
 //!
 //! May import `super` (the spool's types and file helpers), `std`, `uuid`.
 
-use super::fsutil::{self, Entry, read_regular};
+use super::fsutil::{self, Read, read_regular};
 use super::index::order_key;
 use super::window::{WindowFile, parse_window_file};
 use super::{ANSWER_SUFFIX, Area, Destination, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow};
@@ -24,31 +24,9 @@ pub(super) struct Loaded {
     pub bytes: u64,
 }
 
-/// What reading one file found.
-pub(super) enum Read<T> {
-    Found(T),
-    Gone,
-    /// Not usable, and why.
-    Bad(String),
-}
-
-/// The bytes of the regular file at `path` (never through a link), if it
-/// holds at most `max`.
-pub(super) fn read_file(path: &Path, max: u64) -> Result<Read<Vec<u8>>, SpoolError> {
-    Ok(match read_regular(path, max)? {
-        Entry::Gone => Read::Gone,
-        Entry::File(b) => Read::Found(b),
-        Entry::NotRegular(what) => Read::Bad(what.to_owned()),
-        Entry::Unreadable(why) => Read::Bad(why),
-        Entry::TooLarge(n) => Read::Bad(format!(
-            "{n} bytes, larger than the {max} bytes any spool file may hold"
-        )),
-    })
-}
-
 /// The window file at `path`, if it is a valid window of `dest`.
 pub(super) fn read_window(path: &Path, dest: Destination) -> Result<Read<WindowFile>, SpoolError> {
-    Ok(match read_file(path, MAX_FILE_BYTES)? {
+    Ok(match read_regular(path, MAX_FILE_BYTES)? {
         Read::Found(bytes) => match parse_window_file(&bytes) {
             Err(why) => Read::Bad(why.to_string()),
             Ok(f) if f.window.destination != dest => Read::Bad(format!(

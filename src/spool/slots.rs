@@ -47,7 +47,7 @@
 
 use super::fsutil;
 use super::{Area, Destination, Spool, SpoolError, SpoolLimits};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 /// Directory name prefix of a slot: `slot-0`, `slot-1`, …
@@ -82,15 +82,6 @@ pub fn claim(root: &Path, limits: SpoolLimits) -> Result<Claim, SpoolError> {
     })
 }
 
-/// Adopts what dead processes left in the free slots under `root` (and in
-/// an old flat spool) into `mine`, a slot this process holds. Returns how
-/// many windows moved. Cheap when there is nothing to adopt: one directory
-/// listing and one failed lock attempt per live slot.
-pub fn adopt_orphans(root: &Path, mine: &Spool) -> Result<usize, SpoolError> {
-    let _guard = lock_root(root)?;
-    adopt_locked(root, mine, mine.limits())
-}
-
 /// The slot directories under `root`, by number.
 pub fn slot_dirs(root: &Path) -> Result<Vec<(usize, PathBuf)>, SpoolError> {
     let (names, _) = fsutil::list_names(root)?;
@@ -118,16 +109,23 @@ pub fn has_flat_spool(root: &Path) -> bool {
         .any(|n| fs::symlink_metadata(root.join(n)).is_ok())
 }
 
+/// The spools under `root`: its slots, then an old flat spool at the root
+/// itself, if there is one.
+fn spool_dirs(root: &Path) -> Result<Vec<PathBuf>, SpoolError> {
+    let mut dirs: Vec<PathBuf> = slot_dirs(root)?.into_iter().map(|(_, d)| d).collect();
+    if has_flat_spool(root) {
+        dirs.push(root.to_path_buf());
+    }
+    Ok(dirs)
+}
+
 /// Opens every spool under `root` that holds rejected windows and moves
 /// them back to pending ([`Spool::requeue_rejected`]). All of them are
 /// locked first, so either every one is requeued or (a reporter holds one:
 /// [`SpoolError::Locked`]) none is.
 pub fn requeue_all(root: &Path) -> Result<usize, SpoolError> {
     let _guard = lock_root(root)?;
-    let mut dirs: Vec<PathBuf> = slot_dirs(root)?.into_iter().map(|(_, d)| d).collect();
-    if has_flat_spool(root) {
-        dirs.insert(0, root.to_path_buf());
-    }
+    let mut dirs = spool_dirs(root)?;
     let has_rejected = |d: &PathBuf| {
         Destination::ALL.iter().any(|dest| {
             let dir = d.join(dest.as_str()).join(Area::Rejected.as_str());
@@ -146,14 +144,7 @@ pub fn requeue_all(root: &Path) -> Result<usize, SpoolError> {
 /// Released when the returned file is dropped (or the process dies).
 fn lock_root(root: &Path) -> Result<File, SpoolError> {
     let path = root.join(SLOTS_LOCK);
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let file = o.open(&path).map_err(SpoolError::on("opening", &path))?;
+    let file = fsutil::open_lock_file(&path)?;
     file.lock().map_err(SpoolError::on("locking", &path))?;
     Ok(file)
 }
@@ -180,15 +171,7 @@ fn claim_lowest(root: &Path, limits: SpoolLimits) -> Result<(Spool, usize), Spoo
 /// Caller holds `slots.lock`.
 fn adopt_locked(root: &Path, mine: &Spool, limits: SpoolLimits) -> Result<usize, SpoolError> {
     let mut adopted = 0;
-    let mut dirs: Vec<PathBuf> = slot_dirs(root)?
-        .into_iter()
-        .map(|(_, d)| d)
-        .filter(|d| d != mine.dir())
-        .collect();
-    if has_flat_spool(root) {
-        dirs.push(root.to_path_buf());
-    }
-    for dir in dirs {
+    for dir in spool_dirs(root)?.into_iter().filter(|d| d != mine.dir()) {
         let other = match Spool::open(&dir, limits) {
             Ok(s) => s,
             Err(SpoolError::Locked { .. }) => continue, // alive
@@ -212,7 +195,7 @@ fn adopt_locked(root: &Path, mine: &Spool, limits: SpoolLimits) -> Result<usize,
 /// non-empty one, say `corrupt/`, stays for the operator).
 fn remove_empty_flat_dirs(root: &Path) {
     for dest in Destination::ALL {
-        for area in [Area::Pending, Area::Rejected] {
+        for area in Area::ALL {
             let _ = fs::remove_dir(root.join(dest.as_str()).join(area.as_str()));
         }
         let _ = fs::remove_dir(root.join(dest.as_str()));
