@@ -333,6 +333,40 @@ async fn submit_accepts_reports_from_the_wire_encoder_and_api_keys() {
     sink.shutdown().await;
 }
 
+/// A client that puts a configured key into a tag (as its value, as its
+/// name, or upper-cased) has the report accepted and stored, and the stored
+/// record holds every configured key only in its redacted form.
+#[tokio::test]
+async fn configured_keys_in_tags_are_redacted_when_stored() {
+    let sink = start(config()).await;
+    let c = client();
+    let mut body = report(1, 3);
+    body["tags"]["langgraph.platform.host"] = Value::String(format!("host-{API_KEY}"));
+    body["tags"][LICENSE] = Value::String(API_KEY.to_ascii_uppercase());
+    assert_eq!(status_of(&c, &sink, &body, Some(Uuid::new_v4())).await, 204);
+
+    let reports = sink.reports();
+    assert_eq!(reports.len(), 1);
+    let tags = &reports[0]["tags"];
+    let (license, api_key) = (
+        Secret::new(LICENSE).redacted(),
+        Secret::new(API_KEY).redacted(),
+    );
+    assert_eq!(tags["langgraph.platform.host"], format!("host-{api_key}"));
+    assert_eq!(tags[license.as_str()], api_key);
+    assert_eq!(reports[0]["measures"]["langgraph.platform.runs"], 1);
+    let shown = serde_json::to_string(&reports)
+        .unwrap()
+        .to_ascii_lowercase();
+    for key in [LICENSE, API_KEY] {
+        assert!(
+            !shown.contains(&key.to_ascii_lowercase()),
+            "{key} stored in full"
+        );
+    }
+    sink.shutdown().await;
+}
+
 /// How a table case departs from a valid report.
 enum Bad {
     /// This JSON instead of the body.

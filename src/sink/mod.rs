@@ -70,7 +70,9 @@
 //! full: stored reports, the JSONL file and [`SinkHandle::reports`] carry
 //! the credential field with its redacted form (`lcl_…9f2a`), both
 //! timestamps normalised to UTC (`2025-01-06T09:00:00.5Z`), the
-//! `"dialect"`, and everything else in the report exactly as received.
+//! `"dialect"`, and everything else in the report as received, except that
+//! the report's credential and every configured one are redacted wherever
+//! else they appear (a key sent as a tag, say).
 //!
 //! A request must be complete within [`SinkConfig::request_timeout`] (plus
 //! the injected latency) or it is answered `408` and its connection closed.

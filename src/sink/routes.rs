@@ -314,18 +314,40 @@ async fn submit(
     }
 }
 
+/// Every credential this sink is configured with.
+fn known_keys(shared: &SinkState) -> impl Iterator<Item = &Secret> {
+    let config = &shared.config;
+    config.licenses.iter().flatten().chain(&config.api_keys)
+}
+
 /// `reason` with every credential this sink is configured with redacted (a
 /// refusal quotes values, and a client may have put a key in the wrong
 /// field; the report's own credential is already taken care of by
 /// `validate_report`).
 fn without_known_keys(shared: &SinkState, reason: String) -> String {
-    let config = &shared.config;
-    config
-        .licenses
-        .iter()
-        .flatten()
-        .chain(&config.api_keys)
-        .fold(reason, |r, k| k.scrub(&r))
+    known_keys(shared).fold(reason, |r, k| k.scrub(&r))
+}
+
+/// Redacts each of `keys` wherever it appears in `value`, in strings and
+/// object keys alike (ASCII case ignored, see [`Secret::scrub`]). A client
+/// may put a key in a tag, as its name or its value, and no stored report
+/// may hold a credential in full.
+fn scrub_keys(keys: &[&Secret], value: &mut Value) {
+    let scrub = |text: String| keys.iter().fold(text, |t, k| k.scrub(&t));
+    match value {
+        Value::String(s) => *s = scrub(std::mem::take(s)),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_keys(keys, v)),
+        Value::Object(map) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    scrub_keys(keys, &mut v);
+                    (scrub(k), v)
+                })
+                .collect();
+        }
+        _ => {}
+    }
 }
 
 /// Everything that can refuse a report before it is stored.
@@ -341,7 +363,7 @@ fn check(
             "Content-Type header must be application/json".into(),
         ));
     }
-    let report = validate::validate_report(validate::parse_json(bytes)?)?;
+    let mut report = validate::validate_report(validate::parse_json(bytes)?)?;
     let field = report.credential_field;
     let known = match field {
         CredentialField::ApiKey => shared.config.accepts_api_key(&report.credential),
@@ -379,6 +401,11 @@ fn check(
             }
         },
     };
+    // The report's own credential field is replaced by its redacted form
+    // when stored (`ValidReport::record`); this covers every other place.
+    let own = Secret::new(report.credential.as_str());
+    let keys: Vec<&Secret> = known_keys(shared).chain([&own]).collect();
+    scrub_keys(&keys, &mut report.value);
     Ok(Submission {
         key,
         dialect: report.dialect(path_dialect),
