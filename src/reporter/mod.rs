@@ -24,8 +24,10 @@
 //!   for `beacon-meter spool export`.
 //! * **Crashes.** The open window is checkpointed every few seconds (with
 //!   the id it will carry); a restart turns the checkpoint into a closed
-//!   window. A hard crash loses at most one checkpoint interval of counts
-//!   (while the spool can be written; see below).
+//!   window. A hard crash loses at most one checkpoint interval of counts,
+//!   plus the time the last checkpoint write took to reach the disk (its
+//!   `fsync`, milliseconds normally, seconds on a disk saturated by other
+//!   writers), while the spool can be written (see below).
 //! * **Shutdown.** [`Reporter::shutdown`] closes the open window, spools it,
 //!   and delivers what it can before the deadline. The rest stays spooled.
 //! * **Clock jumps.** Windows are cut by the wall clock
