@@ -745,7 +745,8 @@ fn bound_merges_adjacent_windows_and_keeps_totals_exact() {
         spool.push(&w).unwrap();
         pushed.push(w);
         let p = spool.pending(d).unwrap();
-        assert!(p.len() <= 5, "{} pending after push {i}", p.len());
+        // Merging stops exactly at the bound, never below it.
+        assert_eq!(p.len(), (i as usize + 1).min(5), "pending after push {i}");
         assert_eq!(total(&p, RUNS), total(&pushed, RUNS), "push {i}");
         assert_eq!(total(&p, NODES), total(&pushed, NODES), "push {i}");
         assert_eq!(
@@ -791,6 +792,15 @@ fn byte_bound_merges_too() {
         spool.push(&window(d, i, 2, 3)).unwrap();
         let (_, bytes) = spool.stats(d).unwrap();
         assert!(bytes <= one * 4 + 64, "{bytes} > {}", one * 4);
+        // ... and merging stops once within it: one merge frees about one
+        // window's bytes, so a spool merged no further than needed is
+        // within one window (plus the merged file's longer list) of it.
+        if i >= 4 {
+            assert!(
+                bytes + one + 64 > one * 4,
+                "merged below the bound: {bytes} bytes after push {i}"
+            );
+        }
     }
     let p = spool.pending(d).unwrap();
     assert_eq!(total(&p, RUNS), 60);
