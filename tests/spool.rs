@@ -430,6 +430,27 @@ fn a_hand_renamed_file_gets_its_canonical_name() {
     assert_eq!(names(&dir), vec![a.file_name()]);
 }
 
+/// Two files holding one window (a copy made by hand): the rescan keeps the
+/// one under the canonical name and moves the copy to `corrupt/`, naming
+/// the reason, so the window is counted once.
+#[test]
+fn of_two_files_with_one_window_the_canonical_one_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pending_dir(tmp.path(), Destination::Beacon);
+    let spool = open(tmp.path());
+    let a = window(Destination::Beacon, 0, 1, 1);
+    spool.push(&a).unwrap();
+    fs::copy(dir.join(a.file_name()), dir.join("0000-copy.json")).unwrap();
+    spool.rescan().unwrap();
+    assert_eq!(names(&dir), vec![a.file_name()]);
+    assert_eq!(spool.pending(Destination::Beacon).unwrap(), vec![a.clone()]);
+    let corrupt = spool.list().unwrap().corrupt;
+    assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+    assert!(corrupt[0].file.contains("0000-copy.json"), "{corrupt:?}");
+    let reason = corrupt[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("same window id"), "{reason}");
+}
+
 /// Every file under `root` with its bytes (a link as its target).
 fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<(PathBuf, Vec<u8>)> = all_files(root)
