@@ -451,6 +451,32 @@ fn of_two_files_with_one_window_the_canonical_one_is_kept() {
     assert!(reason.contains("same window id"), "{reason}");
 }
 
+/// A file quarantined under a name already in `corrupt/` gets the next free
+/// name, even when the earlier file's reason is missing (a crash between
+/// moving it and writing the reason): nothing in `corrupt/` is replaced.
+#[test]
+fn quarantine_never_replaces_a_file_in_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pending_dir(tmp.path(), Destination::Beacon);
+    let corrupt = tmp.path().join("corrupt");
+    let spool = open(tmp.path());
+    fs::write(dir.join("bad.json"), b"first").unwrap();
+    spool.rescan().unwrap();
+    let first = names(&corrupt);
+    assert_eq!(first.len(), 2, "the file and its reason: {first:?}");
+    let reason = first.iter().find(|n| n.ends_with(".reason.txt")).unwrap();
+    fs::remove_file(corrupt.join(reason)).unwrap();
+    fs::write(dir.join("bad.json"), b"second").unwrap();
+    spool.rescan().unwrap();
+    let mut kept: Vec<Vec<u8>> = names(&corrupt)
+        .iter()
+        .filter(|n| !n.ends_with(".reason.txt"))
+        .map(|n| fs::read(corrupt.join(n)).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, vec![b"first".to_vec(), b"second".to_vec()]);
+}
+
 /// Every file under `root` with its bytes (a link as its target).
 fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<(PathBuf, Vec<u8>)> = all_files(root)
@@ -470,7 +496,7 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Windows a, b, c pushed into the spool held at `root`, then damaged
 /// behind its back: a's file truncated, b's renamed by hand, and c
-/// rejected, then renamed by hand in `rejected/`.
+/// rejected, then renamed by hand in `rejected/` with its answer file.
 fn damage(spool: &Spool, root: &Path) -> [SpooledWindow; 3] {
     let d = Destination::Beacon;
     let (dir, rejected) = (pending_dir(root, d), root.join("beacon/rejected"));
@@ -480,6 +506,8 @@ fn damage(spool: &Spool, root: &Path) -> [SpooledWindow; 3] {
     }
     spool.reject(d, c.id, 422, "no").unwrap();
     fs::rename(rejected.join(c.file_name()), rejected.join("by-hand.json")).unwrap();
+    let answer = c.file_name().replace(".json", ".answer.txt");
+    fs::rename(rejected.join(answer), rejected.join("by-hand.answer.txt")).unwrap();
     fs::write(dir.join(a.file_name()), b"{\"version\": 1, \"id\"").unwrap();
     fs::rename(dir.join(b.file_name()), dir.join("renamed.json")).unwrap();
     [a, b, c]
@@ -493,7 +521,12 @@ fn assert_repaired(root: &Path, [a, b, c]: &[SpooledWindow; 3]) {
         vec![b.file_name()]
     );
     let rejected = names(&root.join("beacon/rejected"));
-    assert!(rejected.contains(&c.file_name()), "{rejected:?}");
+    let answer = c.file_name().replace(".json", ".answer.txt");
+    assert_eq!(
+        rejected,
+        vec![answer, c.file_name()],
+        "the answer follows its window"
+    );
     let corrupt = names(&root.join("corrupt"));
     assert_eq!(corrupt.len(), 2, "the file and its reason: {corrupt:?}");
     assert!(corrupt[0].ends_with(&a.file_name()), "{corrupt:?}");
