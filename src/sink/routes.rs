@@ -328,28 +328,6 @@ fn without_known_keys(shared: &SinkState, reason: String) -> String {
     known_keys(shared).fold(reason, |r, k| k.scrub(&r))
 }
 
-/// Redacts each of `keys` wherever it appears in `value`, in strings and
-/// object keys alike (ASCII case ignored, see [`Secret::scrub`]). A client
-/// may put a key in a tag, as its name or its value, and no stored report
-/// may hold a credential in full.
-fn scrub_keys(keys: &[&Secret], value: &mut Value) {
-    let scrub = |text: String| keys.iter().fold(text, |t, k| k.scrub(&t));
-    match value {
-        Value::String(s) => *s = scrub(std::mem::take(s)),
-        Value::Array(items) => items.iter_mut().for_each(|v| scrub_keys(keys, v)),
-        Value::Object(map) => {
-            *map = std::mem::take(map)
-                .into_iter()
-                .map(|(k, mut v)| {
-                    scrub_keys(keys, &mut v);
-                    (scrub(k), v)
-                })
-                .collect();
-        }
-        _ => {}
-    }
-}
-
 /// Everything that can refuse a report before it is stored.
 fn check(
     shared: &SinkState,
@@ -363,7 +341,7 @@ fn check(
             "Content-Type header must be application/json".into(),
         ));
     }
-    let mut report = validate::validate_report(validate::parse_json(bytes)?)?;
+    let report = validate::validate_report(validate::parse_json(bytes)?)?;
     let field = report.credential_field;
     let known = match field {
         CredentialField::ApiKey => shared.config.accepts_api_key(&report.credential),
@@ -401,14 +379,12 @@ fn check(
             }
         },
     };
-    // The report's own credential field is replaced by its redacted form
-    // when stored (`ValidReport::record`); this covers every other place.
-    let own = Secret::new(report.credential.as_str());
-    let keys: Vec<&Secret> = known_keys(shared).chain([&own]).collect();
-    scrub_keys(&keys, &mut report.value);
+    let dialect = report.dialect(path_dialect);
+    let keys: Vec<&Secret> = known_keys(shared).collect();
     Ok(Submission {
         key,
-        dialect: report.dialect(path_dialect),
+        dialect,
+        record: report.record(dialect, &keys),
         report,
     })
 }

@@ -195,9 +195,8 @@ impl Store {
                     });
                 }
             }
-            let record = report.record(submission.dialect);
-            insert(&tx, submission, digest.as_ref(), &record).map_err(|e| e.to_string())?;
-            self.export(&record)
+            insert(&tx, submission, digest.as_ref()).map_err(|e| e.to_string())?;
+            self.export(&submission.record)
                 .map_err(|e| format!("JSONL export: {e}"))?;
             tx.commit().map_err(|e| e.to_string())?;
             Ok(Stored::New)
@@ -250,14 +249,16 @@ fn insert(
     tx: &rusqlite::Transaction<'_>,
     submission: &Submission,
     digest: &[u8],
-    record: &Value,
 ) -> rusqlite::Result<()> {
     let Submission {
         key,
         report,
         dialect,
+        record,
     } = submission;
-    let tag = |name: &str| report.value["tags"][name].as_str().unwrap_or("").to_owned();
+    // From the record, whose keys are redacted (a key sent as the host tag
+    // must not reach the `host` column either).
+    let tag = |name: &str| record["tags"][name].as_str().unwrap_or("").to_owned();
     let credential = format!(
         "{}:{}",
         report.credential_field.destination(),

@@ -63,6 +63,8 @@ pub(crate) struct Submission {
     pub(crate) key: Option<uuid::Uuid>,
     pub(crate) report: ValidReport,
     pub(crate) dialect: Dialect,
+    /// What is stored: [`ValidReport::record`] of `report`.
+    pub(crate) record: Value,
 }
 
 /// A report that passed every check.
@@ -93,9 +95,14 @@ impl ValidReport {
 
     /// What the sink stores, shows and writes to its JSONL file: the report
     /// as received, with its credential replaced by a redacted form, both
-    /// timestamps normalised to UTC (`...Z`), and a `"dialect"` field.
-    pub(crate) fn record(&self, dialect: Dialect) -> Value {
+    /// timestamps normalised to UTC (`...Z`), and a `"dialect"` field. The
+    /// report's own credential and each of `keys` (the sink's configured
+    /// ones) are redacted wherever else they appear, a tag say.
+    pub(crate) fn record(&self, dialect: Dialect, keys: &[&Secret]) -> Value {
         let mut value = self.value.clone();
+        let own = Secret::new(self.credential.as_str());
+        let keys: Vec<&Secret> = keys.iter().copied().chain([&own]).collect();
+        redact_keys(&keys, &mut value);
         if let Value::Object(map) = &mut value {
             map.insert(
                 self.credential_field.name().to_owned(),
@@ -110,6 +117,28 @@ impl ValidReport {
             map.insert("dialect".to_owned(), Value::String(dialect.name().into()));
         }
         value
+    }
+}
+
+/// Redacts each of `keys` wherever it appears in `value`, in strings and
+/// object keys alike (ASCII case ignored, see [`Secret::scrub`]). A client
+/// may put a key in a tag, as its name or its value, and no stored report
+/// may hold a credential in full.
+fn redact_keys(keys: &[&Secret], value: &mut Value) {
+    let scrub = |text: String| keys.iter().fold(text, |t, k| k.scrub(&t));
+    match value {
+        Value::String(s) => *s = scrub(std::mem::take(s)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_keys(keys, v)),
+        Value::Object(map) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    redact_keys(keys, &mut v);
+                    (scrub(k), v)
+                })
+                .collect();
+        }
+        _ => {}
     }
 }
 
@@ -462,7 +491,7 @@ mod tests {
         let r = validate_report(good()).unwrap();
         assert_eq!(r.credential_field, CredentialField::License);
         assert_eq!(r.measures["big"], u64::MAX);
-        let red = r.record(r.dialect(Dialect::Published));
+        let red = r.record(r.dialect(Dialect::Published), &[]);
         assert_eq!(red["license"], "lcl_…1234");
         assert_eq!(red["dialect"], "published");
         assert_eq!(red["measures"], good()["measures"]);
@@ -569,13 +598,16 @@ mod tests {
         let r = validate_report(v).unwrap();
         assert_eq!(r.credential_field.destination(), "license");
         assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
-        assert_eq!(r.record(Dialect::LanggraphApi)["license_key"], "lcl_…1234");
+        assert_eq!(
+            r.record(Dialect::LanggraphApi, &[])["license_key"],
+            "lcl_…1234"
+        );
         let mut v = good();
         v["to_timestamp"] = json!("2025-01-06T10:00:00+00:00");
         let r = validate_report(v).unwrap();
         assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
         assert_eq!(
-            r.record(Dialect::LanggraphApi)["to_timestamp"],
+            r.record(Dialect::LanggraphApi, &[])["to_timestamp"],
             "2025-01-06T10:00:00Z"
         );
     }
