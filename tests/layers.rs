@@ -10,7 +10,16 @@
 //!   hyper, axum, `std::fs`, `std::net`, `std::env`, tracing_subscriber or
 //!   rusqlite, and none of the shell (client, reporter, spool, sink, cli,
 //!   config, clock, oplog);
-//! * nothing outside `src/cli/` (and the thin `src/main.rs`) uses the CLI.
+//! * `src/config.rs` uses no HTTP crate, runtime or server, and nothing of
+//!   the client, reporter or sink;
+//! * `src/client/` uses no reporter, spool, sink or config, and no server
+//!   crate; `src/spool/` no runtime, HTTP, client, reporter, sink or config;
+//!   `src/reporter/` no sink; `src/sink/` no HTTP client, client, reporter,
+//!   spool or config;
+//! * the leaf helpers (`jwt.rs`, `secret.rs`, `text.rs`, `urls.rs`) use
+//!   nothing of the crate;
+//! * nothing below the CLI uses the egress check, the demo or the CLI, and
+//!   nothing outside `src/cli/` (and the thin `src/main.rs`) uses the CLI.
 //!
 //! A "use" is any path in a `use` item (braces expanded) and any path
 //! written in code (`tokio::spawn(..)`), comments and doc comments left
@@ -40,6 +49,9 @@ const SHELL: &[&str] = &[
     "crate::oplog",
 ];
 
+/// What sits above the shell: the egress check, the demo and the CLI.
+const ABOVE_SHELL: &[&str] = &["crate::doctor", "crate::demo", "crate::cli"];
+
 const RULES: &[Rule] = &[
     Rule {
         name: "the core (meter, sync) knows nothing of async, HTTP, JSON, logs or dates",
@@ -64,6 +76,67 @@ const RULES: &[Rule] = &[
             ],
             SHELL,
         ],
+    },
+    Rule {
+        name: "config reads the environment: no HTTP client, runtime, server or shell above it",
+        covers: |f| f == "config.rs",
+        forbidden: &[
+            ASYNC_HTTP,
+            &["crate::client", "crate::reporter", "crate::sink"],
+            ABOVE_SHELL,
+        ],
+    },
+    Rule {
+        name: "the client speaks HTTP only: no reporter, spool, sink, config or server crate",
+        covers: |f| f.starts_with("client/"),
+        forbidden: &[
+            &["axum", "rusqlite"],
+            &[
+                "crate::reporter",
+                "crate::spool",
+                "crate::sink",
+                "crate::config",
+            ],
+            ABOVE_SHELL,
+        ],
+    },
+    Rule {
+        name: "the spool is files only: no runtime, HTTP, client, reporter, sink or config",
+        covers: |f| f.starts_with("spool/"),
+        forbidden: &[
+            ASYNC_HTTP,
+            &[
+                "crate::client",
+                "crate::reporter",
+                "crate::sink",
+                "crate::config",
+            ],
+            ABOVE_SHELL,
+        ],
+    },
+    Rule {
+        name: "the reporter does not reach the sink or any HTTP server crate",
+        covers: |f| f.starts_with("reporter/"),
+        forbidden: &[&["axum", "rusqlite", "crate::sink"], ABOVE_SHELL],
+    },
+    Rule {
+        name: "the sink is a server on the wire types: no HTTP client, client, reporter, spool or config",
+        covers: |f| f.starts_with("sink/"),
+        forbidden: &[
+            &["reqwest"],
+            &[
+                "crate::client",
+                "crate::reporter",
+                "crate::spool",
+                "crate::config",
+            ],
+            ABOVE_SHELL,
+        ],
+    },
+    Rule {
+        name: "the leaf helpers (jwt, secret, text, urls) import nothing of the crate",
+        covers: |f| matches!(f, "jwt.rs" | "secret.rs" | "text.rs" | "urls.rs"),
+        forbidden: &[&["crate"], ASYNC_HTTP],
     },
     Rule {
         name: "only the CLI (and main.rs) uses the CLI",
@@ -281,4 +354,47 @@ fn the_checker_sees_use_trees_inline_paths_and_skips_comments() {
     assert!(under("crate::cli::run", "crate::cli"));
     assert!(!under("crate::client", "crate::cli"));
     assert!(under("::tokio::spawn", "tokio"));
+}
+
+#[test]
+fn the_rules_catch_a_breach_in_each_layer() {
+    let src = std::env::temp_dir().join(format!("beacon-layers-{}", std::process::id()));
+    let files = [
+        ("spool/queue.rs", "use crate::config::Config;\n"),
+        ("config.rs", "fn f() { reqwest::get(\"x\"); }\n"),
+        ("client/http.rs", "use crate::spool::Spool;\n"),
+        ("sink/routes.rs", "use crate::client::HttpClient;\n"),
+        ("reporter/mod.rs", "use crate::sink::Sink;\n"),
+        ("jwt.rs", "use crate::secret::Secret;\n"),
+        ("doctor/mod.rs", "use crate::cli::run;\n"),
+        ("wire/tags.rs", "use std::env::var;\n"),
+        ("meter/mod.rs", "use tokio::spawn;\n"),
+        // Allowed: the spool on wire, the sink on jwt, config on the spool's names.
+        ("spool/window.rs", "use crate::wire::ReportBody;\n"),
+        ("sink/state.rs", "use crate::jwt::issue;\n"),
+        ("urls.rs", "use url::Url;\n"),
+    ];
+    for (name, code) in files {
+        let path = src.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, code).unwrap();
+    }
+    let found = breaches(&src);
+    std::fs::remove_dir_all(&src).unwrap();
+    let files: Vec<&str> = found.iter().map(|b| b.split(':').next().unwrap()).collect();
+    assert_eq!(
+        files,
+        [
+            "src/client/http.rs",
+            "src/config.rs",
+            "src/doctor/mod.rs",
+            "src/jwt.rs",
+            "src/meter/mod.rs",
+            "src/reporter/mod.rs",
+            "src/sink/routes.rs",
+            "src/spool/queue.rs",
+            "src/wire/tags.rs",
+        ],
+        "{found:#?}"
+    );
 }

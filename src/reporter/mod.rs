@@ -1,16 +1,17 @@
 //! The reporter: closes windows on aligned boundaries and delivers each one
 //! exactly once, through outages, restarts, crashes and shutdowns.
-//! May import: the meter, `config`, `client`, `spool`, `wire`, tokio.
-//! Must not import: the sink or the CLI.
+//! May import: the meter, `config`, `client`, `spool`, `wire`, `clock`,
+//! `oplog`, tokio. Must not import: the sink or the CLI.
 //!
 //! ```text
-//!  Meter ──rotate()──▶ closer ──push──▶ Spool (disk) ──oldest──▶ sender (one per destination) ──▶ Beacon
+//!  Meter ──rotate()──▶ closer ──push──▶ Spool (disk) ──next──▶ sender (one per destination) ──▶ Beacon
 //!                        │  every few seconds: checkpoint of the open window
 //! ```
 //!
 //! * **Write ahead.** A closed window is written to the [`Spool`] before any
-//!   send, and removed only after a `2xx`. Windows go out oldest first and,
-//!   after an outage, back to back.
+//!   send, and removed only after a `2xx`. Windows go out oldest first;
+//!   after an outage the backlog is merged into spans and paced (see
+//!   `reporter/pacing.rs`).
 //! * **Idempotency.** Each window's id, fixed when it opens, travels as the
 //!   `Idempotency-Key` header on every attempt, so a server drops a
 //!   duplicate (e.g. after a timeout where it had in fact accepted).

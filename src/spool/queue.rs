@@ -194,7 +194,7 @@ impl Spool {
                 return Ok(out);
             }
             tracing::warn!(destination = %dest, dir = %dir.display(),
-                "a pending file changed behind the spool's back: re-reading the directory (a rescan repairs it)");
+                "a pending file changed behind the spool's back: re-reading the directory (the spool repairs it when next opened, e.g. at the reporter's restart, or on Spool::rescan)");
             st.stale[dest.index()] = true;
         }
         unreachable!("the loop returns on its second pass")

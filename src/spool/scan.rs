@@ -112,7 +112,7 @@ impl Spool {
         let scan = self.scan(dest, area)?;
         for (path, reason) in &scan.bad {
             tracing::warn!(file = %path.display(), reason,
-                "unreadable spool file skipped (the process holding the spool moves it to corrupt/ when it opens it or on a rescan)");
+                "unreadable spool file skipped (the process holding the spool moves it to corrupt/ when it next opens it, e.g. at the reporter's restart, or on Spool::rescan)");
         }
         Ok(scan.windows)
     }

@@ -11,8 +11,8 @@
 //! sane whatever the clock does: a window always has `to > from`, and no
 //! two windows overlap.
 //!
-//! Layer: wire (pure). May import chrono and `std::time::Duration`; must
-//! not read a clock, sleep or import the shell.
+//! Layer: wire (pure). May import chrono, thiserror and
+//! `std::time::Duration`; must not read a clock, sleep or import the shell.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;

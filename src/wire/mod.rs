@@ -1,7 +1,7 @@
 //! The Beacon wire format: pure data and serialization, no network.
 //!
 //! Layer: wire (pure). May import serde, serde_json, chrono, uuid,
-//! `crate::secret` and `crate::meter`; must not import tokio, reqwest,
+//! thiserror, `crate::secret` and `crate::meter`; must not import tokio, reqwest,
 //! hyper, axum, rusqlite, tracing_subscriber, `std::fs`, `std::net`,
 //! `std::env` or the shell (client, reporter, spool, sink, cli, config,
 //! clock, oplog). `tests/layers.rs` checks this.
