@@ -6,6 +6,7 @@
 
 use crate::secret::Secret;
 pub(crate) use crate::wire::Dialect;
+use crate::wire::text::first_chars;
 use crate::wire::{API_KEY_FIELD, VerifyRequest, tags};
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -144,14 +145,11 @@ fn redact_keys(keys: &[&Secret], value: &mut Value) {
 
 const MAX_NAME_IN_MESSAGE: usize = 64;
 
-/// A key for an error message: quoted, shortened if long.
+/// A key for an error message: quoted, shortened if long (`"abcd"…`: the
+/// quotes close on the kept part, the `…` follows them).
 fn shown(key: &str) -> String {
-    if key.chars().count() > MAX_NAME_IN_MESSAGE {
-        let head: String = key.chars().take(MAX_NAME_IN_MESSAGE).collect();
-        format!("{head:?}…")
-    } else {
-        format!("{key:?}")
-    }
+    let (head, cut) = first_chars(key, MAX_NAME_IN_MESSAGE);
+    format!("{head:?}{}", if cut { "…" } else { "" })
 }
 
 /// "`what` must be `expected`, found <the type of `found`>".
@@ -495,6 +493,13 @@ mod tests {
         assert_eq!(red["license"], "lcl_…1234");
         assert_eq!(red["dialect"], "published");
         assert_eq!(red["measures"], good()["measures"]);
+    }
+
+    #[test]
+    fn long_names_are_cut_outside_the_quotes() {
+        let exact = "é".repeat(MAX_NAME_IN_MESSAGE);
+        assert_eq!(shown(&exact), format!("{exact:?}"));
+        assert_eq!(shown(&format!("{exact}x")), format!("{exact:?}…"));
     }
 
     #[test]
