@@ -69,6 +69,12 @@ pub(crate) struct Submission {
 }
 
 /// A report that passed every check.
+///
+/// Not read as [`crate::wire::UsageReport`]/[`crate::wire::ReportBody`]:
+/// those take only `license`/`api_key` and `Z` times (the sink also takes
+/// the langgraph-api dialect and must tell which it got), keep the last of
+/// duplicated nested keys, and re-encode; the sink names the wrong field in
+/// spec terms and stores and digests the report as received.
 #[derive(Debug, Clone)]
 pub(crate) struct ValidReport {
     /// The report as received.
