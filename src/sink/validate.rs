@@ -47,9 +47,10 @@ impl CredentialField {
         }
     }
 
-    /// The destination the credential belongs to: `license` (both license
-    /// fields) or `api_key`.
-    pub(crate) fn destination(self) -> &'static str {
+    /// The kind of credential: `license` (both license fields) or
+    /// `api_key`. The sink stores it in its `destination` column (see
+    /// [`super::UsageRow::destination`]); not a `spool::Destination`.
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             CredentialField::License | CredentialField::LicenseKey => "license",
             CredentialField::ApiKey => "api_key",
@@ -607,7 +608,7 @@ mod tests {
         let license = v.as_object_mut().unwrap().remove("license").unwrap();
         v["license_key"] = license;
         let r = validate_report(v).unwrap();
-        assert_eq!(r.credential_field.destination(), "license");
+        assert_eq!(r.credential_field.kind(), "license");
         assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
         assert_eq!(
             r.record(Dialect::LanggraphApi, &[])["license_key"],
