@@ -266,7 +266,11 @@ fn print_banner(
     writeln!(out)?;
     let shown = |keys: &[Secret], none: &str| match keys {
         [] => none.to_owned(),
-        _ => beacon_meter::secret::redacted_list(keys.iter().map(Secret::expose)).join(", "),
+        _ => keys
+            .iter()
+            .map(Secret::redacted)
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let licenses = shown(&args.licenses, "any key starting with lcl_");
     writeln!(out, "Licenses accepted: {licenses}")?;
