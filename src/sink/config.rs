@@ -286,17 +286,17 @@ mod tests {
         c.max_body = 0;
         assert!(c.validate().unwrap_err().to_string().contains("max_body"));
         assert!(SinkConfig::default().validate().is_ok());
-        for token in ["", "short-secret", "0123456789 abcdef-admin"] {
+        for token in ["", "short-hidden", "0123456789 hidden-admin"] {
             let c = SinkConfig {
                 admin_token: Some(Secret::new(token)),
                 ..SinkConfig::ephemeral()
             };
             let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains("admin_token") && !e.contains("secret"), "{e}");
+            assert!(e.contains("admin_token") && !e.contains("hidden"), "{e}");
         }
         let c = SinkConfig {
             licenses: Some(vec![Secret::new("lcl_ok_0123456789")]),
-            api_keys: vec![Secret::new("lsv2_ok"), Secret::new("lsv2 secret\n")],
+            api_keys: vec![Secret::new("lsv2_ok"), Secret::new("lsv2 hidden\n")],
             ..SinkConfig::ephemeral()
         };
         let e = c.validate().unwrap_err();
@@ -310,7 +310,7 @@ mod tests {
             ),
             "{e:?}"
         );
-        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(!e.to_string().contains("hidden"), "{e}");
         let f = Faults {
             failure_rate: f64::NAN,
             drop_rate: -1.0,
