@@ -26,7 +26,14 @@ impl Secret {
     /// A short form safe to show: `lcl_…9f2a` for keys of 16 characters or
     /// more, otherwise `…` alone.
     pub fn redacted(&self) -> String {
-        redact(&self.0)
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() >= 16 {
+            let head: String = chars[..4].iter().collect();
+            let tail: String = chars[chars.len() - 4..].iter().collect();
+            format!("{head}…{tail}")
+        } else {
+            "…".to_owned()
+        }
     }
 
     /// True if the credential is an online license key (`lcl_` prefix).
@@ -58,25 +65,6 @@ impl Secret {
         out.push_str(&text[last..]);
         out
     }
-}
-
-/// The [redacted](Secret::redacted) form of a credential held as plain text.
-fn redact(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() >= 16 {
-        let head: String = chars[..4].iter().collect();
-        let tail: String = chars[chars.len() - 4..].iter().collect();
-        format!("{head}…{tail}")
-    } else {
-        "…".to_owned()
-    }
-}
-
-/// The redacted forms of a list of credentials held as plain text (such as
-/// the keys a sink accepts), in order: what a `Debug` or a banner shows.
-/// For [`Secret`]s, pass `keys.iter().map(Secret::expose)`.
-pub fn redacted_list<K: AsRef<str>>(keys: impl IntoIterator<Item = K>) -> Vec<String> {
-    keys.into_iter().map(|k| redact(k.as_ref())).collect()
 }
 
 /// PEM text (certificates, a public key), which `Debug` shows by size
@@ -135,17 +123,6 @@ mod tests {
         assert_eq!(
             s.scrub("to http://LCL_0123456789ABCDEF9F2A.example, é lcl_0123456789abcdef9f2a"),
             "to http://lcl_…9f2a.example, é lcl_…9f2a"
-        );
-    }
-
-    #[test]
-    fn lists_are_redacted_key_by_key() {
-        let keys = ["lcl_0123456789abcdef9f2a", "short"];
-        assert_eq!(redacted_list(keys), ["lcl_…9f2a", "…"]);
-        let secrets: Vec<Secret> = keys.iter().map(|k| Secret::new(*k)).collect();
-        assert_eq!(
-            redacted_list(secrets.iter().map(Secret::expose)),
-            ["lcl_…9f2a", "…"]
         );
     }
 

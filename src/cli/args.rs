@@ -392,8 +392,8 @@ pub struct UsageArgs {
     pub db: PathBuf,
 
     /// One row per hour or per day (UTC) in which report windows start.
-    #[arg(long, value_name = "PERIOD", default_value = "day", value_parser = ["hour", "day"])]
-    pub by: String,
+    #[arg(long, value_name = "PERIOD", value_enum, default_value_t = UsagePeriod::Day)]
+    pub by: UsagePeriod,
 
     /// Only reports whose window starts at or after this instant: RFC 3339
     /// (2026-11-30T09:00:00Z) or a date (2026-11-30, midnight UTC).
@@ -403,6 +403,14 @@ pub struct UsageArgs {
     /// Machine output: a JSON array of rows.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The values of `sink usage --by`, one per [`beacon_meter::sink::Period`]
+/// (the variants carry no doc comment: clap would print it in `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsagePeriod {
+    Hour,
+    Day,
 }
 
 fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

@@ -8,17 +8,18 @@
 //! May import the library (`beacon_meter::sink`, `secret`) and the CLI's
 //! `args` and `term`.
 
-use super::args::{SinkArgs, UsageArgs};
+use super::args::{SinkArgs, UsageArgs, UsagePeriod};
 use super::exit;
 use super::term::Term;
 use beacon_meter::secret::Secret;
 use beacon_meter::sink::{
-    Faults, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError, Summary, TlsFiles,
-    UsageRow,
+    Faults, MIN_ADMIN_TOKEN_CHARS, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError,
+    Summary, TlsFiles, UsageRow,
 };
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why `beacon-meter sink` stopped with an error.
@@ -42,7 +43,7 @@ pub enum SinkCommandError {
     )]
     AdminToken {
         /// The file.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// What is wrong (never the token).
         reason: String,
     },
@@ -89,50 +90,35 @@ impl SinkCommandError {
         match self {
             SinkCommandError::BadKey { .. }
             | SinkCommandError::AdminToken { .. }
-            | SinkCommandError::Start(SinkError::InvalidConfig(_) | SinkError::Tls(_)) => {
-                exit::CONFIG
-            }
+            | SinkCommandError::Start(
+                SinkError::InvalidConfig(_)
+                | SinkError::BadKey { .. }
+                | SinkError::WeakAdminToken
+                | SinkError::Tls(_),
+            ) => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }
 }
 
-/// The sink's configuration from the command line, keys checked.
+/// The sink's configuration from the command line, checked by
+/// [`SinkConfig::validate`]; a bad key or admin token is named by its flag.
 pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
-    let keys = |flag: &'static str, list: &[Secret]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let v = k.expose();
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    Err(SinkCommandError::BadKey { flag, index: i + 1 })
-                } else {
-                    Ok(k.clone())
-                }
-            })
-            .collect::<Result<Vec<Secret>, _>>()
-    };
-    let admin_token = args
-        .admin_token_file
-        .as_deref()
-        .map(admin_token)
-        .transpose()?;
+    let token_file = args.admin_token_file.as_deref();
     let tls = args
         .tls_cert
         .clone()
         .zip(args.tls_key.clone())
         .map(|(cert, key)| TlsFiles { cert, key });
-    let licenses = keys("--license", &args.licenses)?;
-    let api_keys = keys("--api-key", &args.api_keys)?;
-    Ok(SinkConfig {
+    let config = SinkConfig {
         bind: args.bind,
         token_lifetime: Duration::from_secs(args.token_lifetime),
-        licenses: (!licenses.is_empty()).then_some(licenses),
-        api_keys,
+        licenses: (!args.licenses.is_empty()).then(|| args.licenses.clone()),
+        api_keys: args.api_keys.clone(),
         org_id: args.org_id,
         db: args.db.clone(),
         jsonl: args.jsonl.clone(),
-        admin_token,
+        admin_token: token_file.map(admin_token).transpose()?,
         tls,
         faults: Faults {
             failure_rate: args.failure_rate,
@@ -144,24 +130,36 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
             ..Faults::default()
         },
         ..SinkConfig::default()
-    })
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(SinkError::BadKey { field, index }) => Err(SinkCommandError::BadKey {
+            flag: if field == "licenses" {
+                "--license"
+            } else {
+                "--api-key"
+            },
+            index,
+        }),
+        Err(SinkError::WeakAdminToken) => Err(SinkCommandError::AdminToken {
+            path: token_file.map(Path::to_path_buf).unwrap_or_default(),
+            reason: format!(
+                "must hold one token of at least {MIN_ADMIN_TOKEN_CHARS} characters, without spaces"
+            ),
+        }),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The token in `path`, surrounding whitespace removed.
-fn admin_token(path: &std::path::Path) -> Result<Secret, SinkCommandError> {
-    let failed = |reason: String| SinkCommandError::AdminToken {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| failed(format!("cannot be read ({e})")))?;
-    let token = text.trim();
-    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(failed(
-            "must hold one token of at least 16 characters, without spaces".into(),
-        ));
+fn admin_token(path: &Path) -> Result<Secret, SinkCommandError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Secret::new(text.trim())),
+        Err(e) => Err(SinkCommandError::AdminToken {
+            path: path.to_path_buf(),
+            reason: format!("cannot be read ({e})"),
+        }),
     }
-    Ok(Secret::new(token))
 }
 
 /// Runs the sink until Ctrl-C or SIGTERM and returns its totals (also
@@ -268,7 +266,11 @@ fn print_banner(
     writeln!(out)?;
     let shown = |keys: &[Secret], none: &str| match keys {
         [] => none.to_owned(),
-        _ => beacon_meter::secret::redacted_list(keys.iter().map(Secret::expose)).join(", "),
+        _ => keys
+            .iter()
+            .map(Secret::redacted)
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let licenses = shown(&args.licenses, "any key starting with lcl_");
     writeln!(out, "Licenses accepted: {licenses}")?;
@@ -388,10 +390,9 @@ fn print_summary(term: Term, out: &mut dyn Write, s: &Summary) -> io::Result<()>
 /// `beacon-meter sink usage`: the totals of a sink database, as a table or
 /// (`--json`) a JSON array of [`UsageRow`]s.
 pub fn usage(args: &UsageArgs, term: Term, out: &mut dyn Write) -> Result<(), SinkCommandError> {
-    let by = if args.by == "hour" {
-        Period::Hour
-    } else {
-        Period::Day
+    let by = match args.by {
+        UsagePeriod::Hour => Period::Hour,
+        UsagePeriod::Day => Period::Day,
     };
     let rows = beacon_meter::sink::usage(&args.db, by, args.since)?;
     if args.json {

@@ -13,6 +13,9 @@ use crate::secret::Secret;
 /// otherwise: fixed, so that a demo's output is reproducible.
 pub const DEFAULT_ORG_ID: Uuid = Uuid::from_u128(0x5e1f_0c41_0000_4000_8000_0000_0000_5171);
 
+/// The fewest characters [`SinkConfig::admin_token`] may have.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// How a sink is set up. [`SinkConfig::default`] is a sink on
 /// `127.0.0.1:8787` that accepts any online license (`lcl_` prefix), no API
 /// key, and injects no fault.
@@ -97,8 +100,12 @@ impl SinkConfig {
         }
     }
 
-    /// Checks the values a sink cannot work with.
-    pub(crate) fn validate(&self) -> Result<(), SinkError> {
+    /// Checks the values a sink cannot work with ([`super::Sink::start`]
+    /// calls it): a zero `max_body` or `request_timeout`, an `admin_token`
+    /// shorter than [`MIN_ADMIN_TOKEN_CHARS`] or with whitespace or control
+    /// characters, a license or API key that is empty or has any, and the
+    /// [`Faults`]. No error shows a credential.
+    pub fn validate(&self) -> Result<(), SinkError> {
         if self.max_body == 0 {
             return Err(SinkError::InvalidConfig(
                 "max_body is 0, so every request would be refused; use a positive byte count"
@@ -111,14 +118,21 @@ impl SinkConfig {
                     .into(),
             ));
         }
-        if self
-            .admin_token
-            .as_ref()
-            .is_some_and(|t| t.expose().trim().is_empty())
+        let blank =
+            |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if let Some(t) = &self.admin_token
+            && (blank(t.expose()) || t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS)
         {
-            return Err(SinkError::InvalidConfig(
-                "admin_token is empty; use a long random string, or none".into(),
-            ));
+            return Err(SinkError::WeakAdminToken);
+        }
+        let lists = [("licenses", self.licenses.as_deref().unwrap_or_default())];
+        for (field, keys) in lists.into_iter().chain([("api_keys", &self.api_keys[..])]) {
+            if let Some(i) = keys.iter().position(|k| blank(k.expose())) {
+                return Err(SinkError::BadKey {
+                    field,
+                    index: i + 1,
+                });
+            }
         }
         self.faults.validate()
     }
@@ -272,6 +286,31 @@ mod tests {
         c.max_body = 0;
         assert!(c.validate().unwrap_err().to_string().contains("max_body"));
         assert!(SinkConfig::default().validate().is_ok());
+        for token in ["", "short-hidden", "0123456789 hidden-admin"] {
+            let c = SinkConfig {
+                admin_token: Some(Secret::new(token)),
+                ..SinkConfig::ephemeral()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("admin_token") && !e.contains("hidden"), "{e}");
+        }
+        let c = SinkConfig {
+            licenses: Some(vec![Secret::new("lcl_ok_0123456789")]),
+            api_keys: vec![Secret::new("lsv2_ok"), Secret::new("lsv2 hidden\n")],
+            ..SinkConfig::ephemeral()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SinkError::BadKey {
+                    field: "api_keys",
+                    index: 2
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!e.to_string().contains("hidden"), "{e}");
         let f = Faults {
             failure_rate: f64::NAN,
             drop_rate: -1.0,

@@ -88,7 +88,7 @@ mod validate;
 
 use crate::jwt;
 
-pub use config::{DEFAULT_ORG_ID, Faults, SinkConfig, TlsFiles};
+pub use config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
 pub use routes::MAX_PAGE;
 pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
 pub use store::{HOST_TAG, StoreError, TENANT_TAG};
@@ -134,6 +134,26 @@ pub enum SinkError {
     /// A configuration value the sink cannot work with.
     #[error("invalid sink configuration: {0}")]
     InvalidConfig(String),
+    /// A license or API key that cannot be a key (its value is not shown).
+    #[error(
+        "invalid sink configuration: {field} entry number {index} is empty or contains \
+         whitespace or control characters; pass the key exactly as issued \
+         (the value is not shown because it is a secret)"
+    )]
+    BadKey {
+        /// The [`SinkConfig`] field: `licenses` or `api_keys`.
+        field: &'static str,
+        /// Which entry of the list, from 1.
+        index: usize,
+    },
+    /// [`SinkConfig::admin_token`] is too short or holds whitespace or
+    /// control characters (its value is not shown).
+    #[error(
+        "invalid sink configuration: admin_token must be one token of at least \
+         {MIN_ADMIN_TOKEN_CHARS} characters, without spaces; use a long random string \
+         (e.g. `openssl rand -hex 32`), or none"
+    )]
+    WeakAdminToken,
     /// The system's random generator failed (to draw the JWT signing key).
     #[error("the sink could not draw a random JWT signing key from the system")]
     Random,

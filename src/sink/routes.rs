@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::secret::Secret;
-use crate::wire::{ErrorBody, VerifyResponse};
+use crate::wire::{AuthResponse, ErrorBody, OrgConfig, VerifyResponse};
 use std::pin::Pin;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -185,16 +185,19 @@ async fn auth(State(shared): State<Arc<SinkState>>, headers: HeaderMap) -> Respo
         );
     }
     shared.count(|s| &mut s.auths);
-    let body = json!({
-        "org_config": {
-            "org_id": shared.config.org_id,
-            "name": "local sink",
-            "is_personal": false,
-            "tier": "enterprise",
-            "max_identities": null,
-            "feature_flags": {"beacon_meter_sink": true},
-        }
-    });
+    let other = [
+        ("name", json!("local sink")),
+        ("is_personal", json!(false)),
+        ("tier", json!("enterprise")),
+        ("max_identities", Value::Null),
+        ("feature_flags", json!({"beacon_meter_sink": true})),
+    ];
+    let body = AuthResponse {
+        org_config: OrgConfig {
+            org_id: shared.config.org_id.to_string(),
+            other: other.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        },
+    };
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 

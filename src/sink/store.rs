@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS reports (
     idempotency_key TEXT UNIQUE,          -- NULL when the report had none
     body_digest     BLOB NOT NULL,        -- SHA-256 of the body as received
     dialect         TEXT NOT NULL,        -- published | langgraph-api
-    destination     TEXT NOT NULL,        -- license | api_key
+    destination     TEXT NOT NULL,        -- credential kind: license | api_key
     credential      TEXT NOT NULL,        -- redacted
     from_ts         TEXT NOT NULL,        -- RFC 3339 UTC, Z, 9 fraction digits
     to_ts           TEXT NOT NULL,
@@ -261,7 +261,7 @@ fn insert(
     let tag = |name: &str| record["tags"][name].as_str().unwrap_or("").to_owned();
     let credential = format!(
         "{}:{}",
-        report.credential_field.destination(),
+        report.credential_field.kind(),
         Secret::new(report.credential.as_str()).redacted()
     );
     // Fixed width (always nine fractional digits), so that comparing the
@@ -276,7 +276,7 @@ fn insert(
             key.map(|k| k.to_string()),
             digest,
             dialect.name(),
-            report.credential_field.destination(),
+            report.credential_field.kind(),
             credential,
             z(&report.from),
             z(&report.to),

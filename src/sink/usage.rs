@@ -39,7 +39,9 @@ pub struct UsageRow {
     pub host: String,
     /// The `langgraph.platform.tenant_id` tag (`""` when absent).
     pub tenant: String,
-    /// `license` or `api_key`.
+    /// The kind of credential the reports came with, `license` or
+    /// `api_key` (the name is kept for the stored column and the JSON
+    /// output; it is not a [`crate::spool::Destination`], beacon or auth).
     pub destination: String,
     /// Accepted reports (each counted once, however often retried).
     pub reports: u64,

@@ -6,6 +6,7 @@
 
 use crate::secret::Secret;
 pub(crate) use crate::wire::Dialect;
+use crate::wire::text::first_chars;
 use crate::wire::{API_KEY_FIELD, VerifyRequest, tags};
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -46,9 +47,10 @@ impl CredentialField {
         }
     }
 
-    /// The destination the credential belongs to: `license` (both license
-    /// fields) or `api_key`.
-    pub(crate) fn destination(self) -> &'static str {
+    /// The kind of credential: `license` (both license fields) or
+    /// `api_key`. The sink stores it in its `destination` column (see
+    /// [`super::UsageRow::destination`]); not a `spool::Destination`.
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             CredentialField::License | CredentialField::LicenseKey => "license",
             CredentialField::ApiKey => "api_key",
@@ -68,6 +70,12 @@ pub(crate) struct Submission {
 }
 
 /// A report that passed every check.
+///
+/// Not read as [`crate::wire::UsageReport`]/[`crate::wire::ReportBody`]:
+/// those take only `license`/`api_key` and `Z` times (the sink also takes
+/// the langgraph-api dialect and must tell which it got), keep the last of
+/// duplicated nested keys, and re-encode; the sink names the wrong field in
+/// spec terms and stores and digests the report as received.
 #[derive(Debug, Clone)]
 pub(crate) struct ValidReport {
     /// The report as received.
@@ -144,14 +152,11 @@ fn redact_keys(keys: &[&Secret], value: &mut Value) {
 
 const MAX_NAME_IN_MESSAGE: usize = 64;
 
-/// A key for an error message: quoted, shortened if long.
+/// A key for an error message: quoted, shortened if long (`"abcd"…`: the
+/// quotes close on the kept part, the `…` follows them).
 fn shown(key: &str) -> String {
-    if key.chars().count() > MAX_NAME_IN_MESSAGE {
-        let head: String = key.chars().take(MAX_NAME_IN_MESSAGE).collect();
-        format!("{head:?}…")
-    } else {
-        format!("{key:?}")
-    }
+    let (head, cut) = first_chars(key, MAX_NAME_IN_MESSAGE);
+    format!("{head:?}{}", if cut { "…" } else { "" })
 }
 
 /// "`what` must be `expected`, found <the type of `found`>".
@@ -498,6 +503,13 @@ mod tests {
     }
 
     #[test]
+    fn long_names_are_cut_outside_the_quotes() {
+        let exact = "é".repeat(MAX_NAME_IN_MESSAGE);
+        assert_eq!(shown(&exact), format!("{exact:?}"));
+        assert_eq!(shown(&format!("{exact}x")), format!("{exact:?}…"));
+    }
+
+    #[test]
     fn strict_parse_refuses_duplicate_keys_at_any_depth() {
         let Invalid(e) = parse_json(br#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
         assert!(e.contains("duplicate key \"b\""), "{e}");
@@ -596,7 +608,7 @@ mod tests {
         let license = v.as_object_mut().unwrap().remove("license").unwrap();
         v["license_key"] = license;
         let r = validate_report(v).unwrap();
-        assert_eq!(r.credential_field.destination(), "license");
+        assert_eq!(r.credential_field.kind(), "license");
         assert_eq!(r.dialect(Dialect::Published), Dialect::LanggraphApi);
         assert_eq!(
             r.record(Dialect::LanggraphApi, &[])["license_key"],

@@ -16,11 +16,19 @@ pub fn prefix_within(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The first `n` characters of `s`, and whether anything was cut.
+pub fn first_chars(s: &str, n: usize) -> (&str, bool) {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => (&s[..i], true),
+        None => (s, false),
+    }
+}
+
 /// The first `n` characters of `s`, with `…` if anything was cut.
 pub fn cut_chars(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+    match first_chars(s, n) {
+        (head, true) => format!("{head}…"),
+        (whole, false) => whole.to_owned(),
     }
 }
 
@@ -36,5 +44,7 @@ mod tests {
         assert_eq!(prefix_within("", 0), "");
         assert_eq!(cut_chars("héllo", 2), "hé…");
         assert_eq!(cut_chars("héllo", 5), "héllo");
+        assert_eq!(first_chars("héllo", 2), ("hé", true));
+        assert_eq!(first_chars("héllo", 5), ("héllo", false));
     }
 }
