@@ -6,9 +6,9 @@ use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json}
 use super::status::Class;
 use crate::secret::Secret;
 use crate::wire::AuthResponse;
-use reqwest::Url;
 use reqwest::header::HeaderValue;
 use std::sync::{Arc, OnceLock};
+use url::Url;
 
 /// The organization an API key belongs to.
 #[derive(Debug, Clone, PartialEq)]

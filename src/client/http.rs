@@ -5,8 +5,9 @@ use super::status::Class;
 use crate::secret::{Pem, Secret};
 use crate::text::error_chain;
 use crate::urls;
-use reqwest::{RequestBuilder, Response, Url, redirect};
+use reqwest::{RequestBuilder, Response, redirect};
 use std::time::Duration;
+use url::Url;
 
 /// Longest server answer quoted in a message or reason.
 pub(crate) const MESSAGE_CHARS: usize = 300;

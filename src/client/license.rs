@@ -9,11 +9,11 @@ use crate::secret::{Pem, Secret};
 use crate::urls;
 use crate::wire::{VerifyRequest, VerifyResponse};
 use chrono::{DateTime, Utc};
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use url::Url;
 
 /// Longest single sleep of the refresh task before it looks again.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);

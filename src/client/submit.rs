@@ -6,9 +6,10 @@ use super::status::Class;
 use crate::secret::Secret;
 use crate::urls;
 use crate::wire::{Credential, Dialect, ReportBody, encode_report_in};
+use reqwest::Response;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Response, Url};
 use std::time::{Duration, SystemTime};
+use url::Url;
 
 /// Longest server answer kept in [`SubmitOutcome::PayloadRejected`].
 const ANSWER_CHARS: usize = 1024;
