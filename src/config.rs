@@ -1169,7 +1169,7 @@ mod tests {
     }
 
     #[test]
-    fn api_key_and_auth_endpoint_follow_the_platform_precedence() {
+    fn api_key_follows_the_platform_precedence() {
         const CP: &str = "lsv2_pt_controlplane0123456789";
         const LEGACY: &str = "lsv2_pt_legacykey0123456789ab";
         let pick = |pairs: &[(&str, &str)]| {
@@ -1210,7 +1210,10 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var(), ENV_CONTROL_PLANE_API_KEY);
+    }
 
+    #[test]
+    fn auth_endpoint_follows_the_platform_precedence() {
         let auth = |pairs: &[(&str, &str)]| {
             let c = load(pairs).unwrap();
             (c.auth_endpoint.to_string(), c.sources.auth_endpoint)
