@@ -1,8 +1,9 @@
-//! API-key verification: `POST {auth}/auth` with `X-Api-Key`, answered by
-//! the organization the key belongs to.
+//! API-key verification: `POST` to the key's verify URL (`{auth}/auth`,
+//! spelled in `config::Endpoint`) with `X-Api-Key`, answered by the
+//! organization the key belongs to.
 
 use super::flight::SingleFlight;
-use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::http::{ClientError, HttpClient, Refusal, check_url, scrub, scrub_json};
 use super::status::Class;
 use crate::secret::Secret;
 use crate::wire::AuthResponse;
@@ -112,10 +113,12 @@ struct Inner {
 }
 
 impl ApiKeyVerifier {
-    /// A verifier for `api_key` against `{auth}/auth`. Fails only on an
-    /// insecure or unusable URL; opens no connection.
-    pub fn new(http: HttpClient, auth: &Url, api_key: Secret) -> Result<Self, ClientError> {
-        let url = endpoint(auth, &["auth"])?;
+    /// A verifier for `api_key` against `verify_url`, the whole URL
+    /// ([`crate::config::Endpoint::verify_url`]: `{auth}/auth`). Fails only
+    /// on an insecure URL; opens no connection.
+    pub fn new(http: HttpClient, verify_url: &Url, api_key: Secret) -> Result<Self, ClientError> {
+        check_url(verify_url)?;
+        let url = verify_url.clone();
         Ok(ApiKeyVerifier {
             inner: Arc::new(Inner {
                 http,

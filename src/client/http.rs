@@ -54,15 +54,6 @@ pub enum ClientError {
         /// The URL, without user name, password or query.
         url: String,
     },
-    /// The base URL cannot have a path appended (e.g. `mailto:` or `data:`).
-    #[error(
-        "the base URL {url} cannot take an endpoint path; give a URL such as \
-         https://beacon.example.com"
-    )]
-    InvalidBaseUrl {
-        /// The URL, without user name, password or query.
-        url: String,
-    },
     /// `ClientSettings::ca_cert_pem` is not a usable PEM certificate bundle.
     #[error(
         "the extra CA certificates (ca_cert_pem) are not usable: {reason}; give a PEM file of \
@@ -329,16 +320,6 @@ pub(crate) fn check_url(url: &Url) -> Result<(), ClientError> {
     }
 }
 
-/// `base` with `segments` appended to its path ([`urls::join`]), checked
-/// with [`check_url`].
-pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
-    let url = urls::join(base, segments).ok_or_else(|| ClientError::InvalidBaseUrl {
-        url: urls::display(base),
-    })?;
-    check_url(&url)?;
-    Ok(url)
-}
-
 /// A beginning of the secret at least this long (bytes) is removed wherever
 /// it appears, not only at the end of a truncated text.
 const MIN_PARTIAL: usize = 8;
@@ -478,18 +459,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_refuses_what_cannot_be_an_endpoint() {
-        let base = |s| Url::parse(s).unwrap();
-        assert!(matches!(
-            endpoint(&base("mailto:a@b.c"), &["x"]),
-            Err(ClientError::InvalidBaseUrl { .. })
-        ));
-        assert!(matches!(
-            endpoint(&base("http://example.com"), &["x"]),
-            Err(ClientError::InsecureUrl { .. })
-        ));
-        let ok = endpoint(&base("https://b.example.com/p?q#f"), &["auth"]);
-        assert_eq!(ok.unwrap().as_str(), "https://b.example.com/p/auth");
+    fn check_url_refuses_what_cannot_be_an_endpoint() {
+        let url = |s| Url::parse(s).unwrap();
+        for bad in ["mailto:a@b.c", "http://example.com/auth", "data:,x"] {
+            assert!(
+                matches!(check_url(&url(bad)), Err(ClientError::InsecureUrl { .. })),
+                "{bad}"
+            );
+        }
+        assert!(check_url(&url("https://b.example.com/p/auth")).is_ok());
+        assert!(check_url(&url("http://127.0.0.1:9/v1/beacon/verify")).is_ok());
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! License verification: `POST {beacon}/v1/beacon/verify`, and the JWT it
-//! returns, kept until it expires.
+//! License verification: `POST` to the license's verify URL
+//! (`{beacon}/v1/beacon/verify`, spelled in `config::Endpoint`), and the JWT
+//! it returns, kept until it expires.
 
 use super::flight::SingleFlight;
-use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::http::{ClientError, HttpClient, Refusal, check_url, scrub, scrub_json};
 use super::retry::{Backoff, RetryNow, RetryPolicy};
 use crate::jwt::{self, PublicKey};
 use crate::secret::{Pem, Secret};
@@ -178,16 +179,18 @@ impl fmt::Debug for LicenseVerifier {
 }
 
 impl LicenseVerifier {
-    /// A verifier for `license` against `{beacon}/v1/beacon/verify`.
-    /// Fails only on an insecure or unusable URL or public key; opens no
-    /// connection.
+    /// A verifier for `license` against `verify_url`, the whole URL
+    /// ([`crate::config::Endpoint::verify_url`]: `{beacon}/v1/beacon/verify`),
+    /// as [`HttpClient::submit`] takes the whole report URL. Fails only on an
+    /// insecure URL or an unusable public key; opens no connection.
     pub fn new(
         http: HttpClient,
-        beacon: &Url,
+        verify_url: &Url,
         license: Secret,
         mut settings: LicenseSettings,
     ) -> Result<LicenseVerifier, ClientError> {
-        let url = endpoint(beacon, &["v1", "beacon", "verify"])?;
+        check_url(verify_url)?;
+        let url = verify_url.clone();
         let key = settings.public_key_pem.as_deref().map(PublicKey::from_pem);
         let key = key
             .transpose()

@@ -342,7 +342,7 @@ impl Reporter {
                     };
                     let v = LicenseVerifier::new(
                         http.clone(),
-                        &config.beacon_url,
+                        &endpoint.verify_url,
                         key.clone(),
                         settings,
                     )?;
@@ -350,7 +350,7 @@ impl Reporter {
                     self.verifiers.spawn(verify_license(v, shared.clone()));
                 }
                 Credential::ApiKey(key) => {
-                    let v = ApiKeyVerifier::new(http.clone(), &config.auth_endpoint, key.clone())?;
+                    let v = ApiKeyVerifier::new(http.clone(), &endpoint.verify_url, key.clone())?;
                     let backoff = Backoff::new(options.retry, &shared.retry_now);
                     self.verifiers
                         .spawn(verify_api_key(v, shared.clone(), backoff));
