@@ -1100,7 +1100,7 @@ async fn license_outcomes() {
                 assert_eq!(status.to_string(), detail);
                 assert!(!message.is_empty());
             }
-            (Err(LicenseError::Unreachable { reason }), "unreachable") => {
+            (Err(LicenseError::Unreachable { reason, .. }), "unreachable") => {
                 assert!(reason.contains(detail), "{case}: {reason}");
             }
             (Err(LicenseError::Malformed { reason }), "malformed:") => {
@@ -1171,7 +1171,7 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     .unwrap();
     let started = Instant::now();
     match v.verify().await {
-        Err(LicenseError::Unreachable { reason }) => {
+        Err(LicenseError::Unreachable { reason, .. }) => {
             assert!(reason.contains("timed out"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -1185,7 +1185,7 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     );
     let redirecting = TestServer::always(reply_with(308, &[("location", &target)], "")).await;
     match verifier(&redirecting, license_settings()).verify().await {
-        Err(LicenseError::Unreachable { reason }) => {
+        Err(LicenseError::Unreachable { reason, .. }) => {
             assert!(reason.contains("refused"), "{reason}");
             assert_secret_free(&reason);
         }
@@ -1483,6 +1483,50 @@ async fn api_key_errors_are_typed() {
     .unwrap();
     assert_eq!(v.verify().await.unwrap_err(), ApiKeyError::InvalidKey);
     assert_eq!(server.count(), 0);
+}
+
+#[tokio::test]
+async fn verify_answers_carry_the_servers_retry_after() {
+    // As a submit's `SubmitOutcome::Retry` does: the wait is the caller's,
+    // capped by its `RetryPolicy` (the license refresh task's is tested in
+    // `client::license`).
+    let busy = TestServer::always(reply_with(503, &[("retry-after", "42")], "busy")).await;
+    let e = verifier(&busy, license_settings())
+        .verify()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LicenseError::Unreachable { retry_after: Some(d), .. } if d.as_secs() == 42),
+        "{e:?}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(42)));
+    let limited = TestServer::always(reply_with(429, &[("retry-after", "7")], "slow")).await;
+    let e = api_verifier(&limited).verify().await.unwrap_err();
+    assert!(
+        matches!(&e, ApiKeyError::Unreachable { retry_after: Some(d), .. } if d.as_secs() == 7),
+        "{e:?}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    // No header, or a verdict: nothing to honour.
+    let down = TestServer::always(reply(502, "down")).await;
+    let e = verifier(&down, license_settings())
+        .verify()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LicenseError::Unreachable {
+                retry_after: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let refused = TestServer::always(reply_with(401, &[("retry-after", "42")], "no")).await;
+    let e = api_verifier(&refused).verify().await.unwrap_err();
+    assert!(matches!(e, ApiKeyError::Rejected { .. }), "{e:?}");
+    assert_eq!(e.retry_after(), None);
 }
 
 // ---------------------------------------------------------------------------

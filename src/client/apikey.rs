@@ -9,6 +9,7 @@ use crate::secret::Secret;
 use crate::wire::AuthResponse;
 use reqwest::header::HeaderValue;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use url::Url;
 
 /// The organization an API key belongs to.
@@ -43,6 +44,9 @@ pub enum ApiKeyError {
     Unreachable {
         /// What went wrong.
         reason: String,
+        /// The service's `Retry-After` (seconds or an HTTP date), uncapped:
+        /// the reporter waits that long, at most its `RetryPolicy::cap`.
+        retry_after: Option<Duration>,
     },
     /// Any other status (another `4xx`, an unfollowed `3xx`).
     #[error(
@@ -71,12 +75,27 @@ pub enum ApiKeyError {
 }
 
 impl ApiKeyError {
+    /// The service's `Retry-After`, if it sent one with an answer that gave
+    /// no verdict ([`ApiKeyError::Unreachable`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiKeyError::Unreachable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The API key's column of the [status table](super::status): only a
     /// refused credential rejects the key; any other verdict points at the
     /// endpoint.
     fn refused(refusal: Refusal) -> ApiKeyError {
         match refusal {
-            Refusal::Unreachable(reason) => ApiKeyError::Unreachable { reason },
+            Refusal::Unreachable {
+                reason,
+                retry_after,
+            } => ApiKeyError::Unreachable {
+                reason,
+                retry_after,
+            },
             Refusal::Malformed(reason) => ApiKeyError::Malformed { reason },
             Refusal::Status {
                 class: Class::CredentialRefused,

@@ -113,6 +113,9 @@ pub enum LicenseError {
     Unreachable {
         /// What went wrong.
         reason: String,
+        /// The Beacon's `Retry-After` (seconds or an HTTP date), uncapped:
+        /// the refresh task waits that long, at most [`RetryPolicy::cap`].
+        retry_after: Option<Duration>,
     },
     /// The Beacon answered `2xx` with something unusable: not JSON, no
     /// `token` string, not a JWT, bad `exp`, already expired, a bad
@@ -126,11 +129,26 @@ pub enum LicenseError {
 }
 
 impl LicenseError {
+    /// The Beacon's `Retry-After`, if it sent one with an answer that gave
+    /// no verdict ([`LicenseError::Unreachable`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LicenseError::Unreachable { retry_after, .. } => *retry_after,
+            LicenseError::Rejected { .. } | LicenseError::Malformed { .. } => None,
+        }
+    }
+
     /// The license's column of the [status table](super::status): any
     /// verdict rejects the license.
     fn refused(refusal: Refusal) -> LicenseError {
         match refusal {
-            Refusal::Unreachable(reason) => LicenseError::Unreachable { reason },
+            Refusal::Unreachable {
+                reason,
+                retry_after,
+            } => LicenseError::Unreachable {
+                reason,
+                retry_after,
+            },
             Refusal::Malformed(reason) => LicenseError::Malformed { reason },
             Refusal::Status { code, message, .. } => LicenseError::Rejected {
                 status: code,
@@ -275,16 +293,28 @@ async fn refresh(weak: Weak<Inner>, mut backoff: Backoff) {
             backoff.attempting();
             inner.verify_shared(false).await
         };
-        let delay = match outcome {
+        let e = match outcome {
             Ok(_) => {
                 backoff.reset();
                 continue;
             }
-            Err(e @ LicenseError::Rejected { .. }) => (backoff.hold(), e),
-            Err(e) => (backoff.retry(None), e),
+            Err(e) => e,
         };
-        tracing::warn!(error = %delay.1, retry_in = ?delay.0, "license token refresh failed");
-        backoff.sleep(delay.0, std::future::pending::<()>()).await;
+        let wait = next_wait(&mut backoff, &e);
+        tracing::warn!(error = %e, retry_in = ?wait, "license token refresh failed");
+        backoff.sleep(wait, std::future::pending::<()>()).await;
+    }
+}
+
+/// The refresh task's wait after a failed verification: the long hold
+/// after a rejection, else the next backoff, which is the Beacon's
+/// `Retry-After` (capped) when it sent one.
+fn next_wait(backoff: &mut Backoff, e: &LicenseError) -> Duration {
+    match e {
+        LicenseError::Rejected { .. } => backoff.hold(),
+        LicenseError::Unreachable { .. } | LicenseError::Malformed { .. } => {
+            backoff.retry(e.retry_after())
+        }
     }
 }
 
@@ -403,5 +433,41 @@ impl Inner {
             + chrono::Duration::from_std(lifetime.mul_f64(settings.refresh_fraction))
                 .unwrap_or_default();
         Ok((expires_at, refresh_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientSettings;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    /// A loopback Beacon answering every verification `503` with
+    /// `Retry-After: {after}`; its verify URL. Stops with the test's runtime.
+    async fn busy_beacon(after: &'static str) -> Url {
+        let busy =
+            move || async move { (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", after)]) };
+        let app = axum::Router::new().route("/v1/beacon/verify", post(busy));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://{addr}/v1/beacon/verify")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_a_503_the_refresh_waits_as_its_retry_after_says_capped() {
+        let policy = RetryPolicy::default();
+        let mut backoff = Backoff::seeded(policy, &RetryNow::new(), 7);
+        let http = HttpClient::new(ClientSettings::default()).unwrap();
+        let license = Secret::new("lcl_retry_after_test_0123456789abcdef");
+        for (after, wait) in [("42", Duration::from_secs(42)), ("86400", policy.cap)] {
+            let url = busy_beacon(after).await;
+            let settings = LicenseSettings::default();
+            let v = LicenseVerifier::new(http.clone(), &url, license.clone(), settings).unwrap();
+            let e = v.verify().await.unwrap_err();
+            assert_eq!(next_wait(&mut backoff, &e), wait, "{e:?}");
+        }
+        assert_eq!(backoff.failures(), 2);
     }
 }

@@ -74,7 +74,7 @@ async fn verify_license(
                  {ENV_LICENSE_KEY} (and {ENV_BEACON_URL})"
             ),
         ),
-        Err(LicenseError::Unreachable { reason }) => (
+        Err(LicenseError::Unreachable { reason, .. }) => (
             CredentialOutcome::Unreachable,
             format!("the license could not be verified: {reason}"),
         ),

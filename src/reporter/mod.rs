@@ -531,7 +531,7 @@ async fn verify_api_key(v: ApiKeyVerifier, shared: Arc<ReporterState>, mut backo
             tracing::error!(error = %e, "the auth endpoint REFUSED the API key: usage is still spooled; fix LANGSMITH_API_KEY and restart");
             return;
         }
-        let wait = backoff.retry(None);
+        let wait = backoff.retry(e.retry_after());
         tracing::warn!(error = %e, retry_in = ?wait, "API-key verification failed; will retry");
         backoff.sleep(wait, std::future::pending::<()>()).await;
     }
