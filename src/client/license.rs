@@ -32,8 +32,8 @@ pub struct LicenseSettings {
     /// Clamped to `0.0..=1.0`; default 0.8.
     pub refresh_fraction: f64,
     /// How the background task retries a failed verification: backoff with
-    /// full jitter, and the long hold after a rejected license. Default
-    /// [`RetryPolicy::default`].
+    /// full jitter, or the Beacon's `Retry-After` (capped), and the long hold
+    /// after a rejected license. Default [`RetryPolicy::default`].
     pub retry: RetryPolicy,
     /// A PEM public key (`PUBLIC KEY`: RSA or EC P-256; or `RSA PUBLIC
     /// KEY`). When set, a token must carry a valid RS256 / ES256 signature
@@ -255,10 +255,10 @@ impl LicenseVerifier {
     /// Starts a tokio task that keeps the token fresh: it verifies at once
     /// if no token is kept, then again at each token's
     /// [`refresh_at`](LicenseToken::refresh_at). A failed verification is
-    /// retried by [`LicenseSettings::retry`]: backoff with full jitter, or
-    /// the long hold after a rejection, cut short by
-    /// [`RefreshGuard::retry_now`]. Stops when the guard is dropped or every
-    /// [`LicenseVerifier`] clone is gone.
+    /// retried by [`LicenseSettings::retry`]: backoff with full jitter (or
+    /// the Beacon's `Retry-After`), or the long hold after a rejection, cut
+    /// short by [`RefreshGuard::retry_now`]. Stops when the guard is dropped
+    /// or every [`LicenseVerifier`] clone is gone.
     ///
     /// # Panics
     ///
