@@ -509,21 +509,33 @@ impl Config {
     /// Where `credential` would be verified and report to under this
     /// configuration (whether or not it is [sent](Self::credentials)).
     pub fn endpoint(&self, credential: Credential) -> Endpoint {
-        let (verify_url, submit_url) = match &credential {
+        let (base, _) = self.base_url(&credential);
+        let (verify_path, submit_url): (&[&str], _) = match &credential {
             Credential::License(_) => (
-                join(&self.beacon_url, &["v1", "beacon", "verify"]),
+                &["v1", "beacon", "verify"],
                 self.license_report_url(self.wire),
             ),
-            Credential::ApiKey(_) => (
-                join(&self.auth_endpoint, &["auth"]),
-                self.api_key_report_url(),
-            ),
+            Credential::ApiKey(_) => (&["auth"], self.api_key_report_url()),
         };
         Endpoint {
+            verify_url: join(base, verify_path),
             credential,
             dialect: self.wire,
-            verify_url,
             submit_url,
+        }
+    }
+
+    /// The base URL `credential`'s requests go under, and the variable that
+    /// sets it: [`Self::beacon_url`] ([`ENV_BEACON_URL`]) for a license,
+    /// [`Self::auth_endpoint`] for an API key (the variable it was read
+    /// from, else the first of [`AUTH_ENDPOINT_VARS`]).
+    pub fn base_url(&self, credential: &Credential) -> (&Url, &'static str) {
+        match credential {
+            Credential::License(_) => (&self.beacon_url, ENV_BEACON_URL),
+            Credential::ApiKey(_) => {
+                let var = self.sources.auth_endpoint.var();
+                (&self.auth_endpoint, var.unwrap_or(AUTH_ENDPOINT_VARS[0]))
+            }
         }
     }
 
@@ -1169,7 +1181,7 @@ mod tests {
     }
 
     #[test]
-    fn api_key_and_auth_endpoint_follow_the_platform_precedence() {
+    fn api_key_follows_the_platform_precedence() {
         const CP: &str = "lsv2_pt_controlplane0123456789";
         const LEGACY: &str = "lsv2_pt_legacykey0123456789ab";
         let pick = |pairs: &[(&str, &str)]| {
@@ -1210,7 +1222,10 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var(), ENV_CONTROL_PLANE_API_KEY);
+    }
 
+    #[test]
+    fn auth_endpoint_follows_the_platform_precedence() {
         let auth = |pairs: &[(&str, &str)]| {
             let c = load(pairs).unwrap();
             (c.auth_endpoint.to_string(), c.sources.auth_endpoint)
@@ -1250,6 +1265,26 @@ mod tests {
         );
         // An error names the variable the value came from.
         assert_refused(ENV_LEGACY_ENDPOINT, "http://evil.example.com", &[]);
+    }
+
+    #[test]
+    fn base_url_names_the_variable_that_sets_it() {
+        let (license, api) = (
+            Credential::License(Secret::new(LICENSE)),
+            Credential::ApiKey(Secret::new(API_KEY)),
+        );
+        let c = load(&[]).unwrap();
+        assert_eq!(c.base_url(&license), (&c.beacon_url, ENV_BEACON_URL));
+        assert_eq!(c.base_url(&api), (&c.auth_endpoint, ENV_AUTH_ENDPOINT));
+        let c = load(&[(ENV_LEGACY_ENDPOINT, "https://b.example.com")]).unwrap();
+        let (url, var) = c.base_url(&api);
+        assert_eq!(
+            (url.as_str(), var),
+            ("https://b.example.com/", ENV_LEGACY_ENDPOINT)
+        );
+        // The verify URL is under it.
+        let verify = c.endpoint(api.clone()).verify_url;
+        assert_eq!(verify.as_str(), "https://b.example.com/auth");
     }
 
     #[test]

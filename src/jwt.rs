@@ -4,6 +4,15 @@
 //! `jsonwebtoken` on `ring` (the provider rustls already uses), PEM is read by
 //! `rustls-pki-types`.
 //!
+//! The key's DER (SubjectPublicKeyInfo or PKCS#1) is read by hand, in the 100
+//! lines under "just enough DER": jsonwebtoken 9 reads keys from PEM only
+//! with its default `use_pem` feature (two more crates, `pem` and
+//! `simple_asn1`), its `from_*_components` still need the modulus or point
+//! taken out of the DER, and rustls-pki-types frames PEM but parses no DER.
+//! Reading it here also refuses at configuration what `ring` would refuse on
+//! every token: RSA under 2048 bits, a curve other than P-256, a compressed
+//! or malformed EC point, trailing bytes.
+//!
 //! May import: jsonwebtoken, rustls-pki-types, ring (for randomness), base64,
 //! serde_json, chrono. Must not import: the rest of the crate.
 

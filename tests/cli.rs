@@ -8,6 +8,7 @@
 mod common;
 
 use assert_cmd::Command;
+use beacon_meter::config::{Config, ENV_BEACON_URL};
 use beacon_meter::secret::Secret;
 use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{
@@ -227,18 +228,19 @@ fn sink_runs_until_interrupted_and_prints_totals() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(!url.ends_with(":0"), "the actual port is printed: {url}");
 
-    // Talk to it like the library does.
-    let base = reqwest::Url::parse(&url).unwrap();
+    // Talk to it like the library does, at the URLs the configuration gives.
+    let config = Config::from_pairs(&[(ENV_BEACON_URL, &url)]).unwrap();
     let rt = runtime();
     rt.block_on(async {
         use beacon_meter::client::{
             ClientSettings, HttpClient, LicenseSettings, LicenseVerifier, SubmitOutcome,
         };
         use beacon_meter::wire::Credential;
+        let license = config.endpoint(Credential::License(Secret::new(LICENSE)));
         let http = HttpClient::new(ClientSettings::default()).unwrap();
         let verifier = LicenseVerifier::new(
             http.clone(),
-            &base,
+            &license.verify_url,
             Secret::new(LICENSE),
             LicenseSettings::default(),
         )
@@ -253,9 +255,9 @@ fn sink_runs_until_interrupted_and_prints_totals() {
         };
         let outcome = http
             .submit(
-                &base.join("v1/metadata/submit").unwrap(),
+                &license.submit_url,
                 Dialect::Published,
-                &Credential::License(Secret::new(LICENSE)),
+                &license.credential,
                 &body,
                 Uuid::new_v4(),
             )

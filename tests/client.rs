@@ -10,6 +10,7 @@ use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseError,
     LicenseSettings, LicenseToken, LicenseVerifier, SubmitOutcome,
 };
+use beacon_meter::config::{Config, ENV_AUTH_ENDPOINT, ENV_BEACON_URL};
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, Dialect, ReportBody, encode_report, encode_report_in};
 use chrono::{TimeZone, Utc};
@@ -352,12 +353,38 @@ fn license_settings() -> LicenseSettings {
     }
 }
 
+/// Where `credential` is verified when the Beacon and the auth endpoint are
+/// both `server`: the URL `config::Endpoint` gives, the one place the verify
+/// paths are spelled (a test below checks what arrives).
+fn verify_url(server: &TestServer, credential: Credential) -> Url {
+    let base = server.url();
+    let config = Config::from_pairs(&[
+        (ENV_BEACON_URL, base.as_str()),
+        (ENV_AUTH_ENDPOINT, base.as_str()),
+    ]);
+    config.unwrap().endpoint(credential).verify_url
+}
+
+fn license_url(server: &TestServer) -> Url {
+    verify_url(server, license())
+}
+
+fn auth_url(server: &TestServer) -> Url {
+    verify_url(server, Credential::ApiKey(Secret::new(API_KEY)))
+}
+
 fn verifier(server: &TestServer, settings: LicenseSettings) -> LicenseVerifier {
-    LicenseVerifier::new(client(), &server.url(), Secret::new(LICENSE), settings).unwrap()
+    LicenseVerifier::new(
+        client(),
+        &license_url(server),
+        Secret::new(LICENSE),
+        settings,
+    )
+    .unwrap()
 }
 
 fn api_verifier(server: &TestServer) -> ApiKeyVerifier {
-    ApiKeyVerifier::new(client(), &server.url(), Secret::new(API_KEY)).unwrap()
+    ApiKeyVerifier::new(client(), &auth_url(server), Secret::new(API_KEY)).unwrap()
 }
 
 /// A port with nothing listening on it.
@@ -391,12 +418,12 @@ async fn nothing_connects_on_construction() {
     let http = client();
     let _license = LicenseVerifier::new(
         http.clone(),
-        &server.url(),
+        &license_url(&server),
         Secret::new(LICENSE),
         license_settings(),
     )
     .unwrap();
-    let _api = ApiKeyVerifier::new(http.clone(), &server.url(), Secret::new(API_KEY)).unwrap();
+    let _api = ApiKeyVerifier::new(http.clone(), &auth_url(&server), Secret::new(API_KEY)).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.connections(), 0);
     assert_eq!(server.count(), 0);
@@ -898,7 +925,7 @@ async fn license_token_is_verified_once_and_kept() {
     let server = TestServer::always(token_reply(&jwt)).await;
     let v = LicenseVerifier::new(
         client(),
-        &server.url(),
+        &license_url(&server),
         Secret::new(LICENSE),
         LicenseSettings::default(),
     )
@@ -1073,7 +1100,7 @@ async fn license_outcomes() {
                 assert_eq!(status.to_string(), detail);
                 assert!(!message.is_empty());
             }
-            (Err(LicenseError::Unreachable { reason }), "unreachable") => {
+            (Err(LicenseError::Unreachable { reason, .. }), "unreachable") => {
                 assert!(reason.contains(detail), "{case}: {reason}");
             }
             (Err(LicenseError::Malformed { reason }), "malformed:") => {
@@ -1137,14 +1164,14 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     .await;
     let v = LicenseVerifier::new(
         HttpClient::new(fast_timeout()).unwrap(),
-        &server.url(),
+        &license_url(&server),
         Secret::new(LICENSE),
         license_settings(),
     )
     .unwrap();
     let started = Instant::now();
     match v.verify().await {
-        Err(LicenseError::Unreachable { reason }) => {
+        Err(LicenseError::Unreachable { reason, .. }) => {
             assert!(reason.contains("timed out"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -1158,7 +1185,7 @@ async fn license_timeouts_and_refused_redirects_are_unreachable() {
     );
     let redirecting = TestServer::always(reply_with(308, &[("location", &target)], "")).await;
     match verifier(&redirecting, license_settings()).verify().await {
-        Err(LicenseError::Unreachable { reason }) => {
+        Err(LicenseError::Unreachable { reason, .. }) => {
             assert!(reason.contains("refused"), "{reason}");
             assert_secret_free(&reason);
         }
@@ -1437,7 +1464,7 @@ async fn api_key_errors_are_typed() {
     .await;
     let v = ApiKeyVerifier::new(
         HttpClient::new(fast_timeout()).unwrap(),
-        &slow.url(),
+        &auth_url(&slow),
         Secret::new(API_KEY),
     )
     .unwrap();
@@ -1448,10 +1475,58 @@ async fn api_key_errors_are_typed() {
 
     // A key that cannot be a header value.
     let server = TestServer::always(reply(200, "")).await;
-    let v =
-        ApiKeyVerifier::new(client(), &server.url(), Secret::new("bad\nkey-0123456789")).unwrap();
+    let v = ApiKeyVerifier::new(
+        client(),
+        &auth_url(&server),
+        Secret::new("bad\nkey-0123456789"),
+    )
+    .unwrap();
     assert_eq!(v.verify().await.unwrap_err(), ApiKeyError::InvalidKey);
     assert_eq!(server.count(), 0);
+}
+
+#[tokio::test]
+async fn verify_answers_carry_the_servers_retry_after() {
+    // As a submit's `SubmitOutcome::Retry` does: the wait is the caller's,
+    // capped by its `RetryPolicy` (the license refresh task's is tested in
+    // `client::license`).
+    let busy = TestServer::always(reply_with(503, &[("retry-after", "42")], "busy")).await;
+    let e = verifier(&busy, license_settings())
+        .verify()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LicenseError::Unreachable { retry_after: Some(d), .. } if d.as_secs() == 42),
+        "{e:?}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(42)));
+    let limited = TestServer::always(reply_with(429, &[("retry-after", "7")], "slow")).await;
+    let e = api_verifier(&limited).verify().await.unwrap_err();
+    assert!(
+        matches!(&e, ApiKeyError::Unreachable { retry_after: Some(d), .. } if d.as_secs() == 7),
+        "{e:?}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    // No header, or a verdict: nothing to honour.
+    let down = TestServer::always(reply(502, "down")).await;
+    let e = verifier(&down, license_settings())
+        .verify()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LicenseError::Unreachable {
+                retry_after: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let refused = TestServer::always(reply_with(401, &[("retry-after", "42")], "no")).await;
+    let e = api_verifier(&refused).verify().await.unwrap_err();
+    assert!(matches!(e, ApiKeyError::Rejected { .. }), "{e:?}");
+    assert_eq!(e.retry_after(), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -1547,7 +1622,7 @@ async fn no_secret_reaches_debug_or_error_text() {
             reply(status, format!("{}{}", "p".repeat(200 - 12), key))
         })
         .await;
-        let a = ApiKeyVerifier::new(small.clone(), &cut.url(), Secret::new(API_KEY)).unwrap();
+        let a = ApiKeyVerifier::new(small.clone(), &auth_url(&cut), Secret::new(API_KEY)).unwrap();
         let text = format!("{:?}", a.verify().await);
         assert!(text.contains("ppp") && text.contains('…'), "{text}");
         shown.push(text);

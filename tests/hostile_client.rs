@@ -639,12 +639,17 @@ fn every_hostile_answer_gives_a_typed_outcome_in_time_without_the_key() {
                 let api = Credential::ApiKey(Secret::new(API_KEY));
                 let lv = LicenseVerifier::new(
                     http.clone(),
-                    &base,
+                    &base.join("v1/beacon/verify").unwrap(),
                     Secret::new(LICENSE),
                     LicenseSettings::default(),
                 )
                 .unwrap();
-                let av = ApiKeyVerifier::new(http.clone(), &base, Secret::new(API_KEY)).unwrap();
+                let av = ApiKeyVerifier::new(
+                    http.clone(),
+                    &base.join("auth").unwrap(),
+                    Secret::new(API_KEY),
+                )
+                .unwrap();
                 let body = report();
                 let id = uuid::Uuid::new_v4();
                 let (s1, s2, l, a) = tokio::join!(
@@ -983,7 +988,7 @@ fn every_token_is_judged_and_only_usable_ones_are_kept() {
             };
             let v = LicenseVerifier::new(
                 client(64 * 1024),
-                &server.url(),
+                &server.url().join("v1/beacon/verify").unwrap(),
                 Secret::new(LICENSE),
                 settings,
             )

@@ -707,7 +707,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             }
             let v = LicenseVerifier::new(
                 http.clone(),
-                &base,
+                &base.join("v1/beacon/verify").unwrap(),
                 Secret::new(LICENSE),
                 LicenseSettings::default(),
             )
@@ -716,7 +716,8 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
             if let Err(e) = v.token().await {
                 push(format!("{e:?}"), e.to_string());
             }
-            let a = ApiKeyVerifier::new(http.clone(), &base, Secret::new(API_KEY)).unwrap();
+            let auth = base.join("auth").unwrap();
+            let a = ApiKeyVerifier::new(http.clone(), &auth, Secret::new(API_KEY)).unwrap();
             match a.verify().await {
                 Ok(org) => push(format!("{org:?}"), format!("{a:?}")),
                 Err(e) => push(format!("{e:?}"), e.to_string()),
@@ -725,7 +726,7 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     }
     let bad_header = ApiKeyVerifier::new(
         http.clone(),
-        &sink.base_url(),
+        &sink.base_url().join("auth").unwrap(),
         Secret::new(format!("{API_KEY}\n")),
     )
     .unwrap();
@@ -1001,7 +1002,7 @@ fn the_command_line_never_prints_a_key() {
             for license in [LICENSE, &format!("{LICENSE}x")] {
                 let v = LicenseVerifier::new(
                     http.clone(),
-                    &base,
+                    &base.join("v1/beacon/verify").unwrap(),
                     Secret::new(license),
                     LicenseSettings::default(),
                 )
@@ -1020,7 +1021,8 @@ fn the_command_line_never_prints_a_key() {
                 let _ = o;
             }
             for key in [API_KEY, &format!("{API_KEY}x")] {
-                let a = ApiKeyVerifier::new(http.clone(), &base, Secret::new(key)).unwrap();
+                let auth = base.join("auth").unwrap();
+                let a = ApiKeyVerifier::new(http.clone(), &auth, Secret::new(key)).unwrap();
                 let _ = a.verify().await;
                 let _ = http
                     .submit(

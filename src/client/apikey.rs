@@ -1,14 +1,16 @@
-//! API-key verification: `POST {auth}/auth` with `X-Api-Key`, answered by
-//! the organization the key belongs to.
+//! API-key verification: `POST` to the key's verify URL (`{auth}/auth`,
+//! spelled in `config::Endpoint`) with `X-Api-Key`, answered by the
+//! organization the key belongs to.
 
 use super::flight::SingleFlight;
-use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::http::{ClientError, HttpClient, Refusal, check_url, scrub, scrub_json};
 use super::status::Class;
 use crate::secret::Secret;
 use crate::wire::AuthResponse;
-use reqwest::Url;
 use reqwest::header::HeaderValue;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use url::Url;
 
 /// The organization an API key belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,9 @@ pub enum ApiKeyError {
     Unreachable {
         /// What went wrong.
         reason: String,
+        /// The service's `Retry-After` (seconds or an HTTP date), uncapped:
+        /// the reporter waits that long, at most its `RetryPolicy::cap`.
+        retry_after: Option<Duration>,
     },
     /// Any other status (another `4xx`, an unfollowed `3xx`).
     #[error(
@@ -70,12 +75,27 @@ pub enum ApiKeyError {
 }
 
 impl ApiKeyError {
+    /// The service's `Retry-After`, if it sent one with an answer that gave
+    /// no verdict ([`ApiKeyError::Unreachable`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiKeyError::Unreachable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The API key's column of the [status table](super::status): only a
     /// refused credential rejects the key; any other verdict points at the
     /// endpoint.
     fn refused(refusal: Refusal) -> ApiKeyError {
         match refusal {
-            Refusal::Unreachable(reason) => ApiKeyError::Unreachable { reason },
+            Refusal::Unreachable {
+                reason,
+                retry_after,
+            } => ApiKeyError::Unreachable {
+                reason,
+                retry_after,
+            },
             Refusal::Malformed(reason) => ApiKeyError::Malformed { reason },
             Refusal::Status {
                 class: Class::CredentialRefused,
@@ -112,10 +132,12 @@ struct Inner {
 }
 
 impl ApiKeyVerifier {
-    /// A verifier for `api_key` against `{auth}/auth`. Fails only on an
-    /// insecure or unusable URL; opens no connection.
-    pub fn new(http: HttpClient, auth: &Url, api_key: Secret) -> Result<Self, ClientError> {
-        let url = endpoint(auth, &["auth"])?;
+    /// A verifier for `api_key` against `verify_url`, the whole URL
+    /// ([`crate::config::Endpoint::verify_url`]: `{auth}/auth`). Fails only
+    /// on an insecure URL; opens no connection.
+    pub fn new(http: HttpClient, verify_url: &Url, api_key: Secret) -> Result<Self, ClientError> {
+        check_url(verify_url)?;
+        let url = verify_url.clone();
         Ok(ApiKeyVerifier {
             inner: Arc::new(Inner {
                 http,

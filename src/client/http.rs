@@ -1,12 +1,14 @@
-//! The shared HTTP client: TLS, timeouts, proxy, redirect policy, URL checks
-//! and capped body reads.
+//! The shared HTTP client: TLS, timeouts, proxy, redirect policy, URL checks,
+//! capped body reads and `Retry-After`.
 
 use super::status::Class;
 use crate::secret::{Pem, Secret};
 use crate::text::error_chain;
 use crate::urls;
-use reqwest::{RequestBuilder, Response, Url, redirect};
-use std::time::Duration;
+use reqwest::header::RETRY_AFTER;
+use reqwest::{RequestBuilder, Response, redirect};
+use std::time::{Duration, SystemTime};
+use url::Url;
 
 /// Longest server answer quoted in a message or reason.
 pub(crate) const MESSAGE_CHARS: usize = 300;
@@ -50,15 +52,6 @@ pub enum ClientError {
          loopback host such as 127.0.0.1, [::1] or localhost)"
     )]
     InsecureUrl {
-        /// The URL, without user name, password or query.
-        url: String,
-    },
-    /// The base URL cannot have a path appended (e.g. `mailto:` or `data:`).
-    #[error(
-        "the base URL {url} cannot take an endpoint path; give a URL such as \
-         https://beacon.example.com"
-    )]
-    InvalidBaseUrl {
         /// The URL, without user name, password or query.
         url: String,
     },
@@ -188,13 +181,17 @@ impl HttpClient {
         secret: &Secret,
         wrong_shape: &str,
     ) -> Result<T, Refusal> {
-        let unreachable = |reason: String| Refusal::Unreachable(scrub(&reason, secret, false));
-        let request = request.map_err(|e| unreachable(error_chain(&e)))?;
+        let unreachable = |reason: String, retry_after| Refusal::Unreachable {
+            reason: scrub(&reason, secret, false),
+            retry_after,
+        };
+        let request = request.map_err(|e| unreachable(error_chain(&e), None))?;
         let response = self.send(url, request).await;
-        let response = response.map_err(|e| unreachable(e.reason))?;
+        let response = response.map_err(|e| unreachable(e.reason, None))?;
         let status = response.status();
+        let retry_after = retry_after(&response);
         let answer = self.read_capped(url, response).await;
-        let answer = answer.map_err(|e| unreachable(e.reason))?;
+        let answer = answer.map_err(|e| unreachable(e.reason, None))?;
         let message = || answer_text(&answer, secret, MESSAGE_CHARS);
         let class = Class::of(status.as_u16());
         let reason = match class {
@@ -208,10 +205,8 @@ impl HttpClient {
             },
             Class::Transient { .. } => {
                 let url = urls::display(url);
-                return Err(unreachable(format!(
-                    "{url} answered HTTP {status}: {}",
-                    message()
-                )));
+                let reason = format!("{url} answered HTTP {status}: {}", message());
+                return Err(unreachable(reason, retry_after));
             }
             class => {
                 return Err(Refusal::Status {
@@ -258,8 +253,12 @@ impl HttpClient {
 /// the credential.
 #[derive(Debug)]
 pub(crate) enum Refusal {
-    /// No verdict: the network failed, or a [`Class::Transient`] status.
-    Unreachable(String),
+    /// No verdict: the network failed, or a [`Class::Transient`] status,
+    /// with the server's `Retry-After` if it sent one.
+    Unreachable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// A verdict: a status of another class, with the answer as one line.
     Status {
         class: Class,
@@ -328,14 +327,23 @@ pub(crate) fn check_url(url: &Url) -> Result<(), ClientError> {
     }
 }
 
-/// `base` with `segments` appended to its path ([`urls::join`]), checked
-/// with [`check_url`].
-pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ClientError> {
-    let url = urls::join(base, segments).ok_or_else(|| ClientError::InvalidBaseUrl {
-        url: urls::display(base),
-    })?;
-    check_url(&url)?;
-    Ok(url)
+/// The server's `Retry-After` ([`parse_retry_after`]), if it sent a usable
+/// one. Read from the headers, before the body is.
+pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate,
+/// RFC 850 or asctime), as time from `now` (zero if already past).
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds: as good as forever.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A beginning of the secret at least this long (bytes) is removed wherever
@@ -477,18 +485,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_refuses_what_cannot_be_an_endpoint() {
-        let base = |s| Url::parse(s).unwrap();
-        assert!(matches!(
-            endpoint(&base("mailto:a@b.c"), &["x"]),
-            Err(ClientError::InvalidBaseUrl { .. })
-        ));
-        assert!(matches!(
-            endpoint(&base("http://example.com"), &["x"]),
-            Err(ClientError::InsecureUrl { .. })
-        ));
-        let ok = endpoint(&base("https://b.example.com/p?q#f"), &["auth"]);
-        assert_eq!(ok.unwrap().as_str(), "https://b.example.com/p/auth");
+    fn check_url_refuses_what_cannot_be_an_endpoint() {
+        let url = |s| Url::parse(s).unwrap();
+        for bad in ["mailto:a@b.c", "http://example.com/auth", "data:,x"] {
+            assert!(
+                matches!(check_url(&url(bad)), Err(ClientError::InsecureUrl { .. })),
+                "{bad}"
+            );
+        }
+        assert!(check_url(&url("https://b.example.com/p/auth")).is_ok());
+        assert!(check_url(&url("http://127.0.0.1:9/v1/beacon/verify")).is_ok());
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:49:39 1994", now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("1.5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
     }
 
     #[test]

@@ -1,19 +1,20 @@
-//! License verification: `POST {beacon}/v1/beacon/verify`, and the JWT it
-//! returns, kept until it expires.
+//! License verification: `POST` to the license's verify URL
+//! (`{beacon}/v1/beacon/verify`, spelled in `config::Endpoint`), and the JWT
+//! it returns, kept until it expires.
 
 use super::flight::SingleFlight;
-use super::http::{ClientError, HttpClient, Refusal, endpoint, scrub, scrub_json};
+use super::http::{ClientError, HttpClient, Refusal, check_url, scrub, scrub_json};
 use super::retry::{Backoff, RetryNow, RetryPolicy};
 use crate::jwt::{self, PublicKey};
 use crate::secret::{Pem, Secret};
 use crate::urls;
 use crate::wire::{VerifyRequest, VerifyResponse};
 use chrono::{DateTime, Utc};
-use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use url::Url;
 
 /// Longest single sleep of the refresh task before it looks again.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -31,8 +32,8 @@ pub struct LicenseSettings {
     /// Clamped to `0.0..=1.0`; default 0.8.
     pub refresh_fraction: f64,
     /// How the background task retries a failed verification: backoff with
-    /// full jitter, and the long hold after a rejected license. Default
-    /// [`RetryPolicy::default`].
+    /// full jitter, or the Beacon's `Retry-After` (capped), and the long hold
+    /// after a rejected license. Default [`RetryPolicy::default`].
     pub retry: RetryPolicy,
     /// A PEM public key (`PUBLIC KEY`: RSA or EC P-256; or `RSA PUBLIC
     /// KEY`). When set, a token must carry a valid RS256 / ES256 signature
@@ -112,6 +113,9 @@ pub enum LicenseError {
     Unreachable {
         /// What went wrong.
         reason: String,
+        /// The Beacon's `Retry-After` (seconds or an HTTP date), uncapped:
+        /// the refresh task waits that long, at most [`RetryPolicy::cap`].
+        retry_after: Option<Duration>,
     },
     /// The Beacon answered `2xx` with something unusable: not JSON, no
     /// `token` string, not a JWT, bad `exp`, already expired, a bad
@@ -125,11 +129,26 @@ pub enum LicenseError {
 }
 
 impl LicenseError {
+    /// The Beacon's `Retry-After`, if it sent one with an answer that gave
+    /// no verdict ([`LicenseError::Unreachable`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LicenseError::Unreachable { retry_after, .. } => *retry_after,
+            LicenseError::Rejected { .. } | LicenseError::Malformed { .. } => None,
+        }
+    }
+
     /// The license's column of the [status table](super::status): any
     /// verdict rejects the license.
     fn refused(refusal: Refusal) -> LicenseError {
         match refusal {
-            Refusal::Unreachable(reason) => LicenseError::Unreachable { reason },
+            Refusal::Unreachable {
+                reason,
+                retry_after,
+            } => LicenseError::Unreachable {
+                reason,
+                retry_after,
+            },
             Refusal::Malformed(reason) => LicenseError::Malformed { reason },
             Refusal::Status { code, message, .. } => LicenseError::Rejected {
                 status: code,
@@ -178,16 +197,18 @@ impl fmt::Debug for LicenseVerifier {
 }
 
 impl LicenseVerifier {
-    /// A verifier for `license` against `{beacon}/v1/beacon/verify`.
-    /// Fails only on an insecure or unusable URL or public key; opens no
-    /// connection.
+    /// A verifier for `license` against `verify_url`, the whole URL
+    /// ([`crate::config::Endpoint::verify_url`]: `{beacon}/v1/beacon/verify`),
+    /// as [`HttpClient::submit`] takes the whole report URL. Fails only on an
+    /// insecure URL or an unusable public key; opens no connection.
     pub fn new(
         http: HttpClient,
-        beacon: &Url,
+        verify_url: &Url,
         license: Secret,
         mut settings: LicenseSettings,
     ) -> Result<LicenseVerifier, ClientError> {
-        let url = endpoint(beacon, &["v1", "beacon", "verify"])?;
+        check_url(verify_url)?;
+        let url = verify_url.clone();
         let key = settings.public_key_pem.as_deref().map(PublicKey::from_pem);
         let key = key
             .transpose()
@@ -234,10 +255,10 @@ impl LicenseVerifier {
     /// Starts a tokio task that keeps the token fresh: it verifies at once
     /// if no token is kept, then again at each token's
     /// [`refresh_at`](LicenseToken::refresh_at). A failed verification is
-    /// retried by [`LicenseSettings::retry`]: backoff with full jitter, or
-    /// the long hold after a rejection, cut short by
-    /// [`RefreshGuard::retry_now`]. Stops when the guard is dropped or every
-    /// [`LicenseVerifier`] clone is gone.
+    /// retried by [`LicenseSettings::retry`]: backoff with full jitter (or
+    /// the Beacon's `Retry-After`), or the long hold after a rejection, cut
+    /// short by [`RefreshGuard::retry_now`]. Stops when the guard is dropped
+    /// or every [`LicenseVerifier`] clone is gone.
     ///
     /// # Panics
     ///
@@ -272,16 +293,28 @@ async fn refresh(weak: Weak<Inner>, mut backoff: Backoff) {
             backoff.attempting();
             inner.verify_shared(false).await
         };
-        let delay = match outcome {
+        let e = match outcome {
             Ok(_) => {
                 backoff.reset();
                 continue;
             }
-            Err(e @ LicenseError::Rejected { .. }) => (backoff.hold(), e),
-            Err(e) => (backoff.retry(None), e),
+            Err(e) => e,
         };
-        tracing::warn!(error = %delay.1, retry_in = ?delay.0, "license token refresh failed");
-        backoff.sleep(delay.0, std::future::pending::<()>()).await;
+        let wait = next_wait(&mut backoff, &e);
+        tracing::warn!(error = %e, retry_in = ?wait, "license token refresh failed");
+        backoff.sleep(wait, std::future::pending::<()>()).await;
+    }
+}
+
+/// The refresh task's wait after a failed verification: the long hold
+/// after a rejection, else the next backoff, which is the Beacon's
+/// `Retry-After` (capped) when it sent one.
+fn next_wait(backoff: &mut Backoff, e: &LicenseError) -> Duration {
+    match e {
+        LicenseError::Rejected { .. } => backoff.hold(),
+        LicenseError::Unreachable { .. } | LicenseError::Malformed { .. } => {
+            backoff.retry(e.retry_after())
+        }
     }
 }
 
@@ -400,5 +433,41 @@ impl Inner {
             + chrono::Duration::from_std(lifetime.mul_f64(settings.refresh_fraction))
                 .unwrap_or_default();
         Ok((expires_at, refresh_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientSettings;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    /// A loopback Beacon answering every verification `503` with
+    /// `Retry-After: {after}`; its verify URL. Stops with the test's runtime.
+    async fn busy_beacon(after: &'static str) -> Url {
+        let busy =
+            move || async move { (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", after)]) };
+        let app = axum::Router::new().route("/v1/beacon/verify", post(busy));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://{addr}/v1/beacon/verify")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_a_503_the_refresh_waits_as_its_retry_after_says_capped() {
+        let policy = RetryPolicy::default();
+        let mut backoff = Backoff::seeded(policy, &RetryNow::new(), 7);
+        let http = HttpClient::new(ClientSettings::default()).unwrap();
+        let license = Secret::new("lcl_retry_after_test_0123456789abcdef");
+        for (after, wait) in [("42", Duration::from_secs(42)), ("86400", policy.cap)] {
+            let url = busy_beacon(after).await;
+            let settings = LicenseSettings::default();
+            let v = LicenseVerifier::new(http.clone(), &url, license.clone(), settings).unwrap();
+            let e = v.verify().await.unwrap_err();
+            assert_eq!(next_wait(&mut backoff, &e), wait, "{e:?}");
+        }
+        assert_eq!(backoff.failures(), 2);
     }
 }

@@ -21,7 +21,7 @@
 //! Every text this module produces (reasons, messages, server answers) is
 //! scrubbed of the credential it was sent with, so it is safe to log.
 //!
-//! May import: `crate::{secret, urls, text, wire, jwt}`, reqwest, tokio.
+//! May import: `crate::{secret, urls, text, wire, jwt}`, reqwest, `url`, tokio.
 //! Must not import: the reporter, the spool, the sink, the CLI, `config`.
 
 mod apikey;

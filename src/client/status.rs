@@ -21,6 +21,9 @@
 //!   is wrong than that the key is: it is reported as such, pointing at the
 //!   endpoint variables.
 //!
+//! A `Transient` answer's `Retry-After` travels with it in all three
+//! (`Retry`, and each verifier's `Unreachable`), for the caller's backoff.
+//!
 //! Not in doubt (the server did not process the request): `408`, `429`,
 //! `503` and `3xx`. Every other `5xx` may have been processed.
 

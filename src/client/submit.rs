@@ -1,14 +1,17 @@
 //! `POST` of one usage report to its destination's report URL, in either
 //! wire dialect: one report, one outcome.
 
-use super::http::{Capped, ClientError, HttpClient, MESSAGE_CHARS, answer_text, scrub};
+use super::http::{
+    Capped, ClientError, HttpClient, MESSAGE_CHARS, answer_text, retry_after, scrub,
+};
 use super::status::Class;
 use crate::secret::Secret;
 use crate::urls;
 use crate::wire::{Credential, Dialect, ReportBody, encode_report_in};
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Response, Url};
-use std::time::{Duration, SystemTime};
+use reqwest::Response;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use std::time::Duration;
+use url::Url;
 
 /// Longest server answer kept in [`SubmitOutcome::PayloadRejected`].
 const ANSWER_CHARS: usize = 1024;
@@ -108,11 +111,7 @@ impl HttpClient {
     async fn outcome(&self, url: &Url, response: Response, secret: &Secret) -> SubmitOutcome {
         let status = response.status();
         let code = status.as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let retry_after = retry_after(&response);
         // Read (capped) even after a success, so the connection can be
         // reused; a failure to read then changes nothing.
         let answer = self.read_capped(url, response).await;
@@ -146,52 +145,5 @@ impl HttpClient {
                 in_doubt,
             },
         }
-    }
-}
-
-/// A `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate,
-/// RFC 850 or asctime), as time from `now` (zero if already past).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // More digits than a u64 holds: as good as forever.
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun Nov  6 08:49:39 1994", now),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("-5", now), None);
-        assert_eq!(parse_retry_after("1.5", now), None);
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("", now), None);
     }
 }

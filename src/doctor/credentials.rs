@@ -40,24 +40,22 @@ pub(super) async fn verify(
     }
     progress(format!("verifying {variable} at {}", d.verify_url));
     match &d.credential {
-        Credential::License(key) => verify_license(check, d, config, http, key).await,
-        Credential::ApiKey(key) => verify_api_key(check, config, http, key).await,
+        Credential::License(key) => verify_license(check, d, http, key).await,
+        Credential::ApiKey(key) => verify_api_key(check, d, http, key).await,
     }
 }
 
 async fn verify_license(
     mut check: CredentialCheck,
     d: &Endpoint,
-    config: &Config,
     http: &HttpClient,
     key: &Secret,
 ) -> CredentialCheck {
     let settings = LicenseSettings::default();
-    let verifier =
-        match LicenseVerifier::new(http.clone(), &config.beacon_url, key.clone(), settings) {
-            Ok(v) => v,
-            Err(e) => return invalid(check, &e),
-        };
+    let verifier = match LicenseVerifier::new(http.clone(), &d.verify_url, key.clone(), settings) {
+        Ok(v) => v,
+        Err(e) => return invalid(check, &e),
+    };
     (check.outcome, check.detail) = match verifier.verify().await {
         Ok(token) => {
             let expires_at = token.expires_at();
@@ -76,7 +74,7 @@ async fn verify_license(
                  {ENV_LICENSE_KEY} (and {ENV_BEACON_URL})"
             ),
         ),
-        Err(LicenseError::Unreachable { reason }) => (
+        Err(LicenseError::Unreachable { reason, .. }) => (
             CredentialOutcome::Unreachable,
             format!("the license could not be verified: {reason}"),
         ),
@@ -93,11 +91,11 @@ async fn verify_license(
 
 async fn verify_api_key(
     mut check: CredentialCheck,
-    config: &Config,
+    d: &Endpoint,
     http: &HttpClient,
     key: &Secret,
 ) -> CredentialCheck {
-    let verifier = match ApiKeyVerifier::new(http.clone(), &config.auth_endpoint, key.clone()) {
+    let verifier = match ApiKeyVerifier::new(http.clone(), &d.verify_url, key.clone()) {
         Ok(v) => v,
         Err(e) => return invalid(check, &e),
     };

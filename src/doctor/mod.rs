@@ -35,9 +35,7 @@ pub use paths::{PathFinding, PathProbe, ReportPath};
 pub use settings::settings;
 
 use crate::client::{ClientSettings, HttpClient};
-use crate::config::{
-    API_KEY_VARS, Config, ENV_BEACON_URL, ENV_CA_CERT, ENV_LICENSE_KEY, ENV_OFFLINE,
-};
+use crate::config::{API_KEY_VARS, Config, ENV_CA_CERT, ENV_LICENSE_KEY, ENV_OFFLINE};
 use crate::spool::Spool;
 use crate::wire::{Credential, Plan, Tags};
 use chrono::{DateTime, Utc};
@@ -422,13 +420,10 @@ async fn probe_all(
 fn egress_targets(config: &Config, destinations: &[crate::config::Endpoint]) -> Vec<(Url, Egress)> {
     let mut targets: Vec<(Url, Egress)> = Vec::new();
     for d in destinations {
-        let (base, what, var) = match d.credential {
-            Credential::License(_) => (&config.beacon_url, "license", ENV_BEACON_URL),
-            Credential::ApiKey(_) => {
-                let var = config.sources.auth_endpoint.var();
-                let var = var.unwrap_or("the default auth endpoint");
-                (&config.auth_endpoint, "API-key", var)
-            }
+        let (base, var) = config.base_url(&d.credential);
+        let what = match CredentialKind::of(&d.credential) {
+            CredentialKind::License => "license",
+            CredentialKind::ApiKey => "API-key",
         };
         let egress = Egress {
             scheme: base.scheme().to_owned(),
@@ -503,7 +498,7 @@ fn from_now(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_TIMEOUT};
+    use crate::config::{ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_BEACON_URL, ENV_TIMEOUT};
 
     pub(crate) const LICENSE: &str = "lcl_0123456789abcdef9f2a";
     pub(crate) const API_KEY: &str = "lsv2_pt_0123456789abcdef_77";

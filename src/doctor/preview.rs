@@ -24,9 +24,7 @@ use crate::secret::Secret;
 use crate::spool::{
     Checkpoint, CheckpointPeek, Destination, FORMAT_VERSION, Spool, SpoolError, merge, slots,
 };
-use crate::wire::{
-    Credential, Dialect, Plan, ReportBody, Tags, UsageReport, WindowClock, encode_report_in,
-};
+use crate::wire::{Dialect, Plan, ReportBody, Tags, UsageReport, WindowClock, encode_report_in};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -109,10 +107,8 @@ fn preview_one(
 ) -> Preview {
     // The report carries the redacted form in place of the key.
     let key = target.credential.secret().redacted();
-    let (destination, credential) = match &target.credential {
-        Credential::License(_) => (Destination::Beacon, Credential::License(Secret::new(&key))),
-        Credential::ApiKey(_) => (Destination::Auth, Credential::ApiKey(Secret::new(&key))),
-    };
+    let destination = target.destination();
+    let credential = target.credential.with_secret(Secret::new(&key));
     let open = checkpoint.as_ref().ok().and_then(|cp| {
         let w = cp.windows.iter().find(|w| w.destination == destination)?;
         Some((w, cp.saved_at))
@@ -273,6 +269,7 @@ mod tests {
     use crate::config::ENV_API_KEY;
     use crate::doctor::tests::{API_KEY, LICENSE, config};
     use crate::spool::{SpoolLimits, SpooledWindow};
+    use crate::wire::Credential;
     use chrono::TimeZone;
     use std::collections::BTreeMap;
 

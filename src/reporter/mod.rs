@@ -343,7 +343,7 @@ impl Reporter {
                     };
                     let v = LicenseVerifier::new(
                         http.clone(),
-                        &config.beacon_url,
+                        &endpoint.verify_url,
                         key.clone(),
                         settings,
                     )?;
@@ -351,7 +351,7 @@ impl Reporter {
                     self.verifiers.spawn(verify_license(v, shared.clone()));
                 }
                 Credential::ApiKey(key) => {
-                    let v = ApiKeyVerifier::new(http.clone(), &config.auth_endpoint, key.clone())?;
+                    let v = ApiKeyVerifier::new(http.clone(), &endpoint.verify_url, key.clone())?;
                     let backoff = Backoff::new(options.retry, &shared.retry_now);
                     self.verifiers
                         .spawn(verify_api_key(v, shared.clone(), backoff));
@@ -532,7 +532,7 @@ async fn verify_api_key(v: ApiKeyVerifier, shared: Arc<ReporterState>, mut backo
             tracing::error!(error = %e, "the auth endpoint REFUSED the API key: usage is still spooled; fix LANGSMITH_API_KEY and restart");
             return;
         }
-        let wait = backoff.retry(None);
+        let wait = backoff.retry(e.retry_after());
         tracing::warn!(error = %e, retry_in = ?wait, "API-key verification failed; will retry");
         backoff.sleep(wait, std::future::pending::<()>()).await;
     }

@@ -30,6 +30,15 @@ impl Credential {
         }
     }
 
+    /// The same kind of credential holding `secret` instead (e.g. its
+    /// redacted form, for a preview).
+    pub fn with_secret(&self, secret: Secret) -> Credential {
+        match self {
+            Credential::License(_) => Credential::License(secret),
+            Credential::ApiKey(_) => Credential::ApiKey(secret),
+        }
+    }
+
     /// The JSON field the credential travels in, in `dialect`.
     pub fn field_in(&self, dialect: Dialect) -> &'static str {
         match self {
