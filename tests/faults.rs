@@ -923,7 +923,10 @@ fn panicking_gauge_and_dynamic_tag_neither_stop_the_reporter_nor_lose_a_window()
         assert_eq!(delivered(&sink), recorded, "{:?}", sink.summary());
         let windows = accepted(&sink);
         assert_tiles(&windows);
-        assert_eq!(windows.len() as u64, stats.windows_closed);
+        // A backlog (a sender slowed by a loaded machine) may go out merged:
+        // every closed window is delivered, in as many reports or fewer.
+        assert_eq!(stats.windows_sent, stats.windows_closed, "{stats:?}");
+        assert!(windows.len() as u64 <= stats.windows_closed, "{stats:?}");
         let with_gauge = windows
             .iter()
             .filter(|w| w.measures.get("test.flaky_gauge") == Some(&42))
