@@ -792,6 +792,79 @@ fn recover_checkpoint_skips_a_window_inside_a_merged_one() {
     assert_eq!(total(&spool.pending(d).unwrap(), RUNS), 3);
 }
 
+/// The rule of `recover_checkpoint`, case by case: a checkpoint window is
+/// skipped only if a spooled window has its id or its start, or is a merged
+/// window whose span holds its start; otherwise it is recovered.
+#[test]
+fn recover_checkpoint_skips_exactly_what_is_already_spooled() {
+    let d = Destination::Beacon;
+    let limits = SpoolLimits {
+        max_windows: 2,
+        max_bytes: u64::MAX,
+    };
+    let recovered = |spooled: &[SpooledWindow], open: SpooledWindow| {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path(), limits).unwrap();
+        spooled.iter().for_each(|w| spool.push(w).unwrap());
+        let cp = Checkpoint::new(open.report.to_timestamp, vec![open]);
+        spool.save_checkpoint(&cp).unwrap();
+        let n = spool.recover_checkpoint().unwrap();
+        (n, spool.pending(d).unwrap())
+    };
+    let plain = window(d, 0, 1, 1);
+    let at = |w: &SpooledWindow, from: i64, to: i64| {
+        let mut w = w.clone();
+        w.report.from_timestamp = ts(T0 + from);
+        w.report.to_timestamp = ts(T0 + to);
+        w
+    };
+    // Same id, another start (the id is fixed when the window opens).
+    assert_eq!(recovered(&[plain.clone()], at(&plain, 400, 500)).0, 0);
+    // Another id and start inside a plain window's span: not the same
+    // window, so it is recovered.
+    let inside = window(d, 0, 2, 2);
+    assert_eq!(recovered(&[plain.clone()], at(&inside, 100, 200)).0, 1);
+    // Three windows under a bound of two leave a merged window [300, 900)
+    // (see the test above). It holds starts 300..900, not its end: the
+    // window opened right after a merged backlog is recovered (and then
+    // merged in by the bound).
+    let three: Vec<_> = (0..3).map(|i| window(d, i, 1, 1)).collect();
+    let (n, pending) = recovered(&three, window(d, 3, 5, 5));
+    assert_eq!(n, 1);
+    assert_eq!(total(&pending, RUNS), 8);
+    assert_eq!(pending[1].merged, 3, "{pending:?}");
+    // A zero-length window that counted is stretched to 1 ms, not dropped.
+    let zero = at(&window(d, 0, 7, 7), 600, 600);
+    let (n, pending) = recovered(&[], zero.clone());
+    assert_eq!(n, 1);
+    assert_eq!(
+        pending[0].report.to_timestamp,
+        zero.report.from_timestamp + chrono::TimeDelta::milliseconds(1)
+    );
+    assert_eq!(total(&pending, RUNS), 7);
+}
+
+/// Spooling a closed window drops its open copy from the checkpoint, and
+/// only that one: the other destination's open window, with the same
+/// start, stays to be recovered.
+#[test]
+fn push_prunes_only_its_own_open_window_from_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = open(tmp.path());
+    let closed_b = window(Destination::Beacon, 0, 3, 3);
+    let mut open_b = closed_b.clone();
+    open_b.report.to_timestamp = ts(T0 + 200);
+    let mut open_a = window(Destination::Auth, 0, 1, 1);
+    open_a.report.to_timestamp = ts(T0 + 200);
+    let cp = Checkpoint::new(ts(T0 + 200), vec![open_b, open_a.clone()]);
+    spool.save_checkpoint(&cp).unwrap();
+    spool.push(&closed_b).unwrap();
+    let CheckpointPeek::Found(left) = Spool::peek_checkpoint(tmp.path()).unwrap() else {
+        panic!("the auth window's checkpoint is gone");
+    };
+    assert_eq!(left.windows, vec![open_a]);
+}
+
 #[test]
 fn bound_merges_adjacent_windows_and_keeps_totals_exact() {
     let tmp = tempfile::tempdir().unwrap();
