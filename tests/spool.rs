@@ -1171,6 +1171,9 @@ fn slots_are_claimed_lowest_first_and_released_on_drop() {
         .iter()
         .map(|w| w.file.as_str())
         .collect();
-    assert!(files.iter().all(|f| f.starts_with("slot-")), "{files:?}");
+    // Oldest first across slots: window 1 (adopted into slot-0), then 2.
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].starts_with("slot-0/beacon/"), "{files:?}");
+    assert!(files[1].starts_with("slot-1/beacon/"), "{files:?}");
     assert!(ro.show(&w.id.to_string()).is_ok());
 }
