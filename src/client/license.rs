@@ -94,7 +94,7 @@ impl LicenseToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LicenseError {
     /// The Beacon refused the license: `401`, `403`, or any other `4xx`
-    /// except `408` and `429` (see [`super::status`] for why). The kept
+    /// except `408` and `429` (see the client's status table, `client/status.rs`, for why). The kept
     /// token is dropped.
     #[error(
         "the Beacon rejected the license key (HTTP {status}): {message}; check the license key \

@@ -27,7 +27,7 @@ pub struct RetryPolicy {
     /// Wait after a failure that retrying soon will not fix: `401`/`403`,
     /// when the credential was refused, and `404`/`405`, when nothing takes
     /// reports at the URL (wrong `BEACON_WIRE` or base URL); default 15 min.
-    /// [`RetryNow::trigger`] (`Reporter::retry_now`) cuts it.
+    /// `Reporter::retry_now` cuts it.
     pub credential_backoff: Duration,
 }
 

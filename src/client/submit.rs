@@ -79,7 +79,7 @@ impl HttpClient {
     /// ([`crate::config::Endpoint::submit_url`]). Only a URL this client
     /// refuses to use gives an error ([`ClientError::InsecureUrl`]);
     /// everything the network or the server does is a [`SubmitOutcome`],
-    /// sorted by the [status table](super::status).
+    /// sorted by the status table (`client/status.rs`).
     pub async fn submit(
         &self,
         url: &Url,

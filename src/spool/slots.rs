@@ -33,7 +33,7 @@
 //! other free slot (and an old flat spool at the root, once no process of
 //! an older version holds its `LOCK`), turns its checkpoint into pending
 //! windows ([`Spool::recover_checkpoint`]) and moves its pending and
-//! rejected windows into its own slot ([`Spool::take_over`]). Each move is
+//! rejected windows into its own slot (`Spool::take_over`). Each move is
 //! one `rename` within the root's filesystem: at every instant a window file
 //! is in exactly one slot, so a crash mid-adoption neither loses nor doubles
 //! a window; what is left is adopted by the next claimant. The dead slot's
