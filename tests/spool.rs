@@ -865,6 +865,59 @@ fn push_prunes_only_its_own_open_window_from_the_checkpoint() {
     assert_eq!(left.windows, vec![open_a]);
 }
 
+/// `spool list`'s text: one line per window with its span, attempts,
+/// whether it is in doubt or merged, and its measures; a checkpoint in a
+/// slot shows in the root's listing.
+#[test]
+fn the_listing_text_has_a_line_per_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Destination::Beacon;
+    let limits = SpoolLimits {
+        max_windows: 2,
+        max_bytes: u64::MAX,
+    };
+    let slot = slots::claim(tmp.path(), limits).unwrap();
+    let mut first = window(d, 0, 3, 9);
+    for w in [first.clone(), window(d, 1, 1, 1), window(d, 2, 1, 1)] {
+        slot.spool.push(&w).unwrap();
+    }
+    first.attempts = 2;
+    first.in_doubt = true;
+    slot.spool.update(&first).unwrap();
+    let mut open_w = window(Destination::Auth, 3, 1, 1);
+    open_w.report.to_timestamp = ts(T0 + 1000);
+    let cp = Checkpoint::new(ts(T0 + 1000), vec![open_w]);
+    slot.spool.save_checkpoint(&cp).unwrap();
+
+    let listing = Spool::open_read_only(tmp.path()).unwrap().list().unwrap();
+    assert!(listing.checkpoint, "the slot's checkpoint counts");
+    let text = listing.to_string();
+    let merged = &listing.pending[&d][1];
+    let bytes: u64 = listing.pending[&d].iter().map(|w| w.bytes).sum();
+    let expected = [
+        format!("beacon: 2 pending ({bytes} bytes)"),
+        format!(
+            "  {}  2025-01-06T09:00:00Z .. 2025-01-06T09:05:00Z  attempts=2 \
+             IN-DOUBT  langgraph.platform.nodes=9 langgraph.platform.py_graphs=0 \
+             langgraph.platform.runs=3",
+            first.id
+        ),
+        format!(
+            "  {}  2025-01-06T09:05:00Z .. 2025-01-06T09:15:00Z  attempts=0 \
+             merged=2  langgraph.platform.nodes=2 langgraph.platform.py_graphs=2 \
+             langgraph.platform.runs=2",
+            merged.id
+        ),
+        "checkpoint: present (open windows of the last run)".to_owned(),
+    ];
+    for line in expected {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+}
+
 #[test]
 fn bound_merges_adjacent_windows_and_keeps_totals_exact() {
     let tmp = tempfile::tempdir().unwrap();
