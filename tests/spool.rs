@@ -1186,6 +1186,32 @@ fn spool_is_shareable_across_threads() {
     assert_eq!((p.len(), total(&p, RUNS), total(&p, NODES)), (40, 40, 80));
 }
 
+/// A dead process's rejected window is adopted with its answer file, so
+/// the listing still shows why the server refused it.
+#[test]
+fn an_adopted_rejected_window_keeps_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let d = Destination::Beacon;
+    let a = slots::claim(root, SpoolLimits::default()).unwrap();
+    let b = slots::claim(root, SpoolLimits::default()).unwrap();
+    let w = window(d, 0, 1, 1);
+    b.spool.push(&w).unwrap();
+    b.spool.reject(d, w.id, 422, "bad tags").unwrap();
+    drop(b);
+    drop(a);
+    let c = slots::claim(root, SpoolLimits::default()).unwrap();
+    assert_eq!((c.slot, c.adopted), (0, 1));
+    let answer = w.file_name().replace(".json", ".answer.txt");
+    assert_eq!(
+        names(&root.join("slot-0/beacon/rejected")),
+        vec![answer, w.file_name()]
+    );
+    let listing = c.spool.list().unwrap();
+    assert_eq!(listing.rejected.len(), 1);
+    assert_eq!(listing.rejected[0].status, Some(422));
+}
+
 /// In its own process-free test binary: a child process forked by another
 /// test would briefly share this one's lock files (an flock belongs to the
 /// open file, which a fork shares until the child execs).
