@@ -310,4 +310,18 @@ mod tests {
             Read::Gone
         ));
     }
+
+    #[test]
+    fn read_regular_takes_exactly_max_bytes_and_reports_other_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("six");
+        fs::write(&file, b"123456").unwrap();
+        assert!(matches!(read_regular(&file, 6).unwrap(), Read::Found(b) if b == b"123456"));
+        // Only a missing file is `Gone`; a path through a file is an error
+        // to report, not a window that vanished.
+        let Err(err) = read_regular(&file.join("x"), 6) else {
+            panic!("a path through a file read as a window or as gone");
+        };
+        assert!(err.to_string().contains("inspecting"), "{err}");
+    }
 }
