@@ -865,6 +865,58 @@ fn push_prunes_only_its_own_open_window_from_the_checkpoint() {
     assert_eq!(left.windows, vec![open_a]);
 }
 
+/// `next_to_send`: the oldest window alone, or the head of a backlog merged
+/// (within the span and count given, never past an in-doubt window); what
+/// it returns stays on disk until it is removed, and a file changed behind
+/// the spool's back is re-read, not trusted to the index.
+#[test]
+fn next_to_send_merges_the_head_and_keeps_it_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = open(tmp.path());
+    let d = Destination::Beacon;
+    let on_disk = || -> Vec<Uuid> {
+        let ro = Spool::open_read_only(tmp.path()).unwrap();
+        ro.pending(d).unwrap().iter().map(|w| w.id).collect()
+    };
+    let next = |span: i64, max: usize| {
+        let span = chrono::TimeDelta::minutes(span);
+        spool.next_to_send(d, span, max).unwrap().unwrap()
+    };
+    let w: Vec<_> = (0..5).map(|i| window(d, i, 1, 1)).collect();
+    spool.push(&w[0]).unwrap();
+    assert_eq!(next(360, 288), w[0], "one window goes as itself");
+    assert_eq!(on_disk(), vec![w[0].id]);
+
+    w[1..].iter().for_each(|x| spool.push(x).unwrap());
+    let merged = next(360, 3);
+    assert_eq!((merged.merged, merged.report.from_timestamp), (3, ts(T0)));
+    assert_eq!(merged.report.to_timestamp, ts(T0 + 900));
+    assert_eq!(total(std::slice::from_ref(&merged), RUNS), 3);
+    assert_eq!(on_disk(), vec![merged.id, w[3].id, w[4].id]);
+    spool.remove(d, merged.id).unwrap();
+
+    assert_eq!(next(5, 288), w[3], "w[4] ends past a 5-minute span");
+    let mut doubt = w[3].clone();
+    doubt.in_doubt = true;
+    spool.update(&doubt).unwrap();
+    assert_eq!(next(360, 288), doubt, "an in-doubt head goes alone");
+    spool.remove(d, w[3].id).unwrap();
+
+    // w[4]'s file now holds another window: that one is sent, and its
+    // removal finds it.
+    let other = window(d, 4, 9, 9);
+    let path = pending_dir(tmp.path(), d).join(w[4].file_name());
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replace(&w[4].id.to_string(), &other.id.to_string()),
+    )
+    .unwrap();
+    assert_eq!(next(360, 288).id, other.id);
+    spool.remove(d, other.id).unwrap();
+    assert_eq!(on_disk(), Vec::<Uuid>::new());
+}
+
 /// `spool list`'s text: one line per window with its span, attempts,
 /// whether it is in doubt or merged, and its measures; a checkpoint in a
 /// slot shows in the root's listing.

@@ -323,5 +323,10 @@ mod tests {
             panic!("a path through a file read as a window or as gone");
         };
         assert!(err.to_string().contains("inspecting"), "{err}");
+        // The same for removing and listing: only "not found" is fine.
+        remove_if_exists(&dir.path().join("nope")).unwrap();
+        assert!(remove_if_exists(&file.join("x")).is_err());
+        assert!(list_names(&dir.path().join("nope")).unwrap().0.is_empty());
+        assert!(list_names(&file).is_err());
     }
 }
