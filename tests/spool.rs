@@ -917,6 +917,27 @@ fn next_to_send_merges_the_head_and_keeps_it_on_disk() {
     assert_eq!(on_disk(), Vec::<Uuid>::new());
 }
 
+/// A write in progress (its temporary file) is not a window: readers
+/// neither list it nor count it as unreadable.
+#[test]
+fn a_write_in_progress_is_invisible_to_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = open(tmp.path());
+    let d = Destination::Beacon;
+    let w = window(d, 0, 1, 1);
+    spool.push(&w).unwrap();
+    let half =
+        pending_dir(tmp.path(), d).join(format!(".tmp-0001-{}", window(d, 1, 1, 1).file_name()));
+    fs::write(&half, b"{\"version\": 1, \"id\"").unwrap();
+    let ro = Spool::open_read_only(tmp.path()).unwrap();
+    assert_eq!(ro.pending(d).unwrap(), vec![w.clone()]);
+    let listing = ro.list().unwrap();
+    assert!(listing.corrupt.is_empty(), "{listing}");
+    assert_eq!(listing.pending[&d].len(), 1, "{listing}");
+    assert_eq!(ro.stats(d).unwrap().0, 1, "the quick count skips it too");
+    assert_eq!(spool.pending(d).unwrap(), vec![w]);
+}
+
 /// `spool list`'s text: one line per window with its span, attempts,
 /// whether it is in doubt or merged, and its measures; a checkpoint in a
 /// slot shows in the root's listing.
