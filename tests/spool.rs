@@ -1278,11 +1278,14 @@ fn an_adopted_rejected_window_keeps_its_answer() {
     let answer = w.file_name().replace(".json", ".answer.txt");
     assert_eq!(
         names(&root.join("slot-0/beacon/rejected")),
-        vec![answer, w.file_name()]
+        vec![answer.clone(), w.file_name()]
     );
     let listing = c.spool.list().unwrap();
     assert_eq!(listing.rejected.len(), 1);
     assert_eq!(listing.rejected[0].status, Some(422));
+    // A short answer is kept whole, with no note of bytes left out.
+    let text = fs::read_to_string(root.join("slot-0/beacon/rejected").join(&answer)).unwrap();
+    assert!(text.ends_with("\n\nbad tags\n"), "{text}");
 }
 
 /// In its own process-free test binary: a child process forked by another
