@@ -932,6 +932,15 @@ fn spool_list_show_export_and_requeue() {
     assert_eq!(export.format, EXPORT_FORMAT);
     let ids: Vec<Uuid> = export.windows.iter().map(|w| w.id).collect();
     assert_eq!(ids, [w1.id, w3.id]);
+    // A bare file name is written in the working directory.
+    bin()
+        .current_dir(dir.path())
+        .args(["spool", "--dir", d, "export", "bare.json"])
+        .assert()
+        .success();
+    let bare = std::fs::read(dir.path().join("bare.json")).unwrap();
+    let bare: SpoolExport = serde_json::from_slice(&bare).unwrap();
+    assert_eq!(bare.windows.len(), 2);
 
     // requeue needs the lock: a clear error naming the holder.
     let out = bin()

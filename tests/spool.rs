@@ -1288,6 +1288,51 @@ fn an_adopted_rejected_window_keeps_its_answer() {
     assert!(text.ends_with("\n\nbad tags\n"), "{text}");
 }
 
+/// `requeue_all` opens only the slots that hold rejected windows (a live
+/// reporter's slot without any does not stop it), and moves all or none.
+#[test]
+fn requeue_all_takes_the_slots_with_rejected_windows_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let d = Destination::Beacon;
+    let held = slots::claim(root, SpoolLimits::default()).unwrap();
+    let dead = slots::claim(root, SpoolLimits::default()).unwrap();
+    let w = window(d, 0, 1, 1);
+    dead.spool.push(&w).unwrap();
+    dead.spool.reject(d, w.id, 422, "no").unwrap();
+    drop(dead);
+    assert_eq!(slots::requeue_all(root).unwrap(), 1);
+    let slot1 = Spool::open_read_only(&root.join("slot-1")).unwrap();
+    assert_eq!(slot1.pending(d).unwrap(), vec![w.clone()]);
+
+    // A held slot with a rejected window: nothing moves anywhere.
+    let v = window(d, 1, 1, 1);
+    held.spool.push(&v).unwrap();
+    held.spool.reject(d, v.id, 422, "no").unwrap();
+    let w2 = window(d, 2, 1, 1);
+    {
+        let other = Spool::open(&root.join("slot-1"), SpoolLimits::default()).unwrap();
+        other.push(&w2).unwrap();
+        other.reject(d, w2.id, 422, "no").unwrap();
+    }
+    assert!(matches!(
+        slots::requeue_all(root),
+        Err(SpoolError::Locked { .. })
+    ));
+    let slot1 = Spool::open_read_only(&root.join("slot-1")).unwrap();
+    assert_eq!(slot1.list().unwrap().rejected.len(), 1, "not moved");
+}
+
+/// A `slot-N` that is not a directory is not ours: the claim skips it.
+#[test]
+fn a_claim_skips_a_slot_name_that_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("slot-0"), b"not a slot").unwrap();
+    let c = slots::claim(dir.path(), SpoolLimits::default()).unwrap();
+    assert_eq!(c.slot, 1);
+    assert_eq!(fs::read(dir.path().join("slot-0")).unwrap(), b"not a slot");
+}
+
 /// In its own process-free test binary: a child process forked by another
 /// test would briefly share this one's lock files (an flock belongs to the
 /// open file, which a fork shares until the child execs).
