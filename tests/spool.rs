@@ -917,6 +917,21 @@ fn next_to_send_merges_the_head_and_keeps_it_on_disk() {
     assert_eq!(on_disk(), Vec::<Uuid>::new());
 }
 
+/// A spool file may hold up to 16 MiB: a 2 MiB window (a large tag) is
+/// spooled and read back whole.
+#[test]
+fn a_two_mib_window_is_spooled_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = open(tmp.path());
+    let d = Destination::Beacon;
+    let mut w = window(d, 0, 1, 1);
+    w.report
+        .tags
+        .insert("myplatform.big".to_owned(), "x".repeat(2 << 20));
+    spool.push(&w).unwrap();
+    assert_eq!(spool.pending(d).unwrap(), vec![w]);
+}
+
 /// A write in progress (its temporary file) is not a window: readers
 /// neither list it nor count it as unreadable.
 #[test]
@@ -962,11 +977,15 @@ fn the_listing_text_has_a_line_per_window() {
     let cp = Checkpoint::new(ts(T0 + 1000), vec![open_w]);
     slot.spool.save_checkpoint(&cp).unwrap();
 
-    let listing = Spool::open_read_only(tmp.path()).unwrap().list().unwrap();
+    let ro = Spool::open_read_only(tmp.path()).unwrap();
+    let listing = ro.list().unwrap();
     assert!(listing.checkpoint, "the slot's checkpoint counts");
     let text = listing.to_string();
     let merged = &listing.pending[&d][1];
     let bytes: u64 = listing.pending[&d].iter().map(|w| w.bytes).sum();
+    // The quick count (file sizes, nothing parsed) agrees, slots summed.
+    assert_eq!(ro.stats(d).unwrap(), (2, bytes));
+    assert_eq!(ro.stats(Destination::Auth).unwrap(), (0, 0));
     let expected = [
         format!("beacon: 2 pending ({bytes} bytes)"),
         format!(
