@@ -917,6 +917,28 @@ fn next_to_send_merges_the_head_and_keeps_it_on_disk() {
     assert_eq!(on_disk(), Vec::<Uuid>::new());
 }
 
+/// The byte bound is inclusive: windows taking exactly `max_bytes` stay as
+/// they are; one byte less and the oldest two after the head are merged.
+#[test]
+fn the_byte_bound_is_inclusive() {
+    let d = Destination::Beacon;
+    let ws = [0, 1, 2].map(|i| window(d, i, 1, 1));
+    let pending_under = |max_bytes| {
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = SpoolLimits {
+            max_windows: 100,
+            max_bytes,
+        };
+        let spool = Spool::open(tmp.path(), limits).unwrap();
+        ws.iter().for_each(|w| spool.push(w).unwrap());
+        spool.stats(d).unwrap()
+    };
+    let (n, bytes) = pending_under(u64::MAX);
+    assert_eq!(n, 3);
+    assert_eq!(pending_under(bytes), (3, bytes));
+    assert_eq!(pending_under(bytes - 1).0, 2);
+}
+
 /// A spool file may hold up to 16 MiB: a 2 MiB window (a large tag) is
 /// spooled and read back whole.
 #[test]
