@@ -940,7 +940,7 @@ fn the_byte_bound_is_inclusive() {
 }
 
 /// A spool file may hold up to 16 MiB: a 2 MiB window (a large tag) is
-/// spooled and read back whole.
+/// spooled and read back whole, a 17 MiB one refused.
 #[test]
 fn a_two_mib_window_is_spooled_whole() {
     let tmp = tempfile::tempdir().unwrap();
@@ -951,7 +951,15 @@ fn a_two_mib_window_is_spooled_whole() {
         .tags
         .insert("myplatform.big".to_owned(), "x".repeat(2 << 20));
     spool.push(&w).unwrap();
-    assert_eq!(spool.pending(d).unwrap(), vec![w]);
+    assert_eq!(spool.pending(d).unwrap(), vec![w.clone()]);
+    // Past 16 MiB it is refused, saying why, and nothing is written.
+    w.id = Uuid::new_v4();
+    w.report
+        .tags
+        .insert("myplatform.big".to_owned(), "x".repeat(17 << 20));
+    let err = spool.push(&w).unwrap_err().to_string();
+    assert!(err.contains("more than the 16777216 bytes"), "{err}");
+    assert_eq!(spool.pending(d).unwrap().len(), 1);
 }
 
 /// A write in progress (its temporary file) is not a window: readers
