@@ -340,6 +340,10 @@ mod tests {
         assert_eq!(id_from_file_name(&a.replace(".json", ".txt")), None);
         let simple = format!("20250106T090000.000000005Z_{}.json", id.simple());
         assert_eq!(id_from_file_name(&simple), None);
+        // The time part must be 26 characters *and* end in `Z`.
+        assert_eq!(id_from_file_name(&format!("2025Z_{id}.json")), None);
+        let no_z = format!("20250106T090000.0000000050_{id}.json");
+        assert_eq!(id_from_file_name(&no_z), None);
     }
 
     #[test]
