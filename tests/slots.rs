@@ -41,6 +41,10 @@ fn slots_child() {
         return;
     };
     let (sink_url, spool, out) = child_env();
+    // A child never outlives its test: if the parent is gone (a failed
+    // test ends its process without writing `stop`), the child exits.
+    let parent = std::os::unix::process::parent_id();
+    let orphaned = move || std::os::unix::process::parent_id() != parent;
     child_runtime().block_on(async move {
         let mut v = vars(&sink_url, &spool);
         // Windows that stay open: a killed child's counts are only in its
@@ -56,6 +60,9 @@ fn slots_child() {
         );
         let mut total = 0u64;
         while !out.with_extension("stop").exists() {
+            if orphaned() {
+                std::process::exit(2);
+            }
             for _ in 0..BATCH {
                 meter.record_run(3);
             }
@@ -71,7 +78,10 @@ fn slots_child() {
             }
             "hang" => {
                 write_atomic(&out.with_extension("done"), "done");
-                std::future::pending::<()>().await;
+                while !orphaned() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                std::process::exit(2);
             }
             other => panic!("unknown child mode {other}"),
         }
