@@ -819,11 +819,17 @@ fn recover_checkpoint_skips_exactly_what_is_already_spooled() {
         w
     };
     // Same id, another start (the id is fixed when the window opens).
-    assert_eq!(recovered(&[plain.clone()], at(&plain, 400, 500)).0, 0);
+    assert_eq!(
+        recovered(std::slice::from_ref(&plain), at(&plain, 400, 500)).0,
+        0
+    );
     // Another id and start inside a plain window's span: not the same
     // window, so it is recovered.
     let inside = window(d, 0, 2, 2);
-    assert_eq!(recovered(&[plain.clone()], at(&inside, 100, 200)).0, 1);
+    assert_eq!(
+        recovered(std::slice::from_ref(&plain), at(&inside, 100, 200)).0,
+        1
+    );
     // Three windows under a bound of two leave a merged window [300, 900)
     // (see the test above). It holds starts 300..900, not its end: the
     // window opened right after a merged backlog is recovered (and then
