@@ -266,6 +266,32 @@ fn counter_id_of_another_meter_is_refused_before_recording() {
     assert_ne!(a_tokens, b_tokens, "same index, different meters");
 }
 
+/// Meters built one after the other, each with the most counters a meter
+/// may have: no id of one is accepted by the other, at either edge of their
+/// ranges, and each meter's own last counter is accepted.
+#[test]
+fn full_meters_built_back_to_back_refuse_each_others_ids() {
+    use beacon_meter::meter::MAX_CUSTOM_COUNTERS;
+    let full = |tag: &str| {
+        let mut b = Meter::builder();
+        let ids: Vec<_> = (0..MAX_CUSTOM_COUNTERS)
+            .map(|i| b.counter(&format!("{tag}.c{i}")).unwrap())
+            .collect();
+        (b.build(), ids)
+    };
+    let (a, a_ids) = full("a");
+    let (b, b_ids) = full("b");
+    let refused = |m: &Meter, id| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.record(id, 1))).is_err()
+    };
+    for (m, tag, own, other) in [(&a, "a", &a_ids, &b_ids), (&b, "b", &b_ids, &a_ids)] {
+        assert!(refused(m, other[0]) && refused(m, *other.last().unwrap()));
+        m.record(*own.last().unwrap(), 7);
+        let last = format!("{tag}.c{}", MAX_CUSTOM_COUNTERS - 1);
+        assert_eq!(m.rotate().get(&last), Some(7));
+    }
+}
+
 /// `Meter::attach`: one owner at a time; an owner that drops with a peek
 /// not followed by a rotate abandons the meter for good.
 #[test]

@@ -50,15 +50,41 @@ pub const MAX_GAUGES: usize = 64;
 ///
 /// It belongs to the meter it was registered on: recording it on another
 /// meter panics, before anything is recorded, with a message naming both
-/// meters (never into another meter's counter). The check is one compare
-/// with the meter id held in the writer's slot; `examples/hotpath.rs`
-/// measures it (`BENCHMARKS.md`).
+/// meters (never into another meter's counter).
+///
+/// The check costs nothing beyond the bounds check that indexing the
+/// counters needs anyway: each meter owns its own range of keys,
+/// `[id × MAX_CUSTOM_COUNTERS, (id + 1) × MAX_CUSTOM_COUNTERS)`, and the
+/// writer's slot holds its meter's range start, so `key − start` is a valid
+/// counter index for this meter's ids and out of bounds (wrapping) for every
+/// other meter's. `examples/hotpath.rs` measures it (`BENCHMARKS.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CounterId {
-    /// The id of the meter (and of the builder that became it).
-    meter: u64,
-    /// Index among the meter's custom counters.
-    index: usize,
+    /// `meter id × MAX_CUSTOM_COUNTERS + index among the meter's custom
+    /// counters`. Meter ids count from 1 and would need 2^58 meters to
+    /// overflow this, so two meters' ranges never meet.
+    key: u64,
+}
+
+impl CounterId {
+    /// The id of custom counter `index` of meter `meter`.
+    fn new(meter: u64, index: usize) -> CounterId {
+        debug_assert!(index < MAX_CUSTOM_COUNTERS);
+        CounterId {
+            key: key_base(meter) + index as u64,
+        }
+    }
+
+    /// The meter it belongs to, and its index there (for messages).
+    pub(crate) fn parts(self) -> (u64, u64) {
+        let per = MAX_CUSTOM_COUNTERS as u64;
+        (self.key / per, self.key % per)
+    }
+}
+
+/// The first key of meter `meter`'s range of [`CounterId`] keys.
+pub(crate) fn key_base(meter: u64) -> u64 {
+    meter * MAX_CUSTOM_COUNTERS as u64
 }
 
 /// What kind of value a measure holds.
@@ -188,10 +214,7 @@ impl MeterBuilder {
             });
         }
         self.counters.push(name.to_owned());
-        Ok(CounterId {
-            meter: self.id,
-            index: self.counters.len() - 1,
-        })
+        Ok(CounterId::new(self.id, self.counters.len() - 1))
     }
 
     /// Registers a gauge: `sample` is called once each time a window closes,
@@ -376,10 +399,7 @@ impl Meter {
         s.names[2..s.counters]
             .iter()
             .position(|n| n == name)
-            .map(|index| CounterId {
-                meter: self.id,
-                index,
-            })
+            .map(|index| CounterId::new(self.id, index))
     }
 
     /// Every measure name, counters first, with its kind.

@@ -36,7 +36,7 @@
 //! May import `super` (for `CounterId`) and `crate::sync`; every atomic,
 //! cell and yield comes from `crate::sync`, so loom checks all of them.
 
-use super::CounterId;
+use super::{CounterId, MAX_CUSTOM_COUNTERS};
 use crate::sync::{
     AtomicBool, AtomicPtr, AtomicU64, Ordering, UnsafeCell, load_own, spin_loop, yield_now,
 };
@@ -55,14 +55,14 @@ const SPINS_BEFORE_YIELD: u32 = 64;
 /// * `seq` is even outside a record and odd inside one;
 /// * `runs`, `nodes`, `custom` only ever grow (wrapping at `u64::MAX`,
 ///   which is centuries away at any real rate);
-/// * `meter`, `index` and `next` are written before the slot is published
+/// * `key_base`, `index` and `next` are written before the slot is published
 ///   and never again. `index` and `next` are `sync::UnsafeCell`s so that
 ///   loom checks every read of them happens-after that write.
 ///
 /// Layout (`repr(C)`): the three words a record writes fill the first 64
 /// bytes alone; what the rotator walks (`next`, `index`, the custom
 /// counters' pointer) and what a custom record reads (that pointer and
-/// `meter`) sit in the second half of the 128-byte padded slot.
+/// `key_base`) sit in the second half of the 128-byte padded slot.
 /// A writer's stores then never evict the line the rotator follows from
 /// slot to slot, which keeps `rotate()` from stalling on every slot a busy
 /// thread is writing.
@@ -76,9 +76,10 @@ pub(crate) struct Slot {
     /// `CUSTOM_PAD` more: the allocation is separate from the slot, and the
     /// padding keeps another thread's allocation off these cache lines.
     custom: Box<[AtomicU64]>,
-    /// The id of the meter this slot belongs to: a [`CounterId`] of another
-    /// meter is refused before a record opens.
-    meter: u64,
+    /// The first [`CounterId`] key of the meter this slot belongs to
+    /// (`super::key_base`): an id of another meter is refused before a
+    /// record opens.
+    key_base: u64,
     in_use: AtomicBool,
     index: UnsafeCell<usize>,
     next: UnsafeCell<*mut Padded>,
@@ -111,6 +112,7 @@ pub(crate) type Snapshot = Vec<u64>;
 impl Slot {
     fn new(meter: u64, custom: usize) -> Self {
         Slot {
+            key_base: super::key_base(meter),
             seq: AtomicU64::new(0),
             runs: AtomicU64::new(0),
             nodes: AtomicU64::new(0),
@@ -122,7 +124,6 @@ impl Slot {
                     .map(|_| AtomicU64::new(0))
                     .collect()
             },
-            meter,
             in_use: AtomicBool::new(true),
             index: UnsafeCell::new(0),
             next: UnsafeCell::new(ptr::null_mut()),
@@ -161,12 +162,17 @@ impl Slot {
     /// If `id` was registered on another meter.
     #[inline(always)]
     fn custom_counter(&self, id: CounterId) -> &AtomicU64 {
-        if id.meter != self.meter {
-            wrong_meter(id, self.meter);
+        // One bounds check is also the meter check: an id of this meter is
+        // `key_base + index` with `index` below the meter's counter count
+        // (`MeterBuilder::counter`, `Meter::counter_id`); another meter's
+        // key lies outside `[key_base, key_base + MAX_CUSTOM_COUNTERS)`, so
+        // the wrapping difference is at least `MAX_CUSTOM_COUNTERS`, past
+        // every slot's counters.
+        let i = id.key.wrapping_sub(self.key_base);
+        match usize::try_from(i).ok().and_then(|i| self.custom().get(i)) {
+            Some(cell) => cell,
+            None => wrong_meter(id, self.key_base),
         }
-        // In bounds: an id of this meter indexes its custom counters
-        // (`MeterBuilder::counter`, `Meter::counter_id`).
-        &self.custom()[id.index]
     }
 
     /// Opens a record. Only the claiming thread may call this.
@@ -287,12 +293,12 @@ impl Slot {
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn wrong_meter(id: CounterId, meter: u64) -> ! {
+fn wrong_meter(id: CounterId, key_base: u64) -> ! {
+    let ((meter, index), here) = (id.parts(), key_base / MAX_CUSTOM_COUNTERS as u64);
     panic!(
-        "counter id {} of meter #{} was used on meter #{meter}: a CounterId \
+        "counter id {index} of meter #{meter} was used on meter #{here}: a CounterId \
          belongs to the meter it was registered on; look the counter up on this \
-         meter with Meter::counter_id(name)",
-        id.index, id.meter
+         meter with Meter::counter_id(name)"
     )
 }
 
