@@ -868,7 +868,18 @@ fn push_prunes_only_its_own_open_window_from_the_checkpoint() {
     let CheckpointPeek::Found(left) = Spool::peek_checkpoint(tmp.path()).unwrap() else {
         panic!("the auth window's checkpoint is gone");
     };
-    assert_eq!(left.windows, vec![open_a]);
+    assert_eq!(left.windows, vec![open_a.clone()]);
+    // An older window spooled late (it waited in memory while the disk was
+    // full) leaves the newer open window of its destination in place.
+    let mut open_b1 = window(Destination::Beacon, 1, 2, 2);
+    open_b1.report.to_timestamp = ts(T0 + 400);
+    let cp = Checkpoint::new(ts(T0 + 400), vec![open_b1.clone(), open_a.clone()]);
+    spool.save_checkpoint(&cp).unwrap();
+    spool.push(&window(Destination::Beacon, -1, 1, 1)).unwrap();
+    let CheckpointPeek::Found(left) = Spool::peek_checkpoint(tmp.path()).unwrap() else {
+        panic!("the checkpoint is gone");
+    };
+    assert_eq!(left.windows, vec![open_b1, open_a]);
 }
 
 /// `next_to_send`: the oldest window alone, or the head of a backlog merged
