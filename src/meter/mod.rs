@@ -52,8 +52,8 @@ pub const MAX_GAUGES: usize = 64;
 /// meter panics, before anything is recorded, with a message naming both
 /// meters (never into another meter's counter).
 ///
-/// The check costs nothing beyond the bounds check that indexing the
-/// counters needs anyway: each meter owns its own range of keys,
+/// The check is the bounds check that indexing the counters needs anyway,
+/// plus one subtraction: each meter owns its own range of keys,
 /// `[id × MAX_CUSTOM_COUNTERS, (id + 1) × MAX_CUSTOM_COUNTERS)`, and the
 /// writer's slot holds its meter's range start, so `key − start` is a valid
 /// counter index for this meter's ids and out of bounds (wrapping) for every
