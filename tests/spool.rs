@@ -58,6 +58,17 @@ fn open(dir: &Path) -> Spool {
     Spool::open(dir, SpoolLimits::default()).unwrap()
 }
 
+/// A slot of the spool root `root`, claimed with the default limits.
+fn claim(root: &Path) -> slots::Claim {
+    slots::claim(root, SpoolLimits::default()).unwrap()
+}
+
+/// Spools `w` in `spool`, then has it refused (`422`) with `answer`.
+fn push_rejected(spool: &Spool, w: &SpooledWindow, answer: &str) {
+    spool.push(w).unwrap();
+    spool.reject(w.destination, w.id, 422, answer).unwrap();
+}
+
 fn pending_dir(root: &Path, dest: Destination) -> PathBuf {
     root.join(dest.as_str()).join("pending")
 }
@@ -1332,14 +1343,13 @@ fn an_adopted_rejected_window_keeps_its_answer() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let d = Destination::Beacon;
-    let a = slots::claim(root, SpoolLimits::default()).unwrap();
-    let b = slots::claim(root, SpoolLimits::default()).unwrap();
+    let a = claim(root);
+    let b = claim(root);
     let w = window(d, 0, 1, 1);
-    b.spool.push(&w).unwrap();
-    b.spool.reject(d, w.id, 422, "bad tags").unwrap();
+    push_rejected(&b.spool, &w, "bad tags");
     drop(b);
     drop(a);
-    let c = slots::claim(root, SpoolLimits::default()).unwrap();
+    let c = claim(root);
     assert_eq!((c.slot, c.adopted), (0, 1));
     let answer = w.file_name().replace(".json", ".answer.txt");
     assert_eq!(
@@ -1361,11 +1371,10 @@ fn requeue_all_takes_the_slots_with_rejected_windows_all_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let d = Destination::Beacon;
-    let held = slots::claim(root, SpoolLimits::default()).unwrap();
-    let dead = slots::claim(root, SpoolLimits::default()).unwrap();
+    let held = claim(root);
+    let dead = claim(root);
     let w = window(d, 0, 1, 1);
-    dead.spool.push(&w).unwrap();
-    dead.spool.reject(d, w.id, 422, "no").unwrap();
+    push_rejected(&dead.spool, &w, "no");
     drop(dead);
     assert_eq!(slots::requeue_all(root).unwrap(), 1);
     let slot1 = Spool::open_read_only(&root.join("slot-1")).unwrap();
@@ -1373,14 +1382,10 @@ fn requeue_all_takes_the_slots_with_rejected_windows_all_or_none() {
 
     // A held slot with a rejected window: nothing moves anywhere.
     let v = window(d, 1, 1, 1);
-    held.spool.push(&v).unwrap();
-    held.spool.reject(d, v.id, 422, "no").unwrap();
-    let w2 = window(d, 2, 1, 1);
-    {
-        let other = Spool::open(&root.join("slot-1"), SpoolLimits::default()).unwrap();
-        other.push(&w2).unwrap();
-        other.reject(d, w2.id, 422, "no").unwrap();
-    }
+    push_rejected(&held.spool, &v, "no");
+    let other = Spool::open(&root.join("slot-1"), SpoolLimits::default()).unwrap();
+    push_rejected(&other, &window(d, 2, 1, 1), "no");
+    drop(other);
     assert!(matches!(
         slots::requeue_all(root),
         Err(SpoolError::Locked { .. })
@@ -1394,7 +1399,7 @@ fn requeue_all_takes_the_slots_with_rejected_windows_all_or_none() {
 fn a_claim_skips_a_slot_name_that_is_not_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("slot-0"), b"not a slot").unwrap();
-    let c = slots::claim(dir.path(), SpoolLimits::default()).unwrap();
+    let c = claim(dir.path());
     assert_eq!(c.slot, 1);
     assert_eq!(fs::read(dir.path().join("slot-0")).unwrap(), b"not a slot");
 }
@@ -1406,29 +1411,29 @@ fn a_claim_skips_a_slot_name_that_is_not_a_directory() {
 fn slots_are_claimed_lowest_first_and_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let a = slots::claim(root, SpoolLimits::default()).unwrap();
-    let b = slots::claim(root, SpoolLimits::default()).unwrap();
+    let a = claim(root);
+    let b = claim(root);
     assert_eq!((a.slot, b.slot), (0, 1));
     let w = window(Destination::Beacon, 1, 4, 12);
     b.spool.push(&w).unwrap();
     drop(b);
     // slot-1 is free: a new claim takes it (the lowest free) and so holds
     // its window; nothing is adopted because nothing else is free.
-    let c = slots::claim(root, SpoolLimits::default()).unwrap();
+    let c = claim(root);
     assert_eq!((c.slot, c.adopted), (1, 0));
     assert_eq!(c.spool.pending(Destination::Beacon).unwrap().len(), 1);
     drop(c);
     drop(a);
     // Both free: slot-0 is claimed and slot-1's window adopted, in doubt
     // (it may have been in flight when its process stopped).
-    let d = slots::claim(root, SpoolLimits::default()).unwrap();
+    let d = claim(root);
     assert_eq!((d.slot, d.adopted), (0, 1));
     let p = d.spool.pending(Destination::Beacon).unwrap();
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].id, w.id);
     assert!(p[0].in_doubt);
     // The read-only view sees every slot.
-    let e = slots::claim(root, SpoolLimits::default()).unwrap();
+    let e = claim(root);
     e.spool.push(&window(Destination::Beacon, 2, 2, 6)).unwrap();
     let ro = Spool::open_read_only(root).unwrap();
     assert_eq!(ro.pending(Destination::Beacon).unwrap().len(), 2);

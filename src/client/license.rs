@@ -94,8 +94,8 @@ impl LicenseToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LicenseError {
     /// The Beacon refused the license: `401`, `403`, or any other `4xx`
-    /// except `408` and `429` (see the client's status table, `client/status.rs`, for why). The kept
-    /// token is dropped.
+    /// except `408` and `429` (`client/status.rs` says why). The kept token
+    /// is dropped.
     #[error(
         "the Beacon rejected the license key (HTTP {status}): {message}; check the license key \
          (LANGGRAPH_CLOUD_LICENSE_KEY)"

@@ -118,16 +118,16 @@ impl SinkConfig {
                     .into(),
             ));
         }
-        let blank =
+        let unusable =
             |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control());
         if let Some(t) = &self.admin_token
-            && (blank(t.expose()) || t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS)
+            && (unusable(t.expose()) || t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS)
         {
             return Err(SinkError::WeakAdminToken);
         }
-        let lists = [("licenses", self.licenses.as_deref().unwrap_or_default())];
-        for (field, keys) in lists.into_iter().chain([("api_keys", &self.api_keys[..])]) {
-            if let Some(i) = keys.iter().position(|k| blank(k.expose())) {
+        let licenses = self.licenses.as_deref().unwrap_or_default();
+        for (field, keys) in [("licenses", licenses), ("api_keys", &self.api_keys)] {
+            if let Some(i) = keys.iter().position(|k| unusable(k.expose())) {
                 return Err(SinkError::BadKey {
                     field,
                     index: i + 1,
