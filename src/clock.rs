@@ -1,7 +1,7 @@
 //! Wall-clock time for the shell: the [`Clock`] trait the reporter reads
 //! time through, the system clock, and a clock tests move by hand (also
 //! backwards). The window arithmetic on the times read is pure and lives in
-//! [`crate::wire::clock`].
+//! [`crate::wire::tiling`].
 //!
 //! Layer: shell. May import chrono, parking_lot and `crate::wire`; must not
 //! import `crate::cli`.

@@ -635,7 +635,7 @@ fn hide_credentials(value: &str) -> String {
 
 /// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
 fn shown(value: &str) -> String {
-    crate::wire::text::cut_chars(value, SHOWN_CHARS)
+    crate::wire::truncate::cut_chars(value, SHOWN_CHARS)
 }
 
 fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {

@@ -1,8 +1,8 @@
-//! JSON Web Tokens, in one place: the client reads license tokens (and, given
-//! a PEM public key, checks their RS256 / ES256 signature); the sink issues
-//! and checks its own HS256 tokens. Signatures are made and checked by
-//! `jsonwebtoken` on `ring` (the provider rustls already uses), PEM is read by
-//! `rustls-pki-types`.
+//! License tokens as the client reads them: a JWT's claims and `exp`, and,
+//! given a PEM public key, its RS256 / ES256 signature. Signatures are
+//! checked by `jsonwebtoken` on `ring` (the provider rustls already uses),
+//! PEM is read by `rustls-pki-types`. (The local Beacon's HS256 tokens are
+//! its own crate's business.)
 //!
 //! The key's DER (SubjectPublicKeyInfo or PKCS#1) is read by hand, in the 100
 //! lines under "just enough DER": jsonwebtoken 9 reads keys from PEM only
@@ -13,16 +13,15 @@
 //! every token: RSA under 2048 bits, a curve other than P-256, a compressed
 //! or malformed EC point, trailing bytes.
 //!
-//! May import: jsonwebtoken, rustls-pki-types, ring (for randomness), base64,
-//! serde_json, chrono. Must not import: the rest of the crate.
+//! May import: jsonwebtoken, rustls-pki-types, ring, base64, serde_json,
+//! chrono. Must not import: the rest of the crate.
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use rustls_pki_types::pem::{PemObject, SectionKind};
-use serde_json::{Map, Value, json};
-use std::time::Duration;
+use serde_json::{Map, Value};
 
 /// base64url, with or without padding.
 const B64URL: GeneralPurpose = GeneralPurpose::new(
@@ -282,56 +281,6 @@ fn rsa_public_key(key: &[u8]) -> Result<PublicKey, String> {
     })
 }
 
-// ---- the sink's own tokens ----
-
-/// The `iss` claim of every token a sink issues.
-pub(crate) const SINK_ISSUER: &str = "beacon-meter-sink";
-
-/// A sink's HS256 key, drawn at random when the sink starts, so a token is
-/// only good for the sink that issued it. It has no `Debug`: nothing shows it.
-pub(crate) struct SinkKey {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-}
-
-/// A fresh random 256-bit HS256 key.
-pub(crate) fn new_key() -> Result<SinkKey, ring::error::Unspecified> {
-    let mut secret = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)?;
-    Ok(SinkKey {
-        encoding: EncodingKey::from_secret(&secret),
-        decoding: DecodingKey::from_secret(&secret),
-    })
-}
-
-/// A signed token with claims `sub: "license"`, `iat: now`,
-/// `exp: now + lifetime` (whole seconds), `iss` and a random `jti`.
-pub(crate) fn issue(key: &SinkKey, now: i64, lifetime: Duration) -> String {
-    let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-    let claims = json!({
-        "sub": "license",
-        "iss": SINK_ISSUER,
-        "iat": now,
-        "exp": now.saturating_add(lifetime),
-        "jti": uuid::Uuid::new_v4().to_string(),
-    });
-    // Serializing a JSON object and HMAC-signing it cannot fail.
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key.encoding)
-        .expect("an HS256 token of a JSON object")
-}
-
-/// The claims of `token` if it is an HS256 token signed with `key`
-/// (expiry is not checked: that is the caller's business).
-pub(crate) fn verify(key: &SinkKey, token: &str) -> Option<Value> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(token, &key.decoding, &validation)
-        .ok()
-        .map(|data| data.claims)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,38 +407,5 @@ mod tests {
             let err = decode(&bad, Some(&key)).unwrap_err();
             assert!(err.contains("does not match"), "{err}");
         }
-    }
-
-    #[test]
-    fn sink_tokens_verify_only_with_their_key() {
-        let key = new_key().unwrap();
-        let token = issue(&key, 1_000, Duration::from_secs(3600));
-        assert_eq!(token.split('.').count(), 3);
-        let claims = verify(&key, &token).unwrap();
-        assert_eq!(claims["sub"], "license");
-        assert_eq!(claims["iat"], 1_000);
-        assert_eq!(claims["exp"], 4_600);
-        assert_eq!(claims["iss"], SINK_ISSUER);
-        // The client's decoder reads the sink's tokens: one reader for both.
-        assert_eq!(
-            decode(&token, None).unwrap().exp.unwrap().timestamp(),
-            4_600
-        );
-
-        assert!(verify(&new_key().unwrap(), &token).is_none());
-        let mut tampered = token.clone().into_bytes();
-        let i = token.find('.').unwrap() + 3;
-        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
-        assert!(verify(&key, std::str::from_utf8(&tampered).unwrap()).is_none());
-        for garbage in ["", ".", "..", "a.b.c", "a.b", "é.é.é"] {
-            assert!(verify(&key, garbage).is_none());
-        }
-    }
-
-    #[test]
-    fn huge_lifetime_saturates() {
-        let key = new_key().unwrap();
-        let token = issue(&key, 5, Duration::MAX);
-        assert_eq!(verify(&key, &token).unwrap()["exp"], i64::MAX);
     }
 }

@@ -14,22 +14,21 @@
 //!   the reporter reads; [`oplog`]: operational log records collected for
 //!   the reports.
 //! * [`secret`]: credentials that never reach a log.
-//! * [`sink`]: a local Beacon server, for demos, tests and air-gapped
-//!   operators.
 //! * [`spool`]: the durable, bounded, crash-safe store of closed windows.
 //! * [`reporter`]: closes windows on time and delivers each exactly once.
 //! * [`client`]: the HTTP side: report submission, license and API-key
 //!   verification.
-//! * [`doctor`]: whether a deployment can report (`beacon-meter check`'s
-//!   probes) and what it would send (`preview`), as typed results.
-//! * [`demo`]: the whole pipeline against a faulty local Beacon, reconciled
-//!   (`beacon-meter demo`, the soak test).
 //!
-//! The `beacon-meter` command line (`src/cli`) is part of the binary only.
+//! Features: `reporter` (the default) is everything above; `wire` is the
+//! wire format and [`secret`] alone (what the local Beacon,
+//! `beacon-meter-sink`, builds on); with no features the crate is the
+//! metering core, with no dependency beyond `crossbeam-utils` and
+//! `parking_lot`. The local Beacon and the `beacon-meter` command line
+//! (`beacon-meter-cli`: the doctor, the demo) are crates of their own.
 //!
 //! Each module's doc says in one line what it may import; `tests/layers.rs`
-//! checks the rules that matter: the core uses nothing of the shell's
-//! crates, `wire` no I/O and no shell, and only the CLI uses the CLI.
+//! checks the rules inside this crate: the core uses nothing of the
+//! shell's crates, and `wire` does no I/O and uses no shell.
 //!
 //! ```
 //! use beacon_meter::Meter;
@@ -41,38 +40,35 @@
 //! assert_eq!((window.runs(), window.nodes()), (1, 3));
 //! ```
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod client;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod clock;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod config;
-#[cfg(feature = "shell")]
-pub mod demo;
-#[cfg(feature = "shell")]
-pub mod doctor;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
+mod error_chain;
+#[cfg(feature = "reporter")]
 mod jwt;
 pub mod meter;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod oplog;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod reporter;
-#[cfg(feature = "shell")]
+#[cfg(feature = "wire")]
 pub mod secret;
-#[cfg(feature = "shell")]
-pub mod sink;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 pub mod spool;
 mod sync;
-#[cfg(feature = "shell")]
-mod text;
-#[cfg(feature = "shell")]
+#[cfg(feature = "reporter")]
 mod urls;
-#[cfg(feature = "shell")]
+#[cfg(feature = "wire")]
 pub mod wire;
 
+#[cfg(feature = "reporter")]
+pub use error_chain::error_chain;
 pub use meter::{
     AttachError, Attachment, CounterId, LocalMeter, MeasureKind, Meter, MeterBuilder, MeterError,
     Window,

@@ -1,7 +1,7 @@
 //! The HTTP client against real servers on 127.0.0.1: a small raw HTTP/1.1
 //! server (and a TLS one) that records every request and answers from a
 //! script.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 use base64::Engine as _;
 #[path = "support/jwt.rs"]

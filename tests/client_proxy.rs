@@ -2,7 +2,7 @@
 //!
 //! A test binary of its own, with a single test, because it sets process
 //! environment variables: no other test may read the environment meanwhile.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 use beacon_meter::client::{ClientSettings, HttpClient, SubmitOutcome};
 use beacon_meter::secret::Secret;

@@ -10,16 +10,16 @@
 //! `mount` fails they print why and return. The read-only fault made by
 //! replacing `pending/` with a regular file needs no privilege and always
 //! runs. (Tests run as root, where `chmod` does not stop writes.)
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 use beacon_meter::Meter;
 use beacon_meter::clock::ManualClock;
 use beacon_meter::config::Config;
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPolicy};
-use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{Destination, Spool, SpoolError};
 use beacon_meter::wire::Tags;
+use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
 use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;

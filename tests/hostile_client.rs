@@ -10,7 +10,7 @@
 //! The server plays a hostile echo: its answers carry the credentials it was
 //! sent, raw, inside JSON, at any offset (so the body cap may cut them
 //! anywhere), in a redirect's host name, and in claims of the JWT it issues.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 #[path = "support/jwt.rs"]
 mod jwt;

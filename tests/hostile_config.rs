@@ -5,7 +5,7 @@
 //! ids that are not UUIDs. `Config::from_lookup` and `Tags::from_lookup`
 //! must answer `Ok` or an error that names a variable that was set, never
 //! panic, and never show a credential or a URL password.
-#![cfg(all(feature = "shell", unix))]
+#![cfg(all(feature = "reporter", unix))]
 
 use beacon_meter::config::{
     Config, ENV_API_KEY, ENV_AUTH_ENDPOINT, ENV_BEACON_URL, ENV_CA_CERT, ENV_CHECKPOINT,

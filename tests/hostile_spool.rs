@@ -5,7 +5,7 @@
 //! and rejected area, and `spool show` queries that try to leave the spool.
 //! The spool must open, never panic or block, keep returning every valid
 //! window, and keep every other file, byte for byte, in `corrupt/`.
-#![cfg(all(feature = "shell", unix))]
+#![cfg(all(feature = "reporter", unix))]
 
 use beacon_meter::spool::{Checkpoint, Destination, Spool, SpoolLimits, SpooledWindow};
 use beacon_meter::wire::ReportBody;

@@ -4,13 +4,12 @@
 //! with the `/api/v1` prefix of a self-hosted control plane. The sink's
 //! totals must equal what was recorded exactly, on each destination.
 //! (`tests/conformance/` does the same for the reference reporter itself.)
-#![cfg(feature = "shell")]
 
 mod common;
 
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;
-use beacon_meter::sink::{Sink, SinkConfig};
+use beacon_meter_sink::{Sink, SinkConfig};
 use common::*;
 use std::time::Duration;
 

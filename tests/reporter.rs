@@ -6,7 +6,7 @@
 //! one checkpoint interval of recording), no window may be accepted twice
 //! under different keys, and the accepted windows of one process run must
 //! tile time.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 mod common;
 
@@ -14,8 +14,8 @@ use beacon_meter::Meter;
 use beacon_meter::meter::RUNS;
 use beacon_meter::reporter::ReporterStats;
 use beacon_meter::secret::Secret;
-use beacon_meter::sink::{Faults, Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits};
+use beacon_meter_sink::{Faults, Sink, SinkConfig, SinkHandle};
 use chrono::Utc;
 use common::*;
 use std::path::Path;
@@ -844,7 +844,7 @@ async fn offline_run(extra: &[(&'static str, &str)]) {
 async fn an_offline_license_with_an_api_key_reports_by_api_key_only_and_never_sends_the_license() {
     // The platform's rule. Both endpoints point at one recording server,
     // so a license sent anywhere (verification, a report) would be seen.
-    let (url, seen) = recording_server().await;
+    let (url, seen) = beacon_meter_testkit::recording_server().await;
     let dir = tempfile::tempdir().unwrap();
     let mut v = vars(&url, dir.path());
     set(&mut v, "LANGGRAPH_CLOUD_LICENSE_KEY", OFFLINE_LICENSE);

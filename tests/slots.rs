@@ -4,15 +4,15 @@
 //! a process started later adopts what it left, and also what an old flat
 //! (pre-slot) spool at the root held. The sink's deduplicated totals must
 //! equal everything recorded, exactly.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 mod common;
 
 use beacon_meter::Meter;
 use beacon_meter::meter::{NODES, RUNS};
-use beacon_meter::sink::{Sink, SinkConfig, SinkHandle};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow, slots};
 use beacon_meter::wire::ReportBody;
+use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
 use chrono::{TimeDelta, Utc};
 use common::*;
 use std::path::{Path, PathBuf};

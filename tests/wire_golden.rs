@@ -6,7 +6,7 @@
 //! `include_str!`, so the tests read nothing outside the repository;
 //! [`the_fixture_directory_holds_exactly_the_known_examples`] makes sure a
 //! new example cannot go untested.
-#![cfg(feature = "shell")]
+#![cfg(feature = "reporter")]
 
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;

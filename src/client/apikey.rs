@@ -190,7 +190,7 @@ impl Inner {
         let org = parsed.org_config;
         let org_id = uuid::Uuid::parse_str(&org.org_id).map_err(|_| {
             // Scrubbed before it is cut: a cut key is no longer found.
-            let shown = crate::wire::text::cut_chars(&scrub(&org.org_id, secret, false), 64);
+            let shown = crate::wire::truncate::cut_chars(&scrub(&org.org_id, secret, false), 64);
             ApiKeyError::Malformed {
                 reason: format!("org_config.org_id {shown:?} is not a UUID"),
             }

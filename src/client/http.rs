@@ -2,8 +2,8 @@
 //! capped body reads and `Retry-After`.
 
 use super::status::Class;
+use crate::error_chain::error_chain;
 use crate::secret::{Pem, Secret};
-use crate::text::error_chain;
 use crate::urls;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, Response, redirect};
@@ -457,7 +457,7 @@ pub(crate) fn answer_text(body: &Capped, secret: &Secret, limit: usize) -> Strin
             collapsed.push(c);
         }
     }
-    let cut = crate::wire::text::cut_chars(&collapsed, limit);
+    let cut = crate::wire::truncate::cut_chars(&collapsed, limit);
     let line = cut.trim_end();
     if line.is_empty() {
         "(empty answer)".to_owned()

@@ -14,7 +14,7 @@ use super::{
     Area, Destination, MAX_ANSWER_BYTES, MAX_FILE_BYTES, Spool, SpoolError, SpooledWindow, State,
     answer_file_name, merge,
 };
-use crate::wire::text::prefix_within;
+use crate::wire::truncate::prefix_within;
 use chrono::{TimeDelta, Utc};
 use std::fs;
 use std::path::Path;

@@ -21,7 +21,7 @@
 //! `target` is present only when known.
 
 use super::report::ReportBody;
-use super::text::prefix_within;
+use super::truncate::prefix_within;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -16,21 +16,20 @@
 //! * [`ErrorBody`]: a refusal's `{"detail": …}`.
 //! * [`Dialect`]: published or `langgraph-api`, the license destination's
 //!   path and credential field; [`encode_report_in`] writes either.
-//! * [`clock`]: aligned, tiling report windows ([`WindowClock`]).
+//! * [`tiling`]: aligned, tiling report windows ([`WindowClock`]).
 //! * [`tags`]: the report's tags.
 //! * [`logs`]: the report's operational log records and the size guard.
-//! * [`text`]: UTF-8-safe truncation.
+//! * [`truncate`]: UTF-8-safe truncation.
 
-pub mod clock;
 mod dialect;
 mod error_body;
 pub mod logs;
 mod messages;
 mod report;
 pub mod tags;
-pub mod text;
+pub mod tiling;
+pub mod truncate;
 
-pub use clock::{ClockError, DEFAULT_INTERVAL, WindowClock};
 pub use dialect::{Dialect, UnknownDialect};
 pub use error_body::ErrorBody;
 pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
@@ -40,3 +39,4 @@ pub use report::{
     format_timestamp,
 };
 pub use tags::{EvaluatedTags, Plan, TagError, Tags, UserAppFlags};
+pub use tiling::{ClockError, DEFAULT_INTERVAL, WindowClock};

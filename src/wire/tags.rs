@@ -28,7 +28,7 @@
 //! environment (the shell passes it in: `crate::config::tags_from_env`) or
 //! import the shell.
 
-use super::text::{cut_chars, prefix_within};
+use super::truncate::{cut_chars, prefix_within};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};

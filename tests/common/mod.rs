@@ -6,9 +6,9 @@ use beacon_meter::Meter;
 use beacon_meter::config::Config;
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPolicy};
-use beacon_meter::sink::SinkHandle;
 use beacon_meter::spool::{Destination, Spool, SpoolError, SpooledWindow};
 use beacon_meter::wire::Tags;
+use beacon_meter_sink::SinkHandle;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -401,43 +401,4 @@ pub fn assert_delivered_exactly(sink: &SinkHandle, expected: Totals) {
     assert_eq!(s.rejects, 0, "no report may be refused as malformed: {s:?}");
     assert_eq!(s.without_idempotency_key, 0, "{s:?}");
     assert_no_overlap(sink);
-}
-
-/// Every request a loopback server saw (method, URI, headers, body), and
-/// its URL. It answers `POST …/auth` with an organization, a report path
-/// with `204`, anything else with `404`.
-pub async fn recording_server() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    use axum::http::StatusCode;
-    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let log = log.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let mut text = format!("{} {}\n", parts.method, parts.uri);
-            for (k, v) in &parts.headers {
-                text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
-            }
-            text.push_str(&String::from_utf8_lossy(&bytes));
-            log.lock().unwrap().push(text);
-            let path = parts.uri.path();
-            if path.ends_with("/auth") {
-                (
-                    StatusCode::OK,
-                    r#"{"org_config":{"org_id":"3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1"}}"#,
-                )
-            } else if path.ends_with("/metadata/submit") {
-                (StatusCode::NO_CONTENT, "")
-            } else {
-                (StatusCode::NOT_FOUND, "")
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
 }
