@@ -69,6 +69,11 @@ pub mod wire;
 
 #[cfg(feature = "reporter")]
 pub use error_chain::error_chain;
+/// The README's Rust snippets, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "reporter"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use meter::{
     AttachError, Attachment, CounterId, LocalMeter, MeasureKind, Meter, MeterBuilder, MeterError,
     Window,
