@@ -1003,3 +1003,52 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
     assert_eq!(stats.pending(), 0, "{stats:?}");
     assert_delivered_exactly(&sink, Totals { runs: 2, nodes: 7 });
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reporter with neither a license nor an API key (and not offline)
+/// says once, at start, that its windows will never be sent; one with a
+/// credential says nothing of the kind.
+#[test]
+fn a_reporter_without_a_credential_says_so_once() {
+    let warnings = |credential: bool| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vars("http://127.0.0.1:9", dir.path());
+        if !credential {
+            unset(&mut v, "LANGGRAPH_CLOUD_LICENSE_KEY");
+        }
+        runtime.block_on(async {
+            let reporter = spawn(Meter::new(), || options(&v)).await;
+            sleep(Duration::from_millis(300)).await;
+            reporter.shutdown(secs(1.0)).await;
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.matches("has no credential").count()
+    };
+    assert_eq!(warnings(false), 1);
+    assert_eq!(warnings(true), 0);
+}

@@ -300,6 +300,17 @@ impl Reporter {
         };
         if !offline && routes.iter().any(|r| r.send.is_some()) {
             reporter.start_delivery(&options, routes)?;
+        } else if !offline && config.license_key.is_none() && config.api_key.is_none() {
+            // Said once, at start: without it a reporter would spool
+            // forever in silence.
+            tracing::warn!(
+                spool = %reporter.shared.spool.dir().display(),
+                "beacon-meter reporter has no credential: windows are spooled and never \
+                 sent; set {} (an online lcl_ license) or {}, or set BEACON_OFFLINE=true \
+                 if spooling for export is what you want",
+                crate::config::ENV_LICENSE_KEY,
+                crate::config::API_KEY_VARS[0],
+            );
         }
         let window_clock = WindowClock::new(options.config.interval, options.clock.now())?;
         let shared = reporter.shared.clone();
