@@ -97,6 +97,7 @@ const SHOWN_CHARS: usize = 100;
 /// Every message names the variable, shows the value (cut short; never for a
 /// credential) and says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The value is not valid UTF-8.
     #[error("{var} is not valid UTF-8; set it to plain text or unset it")]

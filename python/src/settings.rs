@@ -63,6 +63,7 @@ fn tag_error(py: Python<'_>, e: TagError) -> PyErr {
         TagError::NotAUuid { var, .. } | TagError::NotUnicode { var } => (*var).to_owned(),
         TagError::BadName { name, .. } | TagError::DynamicPanicked { name, .. } => name.clone(),
         TagError::TooMany => "tags".to_owned(),
+        _ => "tags".to_owned(),
     };
     config_error(py, &variable, e.to_string())
 }

@@ -24,6 +24,7 @@ pub struct OrgInfo {
 
 /// Why an API key could not be verified. Every text is free of the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiKeyError {
     /// `401` or `403`: the auth service refused the key.
     #[error(

@@ -45,6 +45,7 @@ impl Default for ClientSettings {
 
 /// A client that could not be built, or a URL it refuses to use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The URL is neither `https://` nor plain `http://` to a loopback host.
     #[error(

@@ -92,6 +92,7 @@ impl LicenseToken {
 /// Why [`LicenseVerifier::token`] or [`LicenseVerifier::verify`] has no
 /// token to give. Every text is free of the license key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LicenseError {
     /// The Beacon refused the license: `401`, `403`, or any other `4xx`
     /// except `408` and `429` (`client/status.rs` says why). The kept token

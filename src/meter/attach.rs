@@ -42,6 +42,7 @@ pub(super) enum Owner {
 
 /// Why [`Meter::attach`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttachError {
     /// Another owner (a running reporter) closes this meter's windows.
     Attached,

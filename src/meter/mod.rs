@@ -103,6 +103,7 @@ type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Why a meter could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MeterError {
     /// The measure name is empty, too long, or has characters outside
     /// `[A-Za-z0-9._-]`.

@@ -150,6 +150,7 @@ impl ReporterOptions {
 
 /// Why the reporter could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReporterError {
     /// The spool could not be opened (locked by another process, not
     /// writable, ...). The message names the directory and the fix.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 /// Counters of one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DestinationStats {
     /// Which destination.
     pub destination: Destination,
@@ -35,6 +36,7 @@ pub struct DestinationStats {
 
 /// A snapshot of the reporter's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ReporterStats {
     /// True if nothing is sent (offline license or `BEACON_OFFLINE`).
     pub offline: bool,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 /// Why a spool operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpoolError {
     /// Another process (or another `Spool` in this process) holds the lock.
     #[error(

@@ -150,6 +150,7 @@ impl UserAppFlags {
 
 /// Why tags could not be set up, or why a dynamic tag is missing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TagError {
     /// An id variable is set but is not a UUID.
     #[error(

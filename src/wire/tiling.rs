@@ -29,6 +29,7 @@ pub const RESOLUTION: Duration = Duration::from_millis(1);
 
 /// Why a [`WindowClock`] could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClockError {
     /// The interval is not between [`RESOLUTION`] and [`MAX_INTERVAL`], or
     /// not a whole number of milliseconds.

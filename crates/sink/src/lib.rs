@@ -105,6 +105,7 @@ use store::Store;
 
 /// Why a sink could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The listening socket could not be opened.
     #[error("the sink could not listen on {addr}: {source}; pick another address or port")]

@@ -80,6 +80,7 @@ pub const TENANT_TAG: &str = beacon_meter::wire::tags::TENANT_ID;
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// SQLite refused to open, read or write the database.
     #[error("the sink's database {}: {source}; check the path, its permissions and free disk space", path.display())]

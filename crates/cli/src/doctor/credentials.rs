@@ -85,6 +85,8 @@ async fn verify_license(
                 d.verify_url
             ),
         ),
+        // A kind of failure added later: said as the error says it.
+        Err(e) => (CredentialOutcome::Unexpected, e.to_string()),
     };
     check
 }
@@ -113,6 +115,7 @@ async fn verify_api_key(
                     CredentialOutcome::Unexpected
                 }
                 ApiKeyError::InvalidKey => CredentialOutcome::Invalid,
+                _ => CredentialOutcome::Unexpected,
             };
             check.detail = e.to_string();
         }
