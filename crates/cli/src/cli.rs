@@ -1,8 +1,7 @@
 //! The `beacon-meter` command line.
 //!
-//! Compiled into the binary only: `src/main.rs` declares it and calls
-//! [`main`]. It uses the library as `beacon_meter::…`, parses arguments and
-//! renders; the work (probes, previews, the demo harness) is in library
+//! `src/main.rs` calls [`main`]. This module parses arguments and renders;
+//! the work (probes, previews, the demo harness) is in library
 //! modules ([`crate::doctor`], [`crate::demo`]) with typed
 //! results. The layout follows hyperfine's:
 //!
@@ -23,10 +22,6 @@
 //! Output rules: results go to stdout, notes, warnings and logs to stderr;
 //! color and spinners only when stdout is a terminal ([`Term`]); `--json`
 //! wherever a program would read the output; secrets only ever redacted.
-//!
-//! May import the library as `beacon_meter::…` (never `crate::` library
-//! paths: the CLI is not part of the library), clap, anyhow and
-//! tracing-subscriber.
 
 pub mod args;
 pub mod check;

@@ -1,5 +1,4 @@
-//! What a sink accepts and which faults it injects. May import `std`,
-//! uuid and `beacon_meter::secret`; nothing of HTTP serving or `crate::cli`.
+//! What a sink accepts and which faults it injects.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

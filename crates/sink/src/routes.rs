@@ -1,5 +1,4 @@
-//! The endpoints. May import axum, tokio, serde_json, `beacon_meter::wire` and
-//! the sink's other modules; must not import `crate::cli`.
+//! The endpoints.
 
 use axum::Router;
 use axum::body::{Body, HttpBody};

@@ -3,8 +3,6 @@
 //! connection without answering: a response marked
 //! [`DropConnection`](super::routes::DropConnection) becomes a service
 //! error, on which hyper closes the connection without writing anything.
-//! May import hyper, tokio and the sink's other modules; must not import
-//! `crate::cli`.
 
 use axum::Router;
 use axum::body::Body;

@@ -1,7 +1,6 @@
 //! What a running sink remembers: its store (accepted reports, idempotency
 //! keys, totals), this run's counters, recorded requests and the current
-//! faults. May import parking_lot, ring, serde, axum's header types and
-//! the sink's other modules; must not import `crate::cli`.
+//! faults.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,5 @@
 //! The sink's store: accepted reports, their idempotency keys and running
 //! totals in one SQLite database (a file, or memory for a throwaway sink).
-//! May import rusqlite, serde_json, chrono, uuid, ring's digest and the
-//! sink's `validate`; nothing of HTTP.
 //!
 //! # Why a report is counted exactly once
 //!

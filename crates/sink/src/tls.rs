@@ -1,6 +1,4 @@
-//! HTTPS for the sink: a rustls acceptor from PEM files. May import
-//! tokio-rustls (and the rustls and pki-types it re-exports) and the
-//! sink's config.
+//! HTTPS for the sink: a rustls acceptor from PEM files.
 
 use std::path::Path;
 use std::sync::Arc;

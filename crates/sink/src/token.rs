@@ -2,8 +2,6 @@
 //! random when the sink starts, so a token is only good for the sink that
 //! issued it. Signatures are made and checked by `jsonwebtoken` on `ring`
 //! (the provider rustls already uses).
-//!
-//! May import: jsonwebtoken, ring (for randomness), serde_json, uuid.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};

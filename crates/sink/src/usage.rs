@@ -1,5 +1,5 @@
 //! Usage totals read from a sink's database: what `beacon-meter sink usage`
-//! prints. May import rusqlite, chrono, serde and the sink's `store`.
+//! prints.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, params};

@@ -1,8 +1,7 @@
 //! Strict checks of request bodies against the Beacon protocol spec.
 //!
 //! Every error message names the field that is wrong and never contains a
-//! credential's value. May import serde, serde_json, chrono, uuid and
-//! `beacon_meter::wire`; nothing of HTTP, I/O or `crate::cli`.
+//! credential's value.
 
 use beacon_meter::secret::Secret;
 pub(crate) use beacon_meter::wire::Dialect;

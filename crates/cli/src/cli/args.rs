@@ -5,8 +5,6 @@
 //! Credentials given as flags (`sink --license`, `sink --api-key`) are parsed
 //! straight into [`Secret`]s, so no `Debug` output of these types can show
 //! them.
-//!
-//! May import clap, uuid and the library's value types (`secret`, `sink`).
 
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::{DEFAULT_ORG_ID, Faults};

@@ -3,9 +3,6 @@
 //! renders what they found, as text or (`--json`) as the report itself.
 //! The exit status is the verdict's: 0 all good, 2 configuration error,
 //! 3 unreachable, 4 credential rejected.
-//!
-//! May import the library (`crate::doctor`, `config`) and the CLI's
-//! `args` and `term`; probes nothing itself.
 
 use super::args::CheckArgs;
 use super::term::Term;

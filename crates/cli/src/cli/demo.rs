@@ -5,9 +5,6 @@
 //! The executor alternates short blocks of runs with metering on and off on
 //! every worker, so the overhead of metering is measured side by side, in the
 //! same run, under the same load.
-//!
-//! May import the library (`crate::demo`, `meter`) and the CLI's
-//! `args` and `term`; runs nothing itself.
 
 use super::Term;
 use super::args::DemoArgs;

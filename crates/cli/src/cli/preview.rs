@@ -2,9 +2,6 @@
 //! configuration would send ([`crate::doctor::preview`]), exactly as
 //! they would be POSTed but with the credential redacted. An offline
 //! deployment is previewed too, marked as not sent.
-//!
-//! May import the library (`crate::doctor::preview`, `config`,
-//! `spool`, `wire`) and the CLI's `args` and `term`; builds nothing itself.
 
 use super::args::PreviewArgs;
 use super::term::Term;

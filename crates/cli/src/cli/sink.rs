@@ -4,9 +4,6 @@
 //! point the library at it, runs until Ctrl-C or SIGTERM, then shuts down
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
-//!
-//! May import the library (`beacon_meter_sink`, `secret`) and the CLI's
-//! `args` and `term`.
 
 use super::args::{SinkArgs, UsageArgs, UsagePeriod};
 use super::exit;

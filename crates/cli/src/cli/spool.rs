@@ -5,9 +5,6 @@
 //! ([`Spool::open_read_only`]): they take no lock, change nothing and work
 //! while a reporter runs. `requeue` changes the spool and so needs its lock
 //! (the lock of every slot holding rejected windows: [`slots::requeue_all`]).
-//!
-//! May import the library (`beacon_meter::spool`) and the CLI's `args` and
-//! `term`.
 
 use super::args::{SpoolAction, SpoolArgs};
 use super::term::Term;

@@ -4,8 +4,6 @@
 //! `TERM` is not `dumb`. A spinner is shown (on stderr) only when both
 //! stdout and stderr are terminals. Piped or redirected output is plain
 //! text, line by line.
-//!
-//! May import indicatif and std alone.
 
 use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use std::io::IsTerminal;

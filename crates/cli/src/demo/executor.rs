@@ -8,8 +8,6 @@
 //! measured side by side, under the same load. After each metered block a
 //! worker adds it to the [`Live`] totals, so at any moment the meter holds
 //! at least what `Live` says, and at most one block per worker more.
-//!
-//! May import the meter alone.
 
 use beacon_meter::meter::Meter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,9 +6,6 @@
 //! endpoint. At the end the reporter shuts down gracefully and the
 //! [`DemoOutcome`] reconciles what was recorded with what the Beacon
 //! counted. Rendering it is the CLI's job.
-//!
-//! May import the meter, the reporter, the sink, the spool and the
-//! configuration; never the CLI, and writes nothing to a terminal.
 
 pub mod executor;
 

@@ -1,7 +1,5 @@
 //! The verification of each credential: the license's token expiry, the
 //! API key's organization.
-//!
-//! May import the configuration and the client's verifiers.
 
 use super::{CredentialCheck, CredentialKind, CredentialOutcome, Progress, from_now};
 use beacon_meter::client::{

@@ -20,10 +20,6 @@
 //!
 //! An offline deployment makes no network call of any kind: it is said so
 //! and every probe is skipped.
-//!
-//! May import the configuration, the client, the spool (read-only), the
-//! wire types, reqwest, rustls and tokio; never the CLI, and writes nothing
-//! to a terminal.
 
 mod credentials;
 mod net;

@@ -2,9 +2,6 @@
 //! (any status counts), each a [`Step`], and the problems they show. The
 //! TLS step names the roots that verified the certificate, the built-in
 //! webpki roots or `BEACON_CA_CERT`, found by handshaking with each alone.
-//!
-//! May import the configuration, reqwest, hyper's proxy matcher, rustls
-//! and tokio's networking.
 
 use super::{Egress, HostCheck, MAX_ADDRESSES, Outcome, Progress, Step, StepKind, ms};
 use beacon_meter::config::{Config, ENV_CA_CERT};

@@ -4,9 +4,6 @@
 //! means the path exists and `404` that it does not; any other answer is
 //! shown as it is. For the license destination both dialects' paths are
 //! probed, so a wrong `BEACON_WIRE` is named with its fix.
-//!
-//! May import the configuration, the preview (for the bodies), the wire
-//! dialect and reqwest; renders nothing.
 
 use super::CredentialKind;
 use super::preview::Preview;

@@ -14,8 +14,6 @@
 //!   empty.
 //! * The window ends now (`to_timestamp`); the reporter will close it at the
 //!   next interval boundary, with the counts it has then.
-//!
-//! May import the configuration, the spool (read-only) and the wire types.
 
 use beacon_meter::config::Endpoint as Target;
 use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_OFFLINE};

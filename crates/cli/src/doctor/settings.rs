@@ -1,6 +1,4 @@
 //! The effective configuration, each value with the variable it came from.
-//!
-//! May import the configuration and the spool's default directory.
 
 use super::{Origin, Setting};
 use beacon_meter::config::{
