@@ -301,9 +301,11 @@ impl Reporter {
         };
         if !offline && routes.iter().any(|r| r.send.is_some()) {
             reporter.start_delivery(&options, routes)?;
-        } else if !offline && config.license_key.is_none() && config.api_key.is_none() {
-            // Said once, at start: without it a reporter would spool
-            // forever in silence.
+        } else if !offline {
+            // Not offline and no route sends: `routes` found no credential
+            // (an offline license without an API key is offline). Said
+            // once, at start: without it a reporter would spool forever in
+            // silence.
             tracing::warn!(
                 spool = %reporter.shared.spool.dir().display(),
                 "beacon-meter reporter has no credential: windows are spooled and never \
