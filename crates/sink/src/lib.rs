@@ -77,6 +77,8 @@
 //! A request must be complete within [`SinkConfig::request_timeout`] (plus
 //! the injected latency) or it is answered `408` and its connection closed.
 
+#![warn(missing_docs)]
+
 mod config;
 mod routes;
 mod server;

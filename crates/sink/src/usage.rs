@@ -41,7 +41,7 @@ pub struct UsageRow {
     pub tenant: String,
     /// The kind of credential the reports came with, `license` or
     /// `api_key` (the name is kept for the stored column and the JSON
-    /// output; it is not a [`beacon_meter::spool::Destination`], beacon or auth).
+    /// output; it is not the reporter's spool destination, beacon or auth).
     pub destination: String,
     /// Accepted reports (each counted once, however often retried).
     pub reports: u64,
