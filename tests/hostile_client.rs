@@ -534,13 +534,7 @@ fn with_ports(reply: Reply, server: &Server) -> Reply {
 // Helpers
 // ---------------------------------------------------------------------------
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use beacon_meter_testkit::runtime;
 
 /// `cases` proptest cases, or `HOSTILE_CASES` if set (for a deeper hunt).
 fn runner(cases: u32) -> TestRunner {

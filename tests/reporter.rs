@@ -558,7 +558,7 @@ fn kill9_child() {
         return;
     };
     let (sink_url, spool, out) = child_env();
-    child_runtime().block_on(async move {
+    beacon_meter_testkit::runtime().block_on(async move {
         let v = vars(&sink_url, &spool);
         let meter = Meter::new();
         let reporter = beacon_meter::reporter::Reporter::spawn(meter.clone(), options(&v))

@@ -45,7 +45,7 @@ fn slots_child() {
     // test ends its process without writing `stop`), the child exits.
     let parent = std::os::unix::process::parent_id();
     let orphaned = move || std::os::unix::process::parent_id() != parent;
-    child_runtime().block_on(async move {
+    beacon_meter_testkit::runtime().block_on(async move {
         let mut v = vars(&sink_url, &spool);
         // Windows that stay open: a killed child's counts are only in its
         // checkpoint, which only a later process can deliver.

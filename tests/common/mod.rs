@@ -234,15 +234,6 @@ pub fn child_env() -> (String, std::path::PathBuf, std::path::PathBuf) {
     )
 }
 
-/// The runtime of a child process: two worker threads, like the tests.
-pub fn child_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts")
-}
-
 /// Slot `n` of the spool root `spool` (`<spool>/slot-n`): a reporter's own
 /// spool directory.
 pub fn slot(spool: &Path, n: usize) -> std::path::PathBuf {

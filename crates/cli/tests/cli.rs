@@ -46,13 +46,7 @@ fn assert_no_secret(output: &str) {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use beacon_meter_testkit::runtime;
 
 fn start_sink(rt: &tokio::runtime::Runtime, config: SinkConfig) -> SinkHandle {
     rt.block_on(Sink::start(config)).expect("sink starts")

@@ -960,11 +960,7 @@ fn interrupt(child: &mut std::process::Child) {
 #[test]
 fn the_command_line_never_prints_a_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = beacon_meter_testkit::runtime();
     // A spool with pending and rejected windows, from a reporter run.
     let run = rt.block_on(reporter_runs(tmp.path()));
     let spool = run.spools[0].clone();

@@ -390,13 +390,7 @@ fn secret_free(text: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use beacon_meter_testkit::runtime;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

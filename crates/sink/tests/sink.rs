@@ -1454,11 +1454,7 @@ mod garbage {
 
     #[test]
     fn random_input_never_gets_a_server_error() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = beacon_meter_testkit::runtime();
         let sink = rt.block_on(start(config()));
         let c = client();
         let paths = ["v1/metadata/submit", "v1/beacon/verify", "auth"];

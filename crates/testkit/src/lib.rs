@@ -2,12 +2,24 @@
 //! on loopback that the tests of more than one crate start.
 #![warn(missing_docs)]
 
+use std::sync::{Arc, Mutex};
+
+/// The runtime the tests (and their child processes) run on: two worker
+/// threads, like this machine's cores, with I/O and timers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
 /// Every request a loopback server saw (method, URI, headers, body), and
 /// its URL. It answers `POST …/auth` with an organization, a report path
 /// with `204`, anything else with `404`.
-pub async fn recording_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
     use axum::http::StatusCode;
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = seen.clone();
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let log = log.clone();
