@@ -62,7 +62,7 @@ fn tag_error(py: Python<'_>, e: TagError) -> PyErr {
     let variable = match &e {
         TagError::NotAUuid { var, .. } | TagError::NotUnicode { var } => (*var).to_owned(),
         TagError::BadName { name, .. } | TagError::DynamicPanicked { name, .. } => name.clone(),
-        TagError::TooMany => "tags".to_owned(),
+        // `TooMany`, and any kind of tag error added later.
         _ => "tags".to_owned(),
     };
     config_error(py, &variable, e.to_string())
