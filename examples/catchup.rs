@@ -23,8 +23,6 @@ use beacon_meter::spool::{Destination, SpooledWindow};
 use beacon_meter::wire::{ReportBody, Tags};
 use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
 use chrono::{DurationRound, TimeDelta, Utc};
-use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -139,15 +137,12 @@ fn backlog(slot: &Path, n: usize) {
 }
 
 fn config(sink: &SinkHandle, spool: &Path) -> Config {
-    let vars: HashMap<&str, String> = [
-        ("BEACON_URL", sink.base_url().as_str().trim_end_matches('/')),
-        ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
-        ("BEACON_SPOOL_DIR", &spool.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_owned()))
-    .collect();
-    Config::from_lookup(|k| vars.get(k).map(OsString::from)).expect("a valid configuration")
+    Config::builder()
+        .beacon_url(sink.base_url().as_str())
+        .license_key(LICENSE)
+        .spool_dir(spool)
+        .build()
+        .expect("a valid configuration")
 }
 
 /// User plus system CPU time of this process so far.

@@ -14,7 +14,7 @@
 
 use beacon_meter::Meter;
 use beacon_meter::clock::ManualClock;
-use beacon_meter::config::Config;
+use beacon_meter::config::{Config, ConfigBuilder};
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPolicy};
 use beacon_meter::spool::{Destination, Spool, SpoolError};
@@ -95,28 +95,29 @@ fn runtime() -> (tokio::runtime::Runtime, Logs) {
 /// A configuration for `url` with the spool in `spool`: windows of
 /// `interval`, checkpoints every 200 ms, requests time out after 1 s.
 fn config(url: &str, spool: &Path, interval: Duration) -> Config {
-    let spool = spool.to_str().expect("a UTF-8 temporary path");
-    let mut c = Config::from_pairs(&[
-        ("BEACON_URL", url),
-        ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
-        ("BEACON_SPOOL_DIR", spool),
-    ])
-    .expect("a valid configuration");
-    c.interval = interval;
-    c.checkpoint_interval = ms(200);
-    c.timeout = ms(1000);
-    c
+    builder(url, spool, interval)
+        .build()
+        .expect("a valid configuration")
+}
+
+/// [`config`], as a builder to change.
+fn builder(url: &str, spool: &Path, interval: Duration) -> ConfigBuilder {
+    Config::builder()
+        .beacon_url(url)
+        .license_key(LICENSE)
+        .spool_dir(spool)
+        .interval(interval)
+        .checkpoint_interval(ms(200))
+        .timeout(ms(1000))
 }
 
 /// Options with a snappy retry policy.
 fn options(config: Config, tags: Tags) -> ReporterOptions {
-    let mut o = ReporterOptions::new(config, tags);
-    o.retry = RetryPolicy {
+    ReporterOptions::new(config, tags).retry(RetryPolicy {
         base: ms(50),
         cap: ms(300),
         credential_backoff: ms(1000),
-    };
-    o
+    })
 }
 
 /// Spawns a reporter, waiting (up to 5 s) for a previous one on the same
@@ -451,9 +452,7 @@ fn unwritable_spool_keeps_memory_within_the_bound_by_merging() {
                     seq.fetch_add(1, Ordering::Relaxed).to_string()
                 })
                 .unwrap();
-            let mut o = options(cfg.clone(), tags);
-            o.memory_backlog = BOUND;
-            o
+            options(cfg.clone(), tags).memory_backlog(BOUND)
         })
         .await;
         let recorder = Recorder::start(&meter);
@@ -705,9 +704,7 @@ fn clock_jumps_never_overlap_windows_or_lose_counts() {
         let clock = ticking.clock.clone();
         let meter = Meter::new();
         let reporter = spawn(&meter, || {
-            let mut o = options(cfg.clone(), Tags::new());
-            o.clock = clock.clone();
-            o
+            options(cfg.clone(), Tags::new()).clock(clock.clone())
         })
         .await;
         let recorder = Recorder::start(&meter);
@@ -757,17 +754,15 @@ fn clock_behind_still_checkpoints_so_a_crash_loses_at_most_one_interval() {
         // Offline: windows are only spooled; interval 60 s, started 1 s after
         // a boundary, so no window closes during the test (only the
         // checkpoint can save the counts).
-        let mut cfg = config("http://127.0.0.1:9/", dir.path(), Duration::from_secs(60));
-        cfg.offline = true;
+        let cfg = builder("http://127.0.0.1:9/", dir.path(), Duration::from_secs(60))
+            .offline(true)
+            .build()
+            .unwrap();
         let start: DateTime<Utc> = "2025-01-06T09:00:01Z".parse().unwrap();
         let ticking = TickingClock::start(start);
         let clock = ticking.clock.clone();
         let meter = Meter::new();
-        let opts = || {
-            let mut o = options(cfg.clone(), Tags::new());
-            o.clock = clock.clone();
-            o
-        };
+        let opts = || options(cfg.clone(), Tags::new()).clock(clock.clone());
         let reporter = spawn(&meter, opts).await;
         let recorder = Recorder::start(&meter);
         sleep(ms(300)).await;
@@ -827,8 +822,10 @@ fn silent_server_times_out_and_shutdown_meets_its_deadline() {
             })
         };
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(&format!("http://{addr}/"), dir.path(), ms(300));
-        cfg.timeout = ms(400);
+        let cfg = builder(&format!("http://{addr}/"), dir.path(), ms(300))
+            .timeout(ms(400))
+            .build()
+            .unwrap();
         let meter = Meter::new();
         let reporter = spawn(&meter, || options(cfg.clone(), Tags::new())).await;
         let recorder = Recorder::start(&meter);

@@ -15,12 +15,9 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporter_in_the_langgraph_api_dialect_delivers_exact_totals_to_both_destinations() {
-    let sink = Sink::start(SinkConfig {
-        api_keys: vec![Secret::new(API_KEY)],
-        ..SinkConfig::ephemeral()
-    })
-    .await
-    .expect("the sink starts");
+    let sink = Sink::start(SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)]))
+        .await
+        .expect("the sink starts");
     let base = sink.base_url().as_str().trim_end_matches('/').to_owned();
     let dir = tempfile::tempdir().unwrap();
     let mut v = vars(&base, dir.path());

@@ -64,9 +64,10 @@ async fn bursts_of_503_honour_retry_after_and_lose_nothing() {
     // A cap well above Retry-After, so that honouring it is visible: with
     // the 50 ms backoff alone a 1.6 s burst would see about six attempts.
     let reporter = spawn(meter.clone(), || {
-        let mut o = options(&v);
-        o.retry.cap = Duration::from_secs(5);
-        o
+        options(&v).retry(beacon_meter::client::RetryPolicy {
+            cap: Duration::from_secs(5),
+            ..fast_retry()
+        })
     })
     .await;
     let recorder = Recorder::start(&meter, 3);
@@ -196,13 +197,10 @@ async fn answers_lost_after_acceptance_are_deduplicated_by_idempotency_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credential_keeps_windows_until_fixed_and_retry_now() {
-    let sink = start_sink(SinkConfig {
-        faults: Faults {
-            forced_status: Some(401),
-            ..Faults::none()
-        },
-        ..SinkConfig::ephemeral()
-    })
+    let sink = start_sink(SinkConfig::ephemeral().faults(Faults {
+        forced_status: Some(401),
+        ..Faults::none()
+    }))
     .await;
     let dir = tempfile::tempdir().unwrap();
     let v = vars(sink.base_url().as_str(), dir.path());
@@ -210,9 +208,10 @@ async fn refused_credential_keeps_windows_until_fixed_and_retry_now() {
     // A long credential backoff: only `retry_now` can bring delivery back
     // within the test's time.
     let reporter = spawn(meter.clone(), || {
-        let mut o = options(&v);
-        o.retry.credential_backoff = Duration::from_secs(60);
-        o
+        options(&v).retry(beacon_meter::client::RetryPolicy {
+            credential_backoff: Duration::from_secs(60),
+            ..fast_retry()
+        })
     })
     .await;
     let recorder = Recorder::start(&meter, 3);
@@ -252,21 +251,19 @@ async fn refused_credential_keeps_windows_until_fixed_and_retry_now() {
 async fn no_report_path_keeps_windows_until_the_switch() {
     // 404 on the report path (a wrong BEACON_WIRE or base URL): every
     // window would be refused alike, so none may go to rejected/.
-    let sink = start_sink(SinkConfig {
-        faults: Faults {
-            forced_status: Some(404),
-            ..Faults::none()
-        },
-        ..SinkConfig::ephemeral()
-    })
+    let sink = start_sink(SinkConfig::ephemeral().faults(Faults {
+        forced_status: Some(404),
+        ..Faults::none()
+    }))
     .await;
     let dir = tempfile::tempdir().unwrap();
     let v = vars(sink.base_url().as_str(), dir.path());
     let meter = Meter::new();
     let reporter = spawn(meter.clone(), || {
-        let mut o = options(&v);
-        o.retry.credential_backoff = Duration::from_secs(60);
-        o
+        options(&v).retry(beacon_meter::client::RetryPolicy {
+            credential_backoff: Duration::from_secs(60),
+            ..fast_retry()
+        })
     })
     .await;
     let recorder = Recorder::start(&meter, 3);
@@ -311,21 +308,19 @@ async fn retry_now_during_an_attempt_is_not_lost() {
     // the sender is still recording the failed attempt in the spool (not
     // yet waiting), must still cut the wait that follows.
     for _ in 0..2 {
-        let sink = start_sink(SinkConfig {
-            faults: Faults {
-                forced_status: Some(401),
-                ..Faults::none()
-            },
-            ..SinkConfig::ephemeral()
-        })
+        let sink = start_sink(SinkConfig::ephemeral().faults(Faults {
+            forced_status: Some(401),
+            ..Faults::none()
+        }))
         .await;
         let dir = tempfile::tempdir().unwrap();
         let v = vars(sink.base_url().as_str(), dir.path());
         let meter = Meter::new();
         let reporter = spawn(meter.clone(), || {
-            let mut o = options(&v);
-            o.retry.credential_backoff = Duration::from_secs(60);
-            o
+            options(&v).retry(beacon_meter::client::RetryPolicy {
+                credential_backoff: Duration::from_secs(60),
+                ..fast_retry()
+            })
         })
         .await;
         meter.record_run(2);
@@ -346,13 +341,10 @@ async fn retry_now_during_an_attempt_is_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_windows_go_to_rejected_and_requeue_delivers_them() {
-    let sink = start_sink(SinkConfig {
-        faults: Faults {
-            forced_status: Some(422),
-            ..Faults::none()
-        },
-        ..SinkConfig::ephemeral()
-    })
+    let sink = start_sink(SinkConfig::ephemeral().faults(Faults {
+        forced_status: Some(422),
+        ..Faults::none()
+    }))
     .await;
     let dir = tempfile::tempdir().unwrap();
     let v = vars(sink.base_url().as_str(), dir.path());
@@ -712,11 +704,7 @@ async fn graceful_shutdown_delivers_everything_including_the_partial_window() {
 /// window on time while the failing one's windows stay spooled.
 async fn one_destination_down(down: Destination) {
     let beacon_sink = start_sink(SinkConfig::ephemeral()).await;
-    let auth_sink = start_sink(SinkConfig {
-        api_keys: vec![Secret::new(API_KEY)],
-        ..SinkConfig::ephemeral()
-    })
-    .await;
+    let auth_sink = start_sink(SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)])).await;
     let dir = tempfile::tempdir().unwrap();
     let mut v = vars(beacon_sink.base_url().as_str(), dir.path());
     set(&mut v, "LANGSMITH_API_KEY", API_KEY);

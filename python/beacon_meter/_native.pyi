@@ -6,13 +6,17 @@ from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Sequence, Type, Union
 
 _TagValue = Union[str, Callable[[], object]]
+_Text = Optional[str]
+_Path = Union[str, "os.PathLike[str]", None]
+_Seconds = Union[int, float, None]
 _Setting = Union[str, int, float, bool, "os.PathLike[str]", None]
 
 class ConfigError(ValueError):
     """A configuration value is wrong; never shows a credential."""
 
     variable: str
-    """The environment variable (or keyword, or tag name) at fault."""
+    """The keyword at fault when the value came from one (``interval_secs``),
+    else the environment variable (``BEACON_INTERVAL_SECS``) or tag name."""
 
 class ReporterError(RuntimeError):
     """The reporter could not start (spool locked or unwritable, bad CA file)."""
@@ -63,20 +67,20 @@ class Reporter:
         user_app: Optional[Mapping[str, bool]] = None,
         start: bool = True,
         shutdown_timeout: float = 10.0,
-        license_key: _Setting = None,
-        api_key: _Setting = None,
-        auth_endpoint: _Setting = None,
-        beacon_url: _Setting = None,
-        interval_secs: _Setting = None,
-        timeout_secs: _Setting = None,
-        checkpoint_secs: _Setting = None,
-        offline: _Setting = None,
-        spool_dir: _Setting = None,
-        ca_cert: _Setting = None,
-        revision: _Setting = None,
-        variant: _Setting = None,
-        project_id: _Setting = None,
-        tenant_id: _Setting = None,
+        license_key: _Text = None,
+        api_key: _Text = None,
+        auth_endpoint: _Text = None,
+        beacon_url: _Text = None,
+        interval_secs: _Seconds = None,
+        timeout_secs: _Seconds = None,
+        checkpoint_secs: _Seconds = None,
+        offline: Optional[bool] = None,
+        spool_dir: _Path = None,
+        ca_cert: _Path = None,
+        revision: _Text = None,
+        variant: _Text = None,
+        project_id: _Text = None,
+        tenant_id: _Text = None,
     ) -> None: ...
     @classmethod
     def from_env(

@@ -92,6 +92,6 @@ def reporter_env(sink_url: str, spool: Path) -> Dict[str, str]:
         api_key=API_KEY,
         auth_endpoint=sink_url,
         spool_dir=str(spool),
-        interval_secs="1",
-        checkpoint_secs="1",
+        interval_secs=1,
+        checkpoint_secs=1,
     )

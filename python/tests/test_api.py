@@ -163,11 +163,14 @@ def test_exact_totals_from_four_threads():
 @pytest.mark.parametrize(
     "kwargs, variable",
     [
-        (dict(interval_secs=0), "BEACON_INTERVAL_SECS"),
-        (dict(beacon_url="http://example.com"), "BEACON_URL"),
-        (dict(offline="maybe"), "BEACON_OFFLINE"),
-        (dict(tenant_id="not-a-uuid"), "LANGSMITH_TENANT_ID"),
-        (dict(license_key="lcl_has space"), "LANGGRAPH_CLOUD_LICENSE_KEY"),
+        (dict(interval_secs=0), "interval_secs"),
+        (dict(interval_secs="60"), "interval_secs"),
+        (dict(timeout_secs=-1), "timeout_secs"),
+        (dict(checkpoint_secs=True), "checkpoint_secs"),
+        (dict(beacon_url="http://example.com"), "beacon_url"),
+        (dict(offline="maybe"), "offline"),
+        (dict(tenant_id="not-a-uuid"), "tenant_id"),
+        (dict(license_key="lcl_has space"), "license_key"),
     ],
 )
 def test_config_errors_name_the_variable_and_never_the_key(kwargs, variable, tmp_path):
@@ -175,7 +178,8 @@ def test_config_errors_name_the_variable_and_never_the_key(kwargs, variable, tmp
         Reporter(Meter(), license_key=kwargs.pop("license_key", SECRET), spool_dir=tmp_path, **kwargs)
     assert isinstance(e.value, ValueError)
     assert e.value.variable == variable
-    assert variable in str(e.value)
+    assert str(e.value).startswith(variable + " "), str(e.value)
+    assert "ConfigBuilder" not in str(e.value)
     assert SECRET not in str(e.value) and SECRET not in repr(e.value)
     assert "has space" not in str(e.value)
 
@@ -183,7 +187,7 @@ def test_config_errors_name_the_variable_and_never_the_key(kwargs, variable, tmp
 def test_a_key_pasted_into_another_variable_is_not_shown(tmp_path):
     with pytest.raises(ConfigError) as e:
         Reporter(Meter(), license_key=SECRET, beacon_url=SECRET, spool_dir=tmp_path)
-    assert e.value.variable == "BEACON_URL"
+    assert e.value.variable == "beacon_url"
     assert SECRET not in str(e.value)
 
 

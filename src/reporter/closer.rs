@@ -60,7 +60,7 @@ impl Closer {
             clock: options.clock,
             tags: options.tags,
             logs: options.logs,
-            checkpoint_interval: options.config.checkpoint_interval,
+            checkpoint_interval: options.config.checkpoint_interval(),
             backlog: VecDeque::new(),
             max_backlog: options.memory_backlog.max(2),
         }

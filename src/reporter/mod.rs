@@ -102,31 +102,35 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Everything the reporter runs with. Start from
-/// [`ReporterOptions::new`] and adjust fields.
+/// Everything the reporter runs with: a [`Config`] and [`Tags`], and
+/// defaults for the rest that a setter each can change.
+///
+/// ```
+/// # use beacon_meter::{config::Config, reporter::ReporterOptions, wire::Tags};
+/// let options = ReporterOptions::new(Config::builder().offline(true).build()?, Tags::new())
+///     .memory_backlog(64);
+/// # Ok::<(), beacon_meter::config::ConfigError>(())
+/// ```
 pub struct ReporterOptions {
     /// Credentials, endpoints, interval, timeouts, spool directory.
-    pub config: Config,
+    config: Config,
     /// Tags of every report (platform tags, flags, custom and dynamic tags).
-    pub tags: Tags,
+    tags: Tags,
     /// Operational log records drained into each report's `logs`.
-    pub logs: Option<Arc<LogBuffer>>,
+    logs: Option<Arc<LogBuffer>>,
     /// Bound of the spool (per destination).
-    pub spool_limits: SpoolLimits,
-    /// Retry policy.
-    pub retry: RetryPolicy,
-    /// The wall clock windows are cut by (injectable for tests).
-    pub clock: Arc<dyn Clock>,
-    /// Largest number of closed windows kept in memory while the spool
-    /// cannot be written (disk full, read-only). Past it, the oldest two
-    /// are merged (counts summed), so memory stays bounded and no count is
-    /// dropped. Default 1024.
-    pub memory_backlog: usize,
+    spool_limits: SpoolLimits,
+    retry: RetryPolicy,
+    /// The wall clock windows are cut by.
+    clock: Arc<dyn Clock>,
+    memory_backlog: usize,
 }
 
 impl ReporterOptions {
-    /// Options for `config`, with the tags from the environment left to the
-    /// caller (`tags`), default limits, retry policy and the system clock.
+    /// Options for `config` and `tags` (the tags from the environment are
+    /// [`crate::config::tags_from_env`]), with no log buffer, the default
+    /// spool limits and retry policy, the system clock, and a memory
+    /// backlog of 1024 windows.
     pub fn new(config: Config, tags: Tags) -> ReporterOptions {
         ReporterOptions {
             config,
@@ -139,12 +143,52 @@ impl ReporterOptions {
         }
     }
 
-    /// The spool directory: `config.spool_dir`, else [`Spool::default_dir`].
+    /// Drains the operational log records of `buffer` into each report's
+    /// `logs` (see [`crate::oplog`]).
+    pub fn logs(mut self, buffer: Arc<LogBuffer>) -> Self {
+        self.logs = Some(buffer);
+        self
+    }
+
+    /// The bound of the spool, per destination.
+    pub fn spool_limits(mut self, limits: SpoolLimits) -> Self {
+        self.spool_limits = limits;
+        self
+    }
+
+    /// The retry policy of delivery and credential checks.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The wall clock windows are cut by (a [`crate::clock::ManualClock`]
+    /// in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The largest number of closed windows kept in memory while the spool
+    /// cannot be written (disk full, read-only); less than 2 counts as 2
+    /// (merging needs two). Past it, the
+    /// oldest two are merged (counts summed), so memory stays bounded and
+    /// no count is dropped.
+    pub fn memory_backlog(mut self, windows: usize) -> Self {
+        self.memory_backlog = windows;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The spool directory: [`Config::spool_dir`], else [`Spool::default_dir`].
     pub fn spool_dir(&self) -> PathBuf {
         self.config
-            .spool_dir
-            .clone()
-            .unwrap_or_else(Spool::default_dir)
+            .spool_dir()
+            .map_or_else(Spool::default_dir, ToOwned::to_owned)
     }
 }
 
@@ -159,8 +203,9 @@ pub enum ReporterError {
     /// The HTTP client could not be built (bad CA file, insecure URL).
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The report interval is not usable.
-    #[error("BEACON_INTERVAL_SECS: {0}")]
+    /// The report interval is not usable (a [`Config`] from its builder
+    /// always has a usable one, so this is a bug if it is ever seen).
+    #[error("the report interval: {0}")]
     Clock(#[from] ClockError),
     /// A blocking task failed to run.
     #[error("the reporter's background task failed: {0}")]
@@ -315,7 +360,7 @@ impl Reporter {
                 crate::config::API_KEY_VARS[0],
             );
         }
-        let window_clock = WindowClock::new(options.config.interval, options.clock.now())?;
+        let window_clock = WindowClock::new(options.config.interval(), options.clock.now())?;
         let shared = reporter.shared.clone();
         let closer = closer::Closer::new(shared.clone(), meter, dests, window_clock, options);
         reporter.closer = Some(tokio::spawn(closer.run()));
@@ -336,9 +381,9 @@ impl Reporter {
     ) -> Result<(), ReporterError> {
         let config = &options.config;
         let http = HttpClient::new(ClientSettings {
-            timeout: config.timeout,
-            connect_timeout: config.timeout.min(Duration::from_secs(10)),
-            ca_cert_pem: config.ca_cert.as_ref().map(|c| c.pem.clone()),
+            timeout: config.timeout(),
+            connect_timeout: config.timeout().min(Duration::from_secs(10)),
+            ca_cert_pem: config.ca_cert().map(|c| c.pem.clone()),
             ..ClientSettings::default()
         })?;
         let shared = &self.shared;

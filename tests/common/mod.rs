@@ -84,9 +84,7 @@ pub fn fast_retry() -> RetryPolicy {
 
 /// Reporter options for `vars`, with no tags and the fast retry policy.
 pub fn options(vars: &[(&'static str, String)]) -> ReporterOptions {
-    let mut o = ReporterOptions::new(config(vars), Tags::new());
-    o.retry = fast_retry();
-    o
+    ReporterOptions::new(config(vars), Tags::new()).retry(fast_retry())
 }
 
 /// Starts a reporter. A reporter dropped in this process a moment ago may

@@ -161,12 +161,11 @@ fn child(args: &Args) -> anyhow::Result<bool> {
         let tags = Tags::new()
             .plan(Plan::Enterprise)
             .custom(INCARNATION_TAG, args.incarnation.to_string())?;
-        let mut options = ReporterOptions::new(config, tags);
-        options.retry = RetryPolicy {
+        let options = ReporterOptions::new(config, tags).retry(RetryPolicy {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(2),
             credential_backoff: Duration::from_secs(5),
-        };
+        });
         let meter = Meter::new();
         let reporter = Reporter::spawn(meter.clone(), options).await?;
         say(&format!(
@@ -476,10 +475,7 @@ fn driver(args: &Args) -> anyhow::Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let sink = rt.block_on(Sink::start(SinkConfig {
-        faults: faults.clone(),
-        ..SinkConfig::ephemeral()
-    }))?;
+    let sink = rt.block_on(Sink::start(SinkConfig::ephemeral().faults(faults.clone())))?;
     let url = sink.base_url().to_string();
     let work = std::env::temp_dir().join(format!("beacon-meter-soak-{}", uuid::Uuid::new_v4()));
     let spool = work.join("spool");

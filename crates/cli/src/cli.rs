@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn config_errors_exit_2() {
         let e = anyhow::Error::new(beacon_meter::config::ConfigError::BadBool {
-            var: "BEACON_OFFLINE",
+            origin: beacon_meter::config::Origin::Var("BEACON_OFFLINE"),
             value: "x".into(),
         });
         assert_eq!(exit_status(&e), exit::CONFIG);

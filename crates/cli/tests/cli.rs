@@ -316,10 +316,7 @@ fn check_passes_against_a_local_sink_without_showing_keys() {
     let rt = runtime();
     let sink = start_sink(
         &rt,
-        SinkConfig {
-            api_keys: vec![Secret::new(API_KEY)],
-            ..SinkConfig::ephemeral()
-        },
+        SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)]),
     );
     let url = format!("http://127.0.0.1:{}", sink.addr().port());
     let out = bin()
@@ -451,10 +448,7 @@ fn check_with_a_rejected_license_exits_4() {
     let rt = runtime();
     let sink = start_sink(
         &rt,
-        SinkConfig {
-            licenses: Some(vec![Secret::new(OTHER_LICENSE)]),
-            ..SinkConfig::ephemeral()
-        },
+        SinkConfig::ephemeral().licenses(vec![Secret::new(OTHER_LICENSE)]),
     );
     let out = bin()
         .args(["-vvv", "check"])

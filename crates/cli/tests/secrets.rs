@@ -236,22 +236,19 @@ fn reporter_config(url: &str, spool: &Path) -> Config {
 }
 
 fn options(config: Config) -> ReporterOptions {
-    let mut o = ReporterOptions::new(config, Tags::new());
-    o.logs = Some(logging().buffer.clone());
-    o.retry = RetryPolicy {
-        base: Duration::from_millis(50),
-        cap: Duration::from_millis(300),
-        credential_backoff: Duration::from_millis(300),
-    };
-    o
+    ReporterOptions::new(config, Tags::new())
+        .logs(logging().buffer.clone())
+        .retry(RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(300),
+            credential_backoff: Duration::from_millis(300),
+        })
 }
 
 fn accepting_sink() -> SinkConfig {
-    SinkConfig {
-        licenses: Some(vec![Secret::new(LICENSE)]),
-        api_keys: vec![Secret::new(API_KEY)],
-        ..SinkConfig::ephemeral()
-    }
+    SinkConfig::ephemeral()
+        .licenses(vec![Secret::new(LICENSE)])
+        .api_keys(vec![Secret::new(API_KEY)])
 }
 
 /// Records runs into `meter` until `stop`.
@@ -281,17 +278,14 @@ struct RunResult {
 /// `401` at auth and submit).
 async fn reporter_runs(tmp: &Path) -> RunResult {
     logging();
-    let sink = Sink::start(SinkConfig {
-        faults: Faults {
-            failure_rate: 0.2,
-            drop_rate: 0.1,
-            accept_then_drop_rate: 0.1,
-            retry_after_secs: 0,
-            seed: 7,
-            ..Faults::none()
-        },
-        ..accepting_sink()
-    })
+    let sink = Sink::start(accepting_sink().faults(Faults {
+        failure_rate: 0.2,
+        drop_rate: 0.1,
+        accept_then_drop_rate: 0.1,
+        retry_after_secs: 0,
+        seed: 7,
+        ..Faults::none()
+    }))
     .await
     .unwrap();
     let relay = Relay::start(sink.addr()).await;
@@ -331,11 +325,11 @@ async fn reporter_runs(tmp: &Path) -> RunResult {
     assert!(stats1.pending() > 0, "no window left pending: {stats1:?}");
 
     // Reporter 2: both keys refused.
-    let refusing = Sink::start(SinkConfig {
-        licenses: Some(vec![Secret::new("lcl_someone_else_entirely")]),
-        api_keys: vec![],
-        ..SinkConfig::ephemeral()
-    })
+    let refusing = Sink::start(
+        SinkConfig::ephemeral()
+            .licenses(vec![Secret::new("lcl_someone_else_entirely")])
+            .api_keys(vec![]),
+    )
     .await
     .unwrap();
     let relay2 = Relay::start(refusing.addr()).await;
@@ -799,12 +793,9 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     }
 
     // SinkError.
-    let e = Sink::start(SinkConfig {
-        bind: sink.addr(),
-        ..accepting_sink()
-    })
-    .await
-    .unwrap_err();
+    let e = Sink::start(accepting_sink().bind(sink.addr()))
+        .await
+        .unwrap_err();
     push(format!("{e:?}"), e.to_string());
     push(format!("{:?}", accepting_sink()), String::new());
 

@@ -67,11 +67,7 @@ async fn start(config: SinkConfig) -> SinkHandle {
 #[tokio::test]
 async fn read_endpoints_need_the_admin_token_beyond_loopback() {
     // All interfaces, no token: reports are taken, reads refused.
-    let open = start(SinkConfig {
-        bind: "0.0.0.0:0".parse().unwrap(),
-        ..SinkConfig::ephemeral()
-    })
-    .await;
+    let open = start(SinkConfig::ephemeral().bind("0.0.0.0:0".parse().unwrap())).await;
     assert_eq!(submit(open.addr()).await, 204);
     for path in ["v1/summary", "v1/reports"] {
         assert_eq!(read(open.addr(), path, None).await, 401, "{path}");
@@ -88,11 +84,11 @@ async fn read_endpoints_need_the_admin_token_beyond_loopback() {
 
     // A token configured: required everywhere, compared exactly.
     for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
-        let guarded = start(SinkConfig {
-            bind: bind.parse().unwrap(),
-            admin_token: Some(Secret::new(TOKEN)),
-            ..SinkConfig::ephemeral()
-        })
+        let guarded = start(
+            SinkConfig::ephemeral()
+                .bind(bind.parse().unwrap())
+                .admin_token(Secret::new(TOKEN)),
+        )
         .await;
         let addr = guarded.addr();
         assert_eq!(submit(addr).await, 204, "reports need no admin token");
@@ -113,10 +109,7 @@ async fn read_endpoints_need_the_admin_token_beyond_loopback() {
         let seen = format!(
             "{:?} {:?}",
             guarded.requests(),
-            SinkConfig {
-                admin_token: Some(Secret::new(TOKEN)),
-                ..SinkConfig::ephemeral()
-            }
+            SinkConfig::ephemeral().admin_token(Secret::new(TOKEN))
         );
         assert!(!seen.contains(TOKEN), "the token leaked: {seen}");
         guarded.shutdown().await;
@@ -139,13 +132,10 @@ fn tls_client() -> reqwest::Client {
 
 #[tokio::test]
 async fn https_sink_refuses_plain_http_and_bad_files() {
-    let sink = start(SinkConfig {
-        tls: Some(TlsFiles {
-            cert: fixture("server.pem"),
-            key: fixture("server_key.pem"),
-        }),
-        ..SinkConfig::ephemeral()
-    })
+    let sink = start(SinkConfig::ephemeral().tls(TlsFiles {
+        cert: fixture("server.pem"),
+        key: fixture("server_key.pem"),
+    }))
     .await;
     assert_eq!(sink.base_url().scheme(), "https");
     let port = sink.addr().port();
@@ -178,13 +168,10 @@ async fn https_sink_refuses_plain_http_and_bad_files() {
         ("server.pem", "server.pem", "no PEM private key"),
         ("server_key.pem", "server_key.pem", "no CERTIFICATE"),
     ] {
-        let e = Sink::start(SinkConfig {
-            tls: Some(TlsFiles {
-                cert: fixture(cert),
-                key: fixture(key),
-            }),
-            ..SinkConfig::ephemeral()
-        })
+        let e = Sink::start(SinkConfig::ephemeral().tls(TlsFiles {
+            cert: fixture(cert),
+            key: fixture(key),
+        }))
         .await
         .unwrap_err()
         .to_string();

@@ -52,12 +52,9 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let sink = Sink::start(SinkConfig {
-        db: Some(dir.path().join("load.db")),
-        ..SinkConfig::ephemeral()
-    })
-    .await
-    .expect("the sink starts");
+    let sink = Sink::start(SinkConfig::ephemeral().db(dir.path().join("load.db")))
+        .await
+        .expect("the sink starts");
     let url = sink.base_url().join("v1/metadata/submit").unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let next = Arc::new(AtomicU64::new(0));

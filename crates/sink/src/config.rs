@@ -20,53 +20,23 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 /// key, and injects no fault.
 ///
 /// `Debug` shows the license keys, API keys and admin token only in
-/// redacted form (they are [`Secret`]s).
-#[derive(Clone, Debug)]
+/// redacted form (they are [`Secret`]s). Each field is documented on its
+/// setter.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SinkConfig {
-    /// Address to listen on. Default `127.0.0.1:8787`; tests use
-    /// `127.0.0.1:0` and read the port from [`super::SinkHandle::addr`].
-    pub bind: SocketAddr,
-    /// Lifetime of the JWTs issued by `POST /v1/beacon/verify` (its `exp`
-    /// claim is `iat` plus this, in whole seconds). Default one hour.
-    pub token_lifetime: Duration,
-    /// License keys accepted by `/v1/beacon/verify` and in reports. `None`
-    /// (the default) accepts any key that starts with `lcl_`, the prefix of
-    /// an online license.
-    pub licenses: Option<Vec<Secret>>,
-    /// `X-Api-Key` values accepted by `/auth`, and `api_key` values accepted
-    /// in reports. Default: none.
-    pub api_keys: Vec<Secret>,
-    /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
-    pub org_id: Uuid,
-    /// The SQLite database the sink stores accepted reports, idempotency
-    /// keys and totals in (created if missing; reopened, a restarted sink
-    /// keeps deduplicating against everything in it). `None` (the default):
-    /// a database in memory, gone when the sink stops.
-    pub db: Option<PathBuf>,
-    /// If set, every accepted report is also exported to this file as one
-    /// JSON line (the stored record), flushed line by line. The file is
-    /// created if missing and never truncated.
-    pub jsonl: Option<PathBuf>,
-    /// The bearer token `GET /v1/summary` and `GET /v1/reports` require
-    /// (`Authorization: Bearer <token>`). `None` (the default): they are
-    /// open when [`SinkConfig::bind`] is a loopback address, and answer
-    /// `401` otherwise (they reveal every tenant's usage).
-    pub admin_token: Option<Secret>,
-    /// Serve HTTPS with this certificate chain and key; `None` (the
-    /// default): plain HTTP.
-    pub tls: Option<TlsFiles>,
-    /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
-    pub faults: Faults,
-    /// Largest request body accepted, in bytes; a larger one is answered
-    /// `413`. Default 256 KiB.
-    pub max_body: usize,
-    /// Time a request may take from its first header byte until its answer
-    /// is ready, not counting [`Faults::latency`]. A slower client is
-    /// answered `408` and its connection closed. Default 10 s.
-    pub request_timeout: Duration,
-    /// How long [`super::SinkHandle::shutdown`] lets requests in flight
-    /// finish before it closes their connections. Default 2 s.
-    pub shutdown_grace: Duration,
+    pub(crate) bind: SocketAddr,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) licenses: Option<Vec<Secret>>,
+    pub(crate) api_keys: Vec<Secret>,
+    pub(crate) org_id: Uuid,
+    pub(crate) db: Option<PathBuf>,
+    pub(crate) jsonl: Option<PathBuf>,
+    pub(crate) admin_token: Option<Secret>,
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) faults: Faults,
+    pub(crate) max_body: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl Default for SinkConfig {
@@ -86,6 +56,137 @@ impl Default for SinkConfig {
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
         }
+    }
+}
+
+/// Setters, one per setting: start from [`SinkConfig::default`] or
+/// [`SinkConfig::ephemeral`] and chain them. Fields are not public, so a
+/// setting can be added without breaking a caller.
+impl SinkConfig {
+    /// Address to listen on. Default `127.0.0.1:8787`; tests use
+    /// `127.0.0.1:0` and read the port from [`super::SinkHandle::addr`].
+    pub fn bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    /// Lifetime of the JWTs issued by `POST /v1/beacon/verify` (its `exp`
+    /// claim is `iat` plus this, in whole seconds). Default one hour.
+    pub fn token_lifetime(mut self, token_lifetime: Duration) -> Self {
+        self.token_lifetime = token_lifetime;
+        self
+    }
+
+    /// License keys accepted by `/v1/beacon/verify` and in reports. `None`
+    /// (the default) accepts any key that starts with `lcl_`, the prefix of
+    /// an online license.
+    pub fn licenses(mut self, licenses: Vec<Secret>) -> Self {
+        self.licenses = Some(licenses);
+        self
+    }
+
+    /// [`Self::licenses`] when `Some`; `None` restores the default (none).
+    pub fn licenses_opt(mut self, licenses: Option<Vec<Secret>>) -> Self {
+        self.licenses = licenses;
+        self
+    }
+
+    /// `X-Api-Key` values accepted by `/auth`, and `api_key` values accepted
+    /// in reports. Default: none.
+    pub fn api_keys(mut self, api_keys: Vec<Secret>) -> Self {
+        self.api_keys = api_keys;
+        self
+    }
+
+    /// The `org_id` that `/auth` answers with. Default [`DEFAULT_ORG_ID`].
+    pub fn org_id(mut self, org_id: Uuid) -> Self {
+        self.org_id = org_id;
+        self
+    }
+
+    /// The SQLite database the sink stores accepted reports, idempotency
+    /// keys and totals in (created if missing; reopened, a restarted sink
+    /// keeps deduplicating against everything in it). `None` (the default):
+    /// a database in memory, gone when the sink stops.
+    pub fn db(mut self, db: impl Into<PathBuf>) -> Self {
+        self.db = Some(db.into());
+        self
+    }
+
+    /// [`Self::db`] when `Some`; `None` restores the default (none).
+    pub fn db_opt(mut self, db: Option<PathBuf>) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// If set, every accepted report is also exported to this file as one
+    /// JSON line (the stored record), flushed line by line. The file is
+    /// created if missing and never truncated.
+    pub fn jsonl(mut self, jsonl: impl Into<PathBuf>) -> Self {
+        self.jsonl = Some(jsonl.into());
+        self
+    }
+
+    /// [`Self::jsonl`] when `Some`; `None` restores the default (none).
+    pub fn jsonl_opt(mut self, jsonl: Option<PathBuf>) -> Self {
+        self.jsonl = jsonl;
+        self
+    }
+
+    /// The bearer token `GET /v1/summary` and `GET /v1/reports` require
+    /// (`Authorization: Bearer <token>`). `None` (the default): they are
+    /// open when [`SinkConfig::bind`] is a loopback address, and answer
+    /// `401` otherwise (they reveal every tenant's usage).
+    pub fn admin_token(mut self, admin_token: Secret) -> Self {
+        self.admin_token = Some(admin_token);
+        self
+    }
+
+    /// [`Self::admin_token`] when `Some`; `None` restores the default (none).
+    pub fn admin_token_opt(mut self, admin_token: Option<Secret>) -> Self {
+        self.admin_token = admin_token;
+        self
+    }
+
+    /// Serve HTTPS with this certificate chain and key; `None` (the
+    /// default): plain HTTP.
+    pub fn tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// [`Self::tls`] when `Some`; `None` restores the default (none).
+    pub fn tls_opt(mut self, tls: Option<TlsFiles>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Faults injected into `POST /v1/metadata/submit`; see [`Faults`].
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Largest request body accepted, in bytes; a larger one is answered
+    /// `413`. Default 256 KiB.
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
+    }
+
+    /// Time a request may take from its first header byte until its answer
+    /// is ready, not counting [`Faults::latency`]. A slower client is
+    /// answered `408` and its connection closed. Default 10 s.
+    pub fn request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// How long [`super::SinkHandle::shutdown`] lets requests in flight
+    /// finish before it closes their connections. Default 2 s.
+    pub fn shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
     }
 }
 
@@ -286,18 +387,13 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("max_body"));
         assert!(SinkConfig::default().validate().is_ok());
         for token in ["", "short-hidden", "0123456789 hidden-admin"] {
-            let c = SinkConfig {
-                admin_token: Some(Secret::new(token)),
-                ..SinkConfig::ephemeral()
-            };
+            let c = SinkConfig::ephemeral().admin_token(Secret::new(token));
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("admin_token") && !e.contains("hidden"), "{e}");
         }
-        let c = SinkConfig {
-            licenses: Some(vec![Secret::new("lcl_ok_0123456789")]),
-            api_keys: vec![Secret::new("lsv2_ok"), Secret::new("lsv2 hidden\n")],
-            ..SinkConfig::ephemeral()
-        };
+        let c = SinkConfig::ephemeral()
+            .licenses(vec![Secret::new("lcl_ok_0123456789")])
+            .api_keys(vec![Secret::new("lsv2_ok"), Secret::new("lsv2 hidden\n")]);
         let e = c.validate().unwrap_err();
         assert!(
             matches!(
@@ -325,11 +421,9 @@ mod tests {
 
     #[test]
     fn debug_redacts_credentials() {
-        let c = SinkConfig {
-            licenses: Some(vec![Secret::new("lcl_0123456789abcdef9f2a")]),
-            api_keys: vec![Secret::new("lsv2_pt_0123456789abcdef_77")],
-            ..SinkConfig::ephemeral()
-        };
+        let c = SinkConfig::ephemeral()
+            .licenses(vec![Secret::new("lcl_0123456789abcdef9f2a")])
+            .api_keys(vec![Secret::new("lsv2_pt_0123456789abcdef_77")]);
         let shown = format!("{c:?}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(shown.contains("lcl_…9f2a"), "{shown}");
@@ -340,10 +434,8 @@ mod tests {
         let any = SinkConfig::ephemeral();
         assert!(any.accepts_license("lcl_x"));
         assert!(!any.accepts_license("offline-x"));
-        let listed = SinkConfig {
-            licenses: Some(vec![Secret::new("lcl_a"), Secret::new("custom")]),
-            ..SinkConfig::ephemeral()
-        };
+        let listed =
+            SinkConfig::ephemeral().licenses(vec![Secret::new("lcl_a"), Secret::new("custom")]);
         assert!(listed.accepts_license("custom"));
         assert!(!listed.accepts_license("lcl_b"));
         assert!(!any.accepts_api_key("k"));

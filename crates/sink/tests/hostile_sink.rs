@@ -401,11 +401,9 @@ fn client() -> reqwest::Client {
 }
 
 fn config() -> SinkConfig {
-    SinkConfig {
-        licenses: Some(vec![Secret::new(LICENSE)]),
-        api_keys: vec![Secret::new(API_KEY)],
-        ..SinkConfig::ephemeral()
-    }
+    SinkConfig::ephemeral()
+        .licenses(vec![Secret::new(LICENSE)])
+        .api_keys(vec![Secret::new(API_KEY)])
 }
 
 #[test]
@@ -529,11 +527,11 @@ fn request(head: &str, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_framing_bombs_and_huge_headers_get_4xx_or_a_close_never_5xx() {
-    let sink = Sink::start(SinkConfig {
-        max_body: 4096,
-        request_timeout: Duration::from_millis(800),
-        ..config()
-    })
+    let sink = Sink::start(
+        config()
+            .max_body(4096)
+            .request_timeout(Duration::from_millis(800)),
+    )
     .await
     .unwrap();
     let valid = report().to_string();

@@ -26,10 +26,7 @@ fn client() -> Client {
 }
 
 fn config() -> SinkConfig {
-    SinkConfig {
-        api_keys: vec![Secret::new(API_KEY)],
-        ..SinkConfig::ephemeral()
-    }
+    SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)])
 }
 
 async fn start(config: SinkConfig) -> SinkHandle {
@@ -112,11 +109,7 @@ fn decode_part(part: &str) -> Value {
 
 #[tokio::test]
 async fn verify_issues_hs256_tokens_for_accepted_licenses() {
-    let sink = start(SinkConfig {
-        token_lifetime: Duration::from_secs(120),
-        ..config()
-    })
-    .await;
+    let sink = start(config().token_lifetime(Duration::from_secs(120))).await;
     let c = client();
     let verify = url(&sink, "v1/beacon/verify");
     let post = |body: String| {
@@ -178,11 +171,7 @@ async fn verify_issues_hs256_tokens_for_accepted_licenses() {
     sink.shutdown().await;
 
     // With an explicit list, only listed keys pass, prefix or not.
-    let sink = start(SinkConfig {
-        licenses: Some(vec![Secret::new("custom-license")]),
-        ..config()
-    })
-    .await;
+    let sink = start(config().licenses(vec![Secret::new("custom-license")])).await;
     let verify = url(&sink, "v1/beacon/verify");
     for (license, expected) in [
         ("custom-license", StatusCode::OK),
@@ -203,11 +192,7 @@ async fn verify_issues_hs256_tokens_for_accepted_licenses() {
 #[tokio::test]
 async fn auth_answers_org_config_for_known_api_keys() {
     let org = Uuid::new_v4();
-    let sink = start(SinkConfig {
-        org_id: org,
-        ..config()
-    })
-    .await;
+    let sink = start(config().org_id(org)).await;
     let c = client();
     let auth = url(&sink, "auth");
 
@@ -739,11 +724,7 @@ async fn submit_validation_table() {
         ),
     ];
     let n = cases.len() as u64;
-    let sink_with_list = start(SinkConfig {
-        licenses: Some(vec![Secret::new(LICENSE)]),
-        ..config()
-    })
-    .await;
+    let sink_with_list = start(config().licenses(vec![Secret::new(LICENSE)])).await;
     for (name, bad, status, reason) in cases {
         // The unknown-license case needs a sink with an explicit list.
         let target = if name == "unknown license" {
@@ -1018,13 +999,10 @@ async fn forced_status_and_failure_rate_then_recovery() {
 
 #[tokio::test]
 async fn dropped_connection_is_an_error_and_records_nothing() {
-    let sink = start(SinkConfig {
-        faults: Faults {
-            drop_rate: 1.0,
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let sink = start(config().faults(Faults {
+        drop_rate: 1.0,
+        ..Faults::none()
+    }))
     .await;
     let c = client();
     let key = Uuid::new_v4();
@@ -1046,13 +1024,10 @@ async fn dropped_connection_is_an_error_and_records_nothing() {
 
 #[tokio::test]
 async fn accept_then_drop_counts_the_report_and_the_retry_is_a_duplicate() {
-    let sink = start(SinkConfig {
-        faults: Faults {
-            accept_then_drop_rate: 1.0,
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let sink = start(config().faults(Faults {
+        accept_then_drop_rate: 1.0,
+        ..Faults::none()
+    }))
     .await;
     let c = client();
     let key = Uuid::new_v4();
@@ -1079,14 +1054,11 @@ async fn accept_then_drop_counts_the_report_and_the_retry_is_a_duplicate() {
 #[tokio::test]
 async fn fault_decisions_follow_the_seed() {
     async fn statuses(seed: u64) -> Vec<u16> {
-        let sink = start(SinkConfig {
-            faults: Faults {
-                failure_rate: 0.5,
-                seed,
-                ..Faults::none()
-            },
-            ..config()
-        })
+        let sink = start(config().faults(Faults {
+            failure_rate: 0.5,
+            seed,
+            ..Faults::none()
+        }))
         .await;
         let c = client();
         let mut out = Vec::new();
@@ -1107,13 +1079,10 @@ async fn fault_decisions_follow_the_seed() {
 #[tokio::test]
 async fn latency_delays_protocol_endpoints_only() {
     let latency = Duration::from_millis(400);
-    let sink = start(SinkConfig {
-        faults: Faults {
-            latency,
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let sink = start(config().faults(Faults {
+        latency,
+        ..Faults::none()
+    }))
     .await;
     let c = client();
     let t = Instant::now();
@@ -1187,11 +1156,7 @@ async fn summary_and_reports_endpoints_match_the_handle() {
 async fn jsonl_gets_one_flushed_line_per_accepted_report() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reports.jsonl");
-    let sink = start(SinkConfig {
-        jsonl: Some(path.clone()),
-        ..config()
-    })
-    .await;
+    let sink = start(config().jsonl(path.clone())).await;
     let c = client();
     let key = Uuid::new_v4();
     assert_eq!(status_of(&c, &sink, &report(1, 2), Some(key)).await, 204);
@@ -1219,11 +1184,7 @@ async fn jsonl_gets_one_flushed_line_per_accepted_report() {
     sink.shutdown().await;
 
     // A second sink appends.
-    let sink = start(SinkConfig {
-        jsonl: Some(path.clone()),
-        ..config()
-    })
-    .await;
+    let sink = start(config().jsonl(path.clone())).await;
     assert_eq!(status_of(&client(), &sink, &report(9, 9), None).await, 204);
     sink.shutdown().await;
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
@@ -1231,11 +1192,7 @@ async fn jsonl_gets_one_flushed_line_per_accepted_report() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
-    let sink = start(SinkConfig {
-        max_body: 1024,
-        ..config()
-    })
-    .await;
+    let sink = start(config().max_body(1024)).await;
     let c = client();
     let small = serde_json::to_vec(&report(1, 1)).unwrap();
     assert!(small.len() <= 1024);
@@ -1274,11 +1231,7 @@ async fn oversized_bodies_get_413() {
 
 #[tokio::test]
 async fn slow_clients_time_out() {
-    let sink = start(SinkConfig {
-        request_timeout: Duration::from_millis(300),
-        ..config()
-    })
-    .await;
+    let sink = start(config().request_timeout(Duration::from_millis(300))).await;
     // Headers complete, body never finishes: 408.
     let mut s = tokio::net::TcpStream::connect(sink.addr()).await.unwrap();
     s.write_all(b"POST /v1/metadata/submit HTTP/1.1\r\nHost: sink\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
@@ -1313,13 +1266,10 @@ async fn slow_clients_time_out() {
 #[tokio::test]
 async fn shutdown_is_graceful_then_bounded() {
     // A request in flight when shutdown starts is answered.
-    let sink = start(SinkConfig {
-        faults: Faults {
-            latency: Duration::from_millis(300),
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let sink = start(config().faults(Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::none()
+    }))
     .await;
     let addr = sink.addr();
     let c = client();
@@ -1345,14 +1295,14 @@ async fn shutdown_is_graceful_then_bounded() {
     );
 
     // One that would outlast the grace period is cut off in time.
-    let sink = start(SinkConfig {
-        shutdown_grace: Duration::from_millis(200),
-        faults: Faults {
-            latency: Duration::from_secs(30),
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let sink = start(
+        config()
+            .shutdown_grace(Duration::from_millis(200))
+            .faults(Faults {
+                latency: Duration::from_secs(30),
+                ..Faults::none()
+            }),
+    )
     .await;
     let auth_url = url(&sink, "auth");
     let stuck = tokio::spawn({
@@ -1369,33 +1319,22 @@ async fn shutdown_is_graceful_then_bounded() {
 #[tokio::test]
 async fn start_errors_name_the_problem() {
     let sink = start(config()).await;
-    let err = Sink::start(SinkConfig {
-        bind: sink.addr(),
-        ..config()
-    })
-    .await
-    .unwrap_err();
+    let err = Sink::start(config().bind(sink.addr())).await.unwrap_err();
     assert!(matches!(err, SinkError::Bind { .. }), "{err:?}");
     assert!(err.to_string().contains(&sink.addr().to_string()));
 
-    let err = Sink::start(SinkConfig {
-        jsonl: Some("/nonexistent-dir/reports.jsonl".into()),
-        ..config()
-    })
-    .await
-    .unwrap_err();
+    let err = Sink::start(config().jsonl("/nonexistent-dir/reports.jsonl"))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("/nonexistent-dir/reports.jsonl"),
         "{err}"
     );
 
-    let err = Sink::start(SinkConfig {
-        faults: Faults {
-            failure_rate: 2.0,
-            ..Faults::none()
-        },
-        ..config()
-    })
+    let err = Sink::start(config().faults(Faults {
+        failure_rate: 2.0,
+        ..Faults::none()
+    }))
     .await
     .unwrap_err();
     assert!(err.to_string().contains("failure_rate"), "{err}");
@@ -1525,10 +1464,7 @@ mod garbage {
 async fn the_database_keeps_reports_and_dedup_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sink.db");
-    let with_db = || SinkConfig {
-        db: Some(db.clone()),
-        ..config()
-    };
+    let with_db = || config().db(db.clone());
     let c = client();
     let key = Uuid::new_v4();
     let sink = start(with_db()).await;

@@ -19,7 +19,9 @@ use std::io::{self, Write};
 pub fn run(args: &PreviewArgs, term: Term, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let tags = beacon_meter::config::tags_from_env()?;
-    let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
+    let spool_dir = config
+        .spool_dir()
+        .map_or_else(Spool::default_dir, ToOwned::to_owned);
     let previews = build(&config, &tags, &spool_dir, Utc::now());
     let written = if args.json {
         let reports: Vec<serde_json::Value> =

@@ -107,17 +107,17 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
         .clone()
         .zip(args.tls_key.clone())
         .map(|(cert, key)| TlsFiles { cert, key });
-    let config = SinkConfig {
-        bind: args.bind,
-        token_lifetime: Duration::from_secs(args.token_lifetime),
-        licenses: (!args.licenses.is_empty()).then(|| args.licenses.clone()),
-        api_keys: args.api_keys.clone(),
-        org_id: args.org_id,
-        db: args.db.clone(),
-        jsonl: args.jsonl.clone(),
-        admin_token: token_file.map(admin_token).transpose()?,
-        tls,
-        faults: Faults {
+    let config = SinkConfig::default()
+        .bind(args.bind)
+        .token_lifetime(Duration::from_secs(args.token_lifetime))
+        .licenses_opt((!args.licenses.is_empty()).then(|| args.licenses.clone()))
+        .api_keys(args.api_keys.clone())
+        .org_id(args.org_id)
+        .db_opt(args.db.clone())
+        .jsonl_opt(args.jsonl.clone())
+        .admin_token_opt(token_file.map(admin_token).transpose()?)
+        .tls_opt(tls)
+        .faults(Faults {
             failure_rate: args.failure_rate,
             drop_rate: args.drop_rate,
             accept_then_drop_rate: args.accept_then_drop_rate,
@@ -125,9 +125,7 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
             forced_status: args.force_status,
             seed: args.seed,
             ..Faults::default()
-        },
-        ..SinkConfig::default()
-    };
+        });
     match config.validate() {
         Ok(()) => Ok(config),
         Err(SinkError::BadKey { field, index }) => Err(SinkCommandError::BadKey {
@@ -506,17 +504,20 @@ mod tests {
             "9",
         ]))
         .unwrap();
-        assert_eq!(c.bind.port(), 0);
-        assert_eq!(
-            c.licenses.as_deref(),
-            Some(&[Secret::new("lcl_0123456789abcdef9f2a")][..])
-        );
-        assert_eq!(c.api_keys, [Secret::new("lsv2_0123456789abcdef_77")]);
-        assert_eq!(c.token_lifetime, Duration::from_secs(60));
-        assert_eq!(c.faults.drop_rate, 0.25);
-        assert_eq!(c.faults.latency, Duration::from_millis(15));
-        assert_eq!(c.faults.seed, 9);
-        assert_eq!(sink_config(&args(&[])).unwrap().licenses, None);
+        let want = SinkConfig::default()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .licenses(vec![Secret::new("lcl_0123456789abcdef9f2a")])
+            .api_keys(vec![Secret::new("lsv2_0123456789abcdef_77")])
+            .token_lifetime(Duration::from_secs(60))
+            .faults(Faults {
+                drop_rate: 0.25,
+                latency: Duration::from_millis(15),
+                seed: 9,
+                ..Faults::default()
+            });
+        assert_eq!(c, want);
+        // No --license: any online license, as the default.
+        assert_eq!(sink_config(&args(&[])).unwrap(), SinkConfig::default());
     }
 
     #[test]
@@ -537,9 +538,14 @@ mod tests {
             t,
         ]))
         .unwrap();
-        assert_eq!(c.db.as_deref(), Some(std::path::Path::new("x.db")));
-        assert_eq!(c.tls.unwrap().key, std::path::PathBuf::from("k.pem"));
-        assert_eq!(c.admin_token.unwrap().expose(), "0123456789abcdef-admin");
+        let want = SinkConfig::default()
+            .db("x.db")
+            .tls(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            })
+            .admin_token(Secret::new("0123456789abcdef-admin"));
+        assert_eq!(c, want);
         std::fs::write(&token, "short-secret\n").unwrap();
         let err = sink_config(&args(&["--admin-token-file", t])).unwrap_err();
         assert_eq!(err.exit_status(), exit::CONFIG);

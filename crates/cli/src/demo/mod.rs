@@ -171,14 +171,14 @@ impl Demo {
             .unwrap_or_else(|| format!("lcl_demo_{}", uuid::Uuid::new_v4().simple()));
         let config = demo_config(&endpoint, &license, options.interval, &spool_dir)?;
         let meter = Meter::new();
-        let mut reporter_options = ReporterOptions::new(config, Tags::new().plan(Plan::Enterprise));
         // Snappier than production (1 s .. 5 min, 15 min after a refused key),
         // so a 10-second demo shows retries and recovers within it.
-        reporter_options.retry = RetryPolicy {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
-            credential_backoff: Duration::from_secs(5),
-        };
+        let reporter_options = ReporterOptions::new(config, Tags::new().plan(Plan::Enterprise))
+            .retry(RetryPolicy {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(2),
+                credential_backoff: Duration::from_secs(5),
+            });
         let reporter = Reporter::spawn(meter.clone(), reporter_options).await?;
         let threads = options
             .threads
@@ -332,17 +332,14 @@ fn carried_over(dir: &Path) -> Result<Counts, DemoError> {
 }
 
 fn demo_sink_config() -> SinkConfig {
-    SinkConfig {
-        faults: Faults {
-            failure_rate: 0.15,
-            retry_after_secs: 1,
-            drop_rate: 0.05,
-            accept_then_drop_rate: 0.05,
-            seed: uuid::Uuid::new_v4().as_u128() as u64,
-            ..Faults::default()
-        },
-        ..SinkConfig::ephemeral()
-    }
+    SinkConfig::ephemeral().faults(Faults {
+        failure_rate: 0.15,
+        retry_after_secs: 1,
+        drop_rate: 0.05,
+        accept_then_drop_rate: 0.05,
+        seed: uuid::Uuid::new_v4().as_u128() as u64,
+        ..Faults::default()
+    })
 }
 
 /// The demo's configuration: the process environment with the endpoint,

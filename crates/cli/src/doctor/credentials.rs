@@ -19,7 +19,7 @@ pub(super) async fn verify(
 ) -> CredentialCheck {
     let variable = match d.credential {
         Credential::License(_) => ENV_LICENSE_KEY,
-        Credential::ApiKey(_) => config.sources.api_key.var().unwrap_or(API_KEY_VARS[0]),
+        Credential::ApiKey(_) => config.sources().api_key.var().unwrap_or(API_KEY_VARS[0]),
     };
     let mut check = CredentialCheck {
         kind: CredentialKind::of(&d.credential),

@@ -88,6 +88,10 @@ pub enum Origin {
     Default,
     /// Not set, and there is no default.
     Unset,
+    /// Set in code, by a `ConfigBuilder` method (not by the doctor's own
+    /// run, which reads the environment; here for embedders who hand the
+    /// doctor's functions a built configuration).
+    Code,
 }
 
 /// One configuration value.
@@ -296,7 +300,7 @@ pub async fn check_env(progress: Progress<'_>) -> CheckReport {
     let report = CheckReport::default();
     let config = match Config::from_env() {
         Ok(c) => c,
-        Err(e) => return config_failure(report, Some(e.var().to_owned()), e.to_string()),
+        Err(e) => return config_failure(report, Some(e.origin().to_string()), e.to_string()),
     };
     let tags = match beacon_meter::config::tags_from_env() {
         Ok(tags) => tags,
@@ -330,7 +334,7 @@ fn config_failure(
 /// The checks of a readable configuration: settings, tags, offline,
 /// egress, probes, verifications.
 pub async fn check_config(config: &Config, tags: &Tags, progress: Progress<'_>) -> CheckReport {
-    let plan = Plan::for_license(config.license_key.is_some());
+    let plan = Plan::for_license(config.license_key().is_some());
     let mut report = CheckReport {
         settings: settings(config),
         tags: tags.clone().plan(plan).evaluate().tags,
@@ -365,21 +369,21 @@ async fn probe_all(
     let targets = egress_targets(config, &destinations);
     report.egress = targets.iter().map(|(_, e)| e.clone()).collect();
     let tls = TlsRoots::new(config);
-    let wait = config.timeout.min(MAX_CONNECT_WAIT);
-    let ca_pem = config.ca_cert.as_ref().map(|c| c.pem.clone());
+    let wait = config.timeout().min(MAX_CONNECT_WAIT);
+    let ca_pem = config.ca_cert().map(|c| c.pem.clone());
     let http = match HttpClient::new(ClientSettings {
-        timeout: config.timeout,
+        timeout: config.timeout(),
         connect_timeout: wait,
         ca_cert_pem: ca_pem.clone(),
         ..ClientSettings::default()
     }) {
         Ok(h) => h,
         Err(e) => {
-            let var = config.ca_cert.as_ref().map(|_| ENV_CA_CERT.to_owned());
+            let var = config.ca_cert().map(|_| ENV_CA_CERT.to_owned());
             return config_failure(report, var, e.to_string());
         }
     };
-    let client = net::probe_client(config.timeout, wait, ca_pem.as_deref());
+    let client = net::probe_client(config.timeout(), wait, ca_pem.as_deref());
     for (url, egress) in &targets {
         let host = net::probe_host(url, egress, &tls, client.as_ref(), wait, progress).await;
         report.problems.extend(net::host_problems(&host, &tls));
@@ -387,7 +391,9 @@ async fn probe_all(
     }
 
     progress("probing the report paths".to_owned());
-    let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
+    let spool_dir = config
+        .spool_dir()
+        .map_or_else(Spool::default_dir, ToOwned::to_owned);
     let previews = preview::build(config, tags, &spool_dir, Utc::now());
     let hosts = &report.hosts;
     report.report_paths = paths::report_paths(config, &previews.reports, client.as_ref(), |u| {

@@ -27,7 +27,7 @@ impl TlsRoots {
         use pki_types::pem::PemObject as _;
         let roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
         let webpki = tls_config(RootCertStore { roots }).ok();
-        let extra = config.ca_cert.as_ref().map(|ca| {
+        let extra = config.ca_cert().map(|ca| {
             let mut store = RootCertStore::empty();
             let errors: Vec<String> = pki_types::CertificateDer::pem_slice_iter(&ca.pem)
                 .filter_map(|cert| {

@@ -73,7 +73,7 @@ pub struct Previews {
 /// The reports `config` would send at `now`, with tags from `tags` (plus the
 /// plan) and counts from the checkpoint in `spool_dir`.
 pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>) -> Previews {
-    let plan = Plan::for_license(config.license_key.is_some());
+    let plan = Plan::for_license(config.license_key().is_some());
     let tags = tags.clone().plan(plan).evaluate().tags;
     let checkpoint = read_checkpoint(spool_dir);
     let file = Spool::checkpoint_file(spool_dir);
@@ -120,7 +120,7 @@ fn preview_one(
             (w.report.from_timestamp, w.report.measures.clone(), counts)
         }
         (None, found) => (
-            beacon_meter::wire::tiling::boundary_at_or_before(now, config.interval),
+            beacon_meter::wire::tiling::boundary_at_or_before(now, config.interval()),
             BTreeMap::new(),
             found.as_ref().err().cloned().unwrap_or_else(|| {
                 format!("zero: the checkpoint ({file}) holds no open window for this destination")
@@ -134,7 +134,7 @@ fn preview_one(
     } else {
         from + TimeDelta::milliseconds(1)
     };
-    let closes_at = WindowClock::new(config.interval, from)
+    let closes_at = WindowClock::new(config.interval(), from)
         .map(|c| c.next_boundary())
         .unwrap_or(to);
     let body = ReportBody {
@@ -164,7 +164,7 @@ fn saved_counts(
     now: DateTime<Utc>,
 ) -> String {
     let age = (now - saved_at).num_seconds().max(0);
-    let stale = TimeDelta::from_std(config.checkpoint_interval * 3)
+    let stale = TimeDelta::from_std(config.checkpoint_interval() * 3)
         .unwrap_or(TimeDelta::MAX)
         .max(TimeDelta::seconds(30));
     let mut text = format!("the running reporter's open window, saved {age} s ago ({file})");
@@ -179,7 +179,7 @@ fn saved_counts(
 
 /// Why `config` sends nothing, if it is offline.
 pub fn offline_reason(config: &Config) -> Option<String> {
-    if config.offline {
+    if config.offline_flag() {
         Some(format!("{ENV_OFFLINE} is true"))
     } else if config.is_offline() {
         Some(format!(

@@ -1,36 +1,50 @@
-//! Configuration from the environment. Layer: shell. May import
-//! `crate::secret`, `crate::urls`, `crate::wire` (pure data), the spool's
-//! queue names ([`crate::spool::Destination`]) and `url`; no HTTP client
-//! crate, no `crate::cli`, no I/O but the CA file.
+//! Configuration: in code ([`Config::builder`]), from the environment
+//! ([`Config::from_env`]), or both ([`ConfigBuilder::from_env`], then
+//! setters). Layer: shell. May import `crate::secret`, `crate::urls`,
+//! `crate::wire` (pure data), the spool's queue names
+//! ([`crate::spool::Destination`]) and `url`; no HTTP client crate, no I/O
+//! but the CA file.
 //!
-//! | setting | variables, first set wins | default |
-//! | --- | --- | --- |
-//! | license key (secret) | `LANGGRAPH_CLOUD_LICENSE_KEY` | unset |
-//! | API key (secret) | `LANGSMITH_CONTROL_PLANE_API_KEY`, `LANGSMITH_API_KEY`, `LANGCHAIN_API_KEY` | unset |
-//! | auth endpoint: API-key verification and reports | `LANGSMITH_AUTH_ENDPOINT`, `LANGCHAIN_ENDPOINT`, `LANGSMITH_ENDPOINT` | `https://api.smith.langchain.com` |
-//! | Beacon: license verification and reports | `BEACON_URL` | `https://beacon.langchain.com` |
-//! | wire dialect of the license destination | `BEACON_WIRE`: `published` or `langgraph-api` | `published` |
-//! | report interval, 1..=86400 s | `BEACON_INTERVAL_SECS` | 300 |
-//! | request timeout, 1..=600 s | `BEACON_TIMEOUT_SECS` | 30 |
-//! | send nothing: `true`/`false`/`1`/`0`/`yes`/`no` | `BEACON_OFFLINE` | false |
-//! | where unsent reports are kept | `BEACON_SPOOL_DIR` | unset |
-//! | extra CA certificate(s), PEM | `BEACON_CA_CERT` | unset |
-//! | how often counts are checkpointed, 1..=3600 s | `BEACON_CHECKPOINT_SECS` | 5 |
+//! Each setting has a [`ConfigBuilder`] method and variables:
+//!
+//! | setting | builder method | variables, first set wins | default |
+//! | --- | --- | --- | --- |
+//! | license key (secret) | `license_key` | `LANGGRAPH_CLOUD_LICENSE_KEY` | unset |
+//! | API key (secret) | `api_key` | `LANGSMITH_CONTROL_PLANE_API_KEY`, `LANGSMITH_API_KEY`, `LANGCHAIN_API_KEY` | unset |
+//! | auth endpoint: API-key verification and reports | `auth_endpoint` | `LANGSMITH_AUTH_ENDPOINT`, `LANGCHAIN_ENDPOINT`, `LANGSMITH_ENDPOINT` | `https://api.smith.langchain.com` |
+//! | Beacon: license verification and reports | `beacon_url` | `BEACON_URL` | `https://beacon.langchain.com` |
+//! | wire dialect of the license destination | `wire` | `BEACON_WIRE`: `published` or `langgraph-api` | `published` |
+//! | report interval, 1..=86400 s | `interval` | `BEACON_INTERVAL_SECS` | 300 |
+//! | request timeout, 1..=600 s | `timeout` | `BEACON_TIMEOUT_SECS` | 30 |
+//! | send nothing: `true`/`false`/`1`/`0`/`yes`/`no` | `offline` | `BEACON_OFFLINE` | false |
+//! | where unsent reports are kept | `spool_dir` | `BEACON_SPOOL_DIR` | unset |
+//! | extra CA certificate(s), PEM | `ca_cert` | `BEACON_CA_CERT` | unset |
+//! | how often counts are checkpointed, 1..=3600 s | `checkpoint_interval` | `BEACON_CHECKPOINT_SECS` | 5 |
 //!
 //! The precedence lists are the reference platform's (`langgraph-api`).
 //! Values are trimmed; an empty value counts as unset, so the next variable
 //! in the list is read. Only the winning variable is checked: a value that
 //! is not UTF-8, longer than [`MAX_VALUE_BYTES`] (secrets:
 //! [`MAX_SECRET_BYTES`]) or otherwise wrong is a [`ConfigError`] naming that
-//! variable, the value (never for a secret) and the fix. URLs must be
-//! `https`, except plain `http` to a loopback address. [`Config::sources`]
-//! records which variable each value came from.
+//! variable, the value (never for a secret) and the fix. A builder method
+//! is held to the same rules, except that durations are typed (whole
+//! milliseconds in code, whole seconds in a variable), and its errors name
+//! the method ([`Origin`]). URLs must be `https`, except plain `http` to a
+//! loopback address. [`Config::sources`] records where each value came
+//! from.
 //!
 //! Who gets what ([`Config::credentials`]): an online (`lcl_`) license
 //! reports to the Beacon; an API key reports to the auth endpoint; a license
 //! without `lcl_` is never sent anywhere. Nothing is sent when
 //! `BEACON_OFFLINE` is true, or when the only credential is such an offline
 //! license ([`Config::is_offline`]).
+
+mod builder;
+mod env;
+mod error;
+
+pub use builder::ConfigBuilder;
+pub use error::{ConfigError, Origin};
 
 use crate::secret::{Pem, Secret};
 use crate::spool::Destination;
@@ -88,156 +102,6 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 pub const MAX_SECRET_BYTES: usize = 1024;
 /// The largest CA certificate file read, in bytes.
 pub const MAX_CA_CERT_BYTES: u64 = 1024 * 1024;
-
-/// Bad values shown in errors are cut to this many characters.
-const SHOWN_CHARS: usize = 100;
-
-/// A configuration variable with a bad value.
-///
-/// Every message names the variable, shows the value (cut short; never for a
-/// credential) and says how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The value is not valid UTF-8.
-    #[error("{var} is not valid UTF-8; set it to plain text or unset it")]
-    NotUnicode {
-        /// The variable.
-        var: &'static str,
-    },
-    /// The value is longer than allowed.
-    #[error("{var} is {len} bytes long, more than the {max} allowed; set a shorter value")]
-    TooLong {
-        /// The variable.
-        var: &'static str,
-        /// Its length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A credential contains whitespace or control characters (the value is
-    /// not shown).
-    #[error(
-        "{var} contains whitespace or control characters, so it cannot be a valid key; \
-         set it to the key exactly as issued (the value is not shown because it is a secret)"
-    )]
-    BadSecret {
-        /// The variable.
-        var: &'static str,
-    },
-    /// A wire dialect that is neither `published` nor `langgraph-api`.
-    #[error(
-        "{var} is {value:?}; set it to published (the published format, the default) or \
-         langgraph-api (what the langgraph-api package sends), or unset it"
-    )]
-    BadDialect {
-        /// The variable.
-        var: &'static str,
-        /// The value.
-        value: String,
-    },
-    /// A number of seconds that is not a whole number in range.
-    #[error(
-        "{var} is {value:?}; set it to a whole number of seconds from {min} to {max}, or unset it for {default}"
-    )]
-    BadSeconds {
-        /// The variable.
-        var: &'static str,
-        /// The value.
-        value: String,
-        /// Smallest allowed.
-        min: u64,
-        /// Largest allowed.
-        max: u64,
-        /// The default.
-        default: u64,
-    },
-    /// A flag that is not a recognized boolean.
-    #[error("{var} is {value:?}; set it to true, false, 1, 0, yes or no")]
-    BadBool {
-        /// The variable.
-        var: &'static str,
-        /// The value.
-        value: String,
-    },
-    /// A URL that does not parse or cannot be an endpoint.
-    #[error(
-        "{var} is {value:?}, which is not a usable endpoint URL ({reason}); set it to a base URL like https://beacon.example.com"
-    )]
-    BadUrl {
-        /// The variable.
-        var: &'static str,
-        /// The value (user info replaced by `***`).
-        value: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A plain-`http` URL to a host that is not loopback.
-    #[error(
-        "{var} is {value:?}: plain http is allowed only to a loopback address (127.0.0.0/8, ::1, localhost); use https"
-    )]
-    InsecureUrl {
-        /// The variable.
-        var: &'static str,
-        /// The value (user info replaced by `***`).
-        value: String,
-    },
-    /// The CA certificate file is missing, unreadable or holds no certificate.
-    #[error(
-        "{var} is {path:?}: {reason}; point it at a readable PEM file holding at least one CERTIFICATE block, or unset it"
-    )]
-    BadCaCert {
-        /// The variable.
-        var: &'static str,
-        /// The path given.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl ConfigError {
-    /// The error with every occurrence of `secrets` in the values it shows
-    /// replaced by their redacted form.
-    fn without_secrets(mut self, secrets: &[Secret]) -> ConfigError {
-        let clean =
-            |s: &mut String| *s = secrets.iter().fold(std::mem::take(s), |s, k| k.scrub(&s));
-        match &mut self {
-            ConfigError::BadSeconds { value, .. }
-            | ConfigError::BadBool { value, .. }
-            | ConfigError::BadDialect { value, .. }
-            | ConfigError::InsecureUrl { value, .. } => clean(value),
-            ConfigError::BadUrl { value, reason, .. }
-            | ConfigError::BadCaCert {
-                path: value,
-                reason,
-                ..
-            } => {
-                clean(value);
-                clean(reason);
-            }
-            ConfigError::NotUnicode { .. }
-            | ConfigError::TooLong { .. }
-            | ConfigError::BadSecret { .. } => {}
-        }
-        self
-    }
-
-    /// The variable that was wrong.
-    pub fn var(&self) -> &str {
-        match self {
-            ConfigError::NotUnicode { var }
-            | ConfigError::TooLong { var, .. }
-            | ConfigError::BadSecret { var }
-            | ConfigError::BadSeconds { var, .. }
-            | ConfigError::BadBool { var, .. }
-            | ConfigError::BadDialect { var, .. }
-            | ConfigError::BadCaCert { var, .. }
-            | ConfigError::BadUrl { var, .. }
-            | ConfigError::InsecureUrl { var, .. } => var,
-        }
-    }
-}
 
 /// An extra CA certificate file, checked and read at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,12 +164,13 @@ impl Endpoint {
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
-    /// This environment variable.
-    Var(&'static str),
-    /// No variable is set; the built-in default applies.
+    /// A variable or a builder method set it.
+    Given(Origin),
+    /// Nothing set it; the built-in default applies.
     Default,
-    /// No variable is set and there is no default.
+    /// Nothing set it and there is no default.
     Unset,
 }
 
@@ -313,28 +178,22 @@ impl Source {
     /// The variable, if the value came from one.
     pub fn var(self) -> Option<&'static str> {
         match self {
-            Source::Var(v) => Some(v),
+            Source::Given(origin) => origin.var(),
             Source::Default | Source::Unset => None,
-        }
-    }
-
-    fn of(var: Option<&'static str>, has_default: bool) -> Source {
-        match (var, has_default) {
-            (Some(v), _) => Source::Var(v),
-            (None, true) => Source::Default,
-            (None, false) => Source::Unset,
         }
     }
 }
 
-/// Which variable each value of a [`Config`] came from (field for field).
+/// Where each value of a [`Config`] came from (field for field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Sources {
     /// Of [`Config::license_key`].
     pub license_key: Source,
-    /// Of [`Config::api_key`]: one of [`API_KEY_VARS`].
+    /// Of [`Config::api_key`]: one of [`API_KEY_VARS`], or the builder.
     pub api_key: Source,
-    /// Of [`Config::auth_endpoint`]: one of [`AUTH_ENDPOINT_VARS`].
+    /// Of [`Config::auth_endpoint`]: one of [`AUTH_ENDPOINT_VARS`], or the
+    /// builder.
     pub auth_endpoint: Source,
     /// Of [`Config::beacon_url`].
     pub beacon_url: Source,
@@ -344,7 +203,7 @@ pub struct Sources {
     pub interval: Source,
     /// Of [`Config::timeout`].
     pub timeout: Source,
-    /// Of [`Config::offline`].
+    /// Of [`Config::offline_flag`].
     pub offline: Source,
     /// Of [`Config::spool_dir`].
     pub spool_dir: Source,
@@ -354,33 +213,26 @@ pub struct Sources {
     pub checkpoint_interval: Source,
 }
 
-/// The whole configuration. `Debug` shows credentials redacted.
+/// The whole configuration, checked: make one with [`Config::builder`] or
+/// [`Config::from_env`]. `Debug` shows credentials redacted.
+///
+/// The fields are private, with an accessor each: a setting can be added
+/// without breaking an embedder, and a `Config` is only ever made by
+/// [`ConfigBuilder::build`], so every value in it has passed the checks.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `LANGGRAPH_CLOUD_LICENSE_KEY`
-    pub license_key: Option<Secret>,
-    /// The first set of [`API_KEY_VARS`].
-    pub api_key: Option<Secret>,
-    /// The first set of [`AUTH_ENDPOINT_VARS`].
-    pub auth_endpoint: Url,
-    /// `BEACON_URL`
-    pub beacon_url: Url,
-    /// `BEACON_WIRE`: the dialect reports are sent in.
-    pub wire: Dialect,
-    /// `BEACON_INTERVAL_SECS`
-    pub interval: Duration,
-    /// `BEACON_TIMEOUT_SECS`
-    pub timeout: Duration,
-    /// `BEACON_OFFLINE`
-    pub offline: bool,
-    /// `BEACON_SPOOL_DIR`
-    pub spool_dir: Option<PathBuf>,
-    /// `BEACON_CA_CERT`
-    pub ca_cert: Option<CaCert>,
-    /// `BEACON_CHECKPOINT_SECS`
-    pub checkpoint_interval: Duration,
-    /// Which variable each value came from.
-    pub sources: Sources,
+    license_key: Option<Secret>,
+    api_key: Option<Secret>,
+    auth_endpoint: Url,
+    beacon_url: Url,
+    wire: Dialect,
+    interval: Duration,
+    timeout: Duration,
+    offline: bool,
+    spool_dir: Option<PathBuf>,
+    ca_cert: Option<CaCert>,
+    checkpoint_interval: Duration,
+    sources: Sources,
 }
 
 /// The platform tags from the process environment ([`Tags::from_lookup`]
@@ -397,63 +249,27 @@ pub fn tags_from_env() -> Result<Tags, TagError> {
 }
 
 impl Config {
-    /// The configuration from the process environment.
+    /// A builder with nothing set: every setting at its default.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The configuration from the process environment
+    /// ([`ConfigBuilder::from_env`], then [`ConfigBuilder::build`]).
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|var| std::env::var_os(var))
+        ConfigBuilder::from_env()?.build()
     }
 
     /// The configuration from `lookup` (an environment). Reads the CA
     /// certificate file, if one is named; touches nothing else.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
-        let env = Env(&lookup);
-        let license_var = env.first(&[ENV_LICENSE_KEY], MAX_SECRET_BYTES)?;
-        let api_var = env.first(&API_KEY_VARS, MAX_SECRET_BYTES)?;
-        let license_key = license_var.map(|v| env.secret(v)).transpose()?.flatten();
-        let api_key = api_var.map(|v| env.secret(v)).transpose()?.flatten();
-        // A key pasted into another variable (say, two variables swapped)
-        // is shown in that variable's error: redact it there.
-        let secrets: Vec<Secret> = license_key.iter().chain(&api_key).cloned().collect();
-        let rest = move || -> Result<Config, ConfigError> {
-            let auth_var = env.first(&AUTH_ENDPOINT_VARS, MAX_VALUE_BYTES)?;
-            let set = |var: &'static str| env.first(&[var], MAX_VALUE_BYTES);
-            let sources = Sources {
-                license_key: Source::of(license_var, false),
-                api_key: Source::of(api_var, false),
-                auth_endpoint: Source::of(auth_var, true),
-                beacon_url: Source::of(set(ENV_BEACON_URL)?, true),
-                wire: Source::of(set(ENV_WIRE)?, true),
-                interval: Source::of(set(ENV_INTERVAL)?, true),
-                timeout: Source::of(set(ENV_TIMEOUT)?, true),
-                offline: Source::of(set(ENV_OFFLINE)?, true),
-                spool_dir: Source::of(set(ENV_SPOOL_DIR)?, false),
-                ca_cert: Source::of(set(ENV_CA_CERT)?, false),
-                checkpoint_interval: Source::of(set(ENV_CHECKPOINT)?, true),
-            };
-            let auth_var = auth_var.unwrap_or(ENV_AUTH_ENDPOINT);
-            Ok(Config {
-                license_key,
-                api_key,
-                auth_endpoint: env.url(auth_var, DEFAULT_AUTH_ENDPOINT)?,
-                beacon_url: env.url(ENV_BEACON_URL, DEFAULT_BEACON_URL)?,
-                wire: env.dialect(ENV_WIRE)?.unwrap_or_default(),
-                interval: env.seconds(ENV_INTERVAL, 300, 1, 86_400)?,
-                timeout: env.seconds(ENV_TIMEOUT, 30, 1, 600)?,
-                offline: env.boolean(ENV_OFFLINE)?.unwrap_or(false),
-                spool_dir: env.text(ENV_SPOOL_DIR)?.map(PathBuf::from),
-                ca_cert: env
-                    .text(ENV_CA_CERT)?
-                    .map(|p| load_ca_cert(ENV_CA_CERT, Path::new(&p)))
-                    .transpose()?,
-                checkpoint_interval: env.seconds(ENV_CHECKPOINT, 5, 1, 3600)?,
-                sources,
-            })
-        };
-        rest().map_err(|e| e.without_secrets(&secrets))
+        ConfigBuilder::from_lookup(lookup)?.build()
     }
 
     /// The configuration from explicit `(variable, value)` pairs, ignoring
-    /// the process environment (tests, and embedders that configure in
-    /// code).
+    /// the process environment: the environment's rules without the
+    /// process's environment (tests, and tools that take variables from a
+    /// file). Code that sets values should use [`Config::builder`].
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|k| {
             pairs
@@ -461,6 +277,69 @@ impl Config {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| OsString::from(v))
         })
+    }
+
+    /// The license key ([`ENV_LICENSE_KEY`]), if set.
+    pub fn license_key(&self) -> Option<&Secret> {
+        self.license_key.as_ref()
+    }
+
+    /// The API key (first of [`API_KEY_VARS`]), if set.
+    pub fn api_key(&self) -> Option<&Secret> {
+        self.api_key.as_ref()
+    }
+
+    /// The auth endpoint: API-key verification and reports.
+    pub fn auth_endpoint(&self) -> &Url {
+        &self.auth_endpoint
+    }
+
+    /// The Beacon: license verification and reports.
+    pub fn beacon_url(&self) -> &Url {
+        &self.beacon_url
+    }
+
+    /// The wire dialect reports are sent in.
+    pub fn wire(&self) -> Dialect {
+        self.wire
+    }
+
+    /// The report interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// True if [`ENV_OFFLINE`] (or [`ConfigBuilder::offline`]) says to send
+    /// nothing. Whether anything is sent also depends on the license:
+    /// see [`Config::is_offline`].
+    pub fn offline_flag(&self) -> bool {
+        self.offline
+    }
+
+    /// Where unsent reports are kept, if set (the reporter then falls back
+    /// to [`crate::spool::Spool::default_dir`]).
+    pub fn spool_dir(&self) -> Option<&Path> {
+        self.spool_dir.as_deref()
+    }
+
+    /// The extra CA certificates, read and checked at build.
+    pub fn ca_cert(&self) -> Option<&CaCert> {
+        self.ca_cert.as_ref()
+    }
+
+    /// How often the open window's counts are checkpointed.
+    pub fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint_interval
+    }
+
+    /// Where each value came from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// True if nothing may be sent at all: `BEACON_OFFLINE` is true, or the
@@ -567,222 +446,9 @@ fn join(base: &Url, segments: &[&str]) -> Url {
     urls::join(base, segments).expect("a checked endpoint URL takes a path")
 }
 
-/// Checks an endpoint URL: it must parse as an absolute `https` URL, or plain
-/// `http` to a loopback host (127.0.0.0/8, ::1, `localhost`), with no user
-/// info, query or fragment. `var` names the setting in the error.
-pub fn check_endpoint(var: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let value = value.trim();
-    let bad = |reason: &str| ConfigError::BadUrl {
-        var,
-        value: shown(&hide_credentials(value)),
-        reason: reason.to_owned(),
-    };
-    let url = Url::parse(value).map_err(|e| bad(&e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("it must not contain a user name or password"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("it must not have a query or fragment"));
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            if !urls::is_loopback(&url) {
-                return Err(ConfigError::InsecureUrl {
-                    var,
-                    value: shown(&hide_credentials(value)),
-                });
-            }
-        }
-        other => return Err(bad(&format!("scheme {other:?} is not https"))),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
-    Ok(url)
-}
-
-/// `value` for error text: any `user:password@` replaced by `***@`, and
-/// the content of a query and a fragment (which may hold a token, like
-/// `?key=...`) by `***`.
-///
-/// The authority starts after the scheme's `:` and any run of `/` or `\`:
-/// the URL parser also takes `https:user:pw@host`, `https:/user:pw@host`
-/// and backslashes for slashes, so a `://` cannot be relied on.
-fn hide_credentials(value: &str) -> String {
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
-    let start = match value.find(':') {
-        Some(colon) if is_scheme(&value[..colon]) => {
-            let rest = &value[colon + 1..];
-            colon + 1 + (rest.len() - rest.trim_start_matches(['/', '\\']).len())
-        }
-        _ => 0,
-    };
-    let rest = &value[start..];
-    let authority_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
-    let shown = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &value[..start], &rest[at + 1..]),
-        None => value.to_owned(),
-    };
-    match shown.find(['?', '#']) {
-        Some(q) => format!("{}***", &shown[..=q]),
-        None => shown,
-    }
-}
-
-/// A bad value as shown in an error: cut to [`SHOWN_CHARS`] characters.
-fn shown(value: &str) -> String {
-    crate::wire::truncate::cut_chars(value, SHOWN_CHARS)
-}
-
-fn load_ca_cert(var: &'static str, path: &Path) -> Result<CaCert, ConfigError> {
-    let bad = |reason: String| ConfigError::BadCaCert {
-        var,
-        path: shown(&path.display().to_string()),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
-    if !meta.is_file() {
-        return Err(bad("it is not a file".into()));
-    }
-    if meta.len() > MAX_CA_CERT_BYTES {
-        return Err(bad(format!(
-            "it is {} bytes, more than the {MAX_CA_CERT_BYTES} allowed",
-            meta.len()
-        )));
-    }
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
-    if !has_pem_certificate(&pem) {
-        return Err(bad("it holds no PEM CERTIFICATE block".into()));
-    }
-    Ok(CaCert {
-        path: path.to_owned(),
-        pem: Pem(pem),
-    })
-}
-
-/// True if `pem` holds at least one PEM `CERTIFICATE` block whose body is
-/// base64 of a DER SEQUENCE (a block that does not decode is skipped).
-fn has_pem_certificate(pem: &[u8]) -> bool {
-    use rustls_pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::pem_slice_iter(pem)
-        .flatten()
-        .any(|der| der.len() > 2 && der[0] == 0x30)
-}
-
-/// Reads and checks variables from a lookup function.
-struct Env<'a, F: Fn(&str) -> Option<OsString>>(&'a F);
-
-impl<F: Fn(&str) -> Option<OsString>> Env<'_, F> {
-    /// The trimmed value, `None` when unset or empty. Not UTF-8 or too long
-    /// is an error.
-    fn raw(&self, var: &'static str, max: usize) -> Result<Option<String>, ConfigError> {
-        let Some(os) = (self.0)(var) else {
-            return Ok(None);
-        };
-        let s = os
-            .into_string()
-            .map_err(|_| ConfigError::NotUnicode { var })?;
-        let s = s.trim();
-        if s.len() > max {
-            return Err(ConfigError::TooLong {
-                var,
-                len: s.len(),
-                max,
-            });
-        }
-        Ok((!s.is_empty()).then(|| s.to_owned()))
-    }
-
-    /// The first of `vars` that is set (non-empty), checking each one read
-    /// on the way (not UTF-8 or longer than `max` is an error).
-    fn first(
-        &self,
-        vars: &[&'static str],
-        max: usize,
-    ) -> Result<Option<&'static str>, ConfigError> {
-        for var in vars {
-            if self.raw(var, max)?.is_some() {
-                return Ok(Some(var));
-            }
-        }
-        Ok(None)
-    }
-
-    fn dialect(&self, var: &'static str) -> Result<Option<Dialect>, ConfigError> {
-        let Some(s) = self.text(var)? else {
-            return Ok(None);
-        };
-        s.parse().map(Some).map_err(|_| ConfigError::BadDialect {
-            var,
-            value: shown(&s),
-        })
-    }
-
-    fn text(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
-        self.raw(var, MAX_VALUE_BYTES)
-    }
-
-    fn secret(&self, var: &'static str) -> Result<Option<Secret>, ConfigError> {
-        let Some(s) = self.raw(var, MAX_SECRET_BYTES)? else {
-            return Ok(None);
-        };
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ConfigError::BadSecret { var });
-        }
-        Ok(Some(Secret::new(s)))
-    }
-
-    fn url(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
-        let value = self.text(var)?;
-        check_endpoint(var, value.as_deref().unwrap_or(default))
-    }
-
-    fn seconds(
-        &self,
-        var: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<Duration, ConfigError> {
-        let Some(s) = self.text(var)? else {
-            return Ok(Duration::from_secs(default));
-        };
-        match s.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => {
-                Ok(Duration::from_secs(n))
-            }
-            _ => Err(ConfigError::BadSeconds {
-                var,
-                value: shown(&s),
-                min,
-                max,
-                default,
-            }),
-        }
-    }
-
-    fn boolean(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
-        let Some(s) = self.text(var)? else {
-            return Ok(None);
-        };
-        match s.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(Some(true)),
-            "false" | "0" | "no" => Ok(Some(false)),
-            _ => Err(ConfigError::BadBool {
-                var,
-                value: shown(&s),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::builder::check_endpoint;
     use super::*;
 
     const LICENSE: &str = "lcl_0123456789abcdef0123456789";
@@ -797,7 +463,7 @@ mod tests {
     /// whose message says each of `says`.
     fn assert_refused(var: &str, value: &str, says: &[&str]) {
         let err = load(&[(var, value)]).unwrap_err();
-        assert_eq!(err.var(), var);
+        assert_eq!(err.var(), Some(var));
         let msg = err.to_string();
         assert!(says.iter().all(|s| msg.contains(s)), "{msg}");
     }
@@ -821,16 +487,19 @@ mod tests {
     #[test]
     fn defaults() {
         let c = load(&[]).unwrap();
-        assert_eq!(c.license_key, None);
-        assert_eq!(c.api_key, None);
-        assert_eq!(c.auth_endpoint.as_str(), "https://api.smith.langchain.com/");
-        assert_eq!(c.beacon_url.as_str(), "https://beacon.langchain.com/");
-        assert_eq!(c.interval, Duration::from_secs(300));
-        assert_eq!(c.timeout, Duration::from_secs(30));
-        assert!(!c.offline);
-        assert_eq!(c.spool_dir, None);
-        assert_eq!(c.ca_cert, None);
-        assert_eq!(c.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(c.license_key(), None);
+        assert_eq!(c.api_key(), None);
+        assert_eq!(
+            c.auth_endpoint().as_str(),
+            "https://api.smith.langchain.com/"
+        );
+        assert_eq!(c.beacon_url().as_str(), "https://beacon.langchain.com/");
+        assert_eq!(c.interval(), Duration::from_secs(300));
+        assert_eq!(c.timeout(), Duration::from_secs(30));
+        assert!(!c.offline_flag());
+        assert_eq!(c.spool_dir(), None);
+        assert_eq!(c.ca_cert(), None);
+        assert_eq!(c.checkpoint_interval(), Duration::from_secs(5));
         assert!(!c.is_offline());
         assert!(c.credentials().is_empty());
     }
@@ -853,20 +522,29 @@ mod tests {
             (ENV_CHECKPOINT, "2"),
         ])
         .unwrap();
-        assert_eq!(c.license_key.as_ref().unwrap().expose(), LICENSE);
-        assert_eq!(c.api_key.as_ref().unwrap().expose(), API_KEY);
+        assert_eq!(c.license_key().as_ref().unwrap().expose(), LICENSE);
+        assert_eq!(c.api_key().as_ref().unwrap().expose(), API_KEY);
         assert_eq!(
-            c.auth_endpoint.as_str(),
+            c.auth_endpoint().as_str(),
             "https://eu.api.smith.langchain.com/"
         );
-        assert_eq!(c.beacon_url.as_str(), "http://127.0.0.1:8080/base");
-        assert_eq!(c.interval, Duration::from_secs(60));
-        assert_eq!(c.timeout, Duration::from_secs(10));
-        assert!(!c.offline);
-        assert_eq!(c.spool_dir.as_deref(), Some(Path::new("/var/spool/beacon")));
-        assert_eq!(c.ca_cert.as_ref().unwrap().path, ca);
-        assert!(c.ca_cert.as_ref().unwrap().pem.starts_with(b"junk before"));
-        assert_eq!(c.checkpoint_interval, Duration::from_secs(2));
+        assert_eq!(c.beacon_url().as_str(), "http://127.0.0.1:8080/base");
+        assert_eq!(c.interval(), Duration::from_secs(60));
+        assert_eq!(c.timeout(), Duration::from_secs(10));
+        assert!(!c.offline_flag());
+        assert_eq!(
+            c.spool_dir(),
+            Some(Path::new("/var/spool/beacon"))
+        );
+        assert_eq!(c.ca_cert().as_ref().unwrap().path, ca);
+        assert!(
+            c.ca_cert()
+                .as_ref()
+                .unwrap()
+                .pem
+                .starts_with(b"junk before")
+        );
+        assert_eq!(c.checkpoint_interval(), Duration::from_secs(2));
     }
 
     #[test]
@@ -881,11 +559,11 @@ mod tests {
             (ENV_CA_CERT, "  "),
         ])
         .unwrap();
-        assert_eq!((c.license_key, c.api_key), (None, None));
-        assert_eq!(c.beacon_url.as_str(), "https://beacon.langchain.com/");
-        assert_eq!(c.interval, Duration::from_secs(300));
-        assert!(!c.offline);
-        assert_eq!((c.spool_dir, c.ca_cert), (None, None));
+        assert_eq!((c.license_key(), c.api_key()), (None, None));
+        assert_eq!(c.beacon_url().as_str(), "https://beacon.langchain.com/");
+        assert_eq!(c.interval(), Duration::from_secs(300));
+        assert!(!c.offline_flag());
+        assert_eq!((c.spool_dir(), c.ca_cert()), (None, None));
     }
 
     #[test]
@@ -923,7 +601,7 @@ mod tests {
             (ENV_CHECKPOINT, "0"),
         ] {
             let err = load(&[(var, bad)]).unwrap_err();
-            assert_eq!(err.var(), var);
+            assert_eq!(err.var(), Some(var));
             let msg = err.to_string();
             assert!(
                 msg.contains(var) && msg.contains(&format!("{bad:?}")),
@@ -954,7 +632,7 @@ mod tests {
         assert_eq!(
             err,
             ConfigError::TooLong {
-                var: ENV_INTERVAL,
+                origin: Origin::Var(ENV_INTERVAL),
                 len: MAX_VALUE_BYTES + 1,
                 max: MAX_VALUE_BYTES
             }
@@ -962,7 +640,7 @@ mod tests {
         assert!(err.to_string().len() < 200);
         let long_secret = format!("lcl_{}", "a".repeat(MAX_SECRET_BYTES));
         let err = load(&[(ENV_LICENSE_KEY, &long_secret)]).unwrap_err();
-        assert_eq!(err.var(), ENV_LICENSE_KEY);
+        assert_eq!(err.var(), Some(ENV_LICENSE_KEY));
         assert!(!err.to_string().contains("aaaa"));
         // a long but allowed value is shown cut short
         let long_url = format!("ftp://{}", "h".repeat(1000));
@@ -981,7 +659,12 @@ mod tests {
                 (k == var).then(|| OsString::from_vec(vec![b'a', 0xff, b'b']))
             })
             .unwrap_err();
-            assert_eq!(err, ConfigError::NotUnicode { var });
+            assert_eq!(
+                err,
+                ConfigError::NotUnicode {
+                    origin: Origin::Var(var)
+                }
+            );
             assert!(err.to_string().contains(var));
         }
     }
@@ -993,14 +676,14 @@ mod tests {
         assert_eq!(
             err,
             ConfigError::BadSecret {
-                var: ENV_LICENSE_KEY
+                origin: Origin::Var(ENV_LICENSE_KEY)
             }
         );
         let text = format!("{err} {err:?}");
         assert_no_secret(&text);
         assert!(text.contains(ENV_LICENSE_KEY));
         let err = load(&[(ENV_API_KEY, &format!("{API_KEY}\u{7}"))]).unwrap_err();
-        assert_eq!(err.var(), ENV_API_KEY);
+        assert_eq!(err.var(), Some(ENV_API_KEY));
         assert_no_secret(&format!("{err} {err:?}"));
     }
 
@@ -1015,7 +698,7 @@ mod tests {
             "http://localhost:3000",
             "http://LOCALHOST",
         ] {
-            assert!(check_endpoint("X_URL", ok).is_ok(), "{ok}");
+            assert!(check_endpoint(Origin::Var("X_URL"), ok).is_ok(), "{ok}");
         }
         for insecure in [
             "http://beacon.example.com",
@@ -1024,7 +707,7 @@ mod tests {
             "http://localhost.example.com",
             "http://128.0.0.1",
         ] {
-            let err = check_endpoint("X_URL", insecure).unwrap_err();
+            let err = check_endpoint(Origin::Var("X_URL"), insecure).unwrap_err();
             assert!(
                 matches!(err, ConfigError::InsecureUrl { .. }),
                 "{insecure}: {err}"
@@ -1043,9 +726,9 @@ mod tests {
             "https://beacon.example.com/#f",
             "file:///etc/passwd",
         ] {
-            let err = check_endpoint("X_URL", bad).unwrap_err();
+            let err = check_endpoint(Origin::Var("X_URL"), bad).unwrap_err();
             assert!(matches!(err, ConfigError::BadUrl { .. }), "{bad}: {err}");
-            assert_eq!(err.var(), "X_URL");
+            assert_eq!(err.var(), Some("X_URL"));
             assert!(
                 err.to_string().contains("https://beacon.example.com"),
                 "fix: {err}"
@@ -1056,15 +739,19 @@ mod tests {
 
     #[test]
     fn url_passwords_are_not_echoed() {
-        let err =
-            check_endpoint("X_URL", "https://user:hunter2pass@beacon.example.com/").unwrap_err();
+        let err = check_endpoint(
+            Origin::Var("X_URL"),
+            "https://user:hunter2pass@beacon.example.com/",
+        )
+        .unwrap_err();
         let msg = format!("{err} {err:?}");
         assert!(
             !msg.contains("hunter2pass") && !msg.contains("user:"),
             "{msg}"
         );
         assert!(msg.contains("***@beacon.example.com"), "{msg}");
-        let err = check_endpoint("X_URL", "http://user:hunter2pass@example.com/").unwrap_err();
+        let err = check_endpoint(Origin::Var("X_URL"), "http://user:hunter2pass@example.com/")
+            .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("hunter2pass"));
         // Forms the URL parser takes without "://".
         for url in [
@@ -1073,14 +760,17 @@ mod tests {
             "https:\\\\user:hunter2pass@h.example",
             "user:hunter2pass@h.example",
         ] {
-            let err = check_endpoint("X_URL", url).unwrap_err();
+            let err = check_endpoint(Origin::Var("X_URL"), url).unwrap_err();
             let msg = format!("{err} {err:?}");
             assert!(!msg.contains("hunter2pass"), "{msg}");
             assert!(msg.contains("***@h.example"), "{msg}");
         }
         // A query or fragment may hold a token too.
-        let err =
-            check_endpoint("X_URL", "https://h.example/?key=hunter2pass#hunter2pass").unwrap_err();
+        let err = check_endpoint(
+            Origin::Var("X_URL"),
+            "https://h.example/?key=hunter2pass#hunter2pass",
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("\"https://h.example/?***\""),
             "{err}"
@@ -1126,7 +816,7 @@ mod tests {
             (&dir.path().to_path_buf(), "not a file"),
         ] {
             let err = load(&[(ENV_CA_CERT, path.to_str().unwrap())]).unwrap_err();
-            assert_eq!(err.var(), ENV_CA_CERT);
+            assert_eq!(err.var(), Some(ENV_CA_CERT));
             let msg = err.to_string();
             assert!(
                 msg.contains(ENV_CA_CERT)
@@ -1187,7 +877,10 @@ mod tests {
         const LEGACY: &str = "lsv2_pt_legacykey0123456789ab";
         let pick = |pairs: &[(&str, &str)]| {
             let c = load(pairs).unwrap();
-            (c.api_key.map(|k| k.expose().to_owned()), c.sources.api_key)
+            (
+                c.api_key().map(|k| k.expose().to_owned()),
+                c.sources().api_key,
+            )
         };
         let all = [
             (ENV_CONTROL_PLANE_API_KEY, CP),
@@ -1196,15 +889,24 @@ mod tests {
         ];
         assert_eq!(
             pick(&all),
-            (Some(CP.to_owned()), Source::Var(ENV_CONTROL_PLANE_API_KEY))
+            (
+                Some(CP.to_owned()),
+                Source::Given(Origin::Var(ENV_CONTROL_PLANE_API_KEY))
+            )
         );
         assert_eq!(
             pick(&all[1..]),
-            (Some(API_KEY.to_owned()), Source::Var(ENV_API_KEY))
+            (
+                Some(API_KEY.to_owned()),
+                Source::Given(Origin::Var(ENV_API_KEY))
+            )
         );
         assert_eq!(
             pick(&all[2..]),
-            (Some(LEGACY.to_owned()), Source::Var(ENV_LEGACY_API_KEY))
+            (
+                Some(LEGACY.to_owned()),
+                Source::Given(Origin::Var(ENV_LEGACY_API_KEY))
+            )
         );
         // Empty counts as unset: the next one is read.
         assert_eq!(
@@ -1212,7 +914,10 @@ mod tests {
                 (ENV_CONTROL_PLANE_API_KEY, " "),
                 (ENV_LEGACY_API_KEY, LEGACY)
             ]),
-            (Some(LEGACY.to_owned()), Source::Var(ENV_LEGACY_API_KEY))
+            (
+                Some(LEGACY.to_owned()),
+                Source::Given(Origin::Var(ENV_LEGACY_API_KEY))
+            )
         );
         assert_eq!(pick(&[]), (None, Source::Unset));
         // A shadowed variable is not read at all, so it cannot fail.
@@ -1222,14 +927,14 @@ mod tests {
             (ENV_API_KEY, API_KEY),
         ])
         .unwrap_err();
-        assert_eq!(err.var(), ENV_CONTROL_PLANE_API_KEY);
+        assert_eq!(err.var(), Some(ENV_CONTROL_PLANE_API_KEY));
     }
 
     #[test]
     fn auth_endpoint_follows_the_platform_precedence() {
         let auth = |pairs: &[(&str, &str)]| {
             let c = load(pairs).unwrap();
-            (c.auth_endpoint.to_string(), c.sources.auth_endpoint)
+            (c.auth_endpoint().to_string(), c.sources().auth_endpoint)
         };
         let all = [
             (ENV_AUTH_ENDPOINT, "https://a.example.com"),
@@ -1240,21 +945,21 @@ mod tests {
             auth(&all),
             (
                 "https://a.example.com/".to_owned(),
-                Source::Var(ENV_AUTH_ENDPOINT)
+                Source::Given(Origin::Var(ENV_AUTH_ENDPOINT))
             )
         );
         assert_eq!(
             auth(&all[1..]),
             (
                 "https://b.example.com/".to_owned(),
-                Source::Var(ENV_LEGACY_ENDPOINT)
+                Source::Given(Origin::Var(ENV_LEGACY_ENDPOINT))
             )
         );
         assert_eq!(
             auth(&all[2..]),
             (
                 "https://c.example.com/".to_owned(),
-                Source::Var(ENV_ENDPOINT)
+                Source::Given(Origin::Var(ENV_ENDPOINT))
             )
         );
         assert_eq!(
@@ -1275,8 +980,8 @@ mod tests {
             Credential::ApiKey(Secret::new(API_KEY)),
         );
         let c = load(&[]).unwrap();
-        assert_eq!(c.base_url(&license), (&c.beacon_url, ENV_BEACON_URL));
-        assert_eq!(c.base_url(&api), (&c.auth_endpoint, ENV_AUTH_ENDPOINT));
+        assert_eq!(c.base_url(&license), (c.beacon_url(), ENV_BEACON_URL));
+        assert_eq!(c.base_url(&api), (c.auth_endpoint(), ENV_AUTH_ENDPOINT));
         let c = load(&[(ENV_LEGACY_ENDPOINT, "https://b.example.com")]).unwrap();
         let (url, var) = c.base_url(&api);
         assert_eq!(
@@ -1291,13 +996,16 @@ mod tests {
     #[test]
     fn every_value_records_its_source() {
         let c = load(&[(ENV_LICENSE_KEY, LICENSE), (ENV_WIRE, "langgraph-api")]).unwrap();
-        assert_eq!(c.sources.license_key, Source::Var(ENV_LICENSE_KEY));
-        assert_eq!(c.sources.wire, Source::Var(ENV_WIRE));
-        assert_eq!(c.sources.beacon_url, Source::Default);
-        assert_eq!(c.sources.spool_dir, Source::Unset);
-        assert_eq!(c.sources.ca_cert, Source::Unset);
-        assert_eq!(c.sources.interval, Source::Default);
-        assert_eq!(c.wire, Dialect::LanggraphApi);
+        assert_eq!(
+            c.sources().license_key,
+            Source::Given(Origin::Var(ENV_LICENSE_KEY))
+        );
+        assert_eq!(c.sources().wire, Source::Given(Origin::Var(ENV_WIRE)));
+        assert_eq!(c.sources().beacon_url, Source::Default);
+        assert_eq!(c.sources().spool_dir, Source::Unset);
+        assert_eq!(c.sources().ca_cert, Source::Unset);
+        assert_eq!(c.sources().interval, Source::Default);
+        assert_eq!(c.wire(), Dialect::LanggraphApi);
         assert_eq!(load(&[]).unwrap().wire, Dialect::Published);
     }
 
@@ -1355,7 +1063,7 @@ mod tests {
                 let d = c.credentials();
                 assert_eq!(d[0].submit_url.as_str(), license_url, "{wire}");
                 assert_eq!(d[1].submit_url.as_str(), api_url, "{wire} {auth}");
-                assert!(d.iter().all(|d| d.dialect == c.wire));
+                assert!(d.iter().all(|d| d.dialect == c.wire()));
                 // Verification paths do not depend on the dialect.
                 assert_eq!(
                     d[0].verify_url.as_str(),
