@@ -13,6 +13,11 @@
 //! every token: RSA under 2048 bits, a curve other than P-256, a compressed
 //! or malformed EC point, trailing bytes.
 //!
+//! Errors are `String`s, and that is the point: each says what is wrong
+//! with a token or a key in words an operator can act on, without quoting
+//! the token; the base64, JSON and DER failures behind them carry only
+//! offsets, so nothing is lost by not keeping them as sources.
+//!
 //! May import: jsonwebtoken, rustls-pki-types, ring, base64, serde_json,
 //! chrono. Must not import: the rest of the crate.
 

@@ -48,7 +48,7 @@ pub mod client;
 pub mod clock;
 #[cfg(feature = "reporter")]
 pub mod config;
-#[cfg(feature = "reporter")]
+#[cfg(feature = "wire")]
 mod error_chain;
 #[cfg(feature = "reporter")]
 mod jwt;
@@ -67,7 +67,7 @@ mod urls;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-#[cfg(feature = "reporter")]
+#[cfg(feature = "wire")]
 pub use error_chain::error_chain;
 /// The README's Rust snippets, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "reporter"))]

@@ -282,19 +282,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, shared: Arc<Sha
 // ---------------------------------------------------------------------------
 
 fn settings() -> ClientSettings {
-    ClientSettings {
-        timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(1),
-        ca_cert_pem: None,
-        max_body: 4 * 1024,
-    }
+    ClientSettings::default()
+        .timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(1))
+        .max_body(4 * 1024)
 }
 
 fn fast_timeout() -> ClientSettings {
-    ClientSettings {
-        timeout: Duration::from_millis(300),
-        ..settings()
-    }
+    settings().timeout(Duration::from_millis(300))
 }
 
 fn client() -> HttpClient {
@@ -459,22 +454,18 @@ async fn insecure_urls_are_refused() {
 
 #[test]
 fn bad_ca_bundle_and_public_key_are_clear_errors() {
-    let err = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(b"not a certificate".to_vec().into()),
-        ..settings()
-    })
-    .unwrap_err();
+    let err =
+        HttpClient::new(settings().ca_cert_pem(b"not a certificate".to_vec().into())).unwrap_err();
     assert!(matches!(err, ClientError::CaCert { .. }), "{err:?}");
     assert!(err.to_string().contains("ca_cert_pem"), "{err}");
     // A PEM block that is not a certificate inside.
-    let err = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(
+    let err = HttpClient::new(
+        settings().ca_cert_pem(
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
                 .to_vec()
                 .into(),
         ),
-        ..settings()
-    })
+    )
     .unwrap_err();
     assert!(matches!(err, ClientError::CaCert { .. }), "{err:?}");
 
@@ -1589,11 +1580,7 @@ async fn no_secret_reaches_debug_or_error_text() {
         }
     }
     // Raw text answers, cut by a 200-byte cap in the middle of the key.
-    let small = HttpClient::new(ClientSettings {
-        max_body: 200,
-        ..settings()
-    })
-    .unwrap();
+    let small = HttpClient::new(settings().max_body(200)).unwrap();
     for (status, pad) in [(400, 200 - 20), (401, 200 - 25), (500, 200 - 30)] {
         let server = TestServer::start(move |r, _| {
             reply(
@@ -1689,11 +1676,9 @@ async fn https_with_an_extra_ca_root() {
     );
     assert_eq!(server.count(), 0);
 
-    let trusting = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(include_bytes!("fixtures/ca.pem").to_vec().into()),
-        ..settings()
-    })
-    .unwrap();
+    let trusting =
+        HttpClient::new(settings().ca_cert_pem(include_bytes!("fixtures/ca.pem").to_vec().into()))
+            .unwrap();
     let outcome = trusting
         .submit(
             &report_url(&url),

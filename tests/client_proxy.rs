@@ -92,11 +92,11 @@ fn proxies_come_from_the_environment() {
             std::env::set_var("HTTP_PROXY", &proxy);
             std::env::set_var("NO_PROXY", "127.0.0.1");
         }
-        let client = HttpClient::new(ClientSettings {
-            timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(1),
-            ..ClientSettings::default()
-        })
+        let client = HttpClient::new(
+            ClientSettings::default()
+                .timeout(Duration::from_secs(3))
+                .connect_timeout(Duration::from_secs(1)),
+        )
         .unwrap();
         let credential = Credential::License(Secret::new("lcl_proxytest0123456789"));
         let key = uuid::Uuid::new_v4();

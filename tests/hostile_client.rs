@@ -550,12 +550,12 @@ fn runner(cases: u32) -> TestRunner {
 }
 
 fn client(max_body: usize) -> HttpClient {
-    HttpClient::new(ClientSettings {
-        timeout: TIMEOUT,
-        connect_timeout: TIMEOUT,
-        ca_cert_pem: None,
-        max_body,
-    })
+    HttpClient::new(
+        ClientSettings::default()
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .max_body(max_body),
+    )
     .unwrap()
 }
 

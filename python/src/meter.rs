@@ -129,7 +129,7 @@ impl Cell {
             drop(guard);
             // First use in a forked child: start the reporters that ran in
             // the parent, on threads of their own (recording never waits).
-            fork::start_forked_reporters(py, self);
+            fork::start_forked_reporters(py, ptr::from_ref(self).cast());
         }
         // safety: as in `core`.
         unsafe { &*p }
@@ -143,10 +143,12 @@ impl Cell {
             self.spec.counters
         )
     }
+}
 
+impl fork::ForkedMeter for Cell {
     /// In a forked child (single-threaded, GIL held): stop using the
     /// parent's core. It is leaked, not freed: see the invariant on `live`.
-    pub(crate) fn forget_after_fork(&self) {
+    fn forget_after_fork(&self) {
         self.live.store(ptr::null_mut(), Ordering::Release);
     }
 }

@@ -189,14 +189,6 @@ impl Shared {
         }
     }
 
-    /// `start`, logging a failure instead of raising: for the background
-    /// restart after a fork.
-    pub(crate) fn start_logged(&self, py: Python<'_>) {
-        if let Err(e) = self.start(py, true) {
-            tracing::error!(error = %e, "the reporter did not restart in this forked process; usage is kept in the meter until a start succeeds");
-        }
-    }
-
     /// The stats, starting the reporter first if this is its first use in a
     /// forked child.
     fn stats(&self, py: Python<'_>) -> PyResult<Option<ReporterStats>> {
@@ -247,28 +239,6 @@ impl Shared {
         let stats = py.detach(move || (*r).stop(timeout));
         *self.state.lock() = State::Stopped(Box::new(stats.clone()));
         Ok(Some(stats))
-    }
-
-    /// True if this reporter was running in the parent of this forked
-    /// process and records from `cell`'s meter.
-    pub(crate) fn is_forked_for(&self, _py: Python<'_>, cell: &Cell) -> bool {
-        std::ptr::eq(Arc::as_ptr(&self.cell), cell) && matches!(*self.state.lock(), State::Forked)
-    }
-
-    /// In a forked child (single-threaded, GIL held): leak the parent's
-    /// runtime and reporter without running any of their code (their
-    /// threads are gone; dropping them would wait for those threads
-    /// forever), and mark the reporter for a restart on first use.
-    pub(crate) fn forget_after_fork(&self, _py: Python<'_>) {
-        let mut st = self.state.lock();
-        match std::mem::replace(&mut *st, State::Forked) {
-            State::Running(r) => {
-                close_inherited(&r.reporter().spool_dir());
-                std::mem::forget(r)
-            }
-            State::Starting | State::Stopping | State::Forked => {}
-            keep @ (State::Idle | State::Stopped(_)) => *st = keep,
-        }
     }
 
     fn describe(&self) -> &'static str {
@@ -521,13 +491,52 @@ impl Reporter {
     }
 }
 
+impl fork::ForkedReporter for Shared {
+    /// True if this reporter was running in the parent of this forked
+    /// process and records from the meter at `meter`.
+    fn is_forked_for(&self, _py: Python<'_>, meter: *const ()) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.cell).cast(), meter)
+            && matches!(*self.state.lock(), State::Forked)
+    }
+
+    /// In a forked child (single-threaded, GIL held): leak the parent's
+    /// runtime and reporter without running any of their code (their
+    /// threads are gone; dropping them would wait for those threads
+    /// forever), and mark the reporter for a restart on first use.
+    fn forget_after_fork(&self, _py: Python<'_>) {
+        let mut st = self.state.lock();
+        match std::mem::replace(&mut *st, State::Forked) {
+            State::Running(r) => {
+                close_inherited(&r.reporter().spool_dir());
+                std::mem::forget(r)
+            }
+            State::Starting | State::Stopping | State::Forked => {}
+            keep @ (State::Idle | State::Stopped(_)) => *st = keep,
+        }
+    }
+
+    /// `start`, logging a failure instead of raising: for the background
+    /// restart after a fork.
+    fn start_logged(&self, py: Python<'_>) {
+        if let Err(e) = self.start(py, true) {
+            tracing::error!(error = %e, "the reporter did not restart in this forked process; usage is kept in the meter until a start succeeds");
+        }
+    }
+
+    /// `shutdown` within the reporter's own `shutdown_timeout`, logging a
+    /// failure instead of raising: for the exit hook.
+    fn shutdown_logged(&self, py: Python<'_>) {
+        if let Err(e) = self.shutdown(py, self.shutdown_timeout) {
+            tracing::error!(error = %e, "the reporter could not shut down at exit");
+        }
+    }
+}
+
 /// Shuts down every reporter running in this process, each with its own
 /// `shutdown_timeout`: the `atexit` hook.
 #[pyfunction]
 pub(crate) fn shutdown_all(py: Python<'_>) {
-    for shared in fork::reporters(py) {
-        if let Err(e) = shared.shutdown(py, shared.shutdown_timeout) {
-            tracing::error!(error = %e, "the reporter could not shut down at exit");
-        }
+    for reporter in fork::reporters(py) {
+        reporter.shutdown_logged(py);
     }
 }

@@ -15,21 +15,15 @@ pub(crate) const MESSAGE_CHARS: usize = 300;
 /// Redirects followed at most, all within the first URL's origin.
 const MAX_REDIRECTS: usize = 3;
 
-/// How the [`HttpClient`] talks to the network.
+/// How the [`HttpClient`] talks to the network: start from
+/// [`ClientSettings::default`] and chain the setters (each documents its
+/// default); the fields are private so that a setting can be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
-    /// Total time for one request, from connecting to the last body byte.
-    /// Default 30 s.
-    pub timeout: Duration,
-    /// Time to open a connection (TCP and TLS handshake). Default 10 s.
-    pub connect_timeout: Duration,
-    /// Extra trusted root certificates, a PEM bundle of one or more
-    /// `CERTIFICATE` blocks, trusted in addition to the built-in roots
-    /// (e.g. a corporate TLS-inspecting proxy's CA). Default none.
-    pub ca_cert_pem: Option<Pem>,
-    /// Most bytes read from any response body; the rest is never read.
-    /// Default 64 KiB.
-    pub max_body: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ca_cert_pem: Option<Pem>,
+    pub(crate) max_body: usize,
 }
 
 impl Default for ClientSettings {
@@ -40,6 +34,42 @@ impl Default for ClientSettings {
             ca_cert_pem: None,
             max_body: 64 * 1024,
         }
+    }
+}
+
+impl ClientSettings {
+    /// Total time for one request, from connecting to the last body byte.
+    /// Default 30 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time to open a connection (TCP and TLS handshake). Default 10 s.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Extra trusted root certificates, a PEM bundle of one or more
+    /// `CERTIFICATE` blocks, trusted in addition to the built-in roots
+    /// (e.g. a corporate TLS-inspecting proxy's CA). Default none.
+    pub fn ca_cert_pem(mut self, ca_cert_pem: Pem) -> Self {
+        self.ca_cert_pem = Some(ca_cert_pem);
+        self
+    }
+
+    /// [`Self::ca_cert_pem`] when `Some`; `None` restores the default (none).
+    pub fn ca_cert_pem_opt(mut self, ca_cert_pem: Option<Pem>) -> Self {
+        self.ca_cert_pem = ca_cert_pem;
+        self
+    }
+
+    /// Most bytes read from any response body; the rest is never read.
+    /// Default 64 KiB.
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
     }
 }
 

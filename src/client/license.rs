@@ -91,6 +91,15 @@ impl LicenseToken {
 
 /// Why [`LicenseVerifier::token`] or [`LicenseVerifier::verify`] has no
 /// token to give. Every text is free of the license key.
+///
+/// The variants carry text, not a source error, on purpose: `message` is
+/// the Beacon's own answer (scrubbed), and `reason` says what was wrong
+/// with an answer or a token in words an operator can act on. The parsers
+/// behind a reason (base64, JSON, DER) add only offsets into a token that
+/// must not be quoted, and the network error of
+/// [`LicenseError::Unreachable`] is folded into its text so that the type
+/// stays `Clone` and `Eq` (callers compare and copy these errors; a boxed
+/// source error would be neither).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LicenseError {

@@ -532,10 +532,7 @@ mod tests {
         assert_eq!(c.interval(), Duration::from_secs(60));
         assert_eq!(c.timeout(), Duration::from_secs(10));
         assert!(!c.offline_flag());
-        assert_eq!(
-            c.spool_dir(),
-            Some(Path::new("/var/spool/beacon"))
-        );
+        assert_eq!(c.spool_dir(), Some(Path::new("/var/spool/beacon")));
         assert_eq!(c.ca_cert().as_ref().unwrap().path, ca);
         assert!(
             c.ca_cert()

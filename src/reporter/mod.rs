@@ -207,9 +207,10 @@ pub enum ReporterError {
     /// always has a usable one, so this is a bug if it is ever seen).
     #[error("the report interval: {0}")]
     Clock(#[from] ClockError),
-    /// A blocking task failed to run.
-    #[error("the reporter's background task failed: {0}")]
-    Task(String),
+    /// A blocking task (claiming the spool, recovering its checkpoint)
+    /// panicked or was cancelled.
+    #[error("the reporter's background task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// The meter already has a reporter, or its last one was dropped
     /// without [`Reporter::shutdown`] (see [`Reporter`]).
     #[error("cannot start a reporter on this meter: {0}")]
@@ -380,12 +381,12 @@ impl Reporter {
         routes: Vec<Route>,
     ) -> Result<(), ReporterError> {
         let config = &options.config;
-        let http = HttpClient::new(ClientSettings {
-            timeout: config.timeout(),
-            connect_timeout: config.timeout().min(Duration::from_secs(10)),
-            ca_cert_pem: config.ca_cert().map(|c| c.pem.clone()),
-            ..ClientSettings::default()
-        })?;
+        let http = HttpClient::new(
+            ClientSettings::default()
+                .timeout(config.timeout())
+                .connect_timeout(config.timeout().min(Duration::from_secs(10)))
+                .ca_cert_pem_opt(config.ca_cert().map(|c| c.pem.clone())),
+        )?;
         let shared = &self.shared;
         for route in routes {
             let Some(endpoint) = &route.send else {
@@ -509,13 +510,12 @@ impl Drop for Reporter {
 /// Claims a slot of the spool root and recovers its checkpoint: the spool
 /// and how many windows were recovered.
 async fn open_spool(options: &ReporterOptions) -> Result<(Arc<Spool>, usize), ReporterError> {
-    let task = |e: tokio::task::JoinError| ReporterError::Task(e.to_string());
     let (dir, limits) = (options.spool_dir(), options.spool_limits);
     let claim = tokio::task::spawn_blocking(move || slots::claim(&dir, limits));
-    let spool = Arc::new(claim.await.map_err(task)??.spool);
+    let spool = Arc::new(claim.await.map_err(ReporterError::Task)??.spool);
     let s = spool.clone();
     let recovered = tokio::task::spawn_blocking(move || s.recover_checkpoint());
-    let recovered = recovered.await.map_err(task)??;
+    let recovered = recovered.await.map_err(ReporterError::Task)??;
     if recovered > 0 {
         tracing::warn!(
             recovered,

@@ -607,21 +607,16 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     push(format!("{good:?}"), format!("{:?}", good.credentials()));
 
     // ClientError.
-    let e = HttpClient::new(ClientSettings {
-        ca_cert_pem: Some(
+    let e = HttpClient::new(
+        ClientSettings::default().ca_cert_pem(
             format!("-----BEGIN CERTIFICATE-----\n{LICENSE}\n-----END CERTIFICATE-----\n")
                 .into_bytes()
                 .into(),
         ),
-        ..ClientSettings::default()
-    })
+    )
     .unwrap_err();
     push(format!("{e:?}"), e.to_string());
-    let http = HttpClient::new(ClientSettings {
-        timeout: Duration::from_secs(2),
-        ..ClientSettings::default()
-    })
-    .unwrap();
+    let http = HttpClient::new(ClientSettings::default().timeout(Duration::from_secs(2))).unwrap();
     let insecure = reqwest::Url::parse("http://beacon.example.com/").unwrap();
     let e = LicenseVerifier::new(
         http.clone(),

@@ -130,9 +130,17 @@ pub enum SinkError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The TLS certificate or key could not be used.
-    #[error("{0}")]
-    Tls(String),
+    /// The TLS certificate or key could not be used: `message` names the
+    /// file and the fix, `source` is the cause (an I/O, PEM or rustls
+    /// error) when there is one.
+    #[error("{message}")]
+    Tls {
+        /// What is wrong, naming the file.
+        message: String,
+        /// The cause, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A configuration value the sink cannot work with.
     #[error("invalid sink configuration: {0}")]
     InvalidConfig(String),

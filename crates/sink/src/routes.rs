@@ -15,7 +15,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::state::SinkState;
-use super::store::Stored;
+use super::store::{StoreFailure, Stored};
 use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
 use crate::token;
 
@@ -295,7 +295,7 @@ async fn submit(
     let storing = shared.clone();
     let stored = tokio::task::spawn_blocking(move || storing.accept(&submission))
         .await
-        .unwrap_or_else(|e| Stored::Failed(format!("the storing task failed: {e}")));
+        .unwrap_or_else(|e| Stored::Failed(StoreFailure::Task(e)));
     match stored {
         Stored::New if shared.chance(|f| f.accept_then_drop_rate) => {
             shared.count(|s| &mut s.faults_injected);
@@ -311,7 +311,10 @@ async fn submit(
         // Logged by the store; nothing was stored, so a retry is safe.
         Stored::Failed(e) => detail(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the sink could not store the report ({e}); retry later"),
+            format!(
+                "the sink could not store the report ({}); retry later",
+                beacon_meter::error_chain(&e)
+            ),
         ),
     }
 }

@@ -119,7 +119,21 @@ pub(crate) enum Stored {
     /// Same idempotency key as a stored report, different body.
     Conflict,
     /// Could not be stored (nothing was: the transaction was rolled back).
-    Failed(String),
+    Failed(StoreFailure),
+}
+
+/// Why a valid report could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreFailure {
+    /// SQLite refused the transaction.
+    #[error("the database refused it")]
+    Db(#[from] rusqlite::Error),
+    /// The JSONL export could not be written.
+    #[error("the JSONL export failed")]
+    Export(#[source] std::io::Error),
+    /// The blocking task that stores it panicked or was cancelled.
+    #[error("the storing task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// One database connection, used by one sink.
@@ -173,10 +187,8 @@ impl Store {
         let digest =
             ring::digest::digest(&ring::digest::SHA256, report.value.to_string().as_bytes());
         let mut conn = self.conn.lock();
-        let result = (|| -> Result<Stored, String> {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
+        let result = (|| -> Result<Stored, StoreFailure> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(key) = key {
                 let seen: Option<Vec<u8>> = tx
                     .query_row(
@@ -184,8 +196,7 @@ impl Store {
                         [key.to_string()],
                         |r| r.get(0),
                     )
-                    .optional()
-                    .map_err(|e| e.to_string())?;
+                    .optional()?;
                 if let Some(seen) = seen {
                     return Ok(if seen == digest.as_ref() {
                         Stored::Duplicate
@@ -194,14 +205,15 @@ impl Store {
                     });
                 }
             }
-            insert(&tx, submission, digest.as_ref()).map_err(|e| e.to_string())?;
+            insert(&tx, submission, digest.as_ref())?;
             self.export(&submission.record)
-                .map_err(|e| format!("JSONL export: {e}"))?;
-            tx.commit().map_err(|e| e.to_string())?;
+                .map_err(StoreFailure::Export)?;
+            tx.commit()?;
             Ok(Stored::New)
         })();
         result.unwrap_or_else(|e| {
-            tracing::error!(db = %self.path.display(), error = %e, "sink could not store a report");
+            let error = beacon_meter::error_chain(&e);
+            tracing::error!(db = %self.path.display(), %error, "sink could not store a report");
             Stored::Failed(e)
         })
     }

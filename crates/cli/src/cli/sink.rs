@@ -91,7 +91,7 @@ impl SinkCommandError {
                 SinkError::InvalidConfig(_)
                 | SinkError::BadKey { .. }
                 | SinkError::WeakAdminToken
-                | SinkError::Tls(_),
+                | SinkError::Tls { .. },
             ) => exit::CONFIG,
             _ => exit::FAILURE,
         }

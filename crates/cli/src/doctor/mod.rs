@@ -371,12 +371,12 @@ async fn probe_all(
     let tls = TlsRoots::new(config);
     let wait = config.timeout().min(MAX_CONNECT_WAIT);
     let ca_pem = config.ca_cert().map(|c| c.pem.clone());
-    let http = match HttpClient::new(ClientSettings {
-        timeout: config.timeout(),
-        connect_timeout: wait,
-        ca_cert_pem: ca_pem.clone(),
-        ..ClientSettings::default()
-    }) {
+    let http = match HttpClient::new(
+        ClientSettings::default()
+            .timeout(config.timeout())
+            .connect_timeout(wait)
+            .ca_cert_pem_opt(ca_pem.clone()),
+    ) {
         Ok(h) => h,
         Err(e) => {
             let var = config.ca_cert().map(|_| ENV_CA_CERT.to_owned());
