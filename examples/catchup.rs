@@ -21,7 +21,7 @@ use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterOptions};
 use beacon_meter::spool::{Destination, SpooledWindow};
 use beacon_meter::wire::{ReportBody, Tags};
-use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{SinkConfig, SinkHandle};
 use chrono::{DurationRound, TimeDelta, Utc};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,7 +69,8 @@ struct Run {
 }
 
 async fn run(n: usize) -> Run {
-    let sink = Sink::start(SinkConfig::ephemeral())
+    let sink = SinkConfig::ephemeral()
+        .start()
         .await
         .expect("the sink starts");
     let dir = tempfile::tempdir().expect("a temporary directory");

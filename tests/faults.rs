@@ -19,7 +19,7 @@ use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPolicy};
 use beacon_meter::spool::{Destination, Spool, SpoolError};
 use beacon_meter::wire::Tags;
-use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{SinkConfig, SinkHandle};
 use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -374,7 +374,7 @@ fn disk_full_keeps_windows_in_memory_and_writes_them_when_space_returns() {
     };
     let (rt, logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let spool_dir = tmp.path().join("spool");
         let cfg = config(sink.base_url().as_str(), &spool_dir, ms(300));
         let meter = Meter::new();
@@ -440,7 +440,7 @@ fn unwritable_spool_keeps_memory_within_the_bound_by_merging() {
     const BOUND: usize = 3;
     let (rt, logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(sink.base_url().as_str(), dir.path(), ms(250));
         let meter = Meter::new();
@@ -519,7 +519,7 @@ fn unwritable_spool_keeps_memory_within_the_bound_by_merging() {
 fn read_only_spool_does_not_resend_a_delivered_window_in_a_loop() {
     let (rt, _logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(sink.base_url().as_str(), dir.path(), ms(250));
         let meter = Meter::new();
@@ -583,7 +583,7 @@ fn read_only_spool_does_not_resend_a_delivered_window_in_a_loop() {
 fn spool_recovering_before_the_shutdown_deadline_loses_nothing() {
     let (rt, _logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(sink.base_url().as_str(), dir.path(), ms(250));
         let meter = Meter::new();
@@ -620,7 +620,7 @@ fn spool_recovering_before_the_shutdown_deadline_loses_nothing() {
 fn shutdown_delivers_the_final_window_even_with_an_idle_sender() {
     let (rt, _logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let mut recorded = Totals::default();
         for round in 0..6 {
             let dir = tempfile::tempdir().unwrap();
@@ -697,7 +697,7 @@ impl Drop for TickingClock {
 fn clock_jumps_never_overlap_windows_or_lose_counts() {
     let (rt, _logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(sink.base_url().as_str(), dir.path(), ms(400));
         let ticking = TickingClock::start(Utc::now());
@@ -871,7 +871,7 @@ fn silent_server_times_out_and_shutdown_meets_its_deadline() {
 fn panicking_gauge_and_dynamic_tag_neither_stop_the_reporter_nor_lose_a_window() {
     let (rt, logs) = runtime();
     rt.block_on(async {
-        let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+        let sink = SinkConfig::ephemeral().start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(sink.base_url().as_str(), dir.path(), ms(250));
         // Both callbacks fail in alternate 300 ms slots (out of step with

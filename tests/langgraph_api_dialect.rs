@@ -9,13 +9,15 @@ mod common;
 
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;
-use beacon_meter_sink::{Sink, SinkConfig};
+use beacon_meter_sink::SinkConfig;
 use common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporter_in_the_langgraph_api_dialect_delivers_exact_totals_to_both_destinations() {
-    let sink = Sink::start(SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)]))
+    let sink = SinkConfig::ephemeral()
+        .api_keys(vec![Secret::new(API_KEY)])
+        .start()
         .await
         .expect("the sink starts");
     let base = sink.base_url().as_str().trim_end_matches('/').to_owned();

@@ -15,7 +15,7 @@ use beacon_meter::meter::RUNS;
 use beacon_meter::reporter::ReporterStats;
 use beacon_meter::secret::Secret;
 use beacon_meter::spool::{Destination, Spool, SpoolLimits};
-use beacon_meter_sink::{Faults, Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{Faults, SinkConfig, SinkHandle};
 use chrono::Utc;
 use common::*;
 use std::path::Path;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::time::sleep;
 
 async fn start_sink(config: SinkConfig) -> SinkHandle {
-    Sink::start(config).await.expect("the sink starts")
+    config.start().await.expect("the sink starts")
 }
 
 fn secs(s: f64) -> Duration {

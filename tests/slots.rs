@@ -12,7 +12,7 @@ use beacon_meter::Meter;
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow, slots};
 use beacon_meter::wire::ReportBody;
-use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{SinkConfig, SinkHandle};
 use chrono::{TimeDelta, Utc};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -167,7 +167,7 @@ fn flat_window(runs: u64) -> SpooledWindow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_share_a_spool_root_and_a_killed_ones_windows_are_delivered() {
     init_tracing();
-    let sink = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+    let sink = SinkConfig::ephemeral().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("spool");
     // A spool written before slots existed: adopted, not lost.

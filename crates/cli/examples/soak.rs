@@ -34,7 +34,7 @@ use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::spool::{Destination, Spool};
 use beacon_meter::wire::{Plan, Tags};
 use beacon_meter_cli::demo::executor::{BLOCK_RUNS, Live, run_executor};
-use beacon_meter_sink::{Faults, Sink, SinkConfig};
+use beacon_meter_sink::{Faults, SinkConfig};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -475,7 +475,7 @@ fn driver(args: &Args) -> anyhow::Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let sink = rt.block_on(Sink::start(SinkConfig::ephemeral().faults(faults.clone())))?;
+    let sink = rt.block_on(SinkConfig::ephemeral().faults(faults.clone()).start())?;
     let url = sink.base_url().to_string();
     let work = std::env::temp_dir().join(format!("beacon-meter-soak-{}", uuid::Uuid::new_v4()));
     let spool = work.join("spool");

@@ -12,7 +12,7 @@ use beacon_meter::spool::{
     Checkpoint, Destination, EXPORT_FORMAT, Spool, SpoolExport, SpoolLimits, SpooledWindow,
 };
 use beacon_meter::wire::{Dialect, ReportBody};
-use beacon_meter_sink::{Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{SinkConfig, SinkHandle};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ fn assert_no_secret(output: &str) {
 use beacon_meter_testkit::runtime;
 
 fn start_sink(rt: &tokio::runtime::Runtime, config: SinkConfig) -> SinkHandle {
-    rt.block_on(Sink::start(config)).expect("sink starts")
+    rt.block_on(config.start()).expect("sink starts")
 }
 
 // ---------------------------------------------------------------------------

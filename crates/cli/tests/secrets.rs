@@ -33,7 +33,7 @@ use beacon_meter::reporter::{Reporter, ReporterOptions, RetryPolicy};
 use beacon_meter::secret::Secret;
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow};
 use beacon_meter::wire::{Credential, Dialect, ReportBody, Tags};
-use beacon_meter_sink::{Faults, Sink, SinkConfig};
+use beacon_meter_sink::{Faults, SinkConfig};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -278,16 +278,18 @@ struct RunResult {
 /// `401` at auth and submit).
 async fn reporter_runs(tmp: &Path) -> RunResult {
     logging();
-    let sink = Sink::start(accepting_sink().faults(Faults {
-        failure_rate: 0.2,
-        drop_rate: 0.1,
-        accept_then_drop_rate: 0.1,
-        retry_after_secs: 0,
-        seed: 7,
-        ..Faults::none()
-    }))
-    .await
-    .unwrap();
+    let sink = accepting_sink()
+        .faults(Faults {
+            failure_rate: 0.2,
+            drop_rate: 0.1,
+            accept_then_drop_rate: 0.1,
+            retry_after_secs: 0,
+            seed: 7,
+            ..Faults::none()
+        })
+        .start()
+        .await
+        .unwrap();
     let relay = Relay::start(sink.addr()).await;
     let spool1 = tmp.join("spool-1");
     let meter = Meter::new();
@@ -325,13 +327,12 @@ async fn reporter_runs(tmp: &Path) -> RunResult {
     assert!(stats1.pending() > 0, "no window left pending: {stats1:?}");
 
     // Reporter 2: both keys refused.
-    let refusing = Sink::start(
-        SinkConfig::ephemeral()
-            .licenses(vec![Secret::new("lcl_someone_else_entirely")])
-            .api_keys(vec![]),
-    )
-    .await
-    .unwrap();
+    let refusing = SinkConfig::ephemeral()
+        .licenses(vec![Secret::new("lcl_someone_else_entirely")])
+        .api_keys(vec![])
+        .start()
+        .await
+        .unwrap();
     let relay2 = Relay::start(refusing.addr()).await;
     let spool2 = tmp.join("spool-2");
     let meter2 = Meter::new();
@@ -653,8 +654,8 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
 
     // SubmitOutcome, LicenseError, ApiKeyError: against a sink
     // forcing statuses, a refusing sink, a closed port, and echoing servers.
-    let sink = Sink::start(accepting_sink()).await.unwrap();
-    let refusing = Sink::start(SinkConfig::ephemeral()).await.unwrap();
+    let sink = accepting_sink().start().await.unwrap();
+    let refusing = SinkConfig::ephemeral().start().await.unwrap();
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", l.local_addr().unwrap());
@@ -788,7 +789,9 @@ async fn every_error_and_outcome_text_is_free_of_keys() {
     }
 
     // SinkError.
-    let e = Sink::start(accepting_sink().bind(sink.addr()))
+    let e = accepting_sink()
+        .bind(sink.addr())
+        .start()
         .await
         .unwrap_err();
     push(format!("{e:?}"), e.to_string());
@@ -1060,8 +1063,8 @@ fn the_command_line_never_prints_a_key() {
 
     // `check`, `preview` and `spool` against a sink that accepts both keys,
     // and one that refuses both.
-    let accepting = rt.block_on(Sink::start(accepting_sink())).unwrap();
-    let refusing = rt.block_on(Sink::start(SinkConfig::ephemeral())).unwrap();
+    let accepting = rt.block_on(accepting_sink().start()).unwrap();
+    let refusing = rt.block_on(SinkConfig::ephemeral().start()).unwrap();
     for (name, sink) in [("accepting", &accepting), ("refusing", &refusing)] {
         let url = sink.base_url().to_string();
         // The platform's names for the API key and the auth endpoint, and
@@ -1129,7 +1132,7 @@ fn the_command_line_never_prints_a_key() {
 
     // `demo` shipping to an in-process sink, with the license from the
     // environment.
-    let demo_sink = rt.block_on(Sink::start(accepting_sink())).unwrap();
+    let demo_sink = rt.block_on(accepting_sink().start()).unwrap();
     let mut c = cli(&[("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE.into())]);
     c.args([
         "-vvv",

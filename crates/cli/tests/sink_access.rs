@@ -5,7 +5,7 @@
 #![cfg(unix)]
 
 use beacon_meter::secret::Secret;
-use beacon_meter_sink::{Sink, SinkConfig, SinkHandle, TlsFiles};
+use beacon_meter_sink::{SinkConfig, SinkHandle, TlsFiles};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -61,7 +61,7 @@ async fn submit(addr: SocketAddr) -> u16 {
 }
 
 async fn start(config: SinkConfig) -> SinkHandle {
-    Sink::start(config).await.expect("the sink starts")
+    config.start().await.expect("the sink starts")
 }
 
 #[tokio::test]
@@ -168,13 +168,15 @@ async fn https_sink_refuses_plain_http_and_bad_files() {
         ("server.pem", "server.pem", "no PEM private key"),
         ("server_key.pem", "server_key.pem", "no CERTIFICATE"),
     ] {
-        let e = Sink::start(SinkConfig::ephemeral().tls(TlsFiles {
-            cert: fixture(cert),
-            key: fixture(key),
-        }))
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = SinkConfig::ephemeral()
+            .tls(TlsFiles {
+                cert: fixture(cert),
+                key: fixture(key),
+            })
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(says), "{cert}/{key}: {e}");
     }
 }

@@ -9,7 +9,7 @@
 //! cargo run --release --example sink_load [-- REPORTS]
 //! ```
 
-use beacon_meter_sink::{Sink, SinkConfig};
+use beacon_meter_sink::SinkConfig;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +52,9 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let sink = Sink::start(SinkConfig::ephemeral().db(dir.path().join("load.db")))
+    let sink = SinkConfig::ephemeral()
+        .db(dir.path().join("load.db"))
+        .start()
         .await
         .expect("the sink starts");
     let url = sink.base_url().join("v1/metadata/submit").unwrap();

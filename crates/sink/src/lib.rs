@@ -8,9 +8,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), beacon_meter_sink::SinkError> {
-//! use beacon_meter_sink::{Sink, SinkConfig};
+//! use beacon_meter_sink::SinkConfig;
 //!
-//! let sink = Sink::start(SinkConfig::ephemeral()).await?;
+//! let sink = SinkConfig::ephemeral().start().await?;
 //! println!("Beacon at {}", sink.base_url());
 //! // ... point a reporter at sink.base_url() ...
 //! println!("{:?}", sink.summary().measures);
@@ -79,9 +79,9 @@
 
 #![warn(missing_docs)]
 
-mod config;
 mod routes;
 mod server;
+mod sink_config;
 mod state;
 mod store;
 mod tls;
@@ -89,8 +89,8 @@ mod token;
 mod usage;
 mod validate;
 
-pub use config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
 pub use routes::MAX_PAGE;
+pub use sink_config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
 pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
 pub use store::{HOST_TAG, StoreError, TENANT_TAG};
 pub use usage::{Period, UsageRow, usage};
@@ -169,15 +169,12 @@ pub enum SinkError {
     Random,
 }
 
-/// Starts sinks; see [`Sink::start`].
-#[derive(Debug)]
-pub struct Sink;
-
-impl Sink {
-    /// Checks `config`, opens the JSONL file if any, binds the listening
-    /// socket and serves in the background until the returned handle is shut
-    /// down or dropped.
-    pub async fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
+impl SinkConfig {
+    /// Starts a sink: checks the configuration, opens the JSONL file if
+    /// any, binds the listening socket and serves in the background until
+    /// the returned handle is shut down or dropped.
+    pub async fn start(self) -> Result<SinkHandle, SinkError> {
+        let config = self;
         config.validate()?;
         let jsonl = config.jsonl.as_ref().map(|path| {
             let open = std::fs::OpenOptions::new()

@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-use super::config::{Faults, SinkConfig};
+use super::sink_config::{Faults, SinkConfig};
 use super::store::{Store, Stored};
 use super::validate::Submission;
 use beacon_meter::secret::Secret;

@@ -8,7 +8,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::SinkError;
-use super::config::TlsFiles;
+use super::sink_config::TlsFiles;
 
 /// A [`SinkError::Tls`] saying `message`, caused by `source`.
 fn tls_error(

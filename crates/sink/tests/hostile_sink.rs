@@ -10,7 +10,7 @@
 //! Then raw-TCP abuse: framing that lies, nesting bombs, huge headers.
 
 use beacon_meter::secret::Secret;
-use beacon_meter_sink::{Sink, SinkConfig};
+use beacon_meter_sink::SinkConfig;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -409,7 +409,7 @@ fn config() -> SinkConfig {
 #[test]
 fn structured_mutations_get_204_or_a_4xx_with_a_reason() {
     let rt = runtime();
-    let sink = rt.block_on(Sink::start(config())).unwrap();
+    let sink = rt.block_on(config().start()).unwrap();
     // Every report path, in turn: all three must hold to the same rules.
     let urls = [
         "v1/metadata/submit",
@@ -527,13 +527,12 @@ fn request(head: &str, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_framing_bombs_and_huge_headers_get_4xx_or_a_close_never_5xx() {
-    let sink = Sink::start(
-        config()
-            .max_body(4096)
-            .request_timeout(Duration::from_millis(800)),
-    )
-    .await
-    .unwrap();
+    let sink = config()
+        .max_body(4096)
+        .request_timeout(Duration::from_millis(800))
+        .start()
+        .await
+        .unwrap();
     let valid = report().to_string();
     let post = "POST /v1/metadata/submit HTTP/1.1\r\nHost: sink\r\nContent-Type: application/json";
     let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));

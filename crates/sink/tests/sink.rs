@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, ReportBody, encode_report};
-use beacon_meter_sink::{DEFAULT_ORG_ID, Faults, Sink, SinkConfig, SinkError, SinkHandle, Summary};
+use beacon_meter_sink::{DEFAULT_ORG_ID, Faults, SinkConfig, SinkError, SinkHandle, Summary};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -30,7 +30,7 @@ fn config() -> SinkConfig {
 }
 
 async fn start(config: SinkConfig) -> SinkHandle {
-    Sink::start(config).await.expect("sink starts")
+    config.start().await.expect("sink starts")
 }
 
 /// A report shaped like the spec's example.
@@ -1319,11 +1319,13 @@ async fn shutdown_is_graceful_then_bounded() {
 #[tokio::test]
 async fn start_errors_name_the_problem() {
     let sink = start(config()).await;
-    let err = Sink::start(config().bind(sink.addr())).await.unwrap_err();
+    let err = config().bind(sink.addr()).start().await.unwrap_err();
     assert!(matches!(err, SinkError::Bind { .. }), "{err:?}");
     assert!(err.to_string().contains(&sink.addr().to_string()));
 
-    let err = Sink::start(config().jsonl("/nonexistent-dir/reports.jsonl"))
+    let err = config()
+        .jsonl("/nonexistent-dir/reports.jsonl")
+        .start()
         .await
         .unwrap_err();
     assert!(
@@ -1331,12 +1333,14 @@ async fn start_errors_name_the_problem() {
         "{err}"
     );
 
-    let err = Sink::start(config().faults(Faults {
-        failure_rate: 2.0,
-        ..Faults::none()
-    }))
-    .await
-    .unwrap_err();
+    let err = config()
+        .faults(Faults {
+            failure_rate: 2.0,
+            ..Faults::none()
+        })
+        .start()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("failure_rate"), "{err}");
     sink.shutdown().await;
 }

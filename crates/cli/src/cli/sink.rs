@@ -10,8 +10,8 @@ use super::exit;
 use super::term::Term;
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::{
-    Faults, MIN_ADMIN_TOKEN_CHARS, Period, Sink, SinkConfig, SinkError, SinkHandle, StoreError,
-    Summary, TlsFiles, UsageRow,
+    Faults, MIN_ADMIN_TOKEN_CHARS, Period, SinkConfig, SinkError, SinkHandle, StoreError, Summary,
+    TlsFiles, UsageRow,
 };
 use serde_json::json;
 use std::io::{self, Write};
@@ -168,7 +168,7 @@ pub async fn run(
     // Installed before anything is printed, so a signal sent as soon as the
     // address appears is caught.
     let signal = stop_signal().map_err(SinkCommandError::Signal)?;
-    let handle = Sink::start(config).await?;
+    let handle = config.start().await?;
     let addr = handle.addr();
     let scheme = args.tls_cert.as_ref().map_or("http", |_| "https");
     let url = format!("{scheme}://{addr}");

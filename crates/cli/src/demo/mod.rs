@@ -14,7 +14,7 @@ use beacon_meter::meter::{Meter, NODES, RUNS};
 use beacon_meter::reporter::{Reporter, ReporterOptions, ReporterStats, RetryPolicy};
 use beacon_meter::spool::{Destination, SpoolLimits, slots};
 use beacon_meter::wire::{Plan, Tags};
-use beacon_meter_sink::{Faults, Sink, SinkConfig, SinkHandle};
+use beacon_meter_sink::{Faults, SinkConfig, SinkHandle};
 use executor::{ExecutorTotals, Live, run_executor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -160,7 +160,7 @@ impl Demo {
         let (sink, endpoint) = match options.endpoint {
             Some(url) => (None, url),
             None => {
-                let sink = Sink::start(demo_sink_config()).await?;
+                let sink = demo_sink_config().start().await?;
                 let url = sink.base_url().to_string();
                 (Some(sink), url)
             }

@@ -200,7 +200,7 @@ impl SinkConfig {
         }
     }
 
-    /// Checks the values a sink cannot work with ([`super::Sink::start`]
+    /// Checks the values a sink cannot work with ([`SinkConfig::start`]
     /// calls it): a zero `max_body` or `request_timeout`, an `admin_token`
     /// shorter than [`MIN_ADMIN_TOKEN_CHARS`] or with whitespace or control
     /// characters, a license or API key that is empty or has any, and the
