@@ -439,7 +439,7 @@ async fn clear_of_minute_boundary(margin: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_after_drop_recovers_the_checkpointed_window() {
+async fn a_reporter_dropped_without_shutdown_spools_its_open_window() {
     let sink = start_sink(SinkConfig::ephemeral()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut v = vars(sink.base_url().as_str(), dir.path());
@@ -461,15 +461,21 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
     );
     assert!(slot(dir.path(), 0).join("checkpoint.json").is_file());
     drop(reporter);
-    // The old meter's process is gone: the restart counts with a new one.
-    drop(meter);
+    // `Drop` closed the open window and spooled it, and let go of the
+    // meter at once: the restart finds a pending window, not a checkpoint
+    // to recover, and may use the same meter.
+    assert_eq!(
+        meter.attach().err(),
+        None,
+        "the dropped reporter still holds the meter"
+    );
     assert!(
         slot_released(&slot(dir.path(), 0)).await,
         "the dropped reporter never released its slot"
     );
 
-    let reporter = spawn(Meter::new(), || options(&v)).await;
-    assert_eq!(reporter.stats().recovered_on_start, 1);
+    let reporter = spawn(meter.clone(), || options(&v)).await;
+    assert_eq!(reporter.stats().recovered_on_start, 0);
     await_delivery(&sink, recorded, secs(5.0)).await;
     let stats = reporter.shutdown(secs(5.0)).await;
     assert_eq!(stats.pending(), 0, "{stats:?}");
@@ -478,49 +484,26 @@ async fn restart_after_drop_recovers_the_checkpointed_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_without_waiting_loses_at_most_one_checkpoint_interval() {
+async fn dropping_without_shutdown_loses_nothing() {
     let sink = start_sink(SinkConfig::ephemeral()).await;
     let dir = tempfile::tempdir().unwrap();
     let v = vars(sink.base_url().as_str(), dir.path());
     let meter = Meter::new();
     let reporter = spawn(meter.clone(), || options(&v)).await;
     let recorder = Recorder::start(&meter, 3);
-    let started = Instant::now();
-    let mut progress: Vec<(Instant, u64)> = Vec::new();
-    while started.elapsed() < secs(2.7) {
-        progress.push((Instant::now(), recorder.runs_so_far()));
-        sleep(Duration::from_millis(50)).await;
-    }
-    // A crash: no shutdown, no wait for the next checkpoint.
+    // Past two checkpoints and into the third interval.
+    sleep(secs(2.7)).await;
+    // No shutdown, no wait for the next checkpoint: `Drop` spools the open
+    // window. (A crash, which runs no `Drop`, is the child-process tests'.)
     let recorded = recorder.stop();
-    let crashed = Instant::now();
     drop(reporter);
     drop(meter);
-    // Runs recorded more than 1.5 checkpoint intervals before the crash.
-    let safe = progress
-        .iter()
-        .filter(|(t, _)| crashed.duration_since(*t) >= secs(1.5))
-        .map(|(_, n)| *n)
-        .max()
-        .unwrap_or(0);
-    assert!(safe > 0);
 
     let run2 = Utc::now();
     let reporter = spawn(Meter::new(), || options(&v)).await;
     let stats = reporter.shutdown(secs(5.0)).await;
     assert_eq!(stats.pending(), 0, "{stats:?}");
-    let got = delivered(&sink);
-    assert!(
-        got.runs <= recorded.runs && got.nodes <= recorded.nodes,
-        "more delivered than recorded: {got:?} > {recorded:?}"
-    );
-    assert!(
-        got.runs >= safe,
-        "lost more than 1.5 checkpoint intervals: delivered {} runs, {} were recorded 1.5 s before the crash, {} in all",
-        got.runs,
-        safe,
-        recorded.runs
-    );
+    assert_delivered_exactly(&sink, recorded);
     let summary = sink.summary();
     assert_eq!(summary.rejects, 0, "{summary:?}");
     assert_no_overlap(&sink);
@@ -930,12 +913,11 @@ async fn shutdown_right_after_start_delivers_the_first_window() {
 }
 
 /// One reporter per meter: a second spawn is refused while the first runs;
-/// `shutdown` hands the meter over; a reporter dropped after checkpointing
-/// leaves the meter refused (its counts are then delivered once, from the
-/// checkpoint, by a restart with a new meter), where a new reporter on it
-/// would have delivered them a second time.
+/// `shutdown` hands the meter over, and so does a drop after a checkpoint
+/// (`Drop` closes and spools the open window, so the meter holds only
+/// what no one has): every count is delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
+async fn a_meter_is_handed_over_by_shutdown_and_by_a_drop() {
     use beacon_meter::AttachError;
     use beacon_meter::reporter::{Reporter, ReporterError};
     let sink = start_sink(SinkConfig::ephemeral()).await;
@@ -961,35 +943,22 @@ async fn a_meter_is_handed_over_by_shutdown_and_refused_after_a_drop() {
     let checkpoint = second_slot.join("checkpoint.json");
     assert!(eventually(secs(5.0), || checkpoint.is_file()).await);
     drop(second);
-    // The dropped reporter's tasks end asynchronously; until they do, the
-    // meter is still attached.
-    assert!(
-        eventually(secs(5.0), || meter.attach().err()
-            == Some(AttachError::Abandoned))
-        .await,
-        "a meter whose reporter was dropped after a checkpoint must be abandoned"
+    // At once, not when the aborted tasks wind down.
+    assert_eq!(
+        meter.attach().err(),
+        None,
+        "a dropped reporter must free its meter"
     );
-    let refused = Reporter::spawn(meter.clone(), options(&v))
-        .await
-        .err()
-        .expect("a reporter on an abandoned meter must be refused");
-    assert!(
-        matches!(refused, ReporterError::Meter(AttachError::Abandoned)),
-        "{refused:?}"
-    );
-    assert!(refused.to_string().contains("new Meter"), "{refused}");
-
-    // The restart: a new meter; the checkpoint delivers the dropped
-    // reporter's open window (once its slot is free).
+    meter.record_run(1);
     assert!(
         slot_released(&second_slot).await,
         "the dropped reporter never released its slot"
     );
-    let third = spawn(Meter::new(), || options(&v)).await;
-    assert_eq!(third.stats().recovered_on_start, 1);
+    let third = spawn(meter.clone(), || options(&v)).await;
+    assert_eq!(third.stats().recovered_on_start, 0);
     let stats = third.shutdown(secs(5.0)).await;
     assert_eq!(stats.pending(), 0, "{stats:?}");
-    assert_delivered_exactly(&sink, Totals { runs: 2, nodes: 7 });
+    assert_delivered_exactly(&sink, Totals { runs: 3, nodes: 8 });
 }
 
 /// A `tracing` writer into a shared buffer.
@@ -1039,4 +1008,58 @@ fn a_reporter_without_a_credential_says_so_once() {
     };
     assert_eq!(warnings(false), 1);
     assert_eq!(warnings(true), 0);
+}
+
+/// The case a checkpoint cannot cover: a reporter dropped before its first
+/// checkpoint (and its first close). `Drop` spools the open window, says so
+/// once, and frees the meter, so a reporter started next on the same meter
+/// delivers every count once.
+#[test]
+fn a_reporter_dropped_before_its_first_checkpoint_loses_nothing_and_says_so() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = beacon_meter_testkit::runtime();
+    runtime.block_on(async {
+        let sink = start_sink(SinkConfig::ephemeral()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vars(sink.base_url().as_str(), dir.path());
+        set(&mut v, "BEACON_INTERVAL_SECS", "3600");
+        set(&mut v, "BEACON_CHECKPOINT_SECS", "3600");
+        let meter = Meter::new();
+        let reporter = spawn(meter.clone(), || options(&v)).await;
+        meter.record_run(3);
+        meter.record_run(2);
+        drop(reporter);
+        assert_eq!(meter.attach().err(), None, "the meter must be free at once");
+        let slot0 = slot(dir.path(), 0);
+        assert!(
+            !slot0.join("checkpoint.json").exists(),
+            "no checkpoint was due"
+        );
+        meter.record_run(1);
+        assert!(
+            slot_released(&slot0).await,
+            "the dropped reporter never released its slot"
+        );
+        let next = spawn(meter.clone(), || options(&v)).await;
+        let stats = next.shutdown(secs(5.0)).await;
+        assert_eq!(stats.pending(), 0, "{stats:?}");
+        assert_delivered_exactly(&sink, Totals { runs: 3, nodes: 6 });
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.matches("dropped without shutdown").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("runs=2") && text.contains("nodes=5"),
+        "{text}"
+    );
 }

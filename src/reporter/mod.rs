@@ -31,6 +31,9 @@
 //!   writers), while the spool can be written (see below).
 //! * **Shutdown.** [`Reporter::shutdown`] closes the open window, spools it,
 //!   and delivers what it can before the deadline. The rest stays spooled.
+//!   A reporter dropped without it closes and spools the open window in
+//!   `Drop` (see `reporter/closer.rs`), so only a crash, which runs no
+//!   `Drop`, falls back on the checkpoint.
 //! * **Clock jumps.** Windows are cut by the wall clock
 //!   ([`ReporterOptions::clock`]) but timed by a monotonic clock, so they
 //!   keep closing every interval whatever the wall clock does, and never
@@ -211,8 +214,9 @@ pub enum ReporterError {
     /// panicked or was cancelled.
     #[error("the reporter's background task failed")]
     Task(#[source] tokio::task::JoinError),
-    /// The meter already has a reporter, or its last one was dropped
-    /// without [`Reporter::shutdown`] (see [`Reporter`]).
+    /// The meter already has a reporter ([`AttachError::Attached`]), or an
+    /// owner other than a reporter abandoned it ([`AttachError::Abandoned`],
+    /// see [`Meter::attach`]).
     #[error("cannot start a reporter on this meter: {0}")]
     Meter(#[from] AttachError),
 }
@@ -284,18 +288,20 @@ impl ReporterState {
 
 /// A running reporter.
 ///
-/// Dropping it without [`shutdown`](Self::shutdown) stops its tasks as a
-/// crash would: what was spooled is delivered by the next start, and the
-/// open window survives only as its last checkpoint. The counts recorded
-/// since that window opened are then in the checkpoint *and* still in the
-/// meter, so [`spawn`](Self::spawn) refuses that meter from then on
-/// ([`ReporterError::Meter`] with [`AttachError::Abandoned`]): start the
-/// next reporter with a new meter, as a restarted process does, or call
-/// `shutdown` to hand a meter over. A meter has one reporter at a time
+/// Stop it with [`shutdown`](Self::shutdown): the final window is closed,
+/// spooled and delivered within the deadline, and the meter is handed back
+/// for the next reporter. Dropping it without `shutdown` stops its tasks
+/// at once, closes the open window and writes it to the spool on the
+/// dropping thread (a few small synchronous writes), warns, and frees the
+/// meter: nothing is lost, and the next reporter on that spool (in this
+/// process or the next) delivers it. A meter has one reporter at a time
 /// ([`AttachError::Attached`]); see [`Meter::attach`].
 pub struct Reporter {
     shared: Arc<ReporterState>,
     closer: Option<JoinHandle<()>>,
+    /// What `Drop` closes the open window with (`None` only while
+    /// [`Reporter::spawn`] builds the reporter).
+    open: Option<Arc<closer::CloserCore>>,
     /// Dropping a `JoinSet` aborts its tasks.
     senders: JoinSet<()>,
     /// The credential checks; aborted with the reporter.
@@ -341,6 +347,7 @@ impl Reporter {
         let mut reporter = Reporter {
             shared,
             closer: None,
+            open: None,
             senders: JoinSet::new(),
             verifiers: JoinSet::new(),
             refresh: None,
@@ -364,6 +371,7 @@ impl Reporter {
         let window_clock = WindowClock::new(options.config.interval(), options.clock.now())?;
         let shared = reporter.shared.clone();
         let closer = closer::Closer::new(shared.clone(), meter, dests, window_clock, options);
+        reporter.open = Some(closer.core());
         reporter.closer = Some(tokio::spawn(closer.run()));
         tracing::info!(
             offline,
@@ -497,9 +505,16 @@ impl Reporter {
 }
 
 impl Drop for Reporter {
-    /// Stops every task; the `JoinSet`s and the refresh guard abort theirs
-    /// as they drop.
+    /// Stops every task (the `JoinSet`s and the refresh guard abort theirs
+    /// as they drop) and, if [`Reporter::shutdown`] did not hand the
+    /// windows over, closes the open window and spools it on this thread,
+    /// warning that it was dropped (`CloserCore::save_on_drop` in
+    /// `reporter/closer.rs`).
     fn drop(&mut self) {
+        // First: the closer's next step then finds the windows handed over.
+        if let Some(open) = &self.open {
+            open.save_on_drop();
+        }
         self.shared.phase.send_replace(Phase::Stopped);
         if let Some(c) = &self.closer {
             c.abort();
