@@ -961,6 +961,19 @@ async fn a_meter_is_handed_over_by_shutdown_and_by_a_drop() {
     assert_delivered_exactly(&sink, Totals { runs: 3, nodes: 8 });
 }
 
+/// The warnings and errors `f` logs on this thread, as text.
+fn warnings_of(f: impl FnOnce()) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+}
+
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -981,29 +994,22 @@ impl std::io::Write for Captured {
 #[test]
 fn a_reporter_without_a_credential_says_so_once() {
     let warnings = |credential: bool| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = vars("http://127.0.0.1:9", dir.path());
-        if !credential {
-            unset(&mut v, "LANGGRAPH_CLOUD_LICENSE_KEY");
-        }
-        runtime.block_on(async {
-            let reporter = spawn(Meter::new(), || options(&v)).await;
-            sleep(Duration::from_millis(300)).await;
-            reporter.shutdown(secs(1.0)).await;
+        let text = warnings_of(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut v = vars("http://127.0.0.1:9", dir.path());
+            if !credential {
+                unset(&mut v, "LANGGRAPH_CLOUD_LICENSE_KEY");
+            }
+            runtime.block_on(async {
+                let reporter = spawn(Meter::new(), || options(&v)).await;
+                sleep(Duration::from_millis(300)).await;
+                reporter.shutdown(secs(1.0)).await;
+            });
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         text.matches("has no credential").count()
     };
     assert_eq!(warnings(false), 1);
@@ -1016,43 +1022,35 @@ fn a_reporter_without_a_credential_says_so_once() {
 /// delivers every count once.
 #[test]
 fn a_reporter_dropped_before_its_first_checkpoint_loses_nothing_and_says_so() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let runtime = beacon_meter_testkit::runtime();
-    runtime.block_on(async {
-        let sink = start_sink(SinkConfig::ephemeral()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = vars(sink.base_url().as_str(), dir.path());
-        set(&mut v, "BEACON_INTERVAL_SECS", "3600");
-        set(&mut v, "BEACON_CHECKPOINT_SECS", "3600");
-        let meter = Meter::new();
-        let reporter = spawn(meter.clone(), || options(&v)).await;
-        meter.record_run(3);
-        meter.record_run(2);
-        drop(reporter);
-        assert_eq!(meter.attach().err(), None, "the meter must be free at once");
-        let slot0 = slot(dir.path(), 0);
-        assert!(
-            !slot0.join("checkpoint.json").exists(),
-            "no checkpoint was due"
-        );
-        meter.record_run(1);
-        assert!(
-            slot_released(&slot0).await,
-            "the dropped reporter never released its slot"
-        );
-        let next = spawn(meter.clone(), || options(&v)).await;
-        let stats = next.shutdown(secs(5.0)).await;
-        assert_eq!(stats.pending(), 0, "{stats:?}");
-        assert_delivered_exactly(&sink, Totals { runs: 3, nodes: 6 });
+    let text = warnings_of(|| {
+        beacon_meter_testkit::runtime().block_on(async {
+            let sink = start_sink(SinkConfig::ephemeral()).await;
+            let dir = tempfile::tempdir().unwrap();
+            let mut v = vars(sink.base_url().as_str(), dir.path());
+            set(&mut v, "BEACON_INTERVAL_SECS", "3600");
+            set(&mut v, "BEACON_CHECKPOINT_SECS", "3600");
+            let meter = Meter::new();
+            let reporter = spawn(meter.clone(), || options(&v)).await;
+            meter.record_run(3);
+            meter.record_run(2);
+            drop(reporter);
+            assert_eq!(meter.attach().err(), None, "the meter must be free at once");
+            let slot0 = slot(dir.path(), 0);
+            assert!(
+                !slot0.join("checkpoint.json").exists(),
+                "no checkpoint was due"
+            );
+            meter.record_run(1);
+            assert!(
+                slot_released(&slot0).await,
+                "the dropped reporter never released its slot"
+            );
+            let next = spawn(meter.clone(), || options(&v)).await;
+            let stats = next.shutdown(secs(5.0)).await;
+            assert_eq!(stats.pending(), 0, "{stats:?}");
+            assert_delivered_exactly(&sink, Totals { runs: 3, nodes: 6 });
+        })
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert_eq!(
         text.matches("dropped without shutdown").count(),
         1,
