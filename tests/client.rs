@@ -3,9 +3,8 @@
 //! script.
 #![cfg(feature = "reporter")]
 
+use crate::common::jwt::{Es256, b64, signing_input};
 use base64::Engine as _;
-#[path = "support/jwt.rs"]
-mod jwt;
 use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseError,
     LicenseSettings, LicenseToken, LicenseVerifier, SubmitOutcome,
@@ -14,7 +13,6 @@ use beacon_meter::config::{Config, ENV_AUTH_ENDPOINT, ENV_BEACON_URL};
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, Dialect, ReportBody, encode_report, encode_report_in};
 use chrono::{TimeZone, Utc};
-use jwt::{Es256, b64, signing_input};
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

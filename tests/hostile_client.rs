@@ -12,8 +12,8 @@
 //! anywhere), in a redirect's host name, and in claims of the JWT it issues.
 #![cfg(feature = "reporter")]
 
-#[path = "support/jwt.rs"]
-mod jwt;
+use crate::common::jwt::{Es256, b64};
+use crate::common::runner;
 use beacon_meter::client::{
     ApiKeyError, ApiKeyVerifier, ClientSettings, HttpClient, LicenseError, LicenseSettings,
     LicenseVerifier, SubmitOutcome,
@@ -21,9 +21,8 @@ use beacon_meter::client::{
 use beacon_meter::secret::Secret;
 use beacon_meter::wire::{Credential, Dialect, ReportBody};
 use chrono::{TimeZone, Utc};
-use jwt::{Es256, b64};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -535,19 +534,6 @@ fn with_ports(reply: Reply, server: &Server) -> Reply {
 // ---------------------------------------------------------------------------
 
 use beacon_meter_testkit::runtime;
-
-/// `cases` proptest cases, or `HOSTILE_CASES` if set (for a deeper hunt).
-fn runner(cases: u32) -> TestRunner {
-    let cases = std::env::var("HOSTILE_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
 
 fn client(max_body: usize) -> HttpClient {
     HttpClient::new(

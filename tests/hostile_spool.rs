@@ -7,11 +7,12 @@
 //! window, and keep every other file, byte for byte, in `corrupt/`.
 #![cfg(all(feature = "reporter", unix))]
 
+use crate::common::{T0, runner, ts};
+use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::spool::{Checkpoint, Destination, Spool, SpoolLimits, SpooledWindow};
 use beacon_meter::wire::ReportBody;
-use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,14 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
-
-const RUNS: &str = "langgraph.platform.runs";
-const NODES: &str = "langgraph.platform.nodes";
-const T0: i64 = 1_736_154_000; // 2025-01-06T09:00:00Z
-
-fn ts(s: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(s, 0).unwrap()
-}
 
 /// Window `i` of a 5-minute sequence.
 fn window(dest: Destination, i: i64, runs: u64) -> SpooledWindow {
@@ -262,19 +255,6 @@ fn hostile_file() -> impl Strategy<Value = (Name, Content)> {
             .prop_map(|(t, e)| Content::Json(t, e)),
     ];
     (name, content)
-}
-
-/// `cases` proptest cases, or `HOSTILE_CASES` if set (for a deeper hunt).
-fn runner(cases: u32) -> TestRunner {
-    let cases = std::env::var("HOSTILE_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
 }
 
 #[test]

@@ -5,12 +5,10 @@
 //! totals must equal what was recorded exactly, on each destination.
 //! (`tests/conformance/` does the same for the reference reporter itself.)
 
-mod common;
-
+use crate::common::*;
 use beacon_meter::Meter;
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::SinkConfig;
-use common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

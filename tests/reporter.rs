@@ -8,8 +8,7 @@
 //! tile time.
 #![cfg(feature = "reporter")]
 
-mod common;
-
+use crate::common::*;
 use beacon_meter::Meter;
 use beacon_meter::meter::RUNS;
 use beacon_meter::reporter::ReporterStats;
@@ -17,7 +16,6 @@ use beacon_meter::secret::Secret;
 use beacon_meter::spool::{Destination, Spool, SpoolLimits};
 use beacon_meter_sink::{Faults, SinkConfig, SinkHandle};
 use chrono::Utc;
-use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -569,14 +567,19 @@ fn write_atomic(path: &Path, text: &str) {
 
 fn child(mode: &str, sink: &SinkHandle, spool: &Path, out: &Path, log: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["kill9_child", "--exact", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, mode)
-        .env("CHILD_SINK", sink.base_url().as_str())
-        .env("CHILD_SPOOL", spool)
-        .env("CHILD_OUT", out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
+    c.args([
+        "reporter::kill9_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env(CHILD_ENV, mode)
+    .env("CHILD_SINK", sink.base_url().as_str())
+    .env("CHILD_SPOOL", spool)
+    .env("CHILD_OUT", out)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap());
     c
 }
 

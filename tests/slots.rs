@@ -6,15 +6,13 @@
 //! equal everything recorded, exactly.
 #![cfg(feature = "reporter")]
 
-mod common;
-
+use crate::common::*;
 use beacon_meter::Meter;
 use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::spool::{Destination, Spool, SpoolLimits, SpooledWindow, slots};
 use beacon_meter::wire::ReportBody;
 use beacon_meter_sink::{SinkConfig, SinkHandle};
 use chrono::{TimeDelta, Utc};
-use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -110,7 +108,7 @@ impl Proc {
         let out = dir.join(name);
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["slots_child", "--exact", "--ignored", "--nocapture"])
+            .args(["slots::slots_child", "--exact", "--ignored", "--nocapture"])
             .env(CHILD_ENV, mode)
             .env("CHILD_SINK", sink.base_url().as_str())
             .env("CHILD_SPOOL", spool)

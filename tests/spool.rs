@@ -2,26 +2,20 @@
 //! lock, corrupt-file handling, rejection, checkpoints, bounded merging and
 //! export, and slots (one per process) under a spool root.
 
+use crate::common::{T0, ts};
+use beacon_meter::meter::{NODES, RUNS};
 use beacon_meter::spool::{
     Checkpoint, CheckpointPeek, Destination, EXPORT_FORMAT, Spool, SpoolError, SpoolExport,
     SpoolLimits, SpooledWindow, slots,
 };
 use beacon_meter::wire::ReportBody;
-use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-const RUNS: &str = "langgraph.platform.runs";
-const NODES: &str = "langgraph.platform.nodes";
 const GRAPHS: &str = "langgraph.platform.py_graphs";
-const T0: i64 = 1_736_154_000; // 2025-01-06T09:00:00Z
-
-fn ts(s: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(s, 0).unwrap()
-}
 
 fn tags(version: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

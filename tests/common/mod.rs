@@ -1,6 +1,10 @@
-//! Helpers for the reporter's integration tests: configuration, a
-//! multi-threaded recorder, polling, and checks of what a sink accepted.
+//! Helpers shared by the root crate's integration tests (`tests/tests.rs`):
+//! the reporter's configuration, a multi-threaded recorder, polling, checks
+//! of what a sink accepted, the spool tests' clock, the proptest runner of
+//! the hostile tests, and (in [`jwt`]) the client tests' JWT building blocks.
 #![allow(dead_code)]
+
+pub mod jwt;
 
 use beacon_meter::Meter;
 use beacon_meter::config::Config;
@@ -9,7 +13,7 @@ use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPoli
 use beacon_meter::spool::{Destination, Spool, SpoolError, SpooledWindow};
 use beacon_meter::wire::Tags;
 use beacon_meter_sink::SinkHandle;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::ops::Add;
@@ -25,6 +29,27 @@ pub const LICENSE: &str = "lcl_reporter_test_license_0123456789abcdef0123";
 pub const OFFLINE_LICENSE: &str = "offline_reporter_test_license_0123456789abcdef";
 /// An API key (the auth sink must list it in `api_keys`).
 pub const API_KEY: &str = "lsv2_pt_reporter_test_api_key_0123456789abcdef";
+
+/// 2025-01-06T09:00:00Z, where the spool tests' windows start.
+pub const T0: i64 = 1_736_154_000;
+
+/// The instant `s` seconds after the Unix epoch.
+pub fn ts(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(s, 0).unwrap()
+}
+
+/// `cases` proptest cases, or `HOSTILE_CASES` if set (for a deeper hunt).
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    let cases = std::env::var("HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
 
 /// Counts recorded, or counts delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

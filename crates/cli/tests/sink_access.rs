@@ -16,13 +16,7 @@ use std::time::Duration;
 const LICENSE: &str = "lcl_access_test_0123456789";
 const TOKEN: &str = "admin-token-0123456789abcdef";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
+use beacon_meter_testkit::http_client as client;
 
 fn report() -> Value {
     json!({

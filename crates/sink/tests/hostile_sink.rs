@@ -390,15 +390,7 @@ fn secret_free(text: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-use beacon_meter_testkit::runtime;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use beacon_meter_testkit::{http_client as client, runtime};
 
 fn config() -> SinkConfig {
     SinkConfig::ephemeral()

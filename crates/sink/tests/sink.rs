@@ -14,16 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use beacon_meter_testkit::http_client as client;
+
 const LICENSE: &str = "lcl_test_license_0123456789abcdef";
 const API_KEY: &str = "lsv2_pt_test_api_key_0123456789";
-
-fn client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
 
 fn config() -> SinkConfig {
     SinkConfig::ephemeral().api_keys(vec![Secret::new(API_KEY)])

@@ -53,6 +53,18 @@ pub async fn recording_server() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
+/// An HTTP client for tests that talk to a server on loopback: no proxy
+/// (a proxy variable in the environment must not reroute 127.0.0.1) and a
+/// 10 s timeout, so a server that hangs fails the test instead of blocking
+/// it.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client builds")
+}
+
 /// The path of `name` in the workspace's shared test fixtures
 /// (`tests/fixtures/`: the test CA, server and JWT keys, protocol examples).
 pub fn fixture(name: &str) -> std::path::PathBuf {

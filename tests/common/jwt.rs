@@ -1,6 +1,5 @@
 //! Test-only JWT building blocks shared by `tests/client.rs` and
 //! `tests/hostile_client.rs`: base64url, PEM, and a throwaway ES256 key.
-#![allow(dead_code)]
 
 use base64::Engine as _;
 use serde_json::{Value, json};
