@@ -20,12 +20,13 @@ use beacon_meter::reporter::{Reporter, ReporterError, ReporterOptions, RetryPoli
 use beacon_meter::spool::{Destination, Spool, SpoolError};
 use beacon_meter::wire::Tags;
 use beacon_meter_sink::{SinkConfig, SinkHandle};
+use beacon_meter_testkit::{Mount, fill};
 use chrono::{DateTime, TimeDelta, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -287,71 +288,6 @@ impl Blocked {
     fn restore(self) {
         std::fs::remove_file(&self.path).expect("remove the blocking file");
         std::fs::rename(&self.aside, &self.path).expect("put the directory back");
-    }
-}
-
-/// A mount that is undone when dropped (even when the test fails).
-struct Mount(PathBuf);
-
-impl Mount {
-    fn run(args: &[&str]) -> Result<(), String> {
-        let out = Command::new("mount")
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`mount {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// A tmpfs of `size` bytes on `dir`.
-    fn tmpfs(dir: &Path, size: u64) -> Result<Mount, String> {
-        let d = dir.to_str().expect("a UTF-8 temporary path");
-        Mount::run(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", d])?;
-        Ok(Mount(dir.to_owned()))
-    }
-
-    /// `dir` bind-mounted on itself, read-only: reads work, every write
-    /// (create, rename, delete) fails with EROFS.
-    fn read_only(dir: &Path) -> Result<Mount, String> {
-        let d = dir.to_str().expect("a UTF-8 temporary path");
-        Mount::run(&["--bind", d, d])?;
-        let m = Mount(dir.to_owned());
-        Mount::run(&["-o", "remount,bind,ro", d])?;
-        Ok(m)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-/// Writes a file into `dir` until the filesystem is full.
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write as _;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("create the filler");
-    let chunk = vec![0xA5u8; 4096];
-    loop {
-        match f.write_all(&chunk).and_then(|_| f.sync_all()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(28) => return path, // ENOSPC
-            Err(e) => panic!("filling the tmpfs failed: {e}"),
-        }
     }
 }
 

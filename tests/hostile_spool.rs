@@ -685,3 +685,97 @@ fn show_never_reads_outside_the_spool() {
     assert!(spool.show(&w.id.to_string()).unwrap().contains(RUNS));
     assert!(spool.show(&w.file_name()).unwrap().contains(RUNS));
 }
+
+/// Links planted as lock files are never written through: a `slot-0/LOCK`
+/// pointing at a file, and a dangling `slots.lock`, make opening the spool
+/// fail with an error naming the link, and the link's target stays as it
+/// was (or is not created).
+#[test]
+fn lock_files_that_are_links_are_refused_and_never_written_through() {
+    use beacon_meter::spool::slots;
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("slot-0")).unwrap();
+    symlink(&victim, root.join("slot-0").join("LOCK")).unwrap();
+    let refused = |e: Option<beacon_meter::spool::SpoolError>, link: &str| {
+        let e = e
+            .expect("the spool opened through a planted link")
+            .to_string();
+        assert!(e.contains(link) && e.contains("is a symbolic link"), "{e}");
+    };
+    // The reporter (`demo`) claims a slot; `spool requeue` opens one.
+    refused(
+        slots::claim(&root, SpoolLimits::default()).err(),
+        "slot-0/LOCK",
+    );
+    refused(
+        Spool::open(&root.join("slot-0"), SpoolLimits::default()).err(),
+        "slot-0/LOCK",
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+
+    let root = tmp.path().join("dangling");
+    fs::create_dir_all(&root).unwrap();
+    let target = tmp.path().join("made-by-the-spool");
+    symlink(&target, root.join("slots.lock")).unwrap();
+    refused(
+        slots::claim(&root, SpoolLimits::default()).err(),
+        "slots.lock",
+    );
+    assert!(!target.exists(), "the spool created the link's target");
+}
+
+/// A spool directory another user may write in (a 1777 one like `/tmp`) or
+/// that another user owns is refused, by the slot claim and by a plain
+/// open, with the mode or owner and the fix; 0700 and owned is accepted.
+#[test]
+fn a_spool_directory_others_may_write_in_or_own_is_refused() {
+    use beacon_meter::spool::slots;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("spool");
+    fs::create_dir(&dir).unwrap();
+    let refused = |e: Option<beacon_meter::spool::SpoolError>, want: &str| {
+        let e = e
+            .expect("an unsafe spool directory was accepted")
+            .to_string();
+        assert!(
+            e.contains(&dir.display().to_string()) && e.contains(want),
+            "{e}"
+        );
+    };
+    for mode in [0o1777, 0o777, 0o720, 0o702] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+        let want = format!("has mode {mode:04o}, so other users may create files");
+        refused(Spool::open(&dir, SpoolLimits::default()).err(), &want);
+        refused(slots::claim(&dir, SpoolLimits::default()).err(), &want);
+        assert!(
+            refused_left_nothing(&dir),
+            "files were made in a refused directory"
+        );
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    drop(Spool::open(&dir, SpoolLimits::default()).unwrap());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED the foreign-owner case: only root can chown a directory");
+        return;
+    }
+    let other = tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+    let e =
+        Spool::open(&other, SpoolLimits::default()).expect_err("a foreign directory was accepted");
+    assert!(
+        e.to_string()
+            .contains("is owned by uid 65534, not by this process's user"),
+        "{e}"
+    );
+}
+
+/// True if a directory holds nothing.
+fn refused_left_nothing(dir: &Path) -> bool {
+    fs::read_dir(dir).unwrap().next().is_none()
+}

@@ -22,6 +22,19 @@ pub enum SpoolError {
         holder: String,
     },
 
+    /// A spool directory or lock file another user could tamper with: a
+    /// directory not owned by this process's user or writable by others
+    /// (even with the sticky bit), or a lock file that is a symbolic link
+    /// (opening it would write wherever it points). `problem` says which,
+    /// and the fix.
+    #[error("{} {problem}", path.display())]
+    Unsafe {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong with it and what to do about it.
+        problem: String,
+    },
+
     /// An I/O failure. The message's advice follows the error's kind: a
     /// permission or read-only filesystem error, a full disk (then nothing
     /// was stored: the caller still holds the window it tried to write),

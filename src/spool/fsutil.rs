@@ -1,5 +1,6 @@
 //! File-system primitives: atomic writes, directory fsync, reads that never
-//! follow a symbolic link, and the lock file.
+//! follow a symbolic link, lock files that are never links, and the check
+//! that no other user can write in a spool directory.
 
 use super::SpoolError;
 use chrono::Utc;
@@ -28,11 +29,69 @@ fn open_private(o: &mut OpenOptions, path: &Path) -> io::Result<File> {
 }
 
 /// Opens the lock file at `path` for reading and writing, creating it
-/// (mode 0600) if needed, never truncating it.
+/// (mode 0600) if needed, never truncating it, and never through a
+/// symbolic link: with `O_NOFOLLOW` a link planted in its place (to a file
+/// this process may write, or dangling, to make it create one) fails the
+/// open with `ELOOP` instead of being written through. (`O_CLOEXEC` is
+/// std's default.)
 pub(crate) fn open_lock_file(path: &Path) -> Result<File, SpoolError> {
     let mut o = OpenOptions::new();
     o.read(true).write(true).create(true).truncate(false);
-    open_private(&mut o, path).map_err(SpoolError::on("opening", path))
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+    open_private(&mut o, path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return SpoolError::Unsafe {
+                path: path.to_path_buf(),
+                problem: "is a symbolic link, and the spool never writes a lock file through \
+                          one (it could point at any file this process may write): remove it"
+                    .into(),
+            };
+        }
+        SpoolError::on("opening", path)(e)
+    })
+}
+
+/// Refuses a spool directory that another user could change: one not
+/// owned by this process's (effective) user, or writable by its group or
+/// by others. The sticky bit of a shared directory such as `/tmp` does not
+/// help: another user could still create `LOCK`, `slots.lock` or a
+/// `slot-N` there before this process does, as a link or with windows of
+/// their own.
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), SpoolError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = fs::metadata(dir).map_err(SpoolError::on("checking", dir))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let problem = if meta.uid() != me {
+            format!(
+                "is owned by uid {}, not by this process's user (uid {me}), who alone may \
+                 write in a spool directory: `chown` it, or give this process a directory of \
+                 its own (BEACON_SPOOL_DIR)",
+                meta.uid()
+            )
+        } else if meta.mode() & 0o022 != 0 {
+            format!(
+                "has mode {:04o}, so other users may create files and links in it: \
+                 `chmod 700` it, or give this process a directory of its own (BEACON_SPOOL_DIR)",
+                meta.mode() & 0o7777
+            )
+        } else {
+            return Ok(());
+        };
+        Err(SpoolError::Unsafe {
+            path: dir.to_path_buf(),
+            problem,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// Makes renames and removals in `dir` durable.

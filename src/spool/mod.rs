@@ -184,6 +184,7 @@ impl Spool {
     /// `limits`.
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
         fsutil::create_dir_private(dir)?;
+        fsutil::check_private_dir(dir)?;
         let lock = fsutil::acquire_lock(dir)?;
         let spool = Spool {
             dir: dir.to_path_buf(),

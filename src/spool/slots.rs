@@ -71,6 +71,7 @@ pub struct Claim {
 /// and in an old flat spool at the root. See the [module docs](self).
 pub fn claim(root: &Path, limits: SpoolLimits) -> Result<Claim, SpoolError> {
     fsutil::create_dir_private(root)?;
+    fsutil::check_private_dir(root)?;
     let _guard = lock_root(root)?;
     let (spool, slot) = claim_lowest(root, limits)?;
     let adopted = adopt_locked(root, &spool, limits)?;

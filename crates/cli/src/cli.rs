@@ -21,10 +21,12 @@
 //!
 //! Output rules: results go to stdout, notes, warnings and logs to stderr;
 //! color and spinners only when stdout is a terminal ([`Term`]); `--json`
-//! wherever a program would read the output; secrets only ever redacted.
+//! wherever a program would read the output; secrets only ever redacted;
+//! control characters shown, never sent ([`clean`]).
 
 pub mod args;
 pub mod check;
+pub mod clean;
 pub mod demo;
 pub mod preview;
 pub mod sink;
@@ -64,7 +66,8 @@ pub fn main() -> ExitCode {
                 // The reader went away (`| head`): nothing left to say.
                 return ExitCode::from(exit::FAILURE);
             }
-            let _ = writeln!(std::io::stderr(), "error: {}", message(&e));
+            let mut stderr = clean::Clean::new(std::io::stderr(), false);
+            let _ = writeln!(stderr, "error: {}", message(&e));
             ExitCode::from(exit_status(&e))
         }
     }
@@ -73,8 +76,9 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line, writing results to stdout.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let term = Term::detect();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Everything printed passes through `Clean`: much of it came from a
+    // client or a file (see `clean`).
+    let mut out = clean::Clean::new(std::io::stdout().lock(), term.color);
     let code = match cli.command {
         Command::Demo(args) => runtime()?
             .block_on(demo::run(&args, term, &mut out))

@@ -1092,3 +1092,53 @@ fn demo_ships_to_an_external_sink_with_the_license_from_the_environment() {
     );
     rt.block_on(sink.shutdown());
 }
+
+/// What a client sent reaches the terminal escaped, never raw: a tag and a
+/// measure name that would clear the screen, color it and retitle it are
+/// shown as text by `sink usage`, in its table and in its `--json`.
+#[test]
+fn client_supplied_control_characters_are_shown_not_sent() {
+    let attack = "\x1b[2J\x1b[31mPWNED\x1b]0;title\x07\u{9b}";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sink.db");
+    runtime().block_on(async {
+        let sink = SinkConfig::ephemeral().db(&db).start().await.unwrap();
+        let body = serde_json::json!({
+            "license": LICENSE,
+            "from_timestamp": "2025-01-06T09:00:00Z",
+            "to_timestamp": "2025-01-06T10:00:00Z",
+            "tags": {"langgraph.platform.host": attack},
+            "measures": {RUNS: 1, NODES: 3, format!("custom{attack}"): 2},
+            "logs": []
+        });
+        let url = sink.base_url().join("/v1/metadata/submit").unwrap();
+        let client = beacon_meter_testkit::http_client();
+        let answer = beacon_meter_testkit::post_json(&client, url, body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204);
+        sink.shutdown().await;
+    });
+    let db = db.to_str().unwrap();
+    for args in [
+        &["sink", "usage", "--db", db][..],
+        &["sink", "usage", "--db", db, "--json"],
+    ] {
+        let out = bin()
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let shown = text(&out);
+        assert!(
+            !out.iter().any(|&b| b == 0x1b || b == 0x07) && !shown.contains('\u{9b}'),
+            "{args:?} sent a control character:\n{shown:?}"
+        );
+        assert!(
+            shown.contains(r"\u001b[2J\u001b[31mPWNED\u001b]0;title\u0007\u009b"),
+            "{args:?}:\n{shown}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The CLI's integration tests, in one binary (one link instead of one per
 //! file): `cli` runs the `beacon-meter` binary's subcommands, `sink_access`
-//! the sink's admin token and TLS, `sink_restart` a sink killed and
+//! the sink's admin token and TLS, `sink_flood` a sink flooded with idle
+//! connections past its open-file limit, `sink_restart` a sink killed and
 //! restarted under load. Run one area with
 //! `cargo test -p beacon-meter-cli --test integration cli::`.
 //!
@@ -10,4 +11,5 @@
 
 mod cli;
 mod sink_access;
+mod sink_flood;
 mod sink_restart;

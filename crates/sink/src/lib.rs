@@ -79,6 +79,8 @@
 
 #![warn(missing_docs)]
 
+mod connections;
+mod files;
 mod routes;
 mod server;
 mod sink_config;
@@ -89,11 +91,15 @@ mod token;
 mod usage;
 mod validate;
 
+pub use connections::{DEFAULT_MAX_CONNECTIONS, RESERVED_FDS};
 pub use routes::MAX_PAGE;
 pub use sink_config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
-pub use state::{MAX_RECORDED_REQUESTS, RecordedRequest, Summary};
-pub use store::{HOST_TAG, StoreError, TENANT_TAG};
+pub use state::{
+    MAX_RECORDED_BYTES, MAX_RECORDED_REQUESTS, MAX_REQUEST_HEAD, RecordedRequest, Summary,
+};
+pub use store::{HOST_TAG, MAX_MEASURES_PER_TENANT, StoreError, TENANT_TAG};
 pub use usage::{Period, UsageRow, usage};
+pub use validate::MAX_MEASURES_PER_REPORT;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -176,11 +182,9 @@ impl SinkConfig {
     pub async fn start(self) -> Result<SinkHandle, SinkError> {
         let config = self;
         config.validate()?;
+        let registry = connections::Registry::new(connections::limit(config.max_connections)?);
         let jsonl = config.jsonl.as_ref().map(|path| {
-            let open = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path);
+            let open = files::append_private(path, "JSONL export");
             open.map_err(|source| SinkError::Jsonl {
                 path: path.clone(),
                 source,
@@ -201,7 +205,13 @@ impl SinkConfig {
         let shared = Arc::new(SinkState::new(config, key, store).map_err(|_| SinkError::Random)?);
         let (shutdown, watching) = watch::channel(false);
         let https = tls.is_some();
-        let task = tokio::spawn(server::serve(listener, tls, shared.clone(), watching));
+        let task = tokio::spawn(server::serve(
+            listener,
+            tls,
+            shared.clone(),
+            registry,
+            watching,
+        ));
         tracing::info!(%addr, https, "Beacon sink listening");
         Ok(SinkHandle {
             addr,
@@ -295,8 +305,9 @@ impl SinkHandle {
         self.shared.faults()
     }
 
-    /// The requests served so far (the last [`MAX_RECORDED_REQUESTS`]), in
-    /// the order they were answered, with secret headers redacted.
+    /// The most recent requests served (at most [`MAX_RECORDED_REQUESTS`],
+    /// and at most [`MAX_RECORDED_BYTES`] of them), in the order they were
+    /// answered, with secret headers redacted.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests()
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::state::SinkState;
-use super::store::{StoreFailure, Stored};
+use super::store::{MAX_MEASURES_PER_TENANT, StoreFailure, Stored};
 use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
 use crate::token;
 
@@ -308,6 +308,13 @@ async fn submit(
             "Idempotency-Key was already used for a different report body; \
              a retry must resend the same body, a new report needs a new key",
         ),
+        Stored::TooManyNames(n) => detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "this report would give its tenant {n} distinct measure names; a tenant may \
+                 have at most {MAX_MEASURES_PER_TENANT}"
+            ),
+        ),
         // Logged by the store; nothing was stored, so a retry is safe.
         Stored::Failed(e) => detail(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -416,12 +423,18 @@ fn refused_read(shared: &SinkState, headers: &HeaderMap) -> Option<Response> {
     Some(response)
 }
 
-/// `GET /v1/summary`.
+/// `GET /v1/summary`. Read on a blocking thread, like every store read:
+/// the store's lock may be held by a commit, and an async worker waiting
+/// for it would stall every connection it serves.
 async fn summary(State(shared): State<Arc<SinkState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = refused_read(&shared, &headers) {
         return refused;
     }
-    axum::Json(shared.summary()).into_response()
+    let reading = shared.clone();
+    match tokio::task::spawn_blocking(move || reading.summary()).await {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The query of `GET /v1/reports`.

@@ -19,36 +19,55 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::connections::{Admitted, Conn, Registry, Throttle};
 use super::routes::{DropConnection, detail, router};
-use super::state::{RecordedRequest, SinkState, redact_headers};
+use super::state::{MAX_REQUEST_HEAD, RecordedRequest, SinkState, redact_headers};
 
 /// Accepts connections until `shutdown` changes (or its sender is gone),
 /// then lets open connections finish for up to `grace` and closes the rest.
+/// At most `registry`'s limit of connections are served (see
+/// [`super::connections`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<SinkState>,
+    registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let grace = shared.config.shutdown_grace;
     let service = TowerToHyperService::new(router(shared.clone()));
     let mut connections = JoinSet::new();
+    let (mut accept_failed, mut all_busy) = (Throttle::default(), Throttle::default());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    let Some(admitted) = registry.admit() else {
+                        all_busy.warn(|held| tracing::warn!(
+                            limit = registry.limit(),
+                            held_back = held,
+                            "sink is at its connection limit with every connection busy; \
+                             closing new connections"
+                        ));
+                        continue;
+                    };
                     connections.spawn(connection(
                         stream,
                         tls.clone(),
                         service.clone(),
                         shared.clone(),
                         shutdown.clone(),
+                        admitted,
                     ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment
-                    // rather than spin.
-                    tracing::warn!(error = %e, "sink could not accept a connection");
+                    // rather than spin, and say so once per interval.
+                    accept_failed.warn(|held| tracing::warn!(
+                        error = %e,
+                        held_back = held,
+                        "sink could not accept a connection"
+                    ));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
@@ -75,14 +94,21 @@ async fn connection(
     service: TowerToHyperService<Router>,
     shared: Arc<SinkState>,
     shutdown: watch::Receiver<bool>,
+    admitted: Admitted,
 ) {
     let _ = stream.set_nodelay(true);
+    let conn = admitted.conn.clone();
     let Some(tls) = tls else {
-        return serve_connection(stream, service, shared, shutdown).await;
+        return serve_connection(stream, service, shared, shutdown, conn).await;
     };
     let limit = shared.config.request_timeout;
-    match tokio::time::timeout(limit, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_connection(stream, service, shared, shutdown).await,
+    let handshake = tokio::time::timeout(limit, tls.accept(stream));
+    let handshake = tokio::select! {
+        done = handshake => done,
+        () = conn.shed.notified() => return,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_connection(stream, service, shared, shutdown, conn).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "sink TLS handshake failed"),
         Err(_) => tracing::debug!("sink TLS handshake timed out"),
     }
@@ -93,14 +119,26 @@ async fn serve_connection<S>(
     service: TowerToHyperService<Router>,
     shared: Arc<SinkState>,
     mut shutdown: watch::Receiver<bool>,
+    conn: Arc<Conn>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = shared.config.request_timeout;
-    let service = service_fn(move |request| handle(service.clone(), shared.clone(), request));
+    let marks = conn.clone();
+    let service = service_fn(move |request| {
+        let (service, shared, marks) = (service.clone(), shared.clone(), marks.clone());
+        async move {
+            marks.set_busy(true);
+            let answer = handle(service, shared, request).await;
+            marks.set_busy(false);
+            answer
+        }
+    });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // Bounds the head: hyper answers a larger one 431 and closes.
+        .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     if *shutdown.borrow_and_update() {
@@ -116,7 +154,38 @@ async fn serve_connection<S>(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+        // Shed at the limit: idle when chosen, so closing it loses no
+        // answer; a request that started since is let finish.
+        () = conn.shed.notified() => {
+            if conn.is_busy() {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
     }
+}
+
+/// `431` if the request's head is over [`MAX_REQUEST_HEAD`] bytes (hyper's
+/// read buffer bounds it too, but only to within one read), else `None`.
+/// Such a request is not recorded.
+fn head_too_large(request: &Request<Incoming>) -> Option<Response<Body>> {
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let size = request.method().as_str().len() + request.uri().to_string().len() + 12 + headers;
+    if size <= MAX_REQUEST_HEAD {
+        return None;
+    }
+    let mut response = detail(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        format!("the request head is {size} bytes; this sink reads at most {MAX_REQUEST_HEAD}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
 }
 
 /// Serves one request: routes it, bounds its time, records it, and turns a
@@ -126,6 +195,9 @@ async fn handle(
     shared: Arc<SinkState>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, DropConnection> {
+    if let Some(too_large) = head_too_large(&request) {
+        return Ok(too_large);
+    }
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers = redact_headers(request.headers());

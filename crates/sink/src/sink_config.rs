@@ -37,6 +37,7 @@ pub struct SinkConfig {
     pub(crate) max_body: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl Default for SinkConfig {
@@ -55,6 +56,7 @@ impl Default for SinkConfig {
             max_body: 256 * 1024,
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
+            max_connections: None,
         }
     }
 }
@@ -186,6 +188,24 @@ impl SinkConfig {
     /// finish before it closes their connections. Default 2 s.
     pub fn shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
         self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// The most connections served at once. At the limit, a new connection
+    /// closes the oldest idle one (no request in progress: a keep-alive
+    /// connection between requests, or one still sending its head), or is
+    /// closed itself if every connection is busy. Default: 1024, or fewer
+    /// if the process's open-file limit (read when the sink starts) would
+    /// then leave fewer than 64 descriptors for everything else; a value
+    /// that leaves fewer is refused by [`SinkConfig::start`].
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = Some(max_connections);
+        self
+    }
+
+    /// [`Self::max_connections`] when `Some`; `None` restores the default.
+    pub fn max_connections_opt(mut self, max_connections: Option<usize>) -> Self {
+        self.max_connections = max_connections;
         self
     }
 }

@@ -11,9 +11,23 @@ use super::store::{Store, Stored};
 use super::validate::Submission;
 use beacon_meter::secret::Secret;
 
-/// How many requests [`super::SinkHandle::requests`] keeps (the most
-/// recent ones), so that a long-running sink does not grow without bound.
+/// How many requests [`super::SinkHandle::requests`] keeps at most (the
+/// most recent ones), so that a long-running sink does not grow without
+/// bound.
 pub const MAX_RECORDED_REQUESTS: usize = 10_000;
+
+/// How many bytes of recorded requests (as [`RecordedRequest::size`]
+/// counts them) [`super::SinkHandle::requests`] keeps at most. A count
+/// alone does not bound memory: a client sizes its own headers, up to
+/// [`MAX_REQUEST_HEAD`] each, and 10 000 heads of 64 KiB are 640 MiB. The
+/// oldest requests go first.
+pub const MAX_RECORDED_BYTES: usize = 4 << 20;
+
+/// The largest request head (request line and headers, with their
+/// separators) the sink serves, in bytes: a larger one is answered `431
+/// Request Header Fields Too Large` and the connection closed. A usage
+/// report's head is well under 2 KiB.
+pub const MAX_REQUEST_HEAD: usize = 64 << 10;
 
 /// Totals over everything a sink accepted: the body of `GET /v1/summary`
 /// and the value of [`super::SinkHandle::summary`].
@@ -81,6 +95,18 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The bytes this record holds, as [`MAX_RECORDED_BYTES`] counts them:
+    /// its text, plus a fixed allowance per string for the allocation.
+    pub fn size(&self) -> usize {
+        const PER_STRING: usize = 32;
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2 * PER_STRING)
+            .sum();
+        self.method.len() + self.path.len() + 2 * PER_STRING + headers
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -114,6 +140,15 @@ pub(crate) fn redact_headers(headers: &axum::http::HeaderMap) -> Vec<(String, St
         .collect()
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 9110, section 11.1: `bearer` and `BEARER` are
+/// `Bearer`), and one or more spaces separate it from the token.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(b"Bearer".len())?;
+    let token = rest.strip_prefix(b" ")?.trim_ascii_start();
+    (scheme.eq_ignore_ascii_case(b"Bearer") && !token.is_empty()).then_some(token)
+}
+
 /// A running sink's state, shared by its connections and its handle.
 pub(crate) struct SinkState {
     pub(crate) config: SinkConfig,
@@ -133,7 +168,11 @@ struct Inner {
     /// faults, verifications, auths); the rest of the [`Summary`] is read
     /// from the store.
     counters: Summary,
+    /// The most recent requests: at most [`MAX_RECORDED_REQUESTS`] of
+    /// them, and at most [`MAX_RECORDED_BYTES`] by their sizes, which
+    /// `recorded_bytes` sums.
     requests: VecDeque<RecordedRequest>,
+    recorded_bytes: usize,
 }
 
 impl SinkState {
@@ -160,6 +199,7 @@ impl SinkState {
                 faults,
                 counters: Summary::default(),
                 requests: VecDeque::new(),
+                recorded_bytes: 0,
             }),
             store,
             config,
@@ -173,7 +213,7 @@ impl SinkState {
         match &self.admin {
             None => self.config.bind.ip().is_loopback(),
             Some((key, tag)) => authorization
-                .and_then(|v| v.strip_prefix(b"Bearer "))
+                .and_then(bearer_token)
                 .is_some_and(|token| ring::hmac::verify(key, token, tag.as_ref()).is_ok()),
         }
     }
@@ -225,12 +265,20 @@ impl SinkState {
         self.inner.lock().requests.iter().cloned().collect()
     }
 
+    /// Keeps `request`, dropping the oldest until both bounds hold (a
+    /// request larger than [`MAX_RECORDED_BYTES`] alone is not kept).
     pub(crate) fn record_request(&self, request: RecordedRequest) {
         let mut inner = self.inner.lock();
-        if inner.requests.len() >= MAX_RECORDED_REQUESTS {
-            inner.requests.pop_front();
-        }
+        inner.recorded_bytes += request.size();
         inner.requests.push_back(request);
+        while inner.requests.len() > MAX_RECORDED_REQUESTS
+            || inner.recorded_bytes > MAX_RECORDED_BYTES
+        {
+            let Some(oldest) = inner.requests.pop_front() else {
+                break;
+            };
+            inner.recorded_bytes -= oldest.size();
+        }
     }
 
     /// Adds one to the run counter `which` picks.
@@ -245,7 +293,7 @@ impl SinkState {
         let stored = self.store.accept(submission);
         match stored {
             Stored::Duplicate => self.count(|s| &mut s.duplicates),
-            Stored::Conflict => self.count(|s| &mut s.rejects),
+            Stored::Conflict | Stored::TooManyNames(_) => self.count(|s| &mut s.rejects),
             Stored::New | Stored::Failed(_) => {}
         }
         stored
@@ -255,6 +303,23 @@ impl SinkState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer_token(value.as_bytes()), Some(&b"t0k"[..]), "{value}");
+        }
+        for value in [
+            "Bearert0k",
+            "Basic t0k",
+            "Bearer ",
+            "Bearer",
+            "",
+            "Bear t0k",
+        ] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value}");
+        }
+    }
 
     #[test]
     fn certain_rates_draw_nothing_and_seeds_repeat() {

@@ -25,21 +25,49 @@
 //! usage lost. One fsync per report is cheap next to a report interval.)
 //! A transaction that did not commit leaves nothing: the reporter got no
 //! `204` and retries, under the same key.
+//!
+//! # Why the JSONL export holds each stored report once, whole
+//!
+//! The export is a line per committed row, and nothing else. Its line is
+//! appended *before* the commit and cut off again (truncated back to the
+//! file's length before it) if the write was short or the commit then
+//! failed: a disk that fills up can fail either, and a commit cannot be
+//! undone once a later write fails, where a write can. So a report that
+//! got `204` has its line, one that did not has none, and the retry of a
+//! failed one is written once, not glued to a torn line. (A kill -9
+//! between the write and the commit is the one gap: that line's report
+//! was not answered, so its client retries and it appears once more.)
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::Summary;
 use super::validate::Submission;
 use beacon_meter::secret::Secret;
 
-/// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes (`PRAGMA user_version`). Version 2
+/// added `tenant_measures`; a version-1 file is upgraded at open (see
+/// [`UPGRADE_FROM_1`]).
+const SCHEMA_VERSION: i64 = 2;
+
+/// The most distinct measure names one tenant (the `tenant_id` tag, `""`
+/// for reports without one) may have in the store. Each report may carry
+/// [`MAX_MEASURES_PER_REPORT`](super::validate::MAX_MEASURES_PER_REPORT)
+/// names; without a bound across reports, forty reports of new names each
+/// would grow every summary and the exit listing without end. A report
+/// that would pass it is refused with `422`, naming the bound.
+pub const MAX_MEASURES_PER_TENANT: u64 = 1024;
+
+/// Fills `tenant_measures` from the rows of a version-1 file.
+const UPGRADE_FROM_1: &str = "
+INSERT OR IGNORE INTO tenant_measures (tenant, name)
+    SELECT DISTINCT r.tenant, m.name FROM measures m JOIN reports r ON r.id = m.report_id;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -69,6 +97,11 @@ CREATE TABLE IF NOT EXISTS totals (
     value INTEGER NOT NULL,               -- u64, stored as its i64 bit pattern
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_measures (
+    tenant TEXT NOT NULL,                 -- as reports.tenant
+    name   TEXT NOT NULL,                 -- a measure name it has reported
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
 ";
 
 /// The tag a report's host is read from for [`usage`](super::usage()).
@@ -89,6 +122,34 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database file is damaged, or empty (which SQLite would take for
+    /// a new database, hiding that the old one is gone): the sink refuses
+    /// to start on it rather than answer `204` now and fail later.
+    #[error(
+        "the sink's database {} is damaged: {finding}. The sink does not start on a damaged \
+         database. Stop whatever else uses the file and keep a copy of it; then restore it from \
+         a backup, or recover what it holds with `sqlite3 {} .recover | sqlite3 recovered.db` \
+         and start with `--db recovered.db` (a JSONL export, if one was kept, holds every \
+         stored report). To start over, move the file away.",
+        path.display(),
+        path.display()
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it: SQLite's first findings, or "the file is
+        /// empty".
+        finding: String,
+    },
+    /// The database file could not be looked at or created.
+    #[error("the sink could not create its database {}: {source}; check the directory and its permissions", path.display())]
+    Create {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was written by a newer beacon-meter.
     #[error("the sink's database {} has schema version {found}, newer than this beacon-meter's {SCHEMA_VERSION}; use a newer beacon-meter or another --db file", path.display())]
     Version {
@@ -100,14 +161,29 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Wraps a SQLite error on the database at `path`.
+    /// Wraps a SQLite error on the database at `path`: [`Damaged`] when
+    /// SQLite says the file is corrupt or not a database.
+    ///
+    /// [`Damaged`]: StoreError::Damaged
     pub(crate) fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
-        |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
+        |source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    finding: source.to_string(),
+                }
+            }
+            _ => StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            },
         }
     }
 }
+
+/// How many of `PRAGMA quick_check`'s findings a [`StoreError::Damaged`]
+/// shows.
+const FINDINGS_SHOWN: u32 = 5;
 
 /// What became of a valid report.
 #[derive(Debug)]
@@ -118,6 +194,9 @@ pub(crate) enum Stored {
     Duplicate,
     /// Same idempotency key as a stored report, different body.
     Conflict,
+    /// Would take its tenant past [`MAX_MEASURES_PER_TENANT`] distinct
+    /// measure names (nothing was stored); how many it would have.
+    TooManyNames(u64),
     /// Could not be stored (nothing was: the transaction was rolled back).
     Failed(StoreFailure),
 }
@@ -149,11 +228,15 @@ impl Store {
     pub(crate) fn open(path: Option<&Path>, jsonl: Option<File>) -> Result<Store, StoreError> {
         let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
         let err = StoreError::sqlite(&shown);
+        if let Some(p) = path {
+            create_checked(p)?;
+        }
         let conn = match path {
             Some(p) => Connection::open(p),
             None => Connection::open_in_memory(),
         }
         .map_err(err)?;
+        quick_check(&conn, &shown)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -170,6 +253,9 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        if found == 1 {
+            conn.execute_batch(UPGRADE_FROM_1).map_err(err)?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         Ok(Store {
@@ -179,14 +265,14 @@ impl Store {
         })
     }
 
-    /// Deduplicates and stores a valid report in one transaction (see the
-    /// module docs); the JSONL line is written before the commit, so the
-    /// export never misses a committed report.
+    /// Deduplicates and stores a valid report in one transaction, with its
+    /// JSONL line (see the module docs).
     pub(crate) fn accept(&self, submission: &Submission) -> Stored {
         let Submission { key, report, .. } = submission;
         let digest =
             ring::digest::digest(&ring::digest::SHA256, report.value.to_string().as_bytes());
         let mut conn = self.conn.lock();
+        let mut jsonl = self.jsonl.lock();
         let result = (|| -> Result<Stored, StoreFailure> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(key) = key {
@@ -206,9 +292,16 @@ impl Store {
                 }
             }
             insert(&tx, submission, digest.as_ref())?;
-            self.export(&submission.record)
-                .map_err(StoreFailure::Export)?;
-            tx.commit()?;
+            let names = tenant_names(&tx, submission)?;
+            if names > MAX_MEASURES_PER_TENANT {
+                return Ok(Stored::TooManyNames(names));
+            }
+            let Some(file) = jsonl.as_mut() else {
+                tx.commit()?;
+                return Ok(Stored::New);
+            };
+            let before = append_line(file, &submission.record).map_err(StoreFailure::Export)?;
+            tx.commit().inspect_err(|_| truncate_back(file, before))?;
             Ok(Stored::New)
         })();
         result.unwrap_or_else(|e| {
@@ -216,16 +309,6 @@ impl Store {
             tracing::error!(db = %self.path.display(), %error, "sink could not store a report");
             Stored::Failed(e)
         })
-    }
-
-    fn export(&self, record: &Value) -> std::io::Result<()> {
-        if let Some(file) = &mut *self.jsonl.lock() {
-            let mut line = record.to_string();
-            line.push('\n');
-            file.write_all(line.as_bytes())?;
-            file.flush()?;
-        }
-        Ok(())
     }
 
     /// The totals over every stored report: the fields of a [`Summary`]
@@ -252,6 +335,74 @@ impl Store {
             .iter()
             .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
             .collect())
+    }
+}
+
+/// Creates the database file `path` with the sink's private mode if it is
+/// missing, and refuses an existing empty one (see
+/// [`StoreError::Damaged`]).
+fn create_checked(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => {
+            return Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                finding: "the file is empty (a database the sink made is never empty)".into(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    super::files::create_private(path, "database").map_err(io)
+}
+
+/// `PRAGMA quick_check`: every page and b-tree of the file is read and
+/// checked (not the indexes against their tables, which `integrity_check`
+/// adds at several times the cost). Linear in the file's size: on the
+/// order of a second per few hundred MB, once, at start.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let findings: Vec<String> = (|| {
+        let mut stmt = conn.prepare(&format!("PRAGMA quick_check({FINDINGS_SHOWN})"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<_>, _>>()
+    })()
+    .map_err(StoreError::sqlite(path))?;
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: path.to_path_buf(),
+        finding: findings.join("; "),
+    })
+}
+
+/// Appends `record` to the JSONL export as one line, whole or not at all:
+/// a short write is truncated back. Returns the file's length before it,
+/// for [`truncate_back`] if the commit then fails.
+fn append_line(file: &mut File, record: &Value) -> std::io::Result<u64> {
+    let before = file.seek(SeekFrom::End(0))?;
+    let mut line = record.to_string();
+    line.push('\n');
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.flush())
+        .inspect_err(|_| truncate_back(file, before))?;
+    Ok(before)
+}
+
+/// Cuts the JSONL export back to `len` bytes: the line of a report that was
+/// not stored. If even that fails, the export now holds a line the database
+/// does not, and the log says so.
+fn truncate_back(file: &File, len: u64) {
+    if let Err(e) = file.set_len(len) {
+        tracing::error!(
+            error = %e,
+            "sink could not remove the JSONL line of a report it did not store; \
+             the export now holds one line more than the database"
+        );
     }
 }
 
@@ -311,6 +462,20 @@ fn insert(
     }
     bump(tx, "credential", &credential, 1)?;
     bump(tx, "dialect", dialect.name(), 1)
+}
+
+/// Records the report's measure names under its tenant; returns how many
+/// distinct names the tenant then has.
+fn tenant_names(tx: &rusqlite::Transaction<'_>, submission: &Submission) -> rusqlite::Result<u64> {
+    let tenant = submission.record["tags"][TENANT_TAG].as_str().unwrap_or("");
+    let mut add =
+        tx.prepare_cached("INSERT OR IGNORE INTO tenant_measures (tenant, name) VALUES (?1, ?2)")?;
+    for name in submission.report.measures.keys() {
+        add.execute(params![tenant, name])?;
+    }
+    tx.prepare_cached("SELECT COUNT(*) FROM tenant_measures WHERE tenant = ?1")?
+        .query_row([tenant], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
 }
 
 /// Adds `by` to a total, saturating at `u64::MAX`.

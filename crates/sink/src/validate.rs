@@ -7,7 +7,7 @@ use beacon_meter::secret::Secret;
 pub(crate) use beacon_meter::wire::Dialect;
 use beacon_meter::wire::truncate::first_chars;
 use beacon_meter::wire::{API_KEY_FIELD, VerifyRequest, tags};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
@@ -278,7 +278,8 @@ pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
         .map_err(|Invalid(m)| Invalid(credentials.iter().fold(m, |m, c| c.scrub(&m))))
 }
 
-fn check_report(value: Value) -> Result<ValidReport, Invalid> {
+fn check_report(mut value: Value) -> Result<ValidReport, Invalid> {
+    canonical_uuid_tags(&mut value);
     let Value::Object(map) = &value else {
         return Err(wrong("report body", "a JSON object", &value));
     };
@@ -306,6 +307,15 @@ fn check_report(value: Value) -> Result<ValidReport, Invalid> {
             "`from_timestamp` ({}) must be before `to_timestamp` ({})",
             beacon_meter::wire::format_timestamp(&from),
             beacon_meter::wire::format_timestamp(&to)
+        )));
+    }
+    if to - from > MAX_WINDOW {
+        return Err(shape(format!(
+            "the window from {} to {} is {} days long; at most {} days are accepted",
+            beacon_meter::wire::format_timestamp(&from),
+            beacon_meter::wire::format_timestamp(&to),
+            (to - from).num_days(),
+            MAX_WINDOW.num_days()
         )));
     }
     check_tags(&map["tags"])?;
@@ -351,6 +361,24 @@ fn credential(map: &Map<String, Value>) -> Result<(CredentialField, String), Inv
     }
 }
 
+/// Rewrites each UUID tag written in another form `uuid` reads (upper
+/// case, braces, `urn:uuid:`, no dashes) in the one canonical form, lower
+/// case with dashes: otherwise one tenant would be stored, and summed in
+/// `sink usage`, as several. A value that is no UUID is left for
+/// [`check_tags`] to refuse.
+fn canonical_uuid_tags(value: &mut Value) {
+    let Some(Value::Object(tags)) = value.get_mut("tags") else {
+        return;
+    };
+    for name in UUID_TAGS {
+        if let Some(Value::String(s)) = tags.get_mut(name)
+            && let Ok(id) = uuid::Uuid::try_parse(s)
+        {
+            *s = id.hyphenated().to_string();
+        }
+    }
+}
+
 /// `tags`: an object of strings; tenant and project ids UUIDs or empty.
 /// Any other string is accepted, `"True"`, `"False"` and `"unknown"`
 /// included (the reference reporter sends them).
@@ -372,7 +400,14 @@ fn check_tags(tags: &Value) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// `measures`: an object of integers in `0..=u64::MAX`, any names.
+/// The most measure names one report may carry. The reference platform
+/// sends four (runs, nodes, Python and JS graphs) and an embedder's custom
+/// counters are a few more; each name is a row of the store, so a report
+/// of 18 000 names would cost as much as 4 500 ordinary ones.
+pub const MAX_MEASURES_PER_REPORT: usize = 256;
+
+/// `measures`: an object of at most [`MAX_MEASURES_PER_REPORT`] integers in
+/// `0..=u64::MAX`, any names.
 fn measures(measures: &Value) -> Result<BTreeMap<String, u64>, Invalid> {
     let Value::Object(raw) = measures else {
         return Err(wrong(
@@ -381,6 +416,12 @@ fn measures(measures: &Value) -> Result<BTreeMap<String, u64>, Invalid> {
             measures,
         ));
     };
+    if raw.len() > MAX_MEASURES_PER_REPORT {
+        return Err(shape(format!(
+            "`measures` has {} names; a report may carry at most {MAX_MEASURES_PER_REPORT}",
+            raw.len()
+        )));
+    }
     let mut out = BTreeMap::new();
     for (k, v) in raw {
         // `as_u64` is `None` for negatives and for every float, even `1.0`
@@ -412,6 +453,18 @@ fn check_logs(logs: &Value) -> Result<(), Invalid> {
     }
 }
 
+/// The longest window a report may cover: 366 days.
+///
+/// Not the reporting interval: the reference reporter (langgraph-api) adds
+/// its counts back after a failed send and keeps its window's start, so its
+/// next report spans the whole outage, and an air-gapped or unreachable
+/// site can be cut off for months. A window refused for its length would
+/// be refused again on every retry, only longer, and those counts would
+/// never land; so the bound is far above any outage an operator leaves
+/// unfixed, a year (and a leap day), and what it refuses is a clock or a
+/// client that is wrong, such as a 100-year window.
+pub(crate) const MAX_WINDOW: TimeDelta = TimeDelta::days(366);
+
 /// Most digits of a fraction of a second: nanoseconds, the finest a
 /// timestamp is kept at.
 const MAX_FRACTION_DIGITS: usize = 9;
@@ -419,7 +472,9 @@ const MAX_FRACTION_DIGITS: usize = 9;
 /// RFC 3339 with an upper-case `T`, seconds, at most nine fractional
 /// digits, and `Z` or a numeric offset: `2025-01-06T09:00:00Z`,
 /// `2026-11-30T02:21:40.123456+00:00`. Returns the instant in UTC and
-/// whether it was written with `Z`.
+/// whether it was written with `Z`. The instant's UTC form must be an
+/// RFC 3339 timestamp too (years 0000 to 9999): an offset must not carry
+/// it out of range, as `9999-12-31T23:59:59-23:59` would.
 fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
     let Value::String(s) = v else {
         return Err(wrong(&format!("`{field}`"), "an RFC 3339 string", v));
@@ -446,14 +501,22 @@ fn timestamp(field: &str, v: &Value) -> Result<(DateTime<Utc>, bool), Invalid> {
             shown(s)
         )));
     }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| (t.with_timezone(&Utc), zulu))
+    let t = DateTime::parse_from_rfc3339(s)
         .map_err(|e| {
             shape(format!(
                 "`{field}` is not a valid RFC 3339 timestamp ({e}), found {}",
                 shown(s)
             ))
-        })
+        })?
+        .with_timezone(&Utc);
+    if !(0..=9999).contains(&t.year()) {
+        return Err(shape(format!(
+            "`{field}` is {} in UTC, outside RFC 3339's years 0000 to 9999; found {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            shown(s)
+        )));
+    }
+    Ok((t, zulu))
 }
 
 /// Checks a license verification body: exactly `{"license": "<string>"}`
@@ -566,6 +629,47 @@ mod tests {
     }
 
     #[test]
+    fn uuid_tags_in_any_form_are_stored_in_one() {
+        let canonical = "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1";
+        for form in [
+            canonical,
+            "3A1C2B6F-4430-4B92-8A5B-79B8B567BBC1",
+            "{3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1}",
+            "urn:uuid:3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1",
+            "3a1c2b6f44304b928a5b79b8b567bbc1",
+        ] {
+            let mut v = good();
+            for tag in UUID_TAGS {
+                v["tags"][tag] = json!(form);
+            }
+            let r = validate_report(v).unwrap();
+            for tag in UUID_TAGS {
+                assert_eq!(r.value["tags"][tag], canonical, "{form} in {tag}");
+            }
+        }
+        let mut v = good();
+        v["tags"]["langgraph.platform.tenant_id"] = json!("tenant-1");
+        assert!(validate_report(v).is_err());
+    }
+
+    #[test]
+    fn a_window_may_span_a_year_and_a_day_but_not_more() {
+        let window = |from: &str, to: &str| {
+            let mut v = good();
+            v["from_timestamp"] = json!(from);
+            v["to_timestamp"] = json!(to);
+            validate_report(v)
+        };
+        // An outage of a leap year, as the reference reporter's next window
+        // would span it.
+        assert!(window("2027-06-01T00:00:00Z", "2028-06-01T00:00:00Z").is_ok());
+        let Invalid(e) = window("2027-06-01T00:00:00Z", "2028-06-01T00:00:01Z").unwrap_err();
+        assert!(e.contains("366 days long; at most 366 days"), "{e}");
+        let Invalid(e) = window("1925-01-06T09:00:00Z", "2025-01-06T09:00:00Z").unwrap_err();
+        assert!(e.contains("36525 days long"), "{e}");
+    }
+
+    #[test]
     fn timestamps_in_either_form_become_utc() {
         let ok = |s: &str| {
             timestamp("t", &json!(s)).map(|(t, z)| (beacon_meter::wire::format_timestamp(&t), z))
@@ -582,6 +686,19 @@ mod tests {
             ok("2025-01-06T00:30:00.000000001-01:00"),
             Ok(("2025-01-06T01:30:00.000000001Z".into(), false))
         );
+        // The ends of RFC 3339's range, reached from either side.
+        assert_eq!(
+            ok("9999-12-31T23:59:59+00:00"),
+            Ok(("9999-12-31T23:59:59Z".into(), false))
+        );
+        assert_eq!(
+            ok("0000-01-01T00:00:00-00:00"),
+            Ok(("0000-01-01T00:00:00Z".into(), false))
+        );
+        assert_eq!(
+            ok("0000-01-01T23:59:00+23:59"),
+            Ok(("0000-01-01T00:00:00Z".into(), false))
+        );
         for bad in [
             "2025-01-06T09:00:00",
             "2025-01-06T09:00:00+0100",
@@ -590,6 +707,8 @@ mod tests {
             "2025-02-29T09:00:00+00:00",
             "2025-01-06T09:00:00+24:00",
             "+00:00",
+            "9999-12-31T23:59:59-23:59",
+            "0000-01-01T00:00:00+23:59",
         ] {
             assert!(ok(bad).is_err(), "{bad}");
         }

@@ -751,3 +751,111 @@ async fn lying_framing_bombs_and_huge_headers_get_4xx_or_a_close_never_5xx() {
     assert_eq!(summary.reports, 3, "{summary:?}");
     sink.shutdown().await;
 }
+
+/// A client sizes its own headers, so the requests the sink keeps are
+/// bounded in bytes, not only in number: 10 000 requests of 16 KiB of
+/// headers each (160 MiB, which a sink that kept them all would hold) leave
+/// at most `MAX_RECORDED_BYTES` kept, the newest among them. A head over
+/// `MAX_REQUEST_HEAD` is refused with 431, before anything is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_headers_on_many_requests_keep_memory_bounded_in_bytes() {
+    use beacon_meter_sink::{MAX_RECORDED_BYTES, MAX_REQUEST_HEAD};
+    let sink = config().start().await.unwrap();
+    let filler = "f".repeat(16 << 10);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..8 {
+        let (client, filler) = (client(), filler.clone());
+        let url = sink.base_url().join("/no-such-path").unwrap();
+        tasks.spawn(async move {
+            for i in 0..1250 {
+                let answer = client
+                    .get(url.clone())
+                    .header("x-filler", &filler)
+                    .header("x-request", format!("{task}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status(), 404);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let kept = sink.requests();
+    let bytes: usize = kept.iter().map(|r| r.size()).sum();
+    assert!(
+        bytes <= MAX_RECORDED_BYTES,
+        "{} requests kept hold {bytes} bytes, over the bound of {MAX_RECORDED_BYTES}",
+        kept.len()
+    );
+    assert!(kept.len() > 100, "only {} requests kept", kept.len());
+    let newest = kept.last().unwrap().header("x-request").unwrap();
+    assert!(newest.ends_with("-1249"), "the newest kept is {newest}");
+
+    let huge = "h".repeat(MAX_REQUEST_HEAD + 1);
+    let answer = raw(
+        sink.addr(),
+        request(
+            &format!("GET /v1/summary HTTP/1.1\r\nHost: sink\r\nX-Filler: {huge}"),
+            b"",
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        sink.requests().iter().all(|r| r.size() < MAX_REQUEST_HEAD),
+        "a refused head was kept"
+    );
+}
+
+/// Measure names are bounded: a report of more than `MAX_MEASURES_PER_REPORT`
+/// names is refused, and so is a report that would take its tenant past
+/// `MAX_MEASURES_PER_TENANT` distinct names (then nothing of it is stored);
+/// another tenant, and names the tenant already has, still go in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_names_are_bounded_per_report_and_per_tenant() {
+    use beacon_meter_sink::{MAX_MEASURES_PER_REPORT, MAX_MEASURES_PER_TENANT};
+    use beacon_meter_testkit::post_json;
+    let sink = config().start().await.unwrap();
+    let url = sink.base_url().join("/v1/metadata/submit").unwrap();
+    let post = |tenant: &str, names: std::ops::Range<usize>| {
+        let mut body = report();
+        body["tags"] = json!({"langgraph.platform.tenant_id": tenant});
+        body["measures"] = names.map(|i| (format!("m{i}"), json!(1))).collect();
+        let (client, url) = (client(), url.clone());
+        async move {
+            let answer = post_json(&client, url, body.to_string()).await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+    let a = "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1";
+    let b = "c5b5f53a-4716-4326-8967-d4f7f7799735";
+    let (status, why) = post(a, 0..MAX_MEASURES_PER_REPORT + 1).await;
+    assert_eq!(status, 422, "{why}");
+    assert!(why.contains("at most 256"), "{why}");
+    let per_tenant = MAX_MEASURES_PER_TENANT as usize;
+    for start in (0..per_tenant).step_by(MAX_MEASURES_PER_REPORT) {
+        let (status, why) = post(a, start..start + MAX_MEASURES_PER_REPORT).await;
+        assert_eq!(status, 204, "{why}");
+    }
+    let (status, why) = post(a, per_tenant - 1..per_tenant + 1).await;
+    assert_eq!(status, 422, "{why}");
+    assert!(
+        why.contains(&format!("{} distinct measure names", per_tenant + 1)),
+        "{why}"
+    );
+    assert_eq!(post(a, 0..10).await.0, 204, "names the tenant has go in");
+    assert_eq!(
+        post(b, per_tenant..per_tenant + 10).await.0,
+        204,
+        "another tenant goes in"
+    );
+    let summary = sink.summary();
+    assert_eq!(summary.measures.len(), per_tenant + 10);
+    assert_eq!(
+        summary.reports,
+        (per_tenant / MAX_MEASURES_PER_REPORT) as u64 + 2
+    );
+    sink.shutdown().await;
+}

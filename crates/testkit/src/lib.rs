@@ -2,6 +2,8 @@
 //! on loopback that the tests of more than one crate start.
 #![warn(missing_docs)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// The runtime the tests (and their child processes) run on: two worker
@@ -65,10 +67,92 @@ pub fn http_client() -> reqwest::Client {
         .expect("an HTTP client builds")
 }
 
+/// POSTs `body` as `application/json` to `url` with `client` (the
+/// workspace's reqwest has no `json` feature).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
 /// The path of `name` in the workspace's shared test fixtures
 /// (`tests/fixtures/`: the test CA, server and JWT keys, protocol examples).
 pub fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(name)
+}
+
+/// A mount that is undone when dropped (even when the test fails), for the
+/// tests of a full or read-only filesystem. Mounting needs root (or
+/// `CAP_SYS_ADMIN`); a test that cannot mount says so and skips.
+pub struct Mount(PathBuf);
+
+impl Mount {
+    fn run(args: &[&str]) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`mount {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// A tmpfs of `size` bytes on `dir`.
+    pub fn tmpfs(dir: &Path, size: u64) -> Result<Mount, String> {
+        let d = dir.to_str().expect("a UTF-8 temporary path");
+        Mount::run(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", d])?;
+        Ok(Mount(dir.to_owned()))
+    }
+
+    /// `dir` bind-mounted on itself, read-only: reads work, every write
+    /// (create, rename, delete) fails with EROFS.
+    pub fn read_only(dir: &Path) -> Result<Mount, String> {
+        let d = dir.to_str().expect("a UTF-8 temporary path");
+        Mount::run(&["--bind", d, d])?;
+        let m = Mount(dir.to_owned());
+        Mount::run(&["-o", "remount,bind,ro", d])?;
+        Ok(m)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Writes a file into `dir` until the filesystem is full.
+pub fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("create the filler");
+    let chunk = vec![0xA5u8; 4096];
+    loop {
+        match f.write_all(&chunk).and_then(|_| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => return path, // ENOSPC
+            Err(e) => panic!("filling the tmpfs failed: {e}"),
+        }
+    }
 }

@@ -247,6 +247,12 @@ pub struct SinkArgs {
     #[arg(long, value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
 
+    /// The most connections served at once; at the limit a new one closes
+    /// the oldest idle one. Default: 1024, or the open-file limit
+    /// (`ulimit -n`) less 64 if that is lower.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "PATH", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

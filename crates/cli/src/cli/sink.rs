@@ -14,6 +14,7 @@ use beacon_meter_sink::{
     TlsFiles, UsageRow,
 };
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -115,6 +116,7 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
         .org_id(args.org_id)
         .db_opt(args.db.clone())
         .jsonl_opt(args.jsonl.clone())
+        .max_connections_opt(args.max_connections)
         .admin_token_opt(token_file.map(admin_token).transpose()?)
         .tls_opt(tls)
         .faults(Faults {
@@ -146,15 +148,45 @@ pub fn sink_config(args: &SinkArgs) -> Result<SinkConfig, SinkCommandError> {
     }
 }
 
-/// The token in `path`, surrounding whitespace removed.
+/// The most bytes an admin token file may hold: a token is one line.
+const MAX_ADMIN_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token in `path`, surrounding whitespace removed. `path` must be a
+/// regular file (a FIFO would block the start, a device never end) of at
+/// most [`MAX_ADMIN_TOKEN_FILE_BYTES`]; one that other users may read or
+/// write is accepted with a warning, since they could read or replace the
+/// token.
 fn admin_token(path: &Path) -> Result<Secret, SinkCommandError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Secret::new(text.trim())),
-        Err(e) => Err(SinkCommandError::AdminToken {
-            path: path.to_path_buf(),
-            reason: format!("cannot be read ({e})"),
-        }),
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let bad = |reason: String| SinkCommandError::AdminToken {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    if !meta.is_file() {
+        return Err(bad("is not a regular file".into()));
     }
+    if meta.len() > MAX_ADMIN_TOKEN_FILE_BYTES {
+        return Err(bad(format!(
+            "is {} bytes; a token file holds one token, at most {MAX_ADMIN_TOKEN_FILE_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o066 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{mode:04o}"),
+            "the admin token file may be read or written by other users, who could then read \
+             every tenant's usage or replace the token; `chmod 600` it"
+        );
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_ADMIN_TOKEN_FILE_BYTES).read_to_string(&mut text))
+        .map_err(|e| bad(format!("cannot be read ({e})")))?;
+    Ok(Secret::new(text.trim()))
 }
 
 /// Runs the sink until Ctrl-C or SIGTERM and returns its totals (also
@@ -367,17 +399,31 @@ fn print_summary(term: Term, out: &mut dyn Write, s: &Summary) -> io::Result<()>
     ] {
         writeln!(out, "  {label:<40} {value}")?;
     }
-    if !s.measures.is_empty() {
-        writeln!(out, "  measures:")?;
-        for (k, v) in &s.measures {
-            writeln!(out, "    {k:<38} {v}")?;
-        }
+    listing(out, "measures", &s.measures)?;
+    listing(out, "reports by credential", &s.by_credential)
+}
+
+/// The most entries of one listing the exit summary prints: a sink may
+/// hold thousands of measure names, and the rest are one `sink usage` or
+/// `GET /v1/summary` away.
+const LISTED: usize = 20;
+
+/// `title:` and the first [`LISTED`] entries of `entries`, then how many
+/// were left out; nothing if `entries` is empty.
+fn listing(out: &mut dyn Write, title: &str, entries: &BTreeMap<String, u64>) -> io::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
     }
-    if !s.by_credential.is_empty() {
-        writeln!(out, "  reports by credential:")?;
-        for (k, v) in &s.by_credential {
-            writeln!(out, "    {k:<38} {v}")?;
-        }
+    writeln!(out, "  {title}:")?;
+    for (k, v) in entries.iter().take(LISTED) {
+        writeln!(out, "    {k:<38} {v}")?;
+    }
+    if entries.len() > LISTED {
+        writeln!(
+            out,
+            "    … and {} more (GET /v1/summary lists them all)",
+            entries.len() - LISTED
+        )?;
     }
     Ok(())
 }
@@ -518,6 +564,31 @@ mod tests {
         assert_eq!(c, want);
         // No --license: any online license, as the default.
         assert_eq!(sink_config(&args(&[])).unwrap(), SinkConfig::default());
+    }
+
+    #[test]
+    fn an_admin_token_file_must_be_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |path: &Path| match admin_token(path) {
+            Err(SinkCommandError::AdminToken { reason, .. }) => reason,
+            other => panic!("{} gave {other:?}", path.display()),
+        };
+        // A FIFO would block the start; a device would be read forever.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(refused(&fifo), "is not a regular file");
+        assert_eq!(refused(Path::new("/dev/zero")), "is not a regular file");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 4097]).unwrap();
+        assert!(refused(&big).starts_with("is 4097 bytes; a token file holds one token"));
+        let good = dir.path().join("good");
+        std::fs::write(&good, "0123456789abcdef-admin\n").unwrap();
+        assert_eq!(
+            admin_token(&good).unwrap().expose(),
+            "0123456789abcdef-admin"
+        );
     }
 
     #[test]
