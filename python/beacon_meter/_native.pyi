@@ -3,7 +3,7 @@
 import os
 import pathlib
 from types import TracebackType
-from typing import Any, Callable, Mapping, Optional, Sequence, Type, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Type, Union
 
 _TagValue = Union[str, Callable[[], object]]
 _Text = Optional[str]
@@ -81,6 +81,7 @@ class Reporter:
         variant: _Text = None,
         project_id: _Text = None,
         tenant_id: _Text = None,
+        plan: Optional[Literal["enterprise", "developer"]] = None,
     ) -> None: ...
     @classmethod
     def from_env(

@@ -137,6 +137,9 @@ def _reporter_kwargs() -> Optional[Dict[str, Any]]:
     ):
         tags[name] = _usage_tag(name)
     return dict(
+        # The platform decides its plan itself (PLAN, from
+        # plus_features_enabled()); the reference reports that value.
+        plan=getattr(metadata, "PLAN", None),
         license_key=license_key,
         api_key=api_key,
         auth_endpoint=config.LANGSMITH_AUTH_ENDPOINT or None,

@@ -165,7 +165,7 @@ impl Drop for Cell {
 }
 
 /// A usage meter: runs, nodes and custom counters on a lock-free hot path.
-#[pyclass(frozen, module = "beacon_meter._native")]
+#[pyclass(frozen, module = "beacon_meter")]
 pub struct Meter {
     pub(crate) cell: Arc<Cell>,
 }
@@ -284,7 +284,7 @@ impl Meter {
 }
 
 /// The counts of one closed window.
-#[pyclass(frozen, module = "beacon_meter._native")]
+#[pyclass(frozen, module = "beacon_meter")]
 pub struct Window {
     sequence: u64,
     measures: Vec<(String, u64, MeasureKind)>,

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 create_exception!(
-    _native,
+    beacon_meter,
     ReporterError,
     PyRuntimeError,
     "The reporter could not start: its spool is locked by another process or \
@@ -308,7 +308,7 @@ fn spawn(core: Core, options: ReporterOptions) -> Result<Running, String> {
 
 /// Closes windows of a meter on aligned boundaries and delivers each one
 /// exactly once, through outages, restarts and crashes (the Rust reporter).
-#[pyclass(frozen, module = "beacon_meter._native")]
+#[pyclass(frozen, module = "beacon_meter")]
 pub struct Reporter {
     shared: Arc<Shared>,
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 create_exception!(
-    _native,
+    beacon_meter,
     ConfigError,
     PyValueError,
     "A configuration value is wrong. `.variable` names the environment \
@@ -50,6 +50,24 @@ const TAG_KEYWORDS: [(&str, &str); 4] = [
     ("project_id", wire::tags::ENV_PROJECT_ID),
     ("tenant_id", wire::tags::ENV_TENANT_ID),
 ];
+
+/// The keyword that sets the `langgraph.platform.plan` tag, for a platform
+/// that decides its plan itself (langgraph-api's `PLAN`); without it the
+/// plan follows the credential ([`Plan::for_license`]).
+const PLAN_KEYWORD: &str = "plan";
+
+/// The plan named by `v`: `"enterprise"` or `"developer"`.
+fn plan_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Plan> {
+    match text(v)?.as_str() {
+        "enterprise" => Ok(Plan::Enterprise),
+        "developer" => Ok(Plan::Developer),
+        other => Err(config_error(
+            py,
+            PLAN_KEYWORD,
+            format!("plan is {other:?}; use \"enterprise\" or \"developer\""),
+        )),
+    }
+}
 
 /// What a reporter runs with.
 pub(crate) struct Settings {
@@ -178,8 +196,13 @@ pub(crate) fn settings(
         ConfigBuilder::default()
     };
     let mut tag_vars: Vec<(&str, String)> = Vec::new();
+    let mut plan = None;
     for (k, v) in kwargs.into_iter().flat_map(|d| d.iter()) {
         let k: String = k.extract()?;
+        if k == PLAN_KEYWORD {
+            plan = (!v.is_none()).then(|| plan_of(py, &v)).transpose()?;
+            continue;
+        }
         let is = |(kw, _): &&(&str, &str)| *kw == k;
         let (config_kw, tag_kw) = (
             CONFIG_KEYWORDS.iter().find(is),
@@ -190,6 +213,7 @@ pub(crate) fn settings(
                 .iter()
                 .chain(&TAG_KEYWORDS)
                 .map(|k| k.0)
+                .chain([PLAN_KEYWORD])
                 .collect();
             return Err(PyTypeError::new_err(format!(
                 "unknown reporter setting {k:?}; the settings are {known:?}"
@@ -212,7 +236,7 @@ pub(crate) fn settings(
     };
     let mut t = Tags::from_lookup(lookup)
         .map_err(|e| tag_error(py, e, &tag_vars))?
-        .plan(Plan::for_license(config.license_key().is_some()));
+        .plan(plan.unwrap_or(Plan::for_license(config.license_key().is_some())));
     for (k, v) in tags.into_iter().flat_map(|d| d.iter()) {
         let name: String = k.extract()?;
         t = if v.is_callable() {

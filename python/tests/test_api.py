@@ -205,6 +205,19 @@ def test_unknown_setting_is_a_type_error(tmp_path):
         Reporter(Meter(), intervall=5, spool_dir=tmp_path)
 
 
+def test_the_plan_is_the_platforms_when_given_else_follows_the_credential(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        Reporter(Meter(), api_key="lsv2_plan_test_0123456789", plan="gold", spool_dir=tmp_path, start=False)
+    assert e.value.variable == "plan"
+    for plan, want in ((None, "developer"), ("enterprise", "enterprise")):
+        spool = tmp_path / str(plan)
+        meter = Meter()
+        with Reporter(meter, api_key="lsv2_plan_test_0123456789", offline=True, plan=plan, spool_dir=spool):
+            meter.record_run(nodes=1)
+        spooled = "".join(p.read_text() for p in spool.rglob("*.json"))
+        assert f'"langgraph.platform.plan": "{want}"' in spooled, spooled
+
+
 def test_offline_reporter_spools_and_never_shows_the_key(tmp_path, capfd):
     meter = Meter()
     with Reporter(meter, license_key="offline-license-XYZZY-123", spool_dir=tmp_path, checkpoint_secs=1) as r:
@@ -227,3 +240,18 @@ def test_package_exports_and_stubs():
     assert set(beacon_meter.__all__) == {"ConfigError", "Meter", "Reporter", "ReporterError", "Window"}
     files = {p.name for p in res.files("beacon_meter").iterdir()}
     assert {"py.typed", "__init__.pyi", "_native.pyi"} <= files
+    # The public classes show under the package a user imports, not under
+    # the extension module that defines them.
+    for name in beacon_meter.__all__:
+        cls = getattr(beacon_meter, name)
+        assert f"{cls.__module__}.{cls.__qualname__}" == f"beacon_meter.{name}", cls
+
+
+def test_the_installed_distribution_carries_its_metadata():
+    from importlib.metadata import metadata
+
+    meta = metadata("beacon-meter")
+    assert meta["License-Expression"] == "Apache-2.0"
+    assert "Lock-free usage metering" in meta.get_payload()
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    assert any(f.endswith("LICENSE") for f in meta.get_all("License-File"))

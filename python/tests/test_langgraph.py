@@ -106,6 +106,7 @@ def scenario(mode: str, start, spool: Path) -> dict:
     # Both report the platform's delta-channel flag, which it computes.
     delta = {tags_of(r).get("user_app.uses_delta_channel") for r in reports(server)}
     assert delta and delta <= {"True", "False", "unknown"}, delta
+    plans = {tags_of(r).get("langgraph.platform.plan") for r in reports(server)}
     second = server.stop()
     # The reference speaks its own dialect (section 4 of docs/protocol.md);
     # the sink takes it and says so.
@@ -113,7 +114,8 @@ def scenario(mode: str, start, spool: Path) -> dict:
     for summary in (first, second):
         assert set(summary["by_dialect"]) == {dialect}, summary["by_dialect"]
     pick = lambda s, k: s["measures"].get(k, 0)  # noqa: E731
-    return {k: pick(first, k) for k in (RUNS, NODES)} | {k + "#2": pick(second, k) for k in (RUNS, NODES)}
+    counts = {k: pick(first, k) for k in (RUNS, NODES)} | {k + "#2": pick(second, k) for k in (RUNS, NODES)}
+    return counts | {"plans": plans}
 
 def test_drop_in_exactly_once_vs_reference(tmp_path, capsys):
     recorded = sum(BATCHES)
@@ -129,6 +131,9 @@ def test_drop_in_exactly_once_vs_reference(tmp_path, capsys):
         print(f"  {'reference metadata_loop alone':<36} {total['ref'][RUNS]:>6} {total['ref'][NODES]:>6}")
     assert total["ours"] == {RUNS: recorded, NODES: 3 * recorded}
     assert total["ref"][RUNS] < recorded  # the outage's counts died with the process
+    # The plan is the platform's own PLAN, as the reference reports it, not
+    # a guess from the credential.
+    assert ours["plans"] == ref["plans"] and len(ref["plans"]) == 1, (ours["plans"], ref["plans"])
 
 
 def test_install_refuses_an_unknown_version(monkeypatch):

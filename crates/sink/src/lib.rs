@@ -39,15 +39,20 @@
 //!   5. not exactly the protocol's keys and types: `422` (exactly one of
 //!      `license`, `license_key`, `api_key`; `from_timestamp` <
 //!      `to_timestamp`, both RFC 3339 with `T`, `Z` or a numeric offset, at
-//!      most nine fractional digits; `tags` all strings, any names and
-//!      values (`"True"`, `"unknown"`, ...), tenant and project ids UUIDs
-//!      when not empty; `measures` integers in `0..=u64::MAX`, any names,
-//!      floats refused; `logs` an array of objects);
+//!      most nine fractional digits, years 0000 to 9999 in UTC too, the
+//!      window at most 366 days; `tags` all strings, any names and values
+//!      (`"True"`, `"unknown"`, ...), tenant and project ids UUIDs when not
+//!      empty (in any form `uuid` reads, stored lower case with dashes);
+//!      `measures` at most [`MAX_MEASURES_PER_REPORT`] integers in
+//!      `0..=u64::MAX`, any names, floats refused; `logs` an array of
+//!      objects);
 //!   6. credential unknown: `401`;
 //!   7. `Idempotency-Key` present but not one UUID: `422`;
 //!   8. key seen before: same body `204` (counted as a duplicate, not
 //!      again), different body `422`;
-//!   9. otherwise accepted: `204`, stored, appended to the JSONL file.
+//!   9. a report that would give its tenant more than
+//!      [`MAX_MEASURES_PER_TENANT`] distinct measure names: `422`;
+//!   10. otherwise accepted: `204`, stored, appended to the JSONL file.
 //!      (No key: accepted and counted in
 //!      [`Summary::without_idempotency_key`], since a retry of it cannot
 //!      be told from a new report.)
@@ -76,6 +81,16 @@
 //!
 //! A request must be complete within [`SinkConfig::request_timeout`] (plus
 //! the injected latency) or it is answered `408` and its connection closed.
+//! A request head over [`MAX_REQUEST_HEAD`] bytes is answered `431`. At
+//! most [`SinkConfig::max_connections`] connections are served at once
+//! (the oldest idle one makes room for a new one).
+//!
+//! # Files
+//!
+//! The database ([`SinkConfig::db`], with its `-wal` and `-shm`) and the
+//! JSONL export are created mode 0600: they hold every tenant's usage. At
+//! start the database is checked (`PRAGMA quick_check`), and a damaged or
+//! empty file is refused ([`StoreError::Damaged`] says how to recover).
 
 #![warn(missing_docs)]
 
