@@ -17,6 +17,17 @@ offers the same three functions on beacon-meter's Rust core and reporter:
 (``langgraph_api.worker``, ``langgraph_api.stream``). It refuses a version
 of ``langgraph_api`` whose call sites it has not been checked against.
 
+It may be called before the platform starts its reporting loop (the top of
+the custom app's module) or after (the top of a graph module, which the
+platform loads once its lifespan has started the reference
+``metadata_loop``). After, it takes over: on the event loop's thread, it
+cancels the reference loop's task, moves the counts that loop had not sent
+yet into beacon-meter's meter, and starts beacon-meter's ``metadata_loop``
+in its place, so nothing more is sent by the reference, not even a zero
+report, and nothing counted is lost. (A report the reference loop was
+sending at that very moment is cancelled with it: it is lost if the send
+had not reached the server.)
+
 The reporter is configured from the environment by beacon-meter's rules
 (``BEACON_URL``, ``BEACON_SPOOL_DIR``, ``BEACON_INTERVAL_SECS``, ...), with
 the credentials and auth endpoint the platform itself resolved
@@ -178,6 +189,55 @@ async def metadata_loop() -> None:
         await asyncio.get_running_loop().run_in_executor(None, reporter.shutdown)
 
 
+#: beacon-meter's loop, when ``install()`` started it in place of a running
+#: reference loop (kept so that the task is not garbage-collected).
+_TAKEN_OVER: Optional["asyncio.Task[None]"] = None
+
+
+def _running_loops() -> list:
+    """The event loops running in this process (one, in the platform). Read
+    from the garbage collector's objects, so that a graph module loaded on
+    an executor thread finds the loop too."""
+    import gc  # noqa: PLC0415
+
+    return [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+
+
+def _reference_tasks(code: Any) -> list:
+    """Tasks, not finished, running the coroutine function whose code is
+    ``code``, with their loops."""
+    found = []
+    for loop in _running_loops():
+        for task in asyncio.all_tasks(loop):
+            if getattr(task.get_coro(), "cr_code", None) is code and not task.done():
+                found.append((loop, task))
+    return found
+
+
+def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
+    """On the loop's thread: stops the reference loop's task, moves its
+    unsent counts into the meter and starts beacon-meter's loop. Runs
+    between two awaits of the reference loop, so it never sees half of
+    that loop's read-and-reset of its counters."""
+    global _TAKEN_OVER
+    task.cancel()
+    runs, nodes = reference.RUN_COUNTER, reference.NODE_COUNTER
+    reference.RUN_COUNTER = reference.NODE_COUNTER = 0
+    if runs:
+        meter.incr_runs(incr=runs)
+    if nodes:
+        meter.incr_nodes(None, incr=nodes)
+    if _TAKEN_OVER is None or _TAKEN_OVER.done():
+        _TAKEN_OVER = asyncio.get_running_loop().create_task(metadata_loop())
+    logger.warning(
+        "beacon_meter.langgraph.install() ran after the platform had started its own reporting "
+        "loop: took over from it (its %d unsent runs and %d nodes moved to beacon-meter). "
+        "Install at the top of the custom app module (langgraph.json http.app) to start first.",
+        runs,
+        nodes,
+    )
+
+
 def install() -> None:
     """Replaces ``incr_runs``, ``incr_nodes`` and ``metadata_loop`` in a
     running ``langgraph_api`` (see the module docs). Idempotent.
@@ -209,6 +269,17 @@ def install() -> None:
                     f"{mod_name}.{name} is neither langgraph_api.metadata.{name} nor beacon-meter's: "
                     "something else replaced it, so nothing was replaced"
                 )
+    still_reference = reference.metadata_loop is not metadata_loop
+    running = _reference_tasks(reference.metadata_loop.__code__) if still_reference else []
     for mod_name, names in _SITES.items():
         for name in names:
             setattr(modules[mod_name], name, ours[name])
+    for loop, task in running:
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            _take_over(reference, task)
+        else:
+            loop.call_soon_threadsafe(_take_over, reference, task)

@@ -1,8 +1,9 @@
 """A langgraph-api 0.16.7 process for tests/test_langgraph.py.
 
-`python lg_app.py beacon|reference`: imports the real platform, installs
-beacon-meter's drop-in (mode `beacon`) or not (`reference`), starts the
-platform's `metadata_loop()` the way its lifespan does (looked up in
+`python lg_app.py beacon|reference|late`: imports the real platform,
+installs beacon-meter's drop-in (mode `beacon`) or not (`reference`, and
+`late`, which installs it later on command), starts the platform's
+`metadata_loop()` the way its lifespan does (looked up in
 `langgraph_api.metadata` at start), then obeys stdin, one command a line:
 
 * `run N`: N graph runs through the platform's own call sites: the worker's
@@ -10,6 +11,9 @@ platform's `metadata_loop()` the way its lifespan does (looked up in
   `worker()` does) and a real 3-node langgraph graph whose per-node
   callback is `langgraph_api.stream.incr_nodes` (as `astream_state` sets
   `configurable["__pregel_node_finished"]`). Answers `ok`.
+* `install`: calls `install()` on an executor thread, as a graph module
+  loaded by the platform would (after its lifespan started the loop).
+  Answers `ok`.
 * `exit`: cancels the loop (the lifespan's shutdown) and exits.
 """
 
@@ -32,10 +36,11 @@ from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 MODE = sys.argv[1]
 metadata.INTERVAL = 1  # the reference loop's period, a module attribute
-if MODE == "beacon":
+if MODE in ("beacon", "late"):
     import beacon_meter.langgraph as drop_in
 
     drop_in.SHUTDOWN_TIMEOUT = 2.0
+if MODE == "beacon":
     drop_in.install()
 
 
@@ -74,14 +79,19 @@ async def main() -> None:
         line = (await reader.readline()).decode().split()
         if not line or line[0] == "exit":
             break
-        for _ in range(int(line[1])):
+        if line[0] == "install":
+            await asyncio.get_running_loop().run_in_executor(None, drop_in.install)
+            await asyncio.sleep(0.2)  # the takeover runs on this loop
+        for _ in range(int(line[1]) if line[0] == "run" else 0):
             await one_run()
         print("ok", flush=True)
-    loop_task.cancel()
-    try:
-        await loop_task
-    except asyncio.CancelledError:
-        pass
+    tasks = [loop_task] + ([drop_in._TAKEN_OVER] if MODE == "late" and drop_in._TAKEN_OVER else [])
+    for task in tasks:  # the lifespan's shutdown cancels the loop it started
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
 
 asyncio.run(main())

@@ -136,6 +136,30 @@ def test_drop_in_exactly_once_vs_reference(tmp_path, capsys):
     assert ours["plans"] == ref["plans"] and len(ref["plans"]) == 1, (ours["plans"], ref["plans"])
 
 
+def test_a_late_install_takes_over_from_the_running_reference_loop(tmp_path):
+    """install() called once the reference loop runs (from a graph module,
+    on an executor thread): the reference sends nothing more, not even a
+    zero report, and every run reaches the sink exactly once."""
+    sink = Sink()
+    app = App("late", sink.url, tmp_path / "late")
+    app.run(4)  # counted by the reference's own counters
+    time.sleep(1.5)  # the reference loop may send some of them
+    app.proc.stdin.write("install\n")
+    app.proc.stdin.flush()
+    assert app.proc.stdout.readline().strip() == "ok"
+    time.sleep(0.5)  # a report the reference was sending at the takeover has landed
+    sent_by_reference = [r for r in reports(sink) if r.get("dialect") == "langgraph-api"]
+    app.run(6)
+    time.sleep(2.5)  # several reference intervals: it must stay silent
+    app.exit()
+    after = [r for r in reports(sink) if r.get("dialect") == "langgraph-api"]
+    summary = sink.stop()
+    assert len(after) == len(sent_by_reference), "the reference loop kept sending after install()"
+    assert summary["measures"][RUNS] == 10, summary
+    assert summary["measures"][NODES] == 30, summary
+    assert set(summary["by_dialect"]) <= {"langgraph-api", "published"}, summary
+
+
 def test_install_refuses_an_unknown_version(monkeypatch):
     import langgraph_api
 
