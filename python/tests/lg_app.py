@@ -1,8 +1,9 @@
 """A langgraph-api 0.16.7 process for tests/test_langgraph.py.
 
-`python lg_app.py beacon|reference|late`: imports the real platform,
-installs beacon-meter's drop-in (mode `beacon`) or not (`reference`, and
-`late`, which installs it later on command), starts the platform's
+`python lg_app.py beacon|reference|late|zero-code`: imports the real
+platform, installs beacon-meter's drop-in (mode `beacon`) or not
+(`reference`; `late`, which installs it later on command; `zero-code`,
+where only `BEACON_METER_LANGGRAPH=1` in the environment may), starts the platform's
 `metadata_loop()` the way its lifespan does (looked up in
 `langgraph_api.metadata` at start), then obeys stdin, one command a line:
 

@@ -27,8 +27,8 @@ BATCHES = (5, 7, 4)  # before the outage, during it (then a restart), after
 class App:
     """One platform process (tests/lg_app.py)."""
 
-    def __init__(self, mode: str, url: str, spool: Path) -> None:
-        env = dict(os.environ)
+    def __init__(self, mode: str, url: str, spool: Path, **extra_env: str) -> None:
+        env = dict(os.environ, **extra_env)
         env.update(
             REDIS_URI="redis://127.0.0.1:1",
             DATABASE_URI="postgres://127.0.0.1:1/none",
@@ -158,6 +158,26 @@ def test_a_late_install_takes_over_from_the_running_reference_loop(tmp_path):
     assert summary["measures"][RUNS] == 10, summary
     assert summary["measures"][NODES] == 30, summary
     assert set(summary["by_dialect"]) <= {"langgraph-api", "published"}, summary
+
+
+def test_the_zero_code_switch_needs_no_custom_app(tmp_path):
+    """BEACON_METER_LANGGRAPH=1 alone (the wheel's .pth file): the platform's
+    own lifespan start of metadata_loop runs beacon-meter's reporter, and
+    every run arrives, in beacon-meter's dialect only."""
+    sink = Sink()
+    app = App("zero-code", sink.url, tmp_path / "zero", BEACON_METER_LANGGRAPH="1")
+    app.run(5)
+    app.exit()
+    summary = sink.stop()
+    assert summary["measures"][RUNS] == 5 and summary["measures"][NODES] == 15, summary
+    assert set(summary["by_dialect"]) == {"published"}, summary
+    # Without the variable, the same process runs the reference.
+    sink = Sink()
+    app = App("zero-code", sink.url, tmp_path / "off")
+    app.run(1)
+    time.sleep(1.5)
+    app.exit()
+    assert set(sink.stop()["by_dialect"]) == {"langgraph-api"}
 
 
 def test_install_refuses_an_unknown_version(monkeypatch):
