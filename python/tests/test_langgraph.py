@@ -180,6 +180,43 @@ def test_the_zero_code_switch_needs_no_custom_app(tmp_path):
     assert set(sink.stop()["by_dialect"]) == {"langgraph-api"}
 
 
+#: The tags whose values differ between the drop-in and the reference in
+#: the same process, each listed with its reason in the README's migration
+#: table: `tenant_id` (beacon-meter fills it with the org id the API key's
+#: verification returned when LANGSMITH_TENANT_ID is unset) and the
+#: `user_app.*` flags (the published format's "true"/"false", where the
+#: reference sends "True", or "" for false).
+KNOWN_TAG_DIFFERENCES = {
+    "langgraph.platform.tenant_id",
+    "user_app.uses_custom_app",
+    "user_app.uses_custom_auth",
+    "user_app.uses_indexing",
+    "user_app.uses_store_ttl",
+    "user_app.uses_thread_ttl",
+}
+
+
+def test_the_drop_in_sends_the_references_tags_key_by_key(tmp_path):
+    """The same process configuration, once with the drop-in and once with
+    the reference: the last report of each carries the same tag names, and
+    the same values except the documented differences."""
+    tags = {}
+    for mode in ("beacon", "reference"):
+        sink = Sink()
+        app = App(mode, sink.url, tmp_path / mode)
+        app.run(2)
+        time.sleep(2.5)  # a report of the reference's after the runs
+        app.exit()
+        tags[mode] = tags_of(reports(sink)[-1])
+        sink.stop()
+    ours, ref = tags["beacon"], tags["reference"]
+    assert set(ours) == set(ref), (set(ours) ^ set(ref))
+    differing = {k for k in ref if ours[k] != ref[k]}
+    assert differing <= KNOWN_TAG_DIFFERENCES, {k: (ours[k], ref[k]) for k in differing - KNOWN_TAG_DIFFERENCES}
+    for flag in differing - {"langgraph.platform.tenant_id"}:
+        assert (ours[flag], ref[flag]) in {("true", "True"), ("false", ""), ("false", "False")}, flag
+
+
 def test_install_refuses_an_unknown_version(monkeypatch):
     import langgraph_api
 
