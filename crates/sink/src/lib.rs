@@ -53,9 +53,9 @@
 //!   9. a report that would give its tenant more than
 //!      [`MAX_MEASURES_PER_TENANT`] distinct measure names: `422`;
 //!   10. otherwise accepted: `204`, stored, appended to the JSONL file.
-//!      (No key: accepted and counted in
-//!      [`Summary::without_idempotency_key`], since a retry of it cannot
-//!      be told from a new report.)
+//!       (No key: accepted and counted in
+//!       [`Summary::without_idempotency_key`], since a retry of it cannot
+//!       be told from a new report.)
 //!
 //!   A report's *dialect* is `langgraph-api` if it came to one of the
 //!   reference reporter's paths, carries `license_key`, or has a timestamp

@@ -219,3 +219,42 @@ async fn a_damaged_database_is_refused_at_start_with_the_way_to_recover() {
     assert_eq!(sink.summary().reports, 200);
     sink.shutdown().await;
 }
+
+/// A database written before `tenant_measures` existed (schema version 1)
+/// is upgraded at open: the names its tenants already have are counted, so
+/// the per-tenant bound holds across the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_with_the_names_it_holds() {
+    use beacon_meter_sink::{MAX_MEASURES_PER_REPORT, MAX_MEASURES_PER_TENANT};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("sink.db");
+    let tenant = "3a1c2b6f-4430-4b92-8a5b-79b8b567bbc1";
+    let names = |range: std::ops::Range<usize>| {
+        let mut body = report(0);
+        body["tags"] = json!({"langgraph.platform.tenant_id": tenant});
+        body["measures"] = range.map(|i| (format!("m{i}"), json!(1))).collect();
+        body
+    };
+    let sink = SinkConfig::ephemeral().db(&db).start().await.unwrap();
+    let per_tenant = MAX_MEASURES_PER_TENANT as usize;
+    for start in (0..per_tenant).step_by(MAX_MEASURES_PER_REPORT) {
+        let body = names(start..start + MAX_MEASURES_PER_REPORT);
+        assert_eq!(submit(&sink, &body, Uuid::new_v4()).await, 204);
+    }
+    sink.shutdown().await;
+    // What a version-1 sink left: no tenant_measures table.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE tenant_measures; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+
+    let sink = SinkConfig::ephemeral().db(&db).start().await.unwrap();
+    let one_more = names(per_tenant..per_tenant + 1);
+    assert_eq!(submit(&sink, &one_more, Uuid::new_v4()).await, 422);
+    assert_eq!(submit(&sink, &names(0..10), Uuid::new_v4()).await, 204);
+    assert_eq!(
+        sink.summary().reports,
+        (per_tenant / MAX_MEASURES_PER_REPORT) as u64 + 1
+    );
+    sink.shutdown().await;
+}
