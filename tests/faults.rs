@@ -301,12 +301,8 @@ impl Blocked {
 #[test]
 fn disk_full_keeps_windows_in_memory_and_writes_them_when_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let _mount = match Mount::tmpfs(tmp.path(), 1024 * 1024) {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("SKIPPED disk_full test: cannot mount a small tmpfs ({why})");
-            return;
-        }
+    let Some(_mount) = Mount::tmpfs_or_skip(tmp.path(), 1024 * 1024, "disk_full test") else {
+        return;
     };
     let (rt, logs) = runtime();
     rt.block_on(async {

@@ -23,6 +23,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::time::sleep;
 
+/// Right after a reporter on `meter` was dropped: the meter is free at once
+/// (not when the aborted tasks wind down), a run recorded then is held by
+/// the meter, and the reporter's slot is released.
+async fn assert_dropped_frees_meter_and_slot(meter: &Meter, slot: &Path) {
+    assert_eq!(
+        meter.attach().err(),
+        None,
+        "a dropped reporter must free its meter"
+    );
+    meter.record_run(1);
+    assert!(
+        slot_released(slot).await,
+        "the dropped reporter never released its slot"
+    );
+}
+
 async fn start_sink(config: SinkConfig) -> SinkHandle {
     config.start().await.expect("the sink starts")
 }
@@ -946,17 +962,7 @@ async fn a_meter_is_handed_over_by_shutdown_and_by_a_drop() {
     let checkpoint = second_slot.join("checkpoint.json");
     assert!(eventually(secs(5.0), || checkpoint.is_file()).await);
     drop(second);
-    // At once, not when the aborted tasks wind down.
-    assert_eq!(
-        meter.attach().err(),
-        None,
-        "a dropped reporter must free its meter"
-    );
-    meter.record_run(1);
-    assert!(
-        slot_released(&second_slot).await,
-        "the dropped reporter never released its slot"
-    );
+    assert_dropped_frees_meter_and_slot(&meter, &second_slot).await;
     let third = spawn(meter.clone(), || options(&v)).await;
     assert_eq!(third.stats().recovered_on_start, 0);
     let stats = third.shutdown(secs(5.0)).await;
@@ -1037,17 +1043,12 @@ fn a_reporter_dropped_before_its_first_checkpoint_loses_nothing_and_says_so() {
             meter.record_run(3);
             meter.record_run(2);
             drop(reporter);
-            assert_eq!(meter.attach().err(), None, "the meter must be free at once");
             let slot0 = slot(dir.path(), 0);
             assert!(
                 !slot0.join("checkpoint.json").exists(),
                 "no checkpoint was due"
             );
-            meter.record_run(1);
-            assert!(
-                slot_released(&slot0).await,
-                "the dropped reporter never released its slot"
-            );
+            assert_dropped_frees_meter_and_slot(&meter, &slot0).await;
             let next = spawn(meter.clone(), || options(&v)).await;
             let stats = next.shutdown(secs(5.0)).await;
             assert_eq!(stats.pending(), 0, "{stats:?}");

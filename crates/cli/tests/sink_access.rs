@@ -7,10 +7,11 @@
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::{SinkConfig, SinkHandle, TlsFiles};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 
 use std::process::{Command, Stdio};
+
+use crate::common::Running;
 use std::time::Duration;
 
 const LICENSE: &str = "lcl_access_test_0123456789";
@@ -181,7 +182,8 @@ async fn a_reporter_trusting_a_private_ca_delivers_to_the_https_sink_binary() {
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let db = dir.path().join("sink.db");
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_beacon-meter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_beacon-meter"));
+    command
         .args(["sink", "--bind", "127.0.0.1:0", "--json"])
         .arg("--tls-cert")
         .arg(fixture("server.pem"))
@@ -191,16 +193,9 @@ async fn a_reporter_trusting_a_private_ca_delivers_to_the_https_sink_binary() {
         .arg(&token_file)
         .arg("--db")
         .arg(&db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(sink.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let listening: Value = serde_json::from_str(&line).unwrap();
-    let url = listening["url"].as_str().unwrap().to_owned();
+        .stderr(Stdio::null());
+    let mut sink = Running::start(command);
+    let url = sink.url.clone();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let endpoint = url.replace("127.0.0.1", "localhost");
 
@@ -241,6 +236,6 @@ async fn a_reporter_trusting_a_private_ca_delivers_to_the_https_sink_binary() {
     );
     assert_eq!(summary["reports"], shown["windows_delivered"]);
     assert!(summary["verifications"].as_u64().unwrap() >= 1);
-    sink.kill().unwrap();
-    sink.wait().unwrap();
+    sink.child.kill().unwrap();
+    sink.child.wait().unwrap();
 }

@@ -5,10 +5,11 @@
 //! 20 ms. (Without the limit the request waited for the idle connections'
 //! 10 s header timeout, and "could not accept" was logged every 20 ms.)
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+
+use crate::common::Running;
 use std::time::Duration;
 
 #[test]
@@ -19,21 +20,15 @@ fn idle_connections_past_the_fd_limit_never_lock_a_client_out() {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_beacon-meter");
-    let mut sink = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!(
             "ulimit -n 1024 && exec '{bin}' sink --bind 127.0.0.1:0 --json"
         ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(sink.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let listening: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    let url = listening["url"].as_str().unwrap().to_owned();
+        .stderr(Stdio::piped());
+    let mut sink = Running::start(command);
+    let url = sink.url.clone();
     let addr = url.trim_start_matches("http://").to_owned();
 
     let idle: Vec<TcpStream> = (0..IDLE)
@@ -69,10 +64,11 @@ fn idle_connections_past_the_fd_limit_never_lock_a_client_out() {
         "the oldest idle connection is open"
     );
 
-    sink.kill().unwrap();
-    sink.wait().unwrap();
+    sink.child.kill().unwrap();
+    sink.child.wait().unwrap();
     let mut stderr = String::new();
-    sink.stderr
+    sink.child
+        .stderr
         .take()
         .unwrap()
         .read_to_string(&mut stderr)

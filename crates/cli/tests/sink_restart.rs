@@ -5,9 +5,10 @@
 #![cfg(unix)]
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::common::Running;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,32 +18,13 @@ const CLIENTS: u64 = 32;
 const REPORTS_PER_CLIENT: u64 = 20;
 const LICENSE: &str = "lcl_restart_test_0123456789";
 
-/// A running sink process and the base URL it printed.
-struct Running {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    url: String,
-}
-
 fn start_sink(db: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beacon-meter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_beacon-meter"));
+    command
         .args(["sink", "--bind", "127.0.0.1:0", "--json", "--db"])
         .arg(db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the sink binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("the sink prints a line");
-    let first: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    let url = first["url"].as_str().expect("a url").to_owned();
-    Running {
-        child,
-        _stdout: stdout,
-        url,
-    }
+        .stderr(Stdio::null());
+    Running::start(command)
 }
 
 fn report(client: u64, i: u64) -> Value {

@@ -9,6 +9,8 @@
 //! global `tracing` subscriber, at TRACE, to sweep every log line for
 //! secrets.
 
+mod common;
+
 mod cli;
 mod sink_access;
 mod sink_flood;

@@ -19,7 +19,9 @@ pub(crate) fn append_private(path: &Path, what: &str) -> std::io::Result<File> {
         .append(true)
         .mode(PRIVATE_MODE)
         .open(path)?;
-    warn_if_shared(&file, path, what);
+    if let Ok(meta) = file.metadata() {
+        warn_if_shared(path, &meta, what);
+    }
     Ok(file)
 }
 
@@ -30,9 +32,10 @@ pub(crate) fn create_private(path: &Path, what: &str) -> std::io::Result<()> {
     append_private(path, what).map(drop)
 }
 
-/// Logs a warning if users other than the owner may read or write `file`.
-fn warn_if_shared(file: &File, path: &Path, what: &str) {
-    let Ok(meta) = file.metadata() else { return };
+/// Logs a warning if users other than the owner may read or write the
+/// file at `path` (`meta` is its metadata): the sink's `what`, such as its
+/// database or its admin token file.
+pub fn warn_if_shared(path: &Path, meta: &std::fs::Metadata, what: &str) {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o066 != 0 {
         tracing::warn!(

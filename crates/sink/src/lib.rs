@@ -107,6 +107,7 @@ mod usage;
 mod validate;
 
 pub use connections::{DEFAULT_MAX_CONNECTIONS, RESERVED_FDS};
+pub use files::warn_if_shared;
 pub use routes::MAX_PAGE;
 pub use sink_config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
 pub use state::{

@@ -215,11 +215,18 @@ pub(crate) enum StoreFailure {
     Task(#[source] tokio::task::JoinError),
 }
 
+/// What [`Store::db`] guards.
+struct Db {
+    conn: Connection,
+    jsonl: Option<File>,
+}
+
 /// One database connection, used by one sink.
 pub(crate) struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
-    jsonl: Mutex<Option<File>>,
+    /// The connection and the JSONL export, under one lock: a report's
+    /// row and its line are written together (see the module docs).
+    db: Mutex<Db>,
 }
 
 impl Store {
@@ -260,8 +267,7 @@ impl Store {
             .map_err(err)?;
         Ok(Store {
             path: shown,
-            conn: Mutex::new(conn),
-            jsonl: Mutex::new(jsonl),
+            db: Mutex::new(Db { conn, jsonl }),
         })
     }
 
@@ -271,8 +277,8 @@ impl Store {
         let Submission { key, report, .. } = submission;
         let digest =
             ring::digest::digest(&ring::digest::SHA256, report.value.to_string().as_bytes());
-        let mut conn = self.conn.lock();
-        let mut jsonl = self.jsonl.lock();
+        let mut db = self.db.lock();
+        let Db { conn, jsonl } = &mut *db;
         let result = (|| -> Result<Stored, StoreFailure> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(key) = key {
@@ -314,13 +320,13 @@ impl Store {
     /// The totals over every stored report: the fields of a [`Summary`]
     /// read from the database (the others left at zero).
     pub(crate) fn totals(&self) -> Result<Summary, StoreError> {
-        let conn = self.conn.lock();
-        read_totals(&conn).map_err(StoreError::sqlite(&self.path))
+        read_totals(&self.db.lock().conn).map_err(StoreError::sqlite(&self.path))
     }
 
     /// Up to `limit` stored records, in arrival order, skipping `offset`.
     pub(crate) fn records(&self, offset: u64, limit: u64) -> Result<Vec<Value>, StoreError> {
-        let conn = self.conn.lock();
+        let db = self.db.lock();
+        let conn = &db.conn;
         let rows = (|| {
             let mut stmt =
                 conn.prepare_cached("SELECT record FROM reports ORDER BY id LIMIT ?1 OFFSET ?2")?;

@@ -279,8 +279,7 @@ pub(crate) fn validate_report(value: Value) -> Result<ValidReport, Invalid> {
 }
 
 fn check_report(mut value: Value) -> Result<ValidReport, Invalid> {
-    canonical_uuid_tags(&mut value);
-    let Value::Object(map) = &value else {
+    let Value::Object(map) = &mut value else {
         return Err(wrong("report body", "a JSON object", &value));
     };
     let is_credential = |k: &str| CREDENTIAL_FIELDS.iter().any(|f| f.name() == k);
@@ -318,7 +317,7 @@ fn check_report(mut value: Value) -> Result<ValidReport, Invalid> {
             MAX_WINDOW.num_days()
         )));
     }
-    check_tags(&map["tags"])?;
+    check_tags(map.get_mut("tags").expect("checked present above"))?;
     let measures = measures(&map["measures"])?;
     check_logs(&map["logs"])?;
     let langgraph_body = credential_field == CredentialField::LicenseKey || !(from_z && to_z);
@@ -361,40 +360,33 @@ fn credential(map: &Map<String, Value>) -> Result<(CredentialField, String), Inv
     }
 }
 
-/// Rewrites each UUID tag written in another form `uuid` reads (upper
-/// case, braces, `urn:uuid:`, no dashes) in the one canonical form, lower
-/// case with dashes: otherwise one tenant would be stored, and summed in
-/// `sink usage`, as several. A value that is no UUID is left for
-/// [`check_tags`] to refuse.
-fn canonical_uuid_tags(value: &mut Value) {
-    let Some(Value::Object(tags)) = value.get_mut("tags") else {
-        return;
-    };
-    for name in UUID_TAGS {
-        if let Some(Value::String(s)) = tags.get_mut(name)
-            && let Ok(id) = uuid::Uuid::try_parse(s)
-        {
-            *s = id.hyphenated().to_string();
-        }
-    }
-}
-
 /// `tags`: an object of strings; tenant and project ids UUIDs or empty.
 /// Any other string is accepted, `"True"`, `"False"` and `"unknown"`
 /// included (the reference reporter sends them).
-fn check_tags(tags: &Value) -> Result<(), Invalid> {
+///
+/// A UUID tag written in another form `uuid` reads (upper case, braces,
+/// `urn:uuid:`, no dashes) is rewritten in the one canonical form, lower
+/// case with dashes: otherwise one tenant would be stored, and summed in
+/// `sink usage`, as several.
+fn check_tags(tags: &mut Value) -> Result<(), Invalid> {
     let Value::Object(tags) = tags else {
         return Err(wrong("`tags`", "an object of strings", tags));
     };
-    for (k, v) in tags {
+    for (k, v) in tags.iter_mut() {
         let Value::String(s) = v else {
             return Err(wrong(&format!("`tags.{}`", shown(k)), "a string", v));
         };
-        if UUID_TAGS.contains(&k.as_str()) && !s.is_empty() && uuid::Uuid::try_parse(s).is_err() {
-            return Err(shape(format!(
-                "`tags.{k}` must be a UUID or empty, found {}",
-                shown(s)
-            )));
+        if !UUID_TAGS.contains(&k.as_str()) || s.is_empty() {
+            continue;
+        }
+        match uuid::Uuid::try_parse(s) {
+            Ok(id) => *s = id.hyphenated().to_string(),
+            Err(_) => {
+                return Err(shape(format!(
+                    "`tags.{k}` must be a UUID or empty, found {}",
+                    shown(s)
+                )));
+            }
         }
     }
     Ok(())

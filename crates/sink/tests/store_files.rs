@@ -75,12 +75,8 @@ fn export_lines(jsonl: &Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_leaves_the_export_equal_to_the_database() {
     let tmp = tempfile::tempdir().unwrap();
-    let _mount = match Mount::tmpfs(tmp.path(), 384 * 1024) {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("SKIPPED full-disk export test: cannot mount a small tmpfs ({why})");
-            return;
-        }
+    let Some(_mount) = Mount::tmpfs_or_skip(tmp.path(), 384 * 1024, "full-disk export test") else {
+        return;
     };
     let (sink, _, jsonl) = start_in(tmp.path()).await;
     let (mut accepted, mut failures, mut failed_in_a_row) = (0u64, 0u64, 0u64);

@@ -119,6 +119,14 @@ impl Mount {
         Ok(Mount(dir.to_owned()))
     }
 
+    /// [`Mount::tmpfs`] for the test named `test`, or `None` after saying
+    /// on stderr that the test is skipped and why (no root, no `mount`).
+    pub fn tmpfs_or_skip(dir: &Path, size: u64, test: &str) -> Option<Mount> {
+        Mount::tmpfs(dir, size)
+            .inspect_err(|why| eprintln!("SKIPPED {test}: cannot mount a small tmpfs ({why})"))
+            .ok()
+    }
+
     /// `dir` bind-mounted on itself, read-only: reads work, every write
     /// (create, rename, delete) fails with EROFS.
     pub fn read_only(dir: &Path) -> Result<Mount, String> {

@@ -158,7 +158,6 @@ const MAX_ADMIN_TOKEN_FILE_BYTES: u64 = 4096;
 /// token.
 fn admin_token(path: &Path) -> Result<Secret, SinkCommandError> {
     use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
     let bad = |reason: String| SinkCommandError::AdminToken {
         path: path.to_path_buf(),
         reason,
@@ -173,15 +172,11 @@ fn admin_token(path: &Path) -> Result<Secret, SinkCommandError> {
             meta.len()
         )));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o066 != 0 {
-        tracing::warn!(
-            file = %path.display(),
-            mode = format!("{mode:04o}"),
-            "the admin token file may be read or written by other users, who could then read \
-             every tenant's usage or replace the token; `chmod 600` it"
-        );
-    }
+    beacon_meter_sink::warn_if_shared(
+        path,
+        &meta,
+        "admin token file (whoever reads it can read every tenant's usage)",
+    );
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_ADMIN_TOKEN_FILE_BYTES).read_to_string(&mut text))
