@@ -547,7 +547,10 @@ fn spool_recovering_before_the_shutdown_deadline_loses_nothing() {
 
 /// Shutdown with an idle sender: the sender must not stop (finding the
 /// spool empty) before the closer has spooled the final window, which would
-/// leave it undelivered. A race, so tried several times.
+/// leave it undelivered. A race, so tried several times. Each round's clock
+/// stands still in the middle of its own window, so that the round closes
+/// exactly one window (on the wall clock, a minute boundary inside a round
+/// made it close two).
 #[test]
 fn shutdown_delivers_the_final_window_even_with_an_idle_sender() {
     let (rt, _logs) = runtime();
@@ -561,8 +564,13 @@ fn shutdown_delivers_the_final_window_even_with_an_idle_sender() {
                 dir.path(),
                 Duration::from_secs(60),
             );
+            // 30 s into the minute `round` minutes after this one a day ago.
+            let minute = Utc::now().timestamp() / 60 - 24 * 60 + round as i64;
+            let at = DateTime::from_timestamp(minute * 60 + 30, 0).unwrap();
+            let clock = Arc::new(ManualClock::new(at));
             let meter = Meter::new();
-            let reporter = spawn(&meter, || options(cfg.clone(), Tags::new())).await;
+            let opts = || options(cfg.clone(), Tags::new()).clock(clock.clone());
+            let reporter = spawn(&meter, opts).await;
             meter.record_run(round + 1);
             recorded.runs += 1;
             recorded.nodes += round + 1;
