@@ -17,8 +17,10 @@ offers the same three functions on beacon-meter's Rust core and reporter:
 (``langgraph_api.worker``, ``langgraph_api.stream``). It refuses a version
 of ``langgraph_api`` whose call sites it has not been checked against.
 
-It may be called before the platform starts its reporting loop (the top of
-the custom app's module) or after (the top of a graph module, which the
+It may be called before the platform is even imported (a
+``sitecustomize``: it then waits, through the zero-code switch's import
+hook, for the platform to start its loop), before the platform starts its
+reporting loop (the top of the custom app's module) or after (the top of a graph module, which the
 platform loads once its lifespan has started the reference
 ``metadata_loop``). After, it takes over: on the event loop's thread, it
 cancels the reference loop's task, moves the counts that loop had not sent
@@ -214,6 +216,18 @@ def _reference_tasks(code: Any) -> list:
     return found
 
 
+def _move_counts(reference: Any) -> tuple:
+    """Moves the reference module's unsent counts into the meter; returns
+    them (runs, nodes)."""
+    runs, nodes = reference.RUN_COUNTER, reference.NODE_COUNTER
+    reference.RUN_COUNTER = reference.NODE_COUNTER = 0
+    if runs:
+        meter.incr_runs(incr=runs)
+    if nodes:
+        meter.incr_nodes(None, incr=nodes)
+    return runs, nodes
+
+
 def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
     """On the loop's thread: stops the reference loop's task, moves its
     unsent counts into the meter and starts beacon-meter's loop. Runs
@@ -221,12 +235,7 @@ def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
     that loop's read-and-reset of its counters."""
     global _TAKEN_OVER
     task.cancel()
-    runs, nodes = reference.RUN_COUNTER, reference.NODE_COUNTER
-    reference.RUN_COUNTER = reference.NODE_COUNTER = 0
-    if runs:
-        meter.incr_runs(incr=runs)
-    if nodes:
-        meter.incr_nodes(None, incr=nodes)
+    runs, nodes = _move_counts(reference)
     if _TAKEN_OVER is None or _TAKEN_OVER.done():
         _TAKEN_OVER = asyncio.get_running_loop().create_task(metadata_loop())
     logger.warning(
@@ -240,7 +249,11 @@ def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
 
 def install() -> None:
     """Replaces ``incr_runs``, ``incr_nodes`` and ``metadata_loop`` in a
-    running ``langgraph_api`` (see the module docs). Idempotent.
+    running ``langgraph_api`` (see the module docs). Idempotent, and safe
+    wherever it is called: before ``langgraph_api.metadata`` is imported
+    (a ``sitecustomize``), it defers to the moment the platform starts its
+    loop, as ``BEACON_METER_LANGGRAPH=1`` does; after the platform started
+    its own loop, it takes over from it.
 
     Raises ``RuntimeError`` on a ``langgraph_api`` version not in
     ``SUPPORTED_VERSIONS``, or if a call site is not what that version
@@ -258,6 +271,17 @@ def install() -> None:
             f"{', '.join(_SITES)} still import incr_runs/incr_nodes by name, then add the version "
             "to SUPPORTED_VERSIONS."
         )
+    if "langgraph_api.metadata" not in sys.modules:
+        # Too early to replace anything (a sitecustomize, or a module
+        # imported before the platform): importing the platform's modules
+        # now would read its configuration before its launcher (`langgraph
+        # dev`) has set the environment. The zero-code switch's import hook
+        # installs at the moment the platform starts its loop instead.
+        from . import _autoinstall  # noqa: PLC0415
+
+        _autoinstall.activate()
+        logger.info("langgraph_api is not loaded yet: beacon-meter installs when the platform starts its loop")
+        return
     modules = {name: importlib.import_module(name) for name in _SITES}
     reference = modules["langgraph_api.metadata"]
     ours = {"incr_runs": incr_runs, "incr_nodes": incr_nodes, "metadata_loop": metadata_loop}
@@ -274,6 +298,11 @@ def install() -> None:
     for mod_name, names in _SITES.items():
         for name in names:
             setattr(modules[mod_name], name, ours[name])
+    if still_reference and not running:
+        # No reference loop reads the counters: what the platform counted
+        # before now (nothing, in a server whose lifespan has not started)
+        # moves into the meter.
+        _move_counts(reference)
     for loop, task in running:
         try:
             on_loop = asyncio.get_running_loop() is loop

@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    init_logging();
+    init_logging(m.py());
     m.add_class::<meter::Meter>()?;
     fastcall::install(&m.py().get_type::<meter::Meter>())?;
     m.add_class::<meter::Window>()?;
@@ -40,16 +40,38 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The reporter's own log records (deliveries, retries, spool trouble) go to
-/// stderr through `tracing`, at `WARN` and above unless `BEACON_LOG` says
-/// otherwise (`BEACON_LOG=info`). They never contain a credential (the
-/// crate redacts them). If the host process already installed a `tracing`
-/// subscriber, that one is kept.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BEACON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Where the reporter's own log records (deliveries, retries, spool
+/// trouble) go. They never contain a credential (the crate redacts them).
+///
+/// * By default, to Python's `logging`, under the logger names of their
+///   Rust modules (`beacon_meter.reporter.sender`, ...; all under
+///   `beacon_meter`), at `INFO` and above, so that the host's logging
+///   configuration decides what is shown. Python's own default shows
+///   warnings on stderr. Each record is handed over with the GIL taken on
+///   the reporter's thread; the hot path logs nothing.
+/// * With `BEACON_LOG` set (an `EnvFilter`, e.g. `BEACON_LOG=debug`), to
+///   stderr through `tracing` instead, at that filter, as a Rust program
+///   would, with nothing going through Python. If the host process already
+///   installed a `tracing` subscriber, that one is kept.
+fn init_logging(py: Python<'_>) {
+    match tracing_subscriber::EnvFilter::try_from_env("BEACON_LOG") {
+        Ok(filter) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        Err(_) => {
+            // tracing's `log-always` feature turns every event into a `log`
+            // record, which this logger hands to Python. Levels are looked
+            // up in Python at each record (loggers are cached), so that a
+            // `logging` configuration made after import still applies.
+            match pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers) {
+                Ok(logger) => {
+                    let _ = logger.filter(log::LevelFilter::Info).install();
+                }
+                Err(e) => e.print(py),
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@ a child killed with SIGKILL whose windows a later process delivers."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -188,3 +189,44 @@ def test_a_raising_tag_is_skipped_and_the_window_delivered(sink, tmp_path, caplo
         meter.record_run(nodes=3)
     assert sink.summary()["measures"][RUNS] == 1
     assert any("myplatform.broken" in r.getMessage() for r in caplog.records)
+
+
+def test_reporter_logs_reach_python_logging(tmp_path, caplog):
+    """Without BEACON_LOG, the reporter's records go to Python's logging,
+    under `beacon_meter.*`, at their levels; the one warning a reporter
+    with no credential gives says what to set."""
+    caplog.set_level(logging.INFO, logger="beacon_meter")
+    with Reporter(Meter(), spool_dir=str(tmp_path), interval_secs=1):
+        pass
+    ours = [r for r in caplog.records if r.name.startswith("beacon_meter.")]
+    warned = [r for r in ours if "has no credential" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING, [r.getMessage() for r in ours]
+    assert warned[0].name == "beacon_meter.reporter", warned[0].name
+    started = [r for r in ours if "reporter started" in r.getMessage()]
+    assert started and started[0].levelno == logging.INFO
+
+
+def test_beacon_log_sends_the_reporters_records_to_stderr_instead(tmp_path):
+    """With BEACON_LOG, records go to stderr through Rust's tracing, and
+    nothing through Python's logging."""
+    script = textwrap.dedent(
+        f"""
+        import logging
+        seen = []
+        class H(logging.Handler):
+            def emit(self, record):
+                seen.append(record)
+        logging.getLogger().addHandler(H())
+        logging.getLogger().setLevel(logging.DEBUG)
+        from beacon_meter import Meter, Reporter
+        with Reporter(Meter(), spool_dir={str(tmp_path)!r}, interval_secs=1):
+            pass
+        assert not [r for r in seen if r.name.startswith("beacon_meter.")], seen
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, BEACON_LOG="info"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "has no credential" in out.stderr and "reporter started" in out.stderr, out.stderr

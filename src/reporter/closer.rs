@@ -182,8 +182,10 @@ impl Closer {
                 _ = phase.changed() => {}
             }
             if *phase.borrow_and_update() == Phase::Stopped {
+                // Read before the event, not under the lock in it.
+                let windows = self.core.open.lock().backlog.len();
                 tracing::error!(
-                    windows = self.core.open.lock().backlog.len(),
+                    windows,
                     "shutdown deadline passed with windows that could not be written to the \
                      spool; their counts are lost: free space in the spool directory"
                 );

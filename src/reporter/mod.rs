@@ -373,9 +373,13 @@ impl Reporter {
         let closer = closer::Closer::new(shared.clone(), meter, dests, window_clock, options);
         reporter.open = Some(closer.core());
         reporter.closer = Some(tokio::spawn(closer.run()));
+        // Read before the event: a guard inside the macro would be held
+        // while a subscriber (the Python binding's hands records to
+        // Python, under the GIL) handles it.
+        let destinations = shared.stats.lock().destinations.len();
         tracing::info!(
             offline,
-            destinations = shared.stats.lock().destinations.len(),
+            destinations,
             spool = %shared.spool.dir().display(),
             "beacon-meter reporter started"
         );
