@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI of the Python binding: makes a virtualenv under target/, installs pinned
-# maturin, zig, pytest and the test dependencies, builds the manylinux wheel
+# maturin, zig, pytest and the test dependencies (the real LangGraph server
+# among them), builds the manylinux wheel
 # once (release) and installs it with no Rust on PATH, builds the sink
 # binary the tests talk to, and runs the pytest suite. Pytest's exit 5 ("no
 # tests ran") is a failure.
@@ -15,9 +16,14 @@ cargo fmt --manifest-path python/Cargo.toml --check
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
 # maturin's build backend runs the `maturin` executable from PATH.
 export PATH="$VENV/bin:$PATH"
+# The platform and its dependencies at the versions the conformance run
+# pins (langgraph-cli[inmem] runs the real in-memory server in
+# tests/test_server.py). A failed install fails CI: nothing is skipped.
 "$VENV/bin/pip" install -q --disable-pip-version-check \
+    --constraint "$ROOT/crates/cli/tests/conformance/constraints.txt" \
     maturin==1.16.0 ziglang==0.13.0 pytest==9.2.0 \
-    prometheus-client==0.26.0 opentelemetry-sdk==1.45.2 langgraph-api==0.16.7
+    prometheus-client==0.26.0 opentelemetry-sdk==1.45.2 langgraph-api==0.16.7 \
+    'langgraph-cli[inmem]==0.4.40'
 
 cargo build --bin beacon-meter
 

@@ -25,7 +25,9 @@ platform loads once its lifespan has started the reference
 ``metadata_loop``). After, it takes over: on the event loop's thread, it
 cancels the reference loop's task, moves the counts that loop had not sent
 yet into beacon-meter's meter, and starts beacon-meter's ``metadata_loop``
-in its place, so nothing more is sent by the reference, not even a zero
+in its place, in the platform's lifespan task group (so that the platform's
+shutdown cancels and awaits it, and the final window is delivered before
+uvicorn ends the process), so nothing more is sent by the reference, not even a zero
 report, and nothing counted is lost. (A report the reference loop was
 sending at that very moment is cancelled with it: it is lost if the send
 had not reached the server.)
@@ -228,6 +230,26 @@ def _move_counts(reference: Any) -> tuple:
     return runs, nodes
 
 
+def _owning_group(task: "asyncio.Task[None]") -> Any:
+    """The task group (the platform's lifespan ``SimpleTaskGroup``) whose
+    ``tasks`` hold ``task``, or None. Its tasks are cancelled and awaited
+    when the lifespan shuts down; a task outside it is not, and
+    ``uvicorn`` then ends the process by re-raising SIGTERM, with no
+    ``atexit``."""
+    import gc  # noqa: PLC0415
+
+    for obj in gc.get_referrers(task):
+        if not isinstance(obj, set):
+            continue
+        for owner in gc.get_referrers(obj):
+            # The set is the group's `tasks` attribute: referred to by the
+            # group itself or by its __dict__.
+            for group in [owner, *(o for o in gc.get_referrers(owner) if isinstance(owner, dict))]:
+                if getattr(group, "tasks", None) is obj and callable(getattr(group, "create_task", None)):
+                    return group
+    return None
+
+
 def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
     """On the loop's thread: stops the reference loop's task, moves its
     unsent counts into the meter and starts beacon-meter's loop. Runs
@@ -237,7 +259,17 @@ def _take_over(reference: Any, task: "asyncio.Task[None]") -> None:
     task.cancel()
     runs, nodes = _move_counts(reference)
     if _TAKEN_OVER is None or _TAKEN_OVER.done():
-        _TAKEN_OVER = asyncio.get_running_loop().create_task(metadata_loop())
+        group = _owning_group(task)
+        if group is not None:
+            _TAKEN_OVER = group.create_task(metadata_loop())
+        else:
+            _TAKEN_OVER = asyncio.get_running_loop().create_task(metadata_loop())
+            logger.warning(
+                "beacon_meter.langgraph.install(): the task group that ran the platform's reporting "
+                "loop was not found, so beacon-meter's loop is not part of the platform's shutdown: "
+                "the window open at shutdown stays in the spool's checkpoint and is delivered by the "
+                "next start, not at shutdown"
+            )
     logger.warning(
         "beacon_meter.langgraph.install() ran after the platform had started its own reporting "
         "loop: took over from it (its %d unsent runs and %d nodes moved to beacon-meter). "

@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -40,9 +40,10 @@ def free_port() -> int:
 class Sink:
     """`beacon-meter sink` on 127.0.0.1; `stop()` returns its final summary."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, db: Optional[Path] = None) -> None:
+        store = ["--db", str(db)] if db is not None else []
         self.proc = subprocess.Popen(
-            [str(sink_binary()), "sink", "--bind", f"127.0.0.1:{port}", "--json", "--api-key", API_KEY],
+            [str(sink_binary()), "sink", "--bind", f"127.0.0.1:{port}", "--json", "--api-key", API_KEY, *store],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -95,3 +96,13 @@ def reporter_env(sink_url: str, spool: Path) -> Dict[str, str]:
         interval_secs=1,
         checkpoint_secs=1,
     )
+
+
+#: Lines tests ask to be shown after the run (tables of what they measured),
+#: whatever pytest captured.
+SUMMARY: List[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
