@@ -55,6 +55,8 @@ mod jwt;
 pub mod meter;
 #[cfg(feature = "reporter")]
 pub mod oplog;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "reporter")]
 pub mod reporter;
 #[cfg(feature = "wire")]

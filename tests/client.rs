@@ -6,8 +6,8 @@
 use crate::common::jwt::{Es256, b64, signing_input};
 use base64::Engine as _;
 use beacon_meter::client::{
-    ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, HttpClient, LicenseError,
-    LicenseSettings, LicenseToken, LicenseVerifier, SubmitOutcome,
+    ApiKeyError, ApiKeyVerifier, ClientError, ClientSettings, FailureKind, HttpClient,
+    LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, SubmitOutcome,
 };
 use beacon_meter::config::{Config, ENV_AUTH_ENDPOINT, ENV_BEACON_URL};
 use beacon_meter::secret::Secret;
@@ -665,6 +665,7 @@ async fn submit_maps_statuses_to_outcomes() {
                     retry_after: None,
                     in_doubt: false,
                     reason,
+                    kind: FailureKind::Timeout,
                 },
             ) => assert!(reason.contains("408"), "{reason}"),
             (
@@ -672,6 +673,7 @@ async fn submit_maps_statuses_to_outcomes() {
                 SubmitOutcome::Retry {
                     retry_after: Some(d),
                     in_doubt: false,
+                    kind: FailureKind::RateLimited,
                     ..
                 },
             ) => assert_eq!(*d, Duration::from_secs(7)),
@@ -680,6 +682,7 @@ async fn submit_maps_statuses_to_outcomes() {
                 SubmitOutcome::Retry {
                     retry_after: Some(d),
                     in_doubt: false,
+                    kind: FailureKind::ServerError,
                     ..
                 },
             ) => assert!(
@@ -692,6 +695,7 @@ async fn submit_maps_statuses_to_outcomes() {
                     retry_after: None,
                     in_doubt: true,
                     reason,
+                    kind: FailureKind::ServerError,
                 },
             ) => assert!(
                 reason.contains("500") && reason.contains("boom"),
@@ -728,6 +732,7 @@ async fn submit_network_failures_are_retries_with_the_right_doubt() {
             in_doubt: false,
             reason,
             retry_after: None,
+            kind: FailureKind::Network,
         } => assert!(reason.contains("could not connect"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -756,6 +761,7 @@ async fn submit_network_failures_are_retries_with_the_right_doubt() {
         SubmitOutcome::Retry {
             in_doubt: true,
             reason,
+            kind: FailureKind::Timeout,
             ..
         } => assert!(reason.contains("timed out"), "{reason}"),
         other => panic!("{other:?}"),

@@ -17,6 +17,7 @@ mod hostile_spool;
 mod langgraph_api_dialect;
 mod layers;
 mod meter_stress;
+mod otlp;
 mod reporter;
 mod slots;
 mod spool;

@@ -309,6 +309,8 @@ pub(crate) struct SendError {
     pub in_doubt: bool,
     /// What happened, without URL credentials or request content.
     pub reason: String,
+    /// It timed out (connecting or waiting for the answer).
+    pub timeout: bool,
 }
 
 impl SendError {
@@ -329,6 +331,7 @@ impl SendError {
         };
         SendError {
             in_doubt,
+            timeout: e.is_timeout(),
             reason: format!(
                 "POST {}: {what}: {}",
                 urls::display(url),

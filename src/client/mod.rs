@@ -26,7 +26,7 @@
 
 mod apikey;
 mod flight;
-mod http;
+pub(crate) mod http;
 mod license;
 mod retry;
 mod status;
@@ -37,4 +37,4 @@ pub use http::{ClientError, ClientSettings, HttpClient};
 pub use license::{LicenseError, LicenseSettings, LicenseToken, LicenseVerifier, RefreshGuard};
 pub use retry::RetryPolicy;
 pub(crate) use retry::{Backoff, RetryNow};
-pub use submit::SubmitOutcome;
+pub use submit::{FailureKind, SubmitOutcome};

@@ -40,6 +40,8 @@ pub enum SubmitOutcome {
         /// than `503`. Not in doubt: a refused or timed-out connection
         /// attempt, a refused redirect, `408`, `429`, `503` and `3xx`.
         in_doubt: bool,
+        /// Which kind of failure, for the stats.
+        kind: FailureKind,
     },
     /// `401` or `403`: the credential was refused. Retrying with the same
     /// credential will not help.
@@ -103,6 +105,11 @@ impl HttpClient {
                 reason: scrub(&e.reason, secret, false),
                 retry_after: None,
                 in_doubt: e.in_doubt,
+                kind: if e.timeout {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Network
+                },
             },
         })
     }
@@ -143,7 +150,67 @@ impl HttpClient {
                 ),
                 retry_after,
                 in_doubt,
+                kind: FailureKind::of_status(code),
             },
+        }
+    }
+}
+
+/// Why a delivery attempt failed, as [`crate::reporter::DestinationStats::failures`]
+/// counts it (and the operational metrics export it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// No connection, or it broke during the request.
+    Network,
+    /// Connecting or the answer timed out, or `408`.
+    Timeout,
+    /// A `5xx`.
+    ServerError,
+    /// `429 Too Many Requests`.
+    RateLimited,
+    /// `401`/`403`: the credential was refused.
+    CredentialRefused,
+    /// `404`/`405`: nothing takes reports at the URL.
+    NoReportPath,
+    /// Anything else that is retried (an unfollowed `3xx`, a request that
+    /// could not be made).
+    Other,
+}
+
+impl FailureKind {
+    /// Every kind, in the order of [`Self::as_str`]'s list.
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Network,
+        FailureKind::Timeout,
+        FailureKind::ServerError,
+        FailureKind::RateLimited,
+        FailureKind::CredentialRefused,
+        FailureKind::NoReportPath,
+        FailureKind::Other,
+    ];
+
+    /// The kind of a retried answer's status.
+    fn of_status(code: u16) -> FailureKind {
+        match code {
+            408 => FailureKind::Timeout,
+            429 => FailureKind::RateLimited,
+            500..=599 => FailureKind::ServerError,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// Its name in stats and metrics: `network`, `timeout`, `5xx`, `429`,
+    /// `credential_refused`, `no_report_path` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Network => "network",
+            FailureKind::Timeout => "timeout",
+            FailureKind::ServerError => "5xx",
+            FailureKind::RateLimited => "429",
+            FailureKind::CredentialRefused => "credential_refused",
+            FailureKind::NoReportPath => "no_report_path",
+            FailureKind::Other => "other",
         }
     }
 }

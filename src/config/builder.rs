@@ -8,7 +8,7 @@
 
 use super::{
     CaCert, Config, ConfigError, DEFAULT_AUTH_ENDPOINT, DEFAULT_BEACON_URL, MAX_CA_CERT_BYTES,
-    MAX_SECRET_BYTES, Origin, Source, Sources,
+    MAX_SECRET_BYTES, MetricsExport, Origin, Source, Sources,
 };
 use crate::secret::{Pem, Secret};
 use crate::urls;
@@ -86,6 +86,10 @@ pub struct ConfigBuilder {
     pub(super) offline: Option<Given<bool>>,
     pub(super) spool_dir: Option<(Origin, PathBuf)>,
     pub(super) ca_cert: Option<(Origin, PathBuf)>,
+    pub(super) metrics_enabled: Option<Given<bool>>,
+    pub(super) metrics_endpoint: Option<(Origin, String)>,
+    pub(super) metrics_interval: Option<Given<Duration>>,
+    pub(super) instance_id: Option<(Origin, String)>,
 }
 
 /// `Some((origin, value))` for a text setting, `None` when it is blank.
@@ -176,6 +180,35 @@ impl ConfigBuilder {
         self
     }
 
+    /// Exports operational metrics over OTLP/HTTP
+    /// ([`super::ENV_METRICS_ENABLED`]); needs
+    /// [`metrics_endpoint`](Self::metrics_endpoint).
+    pub fn metrics_export(mut self, on: bool) -> Self {
+        self.metrics_enabled = Some(Given::Code("metrics_export", on));
+        self
+    }
+
+    /// The full URL operational metrics are posted to
+    /// ([`super::ENV_METRICS_ENDPOINT`]). `https`, or `http` to loopback.
+    pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.metrics_endpoint = text("metrics_endpoint", url, |s| s);
+        self
+    }
+
+    /// How often operational metrics are exported
+    /// ([`super::ENV_METRICS_INTERVAL`]): 1 ms to 1 day in code.
+    pub fn metrics_export_interval(mut self, every: Duration) -> Self {
+        self.metrics_interval = Some(Given::Code("metrics_export_interval", every));
+        self
+    }
+
+    /// The `instance_id` attribute of exported metrics
+    /// ([`super::ENV_HOSTNAME`]).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = text("instance_id", id, |s| s);
+        self
+    }
+
     /// Checks every value and makes the configuration. Reads the CA
     /// certificate file, if one is named; touches nothing else.
     pub fn build(mut self) -> Result<Config, ConfigError> {
@@ -214,7 +247,16 @@ impl ConfigBuilder {
             spool_dir: origin(self.spool_dir.as_ref().map(|p| p.0), false),
             ca_cert: origin(self.ca_cert.as_ref().map(|p| p.0), false),
             checkpoint_interval: origin(self.checkpoint_interval.as_ref().map(Given::origin), true),
+            metrics_enabled: origin(self.metrics_enabled.as_ref().map(Given::origin), true),
+            metrics_endpoint: origin(self.metrics_endpoint.as_ref().map(|u| u.0), false),
+            metrics_interval: origin(self.metrics_interval.as_ref().map(Given::origin), true),
         };
+        let metrics_export = metrics_export(
+            self.metrics_enabled,
+            self.metrics_endpoint,
+            self.metrics_interval,
+            self.instance_id,
+        )?;
         Ok(Config {
             license_key: license_key.map(|k| k.1),
             api_key: api_key.map(|k| k.1),
@@ -227,9 +269,39 @@ impl ConfigBuilder {
             spool_dir: self.spool_dir.map(|p| p.1),
             ca_cert: self.ca_cert.map(|(o, p)| load_ca_cert(o, &p)).transpose()?,
             checkpoint_interval: CHECKPOINT.check(self.checkpoint_interval)?,
+            metrics_export,
             sources,
         })
     }
+}
+
+/// The metrics export, when its switch is on: the endpoint (required) and
+/// the interval checked. When it is off, neither is read, as the platform
+/// ignores them then.
+fn metrics_export(
+    enabled: Option<Given<bool>>,
+    endpoint: Option<(Origin, String)>,
+    interval: Option<Given<Duration>>,
+    instance_id: Option<(Origin, String)>,
+) -> Result<Option<MetricsExport>, ConfigError> {
+    let Some(enabled) = enabled else {
+        return Ok(None);
+    };
+    let origin = enabled.origin();
+    if !boolean(enabled)? {
+        return Ok(None);
+    }
+    let Some((url_origin, url)) = endpoint else {
+        return Err(ConfigError::NoMetricsEndpoint {
+            origin,
+            endpoint: super::ENV_METRICS_ENDPOINT,
+        });
+    };
+    Ok(Some(MetricsExport {
+        endpoint: check_endpoint(url_origin, &url)?,
+        interval: METRICS_INTERVAL.check(interval)?,
+        instance_id: instance_id.map(|(_, id)| id),
+    }))
 }
 
 /// A credential: at most [`MAX_SECRET_BYTES`], no whitespace or control
@@ -284,6 +356,9 @@ struct Span {
     min: u64,
     max: u64,
     code_min: Duration,
+    /// The variable's unit: seconds, or milliseconds (the platform's
+    /// metrics interval).
+    millis: bool,
 }
 
 /// The report interval's: the variable's whole seconds are the platform's;
@@ -294,26 +369,49 @@ const INTERVAL: Span = Span {
     min: 1,
     max: MAX_INTERVAL.as_secs(),
     code_min: RESOLUTION,
+    millis: false,
 };
 const TIMEOUT: Span = Span {
     default: 30,
     min: 1,
     max: 600,
     code_min: Duration::from_millis(1),
+    millis: false,
 };
 const CHECKPOINT: Span = Span {
     default: 5,
     min: 1,
     max: 3600,
     code_min: Duration::from_millis(1),
+    millis: false,
+};
+
+/// The metrics export interval's: the platform's variable is in
+/// milliseconds (default 60 000).
+const METRICS_INTERVAL: Span = Span {
+    default: 60_000,
+    min: 1_000,
+    max: 86_400_000,
+    code_min: Duration::from_millis(1),
+    millis: true,
 };
 
 impl Span {
+    /// The largest value, as a duration.
+    fn max(&self) -> Duration {
+        if self.millis {
+            Duration::from_millis(self.max)
+        } else {
+            Duration::from_secs(self.max)
+        }
+    }
+
     fn check(&self, given: Option<Given<Duration>>) -> Result<Duration, ConfigError> {
         match given {
+            None if self.millis => Ok(Duration::from_millis(self.default)),
             None => Ok(Duration::from_secs(self.default)),
             Some(Given::Code(method, d)) => {
-                let max = Duration::from_secs(self.max);
+                let max = self.max();
                 if (self.code_min..=max).contains(&d) && d.subsec_nanos() % 1_000_000 == 0 {
                     Ok(d)
                 } else {
@@ -330,8 +428,19 @@ impl Span {
                     if (self.min..=self.max).contains(&n)
                         && s.bytes().all(|b| b.is_ascii_digit()) =>
                 {
-                    Ok(Duration::from_secs(n))
+                    Ok(if self.millis {
+                        Duration::from_millis(n)
+                    } else {
+                        Duration::from_secs(n)
+                    })
                 }
+                _ if self.millis => Err(ConfigError::BadMillis {
+                    origin: Origin::Var(var),
+                    value: shown(&s),
+                    min: self.min,
+                    max: self.max,
+                    default: self.default,
+                }),
                 _ => Err(ConfigError::BadSeconds {
                     origin: Origin::Var(var),
                     value: shown(&s),

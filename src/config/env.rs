@@ -6,8 +6,9 @@
 use super::builder::{ConfigBuilder, Given};
 use super::{
     API_KEY_VARS, AUTH_ENDPOINT_VARS, ConfigError, ENV_BEACON_URL, ENV_CA_CERT, ENV_CHECKPOINT,
-    ENV_INTERVAL, ENV_LICENSE_KEY, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT, ENV_WIRE,
-    MAX_SECRET_BYTES, MAX_VALUE_BYTES, Origin,
+    ENV_HOSTNAME, ENV_INTERVAL, ENV_LICENSE_KEY, ENV_METRICS_ENABLED, ENV_METRICS_ENDPOINT,
+    ENV_METRICS_INTERVAL, ENV_OFFLINE, ENV_SPOOL_DIR, ENV_TIMEOUT, ENV_WIRE, MAX_SECRET_BYTES,
+    MAX_VALUE_BYTES, Origin,
 };
 use crate::secret::Secret;
 use std::ffi::OsString;
@@ -55,6 +56,10 @@ impl ConfigBuilder {
             offline: raw(ENV_OFFLINE)?.map(Given::var),
             spool_dir: path(ENV_SPOOL_DIR)?,
             ca_cert: path(ENV_CA_CERT)?,
+            metrics_enabled: raw(ENV_METRICS_ENABLED)?.map(Given::var),
+            metrics_endpoint: text(&[ENV_METRICS_ENDPOINT])?,
+            metrics_interval: raw(ENV_METRICS_INTERVAL)?.map(Given::var),
+            instance_id: text(&[ENV_HOSTNAME])?,
         })
     }
 }

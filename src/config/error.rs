@@ -109,6 +109,37 @@ pub enum ConfigError {
         /// The default.
         default: u64,
     },
+    /// A number of milliseconds (from a variable) that is not a whole
+    /// number in range.
+    #[error(
+        "{origin} is {value:?}; set it to a whole number of milliseconds from {min} to {max}, or {} for {default}",
+        .origin.undo()
+    )]
+    BadMillis {
+        /// Where it came from.
+        origin: Origin,
+        /// The value.
+        value: String,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// The default.
+        default: u64,
+    },
+    /// Operational metrics are turned on with nowhere to send them (the
+    /// platform refuses to start in this case too).
+    #[error(
+        "{origin} turns on the export of operational metrics, but {endpoint} is not set; set it to \
+         the OTLP/HTTP metrics URL of your collector (such as https://collector.example/v1/metrics), \
+         or {}", .origin.undo()
+    )]
+    NoMetricsEndpoint {
+        /// Where the switch came from.
+        origin: Origin,
+        /// The endpoint's variable.
+        endpoint: &'static str,
+    },
     /// A duration (given in code) out of range or finer than a millisecond.
     #[error(
         "{origin} is {value:?}; give a whole number of milliseconds from {min:?} to {max:?}, or {}",
@@ -187,6 +218,7 @@ impl ConfigError {
             |s: &mut String| *s = secrets.iter().fold(std::mem::take(s), |s, k| k.scrub(&s));
         match &mut self {
             ConfigError::BadSeconds { value, .. }
+            | ConfigError::BadMillis { value, .. }
             | ConfigError::BadBool { value, .. }
             | ConfigError::BadDialect { value, .. }
             | ConfigError::InsecureUrl { value, .. } => clean(value),
@@ -202,6 +234,7 @@ impl ConfigError {
             ConfigError::NotUnicode { .. }
             | ConfigError::TooLong { .. }
             | ConfigError::BadSecret { .. }
+            | ConfigError::NoMetricsEndpoint { .. }
             | ConfigError::BadDuration { .. } => {}
         }
         self
@@ -214,6 +247,8 @@ impl ConfigError {
             | ConfigError::TooLong { origin, .. }
             | ConfigError::BadSecret { origin }
             | ConfigError::BadSeconds { origin, .. }
+            | ConfigError::BadMillis { origin, .. }
+            | ConfigError::NoMetricsEndpoint { origin, .. }
             | ConfigError::BadDuration { origin, .. }
             | ConfigError::BadBool { origin, .. }
             | ConfigError::BadDialect { origin, .. }

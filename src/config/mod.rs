@@ -20,6 +20,10 @@
 //! | where unsent reports are kept | `spool_dir` | `BEACON_SPOOL_DIR` | unset |
 //! | extra CA certificate(s), PEM | `ca_cert` | `BEACON_CA_CERT` | unset |
 //! | how often counts are checkpointed, 1..=3600 s | `checkpoint_interval` | `BEACON_CHECKPOINT_SECS` | 5 |
+//! | export operational metrics (OTLP/HTTP): a boolean as above | `metrics_export` | `LANGGRAPH_METRICS_ENABLED` | false |
+//! | where metrics go: the full URL, needed when on | `metrics_endpoint` | `LANGGRAPH_METRICS_ENDPOINT` | unset |
+//! | how often metrics are exported, 1000..=86400000 ms | `metrics_export_interval` | `LANGGRAPH_METRICS_EXPORT_INTERVAL_MS` | 60000 |
+//! | the metrics' `instance_id` | `instance_id` | `HOSTNAME` | unset |
 //!
 //! The precedence lists are the reference platform's (`langgraph-api`).
 //! Values are trimmed; an empty value counts as unset, so the next variable
@@ -90,6 +94,16 @@ pub const ENV_SPOOL_DIR: &str = "BEACON_SPOOL_DIR";
 pub const ENV_CA_CERT: &str = "BEACON_CA_CERT";
 /// `BEACON_CHECKPOINT_SECS`
 pub const ENV_CHECKPOINT: &str = "BEACON_CHECKPOINT_SECS";
+/// `LANGGRAPH_METRICS_ENABLED`: export operational metrics over OTLP/HTTP
+/// (the platform's own switch).
+pub const ENV_METRICS_ENABLED: &str = "LANGGRAPH_METRICS_ENABLED";
+/// `LANGGRAPH_METRICS_ENDPOINT`: the full OTLP/HTTP URL metrics are posted to.
+pub const ENV_METRICS_ENDPOINT: &str = "LANGGRAPH_METRICS_ENDPOINT";
+/// `LANGGRAPH_METRICS_EXPORT_INTERVAL_MS`: how often metrics are exported.
+pub const ENV_METRICS_INTERVAL: &str = "LANGGRAPH_METRICS_EXPORT_INTERVAL_MS";
+/// `HOSTNAME`: the `instance_id` of exported metrics (the pod's name in
+/// Kubernetes, the container's id in Docker), as the platform sets it.
+pub const ENV_HOSTNAME: &str = "HOSTNAME";
 
 /// The default auth endpoint.
 pub const DEFAULT_AUTH_ENDPOINT: &str = "https://api.smith.langchain.com";
@@ -110,6 +124,19 @@ pub struct CaCert {
     pub path: PathBuf,
     /// Its PEM text (at least one CERTIFICATE block).
     pub pem: Pem,
+}
+
+/// Where and how often operational metrics go ([`Config::metrics_export`]):
+/// OTLP/HTTP protobuf, best effort, beside the usage reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsExport {
+    /// The URL metrics are posted to, used as given (as the platform's
+    /// exporter does: the path, usually `/v1/metrics`, is part of it).
+    pub endpoint: Url,
+    /// How often an export is made (default 60 s).
+    pub interval: Duration,
+    /// The `instance_id` attribute of every point ([`ENV_HOSTNAME`]).
+    pub instance_id: Option<String>,
 }
 
 /// Where and how reports go with one credential.
@@ -211,6 +238,12 @@ pub struct Sources {
     pub ca_cert: Source,
     /// Of [`Config::checkpoint_interval`].
     pub checkpoint_interval: Source,
+    /// Of the switch of [`Config::metrics_export`].
+    pub metrics_enabled: Source,
+    /// Of [`MetricsExport::endpoint`].
+    pub metrics_endpoint: Source,
+    /// Of [`MetricsExport::interval`].
+    pub metrics_interval: Source,
 }
 
 /// The whole configuration, checked: make one with [`Config::builder`] or
@@ -232,6 +265,7 @@ pub struct Config {
     spool_dir: Option<PathBuf>,
     ca_cert: Option<CaCert>,
     checkpoint_interval: Duration,
+    metrics_export: Option<MetricsExport>,
     sources: Sources,
 }
 
@@ -335,6 +369,14 @@ impl Config {
     /// How often the open window's counts are checkpointed.
     pub fn checkpoint_interval(&self) -> Duration {
         self.checkpoint_interval
+    }
+
+    /// Where and how often operational metrics are exported, if
+    /// [`ENV_METRICS_ENABLED`] (or [`ConfigBuilder::metrics_export`]) turns
+    /// it on. The reporter exports only with a license key, as the
+    /// platform does, and never offline.
+    pub fn metrics_export(&self) -> Option<&MetricsExport> {
+        self.metrics_export.as_ref()
     }
 
     /// Where each value came from.
@@ -1152,5 +1194,54 @@ mod tests {
             let err = load(pairs).unwrap_err();
             assert_no_secret(&format!("{err} {err:?}"));
         }
+    }
+
+    #[test]
+    fn metrics_export_follows_the_platforms_variables() {
+        let off = load(&[(ENV_METRICS_ENDPOINT, "https://c.example/v1/metrics")]).unwrap();
+        assert!(
+            off.metrics_export().is_none(),
+            "off unless LANGGRAPH_METRICS_ENABLED"
+        );
+        let on = load(&[
+            (ENV_METRICS_ENABLED, "true"),
+            (ENV_METRICS_ENDPOINT, "https://c.example/v1/metrics"),
+            (ENV_METRICS_INTERVAL, "15000"),
+            (ENV_HOSTNAME, "pod-7"),
+        ])
+        .unwrap();
+        let m = on.metrics_export().unwrap();
+        assert_eq!(m.endpoint.as_str(), "https://c.example/v1/metrics");
+        assert_eq!(m.interval, Duration::from_millis(15_000));
+        assert_eq!(m.instance_id.as_deref(), Some("pod-7"));
+        let default = load(&[
+            (ENV_METRICS_ENABLED, "1"),
+            (ENV_METRICS_ENDPOINT, "http://127.0.0.1:4318/v1/metrics"),
+        ])
+        .unwrap();
+        assert_eq!(
+            default.metrics_export().unwrap().interval,
+            Duration::from_secs(60)
+        );
+        // On without an endpoint: refused, as the platform refuses to start.
+        let err = load(&[(ENV_METRICS_ENABLED, "true")]).unwrap_err();
+        assert_eq!(err.var(), Some(ENV_METRICS_ENABLED));
+        assert!(err.to_string().contains(ENV_METRICS_ENDPOINT), "{err}");
+        for bad in ["500", "15s", "-1"] {
+            let err = load(&[
+                (ENV_METRICS_ENABLED, "true"),
+                (ENV_METRICS_ENDPOINT, "https://c.example/v1/metrics"),
+                (ENV_METRICS_INTERVAL, bad),
+            ])
+            .unwrap_err();
+            assert_eq!(err.var(), Some(ENV_METRICS_INTERVAL));
+            assert!(err.to_string().contains("milliseconds from 1000"), "{err}");
+        }
+        assert_refused_with_metrics(ENV_METRICS_ENDPOINT, "http://collector.example/v1/metrics");
+    }
+
+    fn assert_refused_with_metrics(var: &str, value: &str) {
+        let err = load(&[(ENV_METRICS_ENABLED, "true"), (var, value)]).unwrap_err();
+        assert_eq!(err.var(), Some(var), "{err}");
     }
 }

@@ -323,7 +323,18 @@ impl CloserCore {
         for (_, id) in &mut open.ids {
             *id = Uuid::new_v4();
         }
-        self.shared.stats.lock().windows_closed += 1;
+        {
+            let mut st = self.shared.stats.lock();
+            st.windows_closed += 1;
+            for (name, value, kind) in window.measures() {
+                match kind {
+                    MeasureKind::Gauge => {
+                        st.gauges.insert(name.to_owned(), value);
+                    }
+                    _ => *st.measures.entry(name.to_owned()).or_default() += value,
+                }
+            }
+        }
         Some((window.runs(), window.nodes()))
     }
 

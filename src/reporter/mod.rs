@@ -86,7 +86,7 @@ mod sender;
 mod stats;
 
 pub use crate::client::RetryPolicy;
-pub use stats::{DestinationStats, ReporterStats};
+pub use stats::{DestinationStats, MetricsExportStats, ReporterStats};
 
 use crate::client::{
     ApiKeyError, ApiKeyVerifier, Backoff, ClientError, ClientSettings, LicenseError,
@@ -256,6 +256,9 @@ pub(crate) struct ReporterState {
     /// The org id from API-key verification, used as `tenant_id` when none
     /// is configured.
     pub(crate) org_id: Mutex<Option<uuid::Uuid>>,
+    /// The license verifier, whose token (refreshed in the background)
+    /// [`ReporterState::stats`] reads the expiry of.
+    pub(crate) license: Mutex<Option<LicenseVerifier>>,
 }
 
 impl ReporterState {
@@ -273,6 +276,18 @@ impl ReporterState {
                 source: std::io::Error::other(e.to_string()),
             }),
         }
+    }
+
+    /// A snapshot of the stats, with the license token's current expiry.
+    pub(crate) fn stats(&self) -> ReporterStats {
+        let expiry = self
+            .license
+            .lock()
+            .as_ref()
+            .and_then(LicenseVerifier::cached);
+        let mut stats = self.stats.lock().clone();
+        stats.license_expires_at = expiry.map(|t| t.expires_at());
+        stats
     }
 
     /// Re-reads a destination's pending count and size into the stats.
@@ -308,6 +323,10 @@ pub struct Reporter {
     verifiers: JoinSet<()>,
     /// The license token's refresh task, stopped when dropped.
     refresh: Option<RefreshGuard>,
+    /// The operational metrics exporter (aborted with the reporter), and
+    /// what tells it to make its last export.
+    exporter: JoinSet<()>,
+    last_export: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Reporter {
@@ -340,6 +359,7 @@ impl Reporter {
             retry_now: RetryNow::new(),
             phase: watch::channel(Phase::Running).0,
             org_id: Mutex::new(None),
+            license: Mutex::new(None),
         });
         for &d in &dests {
             shared.refresh_pending(d).await;
@@ -351,6 +371,8 @@ impl Reporter {
             senders: JoinSet::new(),
             verifiers: JoinSet::new(),
             refresh: None,
+            exporter: JoinSet::new(),
+            last_export: None,
         };
         if !offline && routes.iter().any(|r| r.send.is_some()) {
             reporter.start_delivery(&options, routes)?;
@@ -368,6 +390,7 @@ impl Reporter {
                 crate::config::API_KEY_VARS[0],
             );
         }
+        reporter.start_metrics_export(&options)?;
         let window_clock = WindowClock::new(options.config.interval(), options.clock.now())?;
         let shared = reporter.shared.clone();
         let closer = closer::Closer::new(shared.clone(), meter, dests, window_clock, options);
@@ -393,12 +416,7 @@ impl Reporter {
         routes: Vec<Route>,
     ) -> Result<(), ReporterError> {
         let config = &options.config;
-        let http = HttpClient::new(
-            ClientSettings::default()
-                .timeout(config.timeout())
-                .connect_timeout(config.timeout().min(Duration::from_secs(10)))
-                .ca_cert_pem_opt(config.ca_cert().map(|c| c.pem.clone())),
-        )?;
+        let http = http_client(config)?;
         let shared = &self.shared;
         for route in routes {
             let Some(endpoint) = &route.send else {
@@ -420,6 +438,7 @@ impl Reporter {
                         settings,
                     )?;
                     self.refresh = Some(v.spawn_refresh());
+                    *shared.license.lock() = Some(v.clone());
                     self.verifiers.spawn(verify_license(v, shared.clone()));
                 }
                 Credential::ApiKey(key) => {
@@ -435,9 +454,58 @@ impl Reporter {
         Ok(())
     }
 
+    /// Starts the operational metrics export if the configuration turns it
+    /// on, by the platform's rules: never offline, only with a license key
+    /// (a warning otherwise). See [`crate::otlp`].
+    fn start_metrics_export(&mut self, options: &ReporterOptions) -> Result<(), ReporterError> {
+        let config = &options.config;
+        let Some(export) = config.metrics_export() else {
+            return Ok(());
+        };
+        if config.is_offline() {
+            return Ok(());
+        }
+        let Some(license) = config.license_key() else {
+            tracing::warn!(
+                "{} is on, but operational metrics need a license key ({}), as the \
+                 platform's do: none are exported",
+                crate::config::ENV_METRICS_ENABLED,
+                crate::config::ENV_LICENSE_KEY,
+            );
+            return Ok(());
+        };
+        #[cfg(feature = "otlp")]
+        {
+            let http = http_client(config)?;
+            let endpoint = crate::urls::display(&export.endpoint);
+            self.shared.stats.lock().metrics_export = Some(MetricsExportStats::new(endpoint));
+            let exporter = crate::otlp::export::Exporter {
+                shared: self.shared.clone(),
+                http,
+                url: export.endpoint.clone(),
+                license: license.clone(),
+                interval: export.interval,
+                instance_id: export.instance_id.clone(),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.last_export = Some(tx);
+            self.exporter.spawn(exporter.run(rx));
+        }
+        #[cfg(not(feature = "otlp"))]
+        {
+            let _ = (export, license);
+            tracing::warn!(
+                "{} is on, but this build of beacon-meter has no `otlp` feature: no \
+                 operational metrics are exported",
+                crate::config::ENV_METRICS_ENABLED,
+            );
+        }
+        Ok(())
+    }
+
     /// A snapshot of the reporter's counters. Cheap; no I/O.
     pub fn stats(&self) -> ReporterStats {
-        self.shared.stats.lock().clone()
+        self.shared.stats()
     }
 
     /// The spool directory in use: this process's slot (`<root>/slot-N`).
@@ -498,6 +566,16 @@ impl Reporter {
         for d in dests {
             self.shared.refresh_pending(d).await;
         }
+        if let Some(last) = self.last_export.take() {
+            // After the final window's delivery, so that the last export
+            // carries the final stats.
+            let _ = last.send(());
+            #[cfg(feature = "otlp")]
+            let wait = crate::otlp::FINAL_EXPORT_TIMEOUT + Duration::from_millis(100);
+            #[cfg(not(feature = "otlp"))]
+            let wait = Duration::ZERO;
+            let _ = tokio::time::timeout(wait, self.exporter.join_next()).await;
+        }
         let stats = self.stats();
         tracing::info!(
             sent = stats.windows_sent,
@@ -524,6 +602,17 @@ impl Drop for Reporter {
             c.abort();
         }
     }
+}
+
+/// The HTTP client of `config`'s requests: its timeout (connecting within
+/// at most 10 s of it) and extra CA certificates.
+fn http_client(config: &Config) -> Result<HttpClient, ClientError> {
+    HttpClient::new(
+        ClientSettings::default()
+            .timeout(config.timeout())
+            .connect_timeout(config.timeout().min(Duration::from_secs(10)))
+            .ca_cert_pem_opt(config.ca_cert().map(|c| c.pem.clone())),
+    )
 }
 
 /// Claims a slot of the spool root and recovers its checkpoint: the spool

@@ -2,7 +2,7 @@
 
 use super::pacing::{self, Pacer};
 use super::{Phase, ReporterState, RetryPolicy, Route};
-use crate::client::{Backoff, ClientError, HttpClient, SubmitOutcome};
+use crate::client::{Backoff, ClientError, FailureKind, HttpClient, SubmitOutcome};
 use crate::config::Endpoint;
 use crate::spool::{Destination, SpooledWindow};
 use crate::wire::encode_report_in;
@@ -153,7 +153,7 @@ impl Sender {
         {
             w.attempts = w.attempts.saturating_add(1);
         }
-        let (wait, reason, credential) = match outcome {
+        let (wait, reason, kind) = match outcome {
             Ok(SubmitOutcome::Accepted { status }) => return self.delivered(w, status).await,
             Ok(SubmitOutcome::PayloadRejected { status, answer }) => {
                 return self.rejected(w.id, status, answer).await;
@@ -162,12 +162,13 @@ impl Sender {
                 // The URL was validated at start; this means a setup error
                 // that retrying quickly will not fix.
                 tracing::error!(destination = %dest, error = %e, "cannot send to this destination");
-                (self.backoff.hold(), e.to_string(), false)
+                (self.backoff.hold(), e.to_string(), FailureKind::Other)
             }
             Ok(SubmitOutcome::Retry {
                 reason,
                 retry_after,
                 in_doubt,
+                kind,
             }) => {
                 let wait = self.backoff.retry(retry_after);
                 let failures = self.backoff.failures();
@@ -179,7 +180,7 @@ impl Sender {
                     tracing::info!(destination = %dest, id = %w.id, attempt = w.attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
                 }
                 w.in_doubt |= in_doubt;
-                (wait, reason, false)
+                (wait, reason, kind)
             }
             Ok(SubmitOutcome::CredentialRejected { status, message }) => {
                 let wait = self.backoff.hold();
@@ -193,7 +194,7 @@ impl Sender {
                      LANGSMITH_CONTROL_PLANE_API_KEY / LANGSMITH_API_KEY / LANGCHAIN_API_KEY) and restart"
                 );
                 let reason = format!("credential refused (HTTP {status}): {message}");
-                (wait, reason, true)
+                (wait, reason, FailureKind::CredentialRefused)
             }
             Ok(SubmitOutcome::NoReportPath {
                 status,
@@ -209,10 +210,10 @@ impl Sender {
                      nothing is lost; {hint}"
                 );
                 let reason = format!("no report path at {url} (HTTP {status}): {message}; {hint}");
-                (wait, reason, false)
+                (wait, reason, FailureKind::NoReportPath)
             }
         };
-        self.record_failure(w, reason, credential).await;
+        self.record_failure(w, reason, kind).await;
         Next::Wait(wait)
     }
 
@@ -293,7 +294,7 @@ impl Sender {
         }
     }
 
-    async fn record_failure(&self, w: SpooledWindow, reason: String, credential: bool) {
+    async fn record_failure(&self, w: SpooledWindow, reason: String, kind: FailureKind) {
         let dest = self.dest;
         {
             let mut st = self.shared.stats.lock();
@@ -301,7 +302,8 @@ impl Sender {
             let d = st.destination_mut(dest);
             d.retries += 1;
             d.last_error = Some(reason);
-            d.credential_rejected = credential;
+            d.credential_rejected = kind == FailureKind::CredentialRefused;
+            *d.failures.entry(kind.as_str().to_owned()).or_default() += 1;
         }
         if let Err(e) = self.shared.spool(move |s| s.update(&w)).await {
             tracing::warn!(destination = %dest, error = %e, "could not record the attempt in the spool");

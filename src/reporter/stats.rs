@@ -32,6 +32,41 @@ pub struct DestinationStats {
     pub credential_rejected: bool,
     /// Counter totals of the windows delivered (gauges left out).
     pub delivered: BTreeMap<String, u64>,
+    /// Failed attempts by kind ([`crate::client::FailureKind::as_str`]:
+    /// `network`, `timeout`, `5xx`, `429`, `credential_refused`,
+    /// `no_report_path`, `other`); they add up to [`Self::retries`].
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// The operational metrics export ([`crate::config::Config::metrics_export`]),
+/// when it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MetricsExportStats {
+    /// Where metrics are posted, safe to show.
+    pub endpoint: String,
+    /// Exports the collector took (a `2xx`).
+    pub exports: u64,
+    /// Exports that failed (each is best effort; the next one carries the
+    /// totals).
+    pub failures: u64,
+    /// When the last export succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last failure, if any (never contains a credential).
+    pub last_error: Option<String>,
+}
+
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+impl MetricsExportStats {
+    pub(crate) fn new(endpoint: String) -> Self {
+        MetricsExportStats {
+            endpoint,
+            exports: 0,
+            failures: 0,
+            last_success: None,
+            last_error: None,
+        }
+    }
 }
 
 /// A snapshot of the reporter's state.
@@ -61,6 +96,19 @@ pub struct ReporterStats {
     pub api_key: Option<String>,
     /// Per destination.
     pub destinations: Vec<DestinationStats>,
+    /// When this reporter started: the start of the cumulative totals
+    /// below (and of the operational metrics' sums).
+    pub started_at: Option<DateTime<Utc>>,
+    /// Counter totals of the windows this process closed (gauges left
+    /// out): what was recorded, delivered or not.
+    pub measures: BTreeMap<String, u64>,
+    /// Each gauge's value in the last window closed.
+    pub gauges: BTreeMap<String, u64>,
+    /// When the license token held now expires (refreshed before that),
+    /// if a license was verified.
+    pub license_expires_at: Option<DateTime<Utc>>,
+    /// The operational metrics export, if it runs.
+    pub metrics_export: Option<MetricsExportStats>,
 }
 
 impl ReporterStats {
@@ -85,8 +133,10 @@ impl ReporterStats {
                     last_error: None,
                     credential_rejected: false,
                     delivered: BTreeMap::new(),
+                    failures: BTreeMap::new(),
                 })
                 .collect(),
+            started_at: Some(Utc::now()),
             ..ReporterStats::default()
         }
     }

@@ -87,6 +87,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(args::SinkAction::Usage(usage)) => {
                 sink::usage(usage, term, &mut out).map(|()| 0)?
             }
+            Some(args::SinkAction::Metrics(metrics)) => {
+                sink::metrics(metrics, term, &mut out).map(|()| 0)?
+            }
             None => runtime()?
                 .block_on(sink::run(&args, term, &mut out))
                 .map(|_| 0)?,

@@ -96,6 +96,8 @@
 
 mod connections;
 mod files;
+mod metrics;
+pub mod otlp;
 mod routes;
 mod server;
 mod sink_config;
@@ -108,6 +110,7 @@ mod validate;
 
 pub use connections::{DEFAULT_MAX_CONNECTIONS, RESERVED_FDS};
 pub use files::warn_if_shared;
+pub use metrics::{PeriodStats, Series, metrics};
 pub use routes::MAX_PAGE;
 pub use sink_config::{DEFAULT_ORG_ID, Faults, MIN_ADMIN_TOKEN_CHARS, SinkConfig, TlsFiles};
 pub use state::{

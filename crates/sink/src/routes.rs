@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::state::SinkState;
 use super::store::{MAX_MEASURES_PER_TENANT, StoreFailure, Stored};
 use super::validate::{self, CredentialField, Dialect, Invalid, Submission};
+use crate::otlp;
 use crate::token;
 
 /// Marks a response that must not be sent; `server::handle` returns it as
@@ -37,6 +38,7 @@ pub(crate) fn router(shared: Arc<SinkState>) -> Router {
             submit_to(Dialect::LanggraphApi),
         )
         .route("/api/v1/metadata/submit", submit_to(Dialect::LanggraphApi))
+        .route("/v1/metrics", post(otlp_metrics))
         .route("/v1/summary", get(summary))
         .route("/v1/reports", get(reports))
         .fallback(not_found)
@@ -60,7 +62,8 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "no such endpoint; the sink serves POST /v1/beacon/verify, POST /auth \
          (also /api/v1/auth), POST /v1/metadata/submit (also /v1/beacon/metadata/submit \
-         and /api/v1/metadata/submit), GET /v1/summary and GET /v1/reports",
+         and /api/v1/metadata/submit), POST /v1/metrics (OTLP/HTTP), GET /v1/summary and \
+         GET /v1/reports",
     )
 }
 
@@ -80,9 +83,17 @@ async fn method_not_allowed() -> Response {
 async fn read_body(
     shared: &SinkState,
     headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
+    read_body_max(shared.config.max_body, headers, body).await
+}
+
+/// [`read_body`] with the limit `max`.
+async fn read_body_max(
+    max: usize,
+    headers: &HeaderMap,
     mut body: Body,
 ) -> Result<Vec<u8>, Response> {
-    let max = shared.config.max_body;
     let drain_cap = max.saturating_mul(4).saturating_add(1 << 20);
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -168,6 +179,71 @@ async fn verify(State(shared): State<Arc<SinkState>>, headers: HeaderMap, body: 
         token: Secret::new(token),
     };
     (StatusCode::OK, axum::Json(token)).into_response()
+}
+
+/// `POST /v1/metrics`: an OTLP/HTTP protobuf metrics export; the checks
+/// are listed in [`crate::otlp`].
+async fn otlp_metrics(
+    State(shared): State<Arc<SinkState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body_max(otlp::MAX_OTLP_BODY, &headers, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let protobuf = header(header::CONTENT_TYPE.as_str())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-protobuf"));
+    let encoded = header(header::CONTENT_ENCODING.as_str())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    if !protobuf || encoded {
+        return detail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send OTLP/HTTP protobuf, uncompressed (Content-Type: application/x-protobuf, no \
+             Content-Encoding); OTLP JSON and gzip are not taken",
+        );
+    }
+    let Some(key) = headers.get(otlp::LICENSE_HEADER) else {
+        return detail(
+            StatusCode::UNAUTHORIZED,
+            "missing X-Langchain-License-Key header",
+        );
+    };
+    if !key.to_str().is_ok_and(|k| shared.config.accepts_license(k)) {
+        return detail(
+            StatusCode::FORBIDDEN,
+            "X-Langchain-License-Key is not a license this sink accepts",
+        );
+    }
+    let points = match otlp::decode(&bytes) {
+        Ok(p) => p,
+        Err(reason) => return detail(StatusCode::BAD_REQUEST, reason),
+    };
+    let storing = shared.clone();
+    let stored = tokio::task::spawn_blocking(move || storing.store.accept_points(&points))
+        .await
+        .unwrap_or_else(|e| Err(StoreFailure::Task(e)));
+    match stored {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
+        Err(e) => detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the sink could not store the metrics ({}); retry later",
+                beacon_meter::error_chain(&e)
+            ),
+        ),
+    }
 }
 
 /// `POST /auth` with `X-Api-Key` -> `{"org_config": {...}}`.

@@ -63,6 +63,11 @@ pub struct Summary {
     /// Submits answered by an injected fault: forced status, `503`, dropped
     /// connection, or accepted then dropped.
     pub faults_injected: u64,
+    /// OTLP metrics exports stored (`POST /v1/metrics`).
+    pub metric_exports: u64,
+    /// Points of those exports (kept subject to the retention of
+    /// [`crate::otlp`]; this total is not reduced by it).
+    pub metric_points: u64,
     /// Tokens issued by `POST /v1/beacon/verify`.
     pub verifications: u64,
     /// API keys accepted by `POST /auth`.
@@ -85,7 +90,7 @@ pub struct RecordedRequest {
     /// The path, without the query.
     pub path: String,
     /// Every header in arrival order, names lower-case. The values of
-    /// `X-Api-Key`, `Authorization`, `Proxy-Authorization` and `Cookie` are
+    /// `X-Api-Key`, `X-Langchain-License-Key`, `Authorization`, `Proxy-Authorization` and `Cookie` are
     /// redacted (see [`Secret::redacted`]). Bodies, and so license keys, are
     /// not recorded.
     pub headers: Vec<(String, String)>,
@@ -117,8 +122,9 @@ impl RecordedRequest {
 }
 
 /// Headers whose values [`RecordedRequest`] redacts.
-const SECRET_HEADERS: [&str; 4] = [
+const SECRET_HEADERS: [&str; 5] = [
     "x-api-key",
+    crate::otlp::LICENSE_HEADER,
     "authorization",
     "proxy-authorization",
     "cookie",

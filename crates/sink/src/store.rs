@@ -47,13 +47,15 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::Summary;
+use super::otlp::{MAX_POINTS_STORED, Point, RETENTION};
 use super::validate::Submission;
 use beacon_meter::secret::Secret;
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 2
 /// added `tenant_measures`; a version-1 file is upgraded at open (see
-/// [`UPGRADE_FROM_1`]).
-const SCHEMA_VERSION: i64 = 2;
+/// [`UPGRADE_FROM_1`]). Version 3 added `metric_points` (OTLP metrics,
+/// [`crate::otlp`]), which [`SCHEMA`] creates in an older file.
+const SCHEMA_VERSION: i64 = 3;
 
 /// The most distinct measure names one tenant (the `tenant_id` tag, `""`
 /// for reports without one) may have in the store. Each report may carry
@@ -97,6 +99,23 @@ CREATE TABLE IF NOT EXISTS totals (
     value INTEGER NOT NULL,               -- u64, stored as its i64 bit pattern
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_points (
+    id          INTEGER PRIMARY KEY,      -- arrival order
+    received_ms INTEGER NOT NULL,         -- Unix milliseconds
+    service     TEXT NOT NULL,            -- resource service.name
+    instance    TEXT NOT NULL,            -- instance_id attribute, or ''
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,            -- sum | gauge | histogram | ...
+    unit        TEXT NOT NULL,
+    start_ns    INTEGER NOT NULL,         -- u64 nanoseconds, as i64 bits
+    time_ns     INTEGER NOT NULL,
+    value       REAL NOT NULL,            -- the number, or a histogram's sum
+    count       INTEGER,                  -- a histogram's count
+    buckets     TEXT,                     -- a histogram's bounds and counts (JSON)
+    attributes  TEXT NOT NULL             -- the other point attributes (JSON)
+);
+CREATE INDEX IF NOT EXISTS metric_points_by_series ON metric_points(name, instance, time_ns);
+CREATE INDEX IF NOT EXISTS metric_points_by_arrival ON metric_points(received_ms);
 CREATE TABLE IF NOT EXISTS tenant_measures (
     tenant TEXT NOT NULL,                 -- as reports.tenant
     name   TEXT NOT NULL,                 -- a measure name it has reported
@@ -317,6 +336,52 @@ impl Store {
         })
     }
 
+    /// Stores the points of one OTLP export in one transaction, counts the
+    /// export, and applies the retention (see [`crate::otlp`]).
+    pub(crate) fn accept_points(&self, points: &[Point]) -> Result<(), StoreFailure> {
+        let now_ms = Utc::now().timestamp_millis();
+        let mut db = self.db.lock();
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO metric_points (received_ms, service, instance, name, kind, unit,
+                     start_ns, time_ns, value, count, buckets, attributes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for p in points {
+                stmt.execute(params![
+                    now_ms,
+                    p.service,
+                    p.instance,
+                    p.name,
+                    p.kind,
+                    p.unit,
+                    p.start_ns as i64,
+                    p.time_ns as i64,
+                    p.value,
+                    p.count.map(|c| c as i64),
+                    p.buckets,
+                    p.attributes,
+                ])?;
+            }
+        }
+        bump(&tx, "count", "metric_exports", 1)?;
+        bump(&tx, "count", "metric_points", points.len() as u64)?;
+        let oldest_ms = now_ms - RETENTION.as_millis() as i64;
+        tx.execute(
+            "DELETE FROM metric_points WHERE received_ms < ?1",
+            [oldest_ms],
+        )?;
+        tx.execute(
+            "DELETE FROM metric_points WHERE id <= (SELECT MAX(id) FROM metric_points) - ?1",
+            [MAX_POINTS_STORED],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The totals over every stored report: the fields of a [`Summary`]
     /// read from the database (the others left at zero).
     pub(crate) fn totals(&self) -> Result<Summary, StoreError> {
@@ -511,6 +576,8 @@ fn read_totals(conn: &Connection) -> rusqlite::Result<Summary> {
         match (kind.as_str(), name.as_str()) {
             ("count", "reports") => totals.reports = value,
             ("count", "without_idempotency_key") => totals.without_idempotency_key = value,
+            ("count", "metric_exports") => totals.metric_exports = value,
+            ("count", "metric_points") => totals.metric_points = value,
             ("measure", _) => {
                 totals.measures.insert(name, value);
             }

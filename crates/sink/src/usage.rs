@@ -60,15 +60,23 @@ pub fn usage(
     by: Period,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<UsageRow>, StoreError> {
+    let conn = open_existing(db)?;
+    let err = StoreError::sqlite(db);
+    let since = since.map_or_else(String::new, |t| {
+        t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    });
+    group(&conn, by, &since).map_err(err)
+}
+
+/// A connection to the existing sink database `db` (never created here),
+/// waiting up to 10 s for a running sink's write lock.
+pub(crate) fn open_existing(db: &Path) -> Result<Connection, StoreError> {
     let err = StoreError::sqlite(db);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db, flags).map_err(err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(err)?;
-    let since = since.map_or_else(String::new, |t| {
-        t.to_rfc3339_opts(SecondsFormat::Nanos, true)
-    });
-    group(&conn, by, &since).map_err(err)
+    Ok(conn)
 }
 
 /// Streams the (report, measure) rows and sums them per group: memory is

@@ -70,6 +70,7 @@ Examples:
       serve HTTPS to other hosts; /v1/summary and /v1/reports need
       `Authorization: Bearer <token>`
   beacon-meter sink usage --db beacon.db --by hour --since 2026-11-30
+  beacon-meter sink metrics --db beacon.db --name beacon_meter_windows_pending
       totals per hour, host, tenant and destination, read from beacon.db
 
 The first line of output is `Listening on http://ADDR` (with --json, a JSON
@@ -386,6 +387,34 @@ pub enum SinkAction {
     /// Print usage totals per period, host, tenant and destination from a
     /// sink database.
     Usage(UsageArgs),
+    /// Print the OTLP metrics a sink stored (POST /v1/metrics): per metric,
+    /// instance and attributes, the latest value and a per-period summary.
+    Metrics(MetricsArgs),
+}
+
+/// `beacon-meter sink metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The sink database (as given to `sink --db`).
+    #[arg(long, value_name = "PATH")]
+    pub db: PathBuf,
+
+    /// Only this metric (e.g. beacon_meter_windows_pending).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Only points at or after this instant: RFC 3339
+    /// (2026-11-30T09:00:00Z) or a date (2026-11-30, midnight UTC).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// One summary per hour or per day (UTC) of the points' times.
+    #[arg(long, value_name = "PERIOD", value_enum, default_value_t = UsagePeriod::Hour)]
+    pub by: UsagePeriod,
+
+    /// Machine output: a JSON array of series.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `beacon-meter sink usage`.

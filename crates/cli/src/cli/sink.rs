@@ -5,13 +5,13 @@
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
 
-use super::args::{SinkArgs, UsageArgs, UsagePeriod};
+use super::args::{MetricsArgs, SinkArgs, UsageArgs, UsagePeriod};
 use super::exit;
 use super::term::Term;
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::{
-    Faults, MIN_ADMIN_TOKEN_CHARS, Period, SinkConfig, SinkError, SinkHandle, StoreError, Summary,
-    TlsFiles, UsageRow,
+    Faults, MIN_ADMIN_TOKEN_CHARS, Period, Series, SinkConfig, SinkError, SinkHandle, StoreError,
+    Summary, TlsFiles, UsageRow,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -486,6 +486,90 @@ fn print_usage(term: Term, out: &mut dyn Write, rows: &[UsageRow]) -> io::Result
         total(&|r| get(r, beacon_meter::meter::RUNS)),
         total(&|r| get(r, beacon_meter::meter::NODES))
     )
+}
+
+/// `beacon-meter sink metrics`: the OTLP metrics of a sink database, as a
+/// table or (`--json`) a JSON array of [`Series`].
+pub fn metrics(
+    args: &MetricsArgs,
+    term: Term,
+    out: &mut dyn Write,
+) -> Result<(), SinkCommandError> {
+    let by = match args.by {
+        UsagePeriod::Hour => Period::Hour,
+        UsagePeriod::Day => Period::Day,
+    };
+    let series = beacon_meter_sink::metrics(&args.db, args.name.as_deref(), args.since, by)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&series).map_err(io::Error::other)?;
+        writeln!(out, "{text}")?;
+    } else {
+        print_metrics(term, out, &series)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_metrics(term: Term, out: &mut dyn Write, series: &[Series]) -> io::Result<()> {
+    if series.is_empty() {
+        return writeln!(out, "No metrics stored in this period.");
+    }
+    for s in series {
+        let attrs = match &s.attributes {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                let pairs: Vec<String> =
+                    m.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect();
+                format!(" {{{}}}", pairs.join(", "))
+            }
+            _ => String::new(),
+        };
+        let instance = if s.instance.is_empty() {
+            "-"
+        } else {
+            &s.instance
+        };
+        let head = format!(
+            "{}{attrs} ({}, {})",
+            s.name,
+            s.kind,
+            if s.unit.is_empty() { "1" } else { &s.unit }
+        );
+        writeln!(out, "{}", term.bold(&head))?;
+        writeln!(
+            out,
+            "  instance {instance}, service {}: latest {} at {}",
+            s.service,
+            number(s.latest),
+            s.latest_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )?;
+        for p in &s.periods {
+            writeln!(
+                out,
+                "  {:<13} {:>6} points  min {:>12}  max {:>12}  last {:>12}",
+                p.period,
+                p.points,
+                number(p.min),
+                number(p.max),
+                number(p.last)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A JSON attribute value as text: strings without their quotes.
+fn plain(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// A value as an integer when it is one.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// The name of the first stop signal to come, Ctrl-C (SIGINT) or SIGTERM.

@@ -1,0 +1,58 @@
+//! Operational metrics over OTLP/HTTP: the second channel.
+//!
+//! Usage reports carry what is billed. Beside them, the reference platform
+//! (`langgraph-api` 0.16.7, `self_hosted_metrics.py`) pushes operational
+//! metrics to an OpenTelemetry collector, so that the vendor can help
+//! remotely, and operators can alert. beacon-meter does the same for
+//! itself, under the platform's own rules:
+//!
+//! * **Opt-in**: [`crate::config::ENV_METRICS_ENABLED`] (or
+//!   `ConfigBuilder::metrics_export`), with
+//!   [`crate::config::ENV_METRICS_ENDPOINT`], the full URL (turned on
+//!   without one, the configuration is refused, as the platform refuses to
+//!   start), every [`crate::config::ENV_METRICS_INTERVAL`] (60 s by
+//!   default).
+//! * **Only with a license key**, sent as the `X-Langchain-License-Key`
+//!   header; with none, the reporter warns once and exports nothing.
+//!   Offline ([`crate::config::Config::is_offline`]), nothing at all.
+//! * **What**: the reporter's health per destination and the meter's
+//!   totals ([`encode`] lists every metric). Every value is a field of
+//!   [`ReporterStats`] at export time, and nothing else: the usage report
+//!   already reveals everything here. Points carry `instance_id` from
+//!   [`crate::config::ENV_HOSTNAME`]; the resource says `service.name =
+//!   beacon-meter` and the version.
+//! * **Encoding**: OTLP/HTTP with protobuf bodies
+//!   (`Content-Type: application/x-protobuf`), the OpenTelemetry
+//!   project's generated types (`opentelemetry-proto`, without tonic) and
+//!   `prost`. Sums are cumulative from the reporter's start, so a lost
+//!   export loses nothing: the next one carries the totals.
+//! * **Never in the way of usage delivery**: its own task, its own HTTP
+//!   client and backoff (the interval doubled per failure in a row, up to
+//!   8 intervals); nothing is queued (each export is made from the stats
+//!   of its moment), so memory does not grow with an outage; a final
+//!   export at shutdown, after the final window's delivery, bounded by
+//!   [`FINAL_EXPORT_TIMEOUT`].
+//!
+//! Layer: shell. May import the reporter's stats, `config`, `client`,
+//! `opentelemetry-proto`, `prost`, tokio. Must not import the sink or the CLI.
+
+pub mod encode;
+pub(crate) mod export;
+
+pub use encode::{SERVICE_NAME, metrics_request};
+pub use export::FINAL_EXPORT_TIMEOUT;
+
+use crate::reporter::ReporterStats;
+
+/// The protobuf body of one export of `stats` (what is posted), at `now`.
+pub fn encode_metrics(
+    stats: &ReporterStats,
+    instance_id: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    use prost::Message;
+    metrics_request(stats, instance_id, now).encode_to_vec()
+}
+
+/// The header that carries the license key, as the platform sends it.
+pub const LICENSE_HEADER: &str = "X-Langchain-License-Key";
