@@ -56,3 +56,69 @@ pub fn encode_metrics(
 
 /// The header that carries the license key, as the platform sends it.
 pub const LICENSE_HEADER: &str = "X-Langchain-License-Key";
+
+/// What the first export of a reporter started with `config` sends at
+/// `now` (every counter zero, no delivery yet), encoded: the sample
+/// `beacon-meter preview` shows. `None` when `config` exports nothing
+/// (off, offline, or no license key).
+pub fn sample(
+    config: &crate::config::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Vec<u8>> {
+    let export = config.metrics_export()?;
+    if config.is_offline() || config.license_key().is_none() {
+        return None;
+    }
+    let dests = crate::reporter::routes(config).into_iter().map(|r| r.dest);
+    let mut stats = ReporterStats::new(false, dests, 0);
+    stats.started_at = Some(now);
+    Some(encode_metrics(&stats, export.instance_id.as_deref(), now))
+}
+
+/// One line per point of an encoded export: `name{attributes} = value
+/// (kind, unit)`, in the order sent. An undecodable body is an error
+/// naming prost's reason.
+pub fn describe(body: &[u8]) -> Result<Vec<String>, prost::DecodeError> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    use prost::Message;
+    let request = ExportMetricsServiceRequest::decode(body)?;
+    let mut lines = Vec::new();
+    for m in request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
+        let (kind, points) = match &m.data {
+            Some(metric::Data::Sum(s)) => ("sum", &s.data_points),
+            Some(metric::Data::Gauge(g)) => ("gauge", &g.data_points),
+            _ => continue,
+        };
+        for p in points {
+            let attrs: Vec<String> = p
+                .attributes
+                .iter()
+                .map(
+                    |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => format!("{}={s}", kv.key),
+                        other => format!("{}={other:?}", kv.key),
+                    },
+                )
+                .collect();
+            let value = match p.value {
+                Some(number_data_point::Value::AsInt(i)) => i.to_string(),
+                Some(number_data_point::Value::AsDouble(d)) => d.to_string(),
+                None => "-".to_owned(),
+            };
+            let unit = if m.unit.is_empty() { "1" } else { &m.unit };
+            lines.push(format!(
+                "{}{{{}}} = {value} ({kind}, {unit})",
+                m.name,
+                attrs.join(", ")
+            ));
+        }
+    }
+    Ok(lines)
+}

@@ -5,7 +5,7 @@
 
 use super::args::PreviewArgs;
 use super::term::Term;
-use crate::doctor::preview::{Preview, Previews, build};
+use crate::doctor::preview::{MetricsPreview, Preview, Previews, build};
 use anyhow::Context as _;
 use beacon_meter::config::{Config, ENV_LICENSE_KEY, ENV_WIRE};
 use beacon_meter::spool::Spool;
@@ -92,6 +92,29 @@ fn render(p: &Previews, term: Term, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out)?;
         }
     }
+    if let Some(m) = &p.metrics {
+        render_metrics(m, term, out)?;
+    }
+    Ok(())
+}
+
+/// The second channel: where, how often, and the first export's points.
+fn render_metrics(m: &MetricsPreview, term: Term, out: &mut dyn Write) -> io::Result<()> {
+    let title = term.bold("Operational metrics (OTLP/HTTP protobuf)");
+    let whereto = match &m.withheld {
+        Some(why) => format!("NOT exported: {why}; it would go to {}", m.url),
+        None => format!("POSTed to {} every {:?}", m.url, m.interval),
+    };
+    writeln!(out, "\n{title}: {whereto}")?;
+    writeln!(
+        out,
+        "  headers: Content-Type: application/x-protobuf, {}: (the license key)",
+        beacon_meter::otlp::LICENSE_HEADER
+    )?;
+    writeln!(out, "  the first export, {} bytes, decoded:", m.bytes)?;
+    for p in &m.points {
+        writeln!(out, "    {p}")?;
+    }
     Ok(())
 }
 
@@ -176,5 +199,36 @@ mod tests {
         assert!(text.contains("\"license\": \"lcl_…9f2a\""), "{text}");
         assert!(text.contains("(license lcl_…9f2a)"), "{text}");
         assert!(!text.contains(LICENSE));
+    }
+
+    #[test]
+    fn the_metrics_channel_is_previewed_with_its_url_and_exact_points() {
+        use beacon_meter::config::{ENV_HOSTNAME, ENV_METRICS_ENABLED, ENV_METRICS_ENDPOINT};
+        let metrics = [
+            (ENV_METRICS_ENABLED, "true"),
+            (ENV_METRICS_ENDPOINT, "https://collector.example/v1/metrics"),
+            (ENV_HOSTNAME, "pod-9"),
+        ];
+        let (p, text) = preview(&[&metrics[..], &[(ENV_LICENSE_KEY, LICENSE)]].concat());
+        let m = p.metrics.expect("previewed");
+        assert!(m.withheld.is_none() && m.bytes > 0, "{m:?}");
+        assert!(
+            text.contains("POSTed to https://collector.example/v1/metrics every 60s"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "beacon_meter_windows_pending{destination=beacon, instance_id=pod-9} = 0 (gauge, 1)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(LICENSE), "{text}");
+        // An API key only: shown, and said not to be exported.
+        let (p, text) = preview(&[&metrics[..], &[(ENV_API_KEY, API_KEY)]].concat());
+        assert!(p.metrics.unwrap().withheld.is_some());
+        assert!(text.contains("NOT exported"), "{text}");
+        // Off: no section.
+        let (p, _) = preview(&[(ENV_LICENSE_KEY, LICENSE)]);
+        assert!(p.metrics.is_none());
     }
 }

@@ -436,13 +436,33 @@ fn egress_targets(
             port: base.port_or_known_default().unwrap_or(443),
             purpose: vec![format!("{what} verification and usage reports ({var})")],
         };
-        let key = |e: &Egress| (e.scheme.clone(), e.host.clone(), e.port);
-        match targets.iter_mut().find(|(_, e)| key(e) == key(&egress)) {
-            Some((_, e)) => e.purpose.extend(egress.purpose),
-            None => targets.push((base.clone(), egress)),
-        }
+        add_target(&mut targets, base, egress);
+    }
+    // The second channel, when it would export (online, with a license).
+    if let (Some(m), Some(_)) = (config.metrics_export(), config.license_key()) {
+        let url = &m.endpoint;
+        let egress = Egress {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str().unwrap_or_default().to_owned(),
+            port: url.port_or_known_default().unwrap_or(443),
+            purpose: vec![format!(
+                "operational metrics over OTLP/HTTP ({})",
+                beacon_meter::config::ENV_METRICS_ENDPOINT
+            )],
+        };
+        add_target(&mut targets, url, egress);
     }
     targets
+}
+
+/// Adds `egress` for `url` to `targets`, or its purposes to the entry of
+/// the same scheme, host and port.
+fn add_target(targets: &mut Vec<(Url, Egress)>, url: &Url, egress: Egress) {
+    let key = |e: &Egress| (e.scheme.clone(), e.host.clone(), e.port);
+    match targets.iter_mut().find(|(_, e)| key(e) == key(&egress)) {
+        Some((_, e)) => e.purpose.extend(egress.purpose),
+        None => targets.push((url.clone(), egress)),
+    }
 }
 
 /// True if `url`'s host (and port) answered.
@@ -679,5 +699,28 @@ mod tests {
         assert_eq!(finish(r.clone()).exit_code, 3);
         r.hosts.clear();
         assert_eq!(finish(r).exit_code, 0);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_is_in_the_egress_allowlist_only_when_it_exports() {
+        use beacon_meter::config::{ENV_METRICS_ENABLED, ENV_METRICS_ENDPOINT};
+        let on = [
+            (ENV_METRICS_ENABLED, "true"),
+            (ENV_METRICS_ENDPOINT, "https://otel.example:4318/v1/metrics"),
+        ];
+        let c = config(&[&on[..], &[(ENV_LICENSE_KEY, "lcl_0123456789abcdef")]].concat());
+        let targets = egress_targets(&c, &c.credentials());
+        let otel = targets
+            .iter()
+            .find(|(_, e)| e.host == "otel.example")
+            .expect("listed");
+        assert_eq!(otel.1.port, 4318);
+        assert!(otel.1.purpose[0].contains("OTLP"), "{:?}", otel.1);
+        let c = config(&[&on[..], &[(API_KEY_VARS[1], "lsv2_pt_0123456789abcdef")]].concat());
+        let targets = egress_targets(&c, &c.credentials());
+        assert!(
+            targets.iter().all(|(_, e)| e.host != "otel.example"),
+            "no license, no export"
+        );
     }
 }

@@ -68,6 +68,50 @@ pub struct Previews {
     pub offline: Option<String>,
     /// Why the license is not sent although the API key is, if so.
     pub withheld: Option<String>,
+    /// The operational metrics export, if the configuration turns it on.
+    pub metrics: Option<MetricsPreview>,
+}
+
+/// The second channel (OTLP/HTTP operational metrics), as `preview` shows it.
+#[derive(Debug, Clone)]
+pub struct MetricsPreview {
+    /// Where it is posted, safe to show.
+    pub url: String,
+    /// How often.
+    pub interval: std::time::Duration,
+    /// Why nothing is exported although it is turned on (offline, no
+    /// license key), if so.
+    pub withheld: Option<String>,
+    /// The size of the first export's protobuf body, in bytes.
+    pub bytes: usize,
+    /// Its points, one line each, decoded from that exact body.
+    pub points: Vec<String>,
+}
+
+/// The metrics export of `config` at `now`, if it is turned on.
+pub fn metrics_preview(config: &Config, now: DateTime<Utc>) -> Option<MetricsPreview> {
+    use beacon_meter::config::{ENV_LICENSE_KEY, ENV_METRICS_ENABLED};
+    let export = config.metrics_export()?;
+    let withheld = if config.is_offline() {
+        Some("the deployment is offline, so no metrics are exported either".to_owned())
+    } else if config.license_key().is_none() {
+        Some(format!(
+            "{ENV_METRICS_ENABLED} is on, but metrics are exported only with a license key \
+             ({ENV_LICENSE_KEY}), as the platform's are"
+        ))
+    } else {
+        None
+    };
+    // Offline or without a key, what it would send online with one.
+    let body = beacon_meter::otlp::sample(config, now).unwrap_or_default();
+    let points = beacon_meter::otlp::describe(&body).unwrap_or_default();
+    Some(MetricsPreview {
+        url: export.endpoint.to_string(),
+        interval: export.interval,
+        withheld,
+        bytes: body.len(),
+        points,
+    })
 }
 
 /// The reports `config` would send at `now`, with tags from `tags` (plus the
@@ -93,6 +137,7 @@ pub fn build(config: &Config, tags: &Tags, spool_dir: &Path, now: DateTime<Utc>)
         reports,
         offline: offline_reason(config),
         withheld: withheld_license(config),
+        metrics: metrics_preview(config, now),
     }
 }
 
