@@ -169,3 +169,41 @@ def test_the_platforms_own_self_hosted_metrics(tmp_path):
     assert {r[2] for r in sent} == {"lg-pod-0"}
     assert stored_rows(db) == sent
     assert summary["metric_points"] == len(sent), summary
+
+
+def test_the_python_bindings_reporter_exports_its_metrics(tmp_path):
+    """Reporter.from_env with the platform's metrics variables: the
+    binding's reporter exports to the sink, and the last export carries
+    the runs and nodes it recorded."""
+    db = tmp_path / "sink.db"
+    sink = Sink(db=db)
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ.update(
+            LANGGRAPH_CLOUD_LICENSE_KEY={LICENSE!r}, BEACON_URL={sink.url!r},
+            LANGGRAPH_METRICS_ENABLED="true", LANGGRAPH_METRICS_ENDPOINT={sink.url + "/v1/metrics"!r},
+            LANGGRAPH_METRICS_EXPORT_INTERVAL_MS="1000", HOSTNAME="py-pod",
+            BEACON_SPOOL_DIR={str(tmp_path / "spool")!r}, BEACON_INTERVAL_SECS="1",
+        )
+        from beacon_meter import Meter, Reporter
+        m = Meter()
+        r = Reporter.from_env(m)
+        for _ in range(7):
+            m.record_run(nodes=3)
+        stats = r.shutdown()
+        assert stats["metrics_export"]["exports"] >= 1, stats
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = sink.stop()
+    assert summary["metric_exports"] >= 1, summary
+    with sqlite3.connect(db) as c:
+        last = dict(
+            c.execute(
+                "SELECT name, value FROM metric_points WHERE name IN (?, ?) AND instance = 'py-pod' ORDER BY id",
+                ("langgraph.platform.runs", "langgraph.platform.nodes"),
+            ).fetchall()
+        )
+    assert last == {"langgraph.platform.runs": 7.0, "langgraph.platform.nodes": 21.0}, last
