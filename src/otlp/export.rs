@@ -1,7 +1,7 @@
 //! The exporter task: one export every interval (longer after failures),
 //! and a last one when the reporter shuts down. See the [module docs](super).
 
-use super::{LICENSE_HEADER, encode_metrics};
+use super::encode_metrics;
 use crate::client::HttpClient;
 use crate::client::http::{answer_text, scrub};
 use crate::reporter::ReporterState;
@@ -106,7 +106,7 @@ impl Exporter {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
             )
-            .header(LICENSE_HEADER, key)
+            .header(crate::wire::METRICS_LICENSE_HEADER, key)
             .body(body);
         let response = self
             .http

@@ -54,9 +54,6 @@ pub fn encode_metrics(
     metrics_request(stats, instance_id, now).encode_to_vec()
 }
 
-/// The header that carries the license key, as the platform sends it.
-pub const LICENSE_HEADER: &str = "X-Langchain-License-Key";
-
 /// What the first export of a reporter started with `config` sends at
 /// `now` (every counter zero, no delivery yet), encoded: the sample
 /// `beacon-meter preview` shows. `None` when `config` exports nothing

@@ -31,6 +31,11 @@ pub mod tiling;
 pub mod truncate;
 
 pub use dialect::{Dialect, UnknownDialect};
+
+/// The header that carries the license key on the operational metrics
+/// channel (OTLP/HTTP, `docs/protocol.md`), as the platform sends it.
+/// Lower case, as HTTP/2 sends every header name and as `http` holds them.
+pub const METRICS_LICENSE_HEADER: &str = "x-langchain-license-key";
 pub use error_body::ErrorBody;
 pub use logs::{DEFAULT_MAX_REPORT_BYTES, LogLevel, LogRecord, ReportTooLarge, fit_report};
 pub use messages::{AuthResponse, OrgConfig, VerifyRequest, VerifyResponse};

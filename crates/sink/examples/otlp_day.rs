@@ -21,18 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const IN_FLIGHT: u64 = 16;
-
-/// VmRSS of this process, in KiB, from /proc/self/status.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
+const LICENSE: &str = "lcl_otlp_day_0123456789";
 
 /// The database's size with its WAL, in MiB.
 fn db_mib(db: &Path) -> f64 {
@@ -44,7 +33,7 @@ fn db_mib(db: &Path) -> f64 {
 /// The export body of instance `i`.
 fn body(i: u64) -> Vec<u8> {
     let config = Config::from_pairs(&[
-        ("LANGGRAPH_CLOUD_LICENSE_KEY", "lcl_otlp_day_0123456789"),
+        ("LANGGRAPH_CLOUD_LICENSE_KEY", LICENSE),
         ("LANGGRAPH_METRICS_ENABLED", "true"),
         (
             "LANGGRAPH_METRICS_ENDPOINT",
@@ -94,7 +83,7 @@ async fn main() {
         let s = started.elapsed().as_secs_f64();
         println!(
             "{n:>9}  {points:>11}  {:>9.1}  {:>9.1}  {s:>9.1}",
-            rss_kib() as f64 / 1024.0,
+            beacon_meter_testkit::rss_kib() as f64 / 1024.0,
             db_mib(&db)
         );
     };
@@ -112,7 +101,7 @@ async fn main() {
                 let r = client
                     .post(url.clone())
                     .header("content-type", "application/x-protobuf")
-                    .header("x-langchain-license-key", "lcl_otlp_day_0123456789")
+                    .header(beacon_meter::wire::METRICS_LICENSE_HEADER, LICENSE)
                     .body(bodies[(n % bodies.len() as u64) as usize].clone())
                     .send()
                     .await

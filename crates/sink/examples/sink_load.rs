@@ -17,18 +17,6 @@ use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 32;
 
-/// VmRSS of this process, in KiB, from /proc/self/status.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn report(n: u64) -> String {
     json!({
         "license": "lcl_load_test_0123456789",
@@ -70,7 +58,7 @@ async fn main() {
         let s = started.elapsed().as_secs_f64();
         println!(
             "{n:>9}  {:>9.1}  {s:>9.1}  {:>11.0}",
-            rss_kib() as f64 / 1024.0,
+            beacon_meter_testkit::rss_kib() as f64 / 1024.0,
             if s > 0.0 { n as f64 / s } else { 0.0 }
         );
     };

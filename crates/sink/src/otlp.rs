@@ -214,6 +214,3 @@ fn json_of(value: Option<&AnyValue>) -> Value {
         Some(any_value::Value::StringValueStrindex(_)) | None => Value::Null,
     }
 }
-
-/// The header that carries the license, as the platform sends it.
-pub const LICENSE_HEADER: &str = "x-langchain-license-key";

@@ -209,7 +209,7 @@ async fn otlp_metrics(
              Content-Encoding); OTLP JSON and gzip are not taken",
         );
     }
-    let Some(key) = headers.get(otlp::LICENSE_HEADER) else {
+    let Some(key) = headers.get(beacon_meter::wire::METRICS_LICENSE_HEADER) else {
         return detail(
             StatusCode::UNAUTHORIZED,
             "missing X-Langchain-License-Key header",

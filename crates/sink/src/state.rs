@@ -124,7 +124,7 @@ impl RecordedRequest {
 /// Headers whose values [`RecordedRequest`] redacts.
 const SECRET_HEADERS: [&str; 5] = [
     "x-api-key",
-    crate::otlp::LICENSE_HEADER,
+    beacon_meter::wire::METRICS_LICENSE_HEADER,
     "authorization",
     "proxy-authorization",
     "cookie",

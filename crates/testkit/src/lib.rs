@@ -164,3 +164,16 @@ pub fn fill(dir: &Path) -> PathBuf {
         }
     }
 }
+
+/// The resident memory of this process (`VmRSS`), in KiB, from
+/// /proc/self/status; 0 where it cannot be read.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

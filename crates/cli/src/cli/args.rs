@@ -447,6 +447,15 @@ pub enum UsagePeriod {
     Day,
 }
 
+impl From<UsagePeriod> for beacon_meter_sink::Period {
+    fn from(p: UsagePeriod) -> Self {
+        match p {
+            UsagePeriod::Hour => beacon_meter_sink::Period::Hour,
+            UsagePeriod::Day => beacon_meter_sink::Period::Day,
+        }
+    }
+}
+
 fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let value = value.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {

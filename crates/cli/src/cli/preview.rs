@@ -109,7 +109,7 @@ fn render_metrics(m: &MetricsPreview, term: Term, out: &mut dyn Write) -> io::Re
     writeln!(
         out,
         "  headers: Content-Type: application/x-protobuf, {}: (the license key)",
-        beacon_meter::otlp::LICENSE_HEADER
+        beacon_meter::wire::METRICS_LICENSE_HEADER
     )?;
     writeln!(out, "  the first export, {} bytes, decoded:", m.bytes)?;
     for p in &m.points {

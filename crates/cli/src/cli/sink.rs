@@ -5,13 +5,13 @@
 //! gracefully and prints the totals. Credentials given as flags are only
 //! ever printed redacted.
 
-use super::args::{MetricsArgs, SinkArgs, UsageArgs, UsagePeriod};
+use super::args::{MetricsArgs, SinkArgs, UsageArgs};
 use super::exit;
 use super::term::Term;
 use beacon_meter::secret::Secret;
 use beacon_meter_sink::{
-    Faults, MIN_ADMIN_TOKEN_CHARS, Period, Series, SinkConfig, SinkError, SinkHandle, StoreError,
-    Summary, TlsFiles, UsageRow,
+    Faults, MIN_ADMIN_TOKEN_CHARS, Series, SinkConfig, SinkError, SinkHandle, StoreError, Summary,
+    TlsFiles, UsageRow,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -426,11 +426,7 @@ fn listing(out: &mut dyn Write, title: &str, entries: &BTreeMap<String, u64>) ->
 /// `beacon-meter sink usage`: the totals of a sink database, as a table or
 /// (`--json`) a JSON array of [`UsageRow`]s.
 pub fn usage(args: &UsageArgs, term: Term, out: &mut dyn Write) -> Result<(), SinkCommandError> {
-    let by = match args.by {
-        UsagePeriod::Hour => Period::Hour,
-        UsagePeriod::Day => Period::Day,
-    };
-    let rows = beacon_meter_sink::usage(&args.db, by, args.since)?;
+    let rows = beacon_meter_sink::usage(&args.db, args.by.into(), args.since)?;
     if args.json {
         writeln!(
             out,
@@ -495,11 +491,8 @@ pub fn metrics(
     term: Term,
     out: &mut dyn Write,
 ) -> Result<(), SinkCommandError> {
-    let by = match args.by {
-        UsagePeriod::Hour => Period::Hour,
-        UsagePeriod::Day => Period::Day,
-    };
-    let series = beacon_meter_sink::metrics(&args.db, args.name.as_deref(), args.since, by)?;
+    let series =
+        beacon_meter_sink::metrics(&args.db, args.name.as_deref(), args.since, args.by.into())?;
     if args.json {
         let text = serde_json::to_string_pretty(&series).map_err(io::Error::other)?;
         writeln!(out, "{text}")?;

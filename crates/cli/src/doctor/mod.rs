@@ -430,34 +430,29 @@ fn egress_targets(
             CredentialKind::License => "license",
             CredentialKind::ApiKey => "API-key",
         };
-        let egress = Egress {
-            scheme: base.scheme().to_owned(),
-            host: base.host_str().unwrap_or_default().to_owned(),
-            port: base.port_or_known_default().unwrap_or(443),
-            purpose: vec![format!("{what} verification and usage reports ({var})")],
-        };
-        add_target(&mut targets, base, egress);
+        let purpose = format!("{what} verification and usage reports ({var})");
+        add_target(&mut targets, base, purpose);
     }
     // The second channel, when it would export (online, with a license).
     if let (Some(m), Some(_)) = (config.metrics_export(), config.license_key()) {
-        let url = &m.endpoint;
-        let egress = Egress {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str().unwrap_or_default().to_owned(),
-            port: url.port_or_known_default().unwrap_or(443),
-            purpose: vec![format!(
-                "operational metrics over OTLP/HTTP ({})",
-                beacon_meter::config::ENV_METRICS_ENDPOINT
-            )],
-        };
-        add_target(&mut targets, url, egress);
+        let purpose = format!(
+            "operational metrics over OTLP/HTTP ({})",
+            beacon_meter::config::ENV_METRICS_ENDPOINT
+        );
+        add_target(&mut targets, &m.endpoint, purpose);
     }
     targets
 }
 
-/// Adds `egress` for `url` to `targets`, or its purposes to the entry of
-/// the same scheme, host and port.
-fn add_target(targets: &mut Vec<(Url, Egress)>, url: &Url, egress: Egress) {
+/// Adds `url`'s scheme, host and port to `targets` for `purpose`, or the
+/// purpose to the entry already there for them.
+fn add_target(targets: &mut Vec<(Url, Egress)>, url: &Url, purpose: String) {
+    let egress = Egress {
+        scheme: url.scheme().to_owned(),
+        host: url.host_str().unwrap_or_default().to_owned(),
+        port: url.port_or_known_default().unwrap_or(443),
+        purpose: vec![purpose],
+    };
     let key = |e: &Egress| (e.scheme.clone(), e.host.clone(), e.port);
     match targets.iter_mut().find(|(_, e)| key(e) == key(&egress)) {
         Some((_, e)) => e.purpose.extend(egress.purpose),
